@@ -1,0 +1,88 @@
+package policy_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+// fakeFacts answers lookups from a fixed set of nodes, like the controller's caches would.
+type fakeFacts struct {
+	nodes   map[string]*policy.Node
+	cluster policy.Cluster
+
+	nodeErr, addressErr, clusterErr error
+}
+
+// defaultFacts returns a dual-stack node-a with every address type, a node-b, and a dual-stack
+// cluster.
+func defaultFacts() *fakeFacts {
+	return &fakeFacts{
+		nodes: map[string]*policy.Node{
+			"node-a": node("node-a",
+				"Hostname=node-a", "InternalIP=10.0.0.10", "InternalIP=fd00::10", "ExternalIP=203.0.113.10",
+				"InternalDNS=node-a.internal.example", "ExternalDNS=node-a.example.com"),
+			"node-b": node("node-b", "Hostname=node-b", "InternalIP=10.0.0.11", "InternalIP=fd00::11"),
+		},
+		cluster: policy.Cluster{
+			APIServerAddresses: []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")},
+			ServiceCIDRs:       []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("fd00:96::/112")},
+		},
+	}
+}
+
+// node builds a Node from "Type=address" pairs.
+func node(name string, addresses ...string) *policy.Node {
+	n := &policy.Node{Name: name}
+	for _, a := range addresses {
+		typ, addr, _ := strings.Cut(a, "=")
+		n.Addresses = append(n.Addresses, corev1.NodeAddress{Type: corev1.NodeAddressType(typ), Address: addr})
+	}
+	return n
+}
+
+// addAddresses adds "Type=address" pairs to the named node.
+func (f *fakeFacts) addAddresses(name string, addresses ...string) {
+	f.nodes[name].Addresses = append(f.nodes[name].Addresses, node(name, addresses...).Addresses...)
+}
+
+func (f *fakeFacts) Node(_ context.Context, name string) (*policy.Node, error) {
+	if f.nodeErr != nil {
+		return nil, f.nodeErr
+	}
+	return f.nodes[name], nil
+}
+
+func (f *fakeFacts) NodesWithAddress(_ context.Context, key string) ([]string, error) {
+	if f.addressErr != nil {
+		return nil, f.addressErr
+	}
+	var names []string
+	for name, n := range f.nodes {
+		for _, a := range n.Addresses {
+			if addressKey(a) == key {
+				names = append(names, name)
+				break
+			}
+		}
+	}
+	return names, nil
+}
+
+func (f *fakeFacts) Cluster(context.Context) (policy.Cluster, error) {
+	return f.cluster, f.clusterErr
+}
+
+// addressKey is the key NodesWithAddress documents for a node address.
+func addressKey(a corev1.NodeAddress) string {
+	if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
+		if addr, err := netip.ParseAddr(a.Address); err == nil {
+			return addr.Unmap().String()
+		}
+	}
+	return strings.ToLower(strings.TrimSuffix(a.Address, "."))
+}

@@ -1,0 +1,186 @@
+package policy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
+	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
+)
+
+func FuzzEvaluate(f *testing.F) {
+	seeds := [][]csrtest.Option{
+		nil,
+		{csrtest.Key(csrtest.ECDSAP384), csrtest.IPAddresses("10.0.0.10", "fd00::10")},
+		{csrtest.Key(csrtest.Ed25519), csrtest.DNSNames("node-a", "node-a.example.com")},
+		{csrtest.Key(csrtest.RSA2048), csrtest.Usages(ke, ds, sa)},
+		{csrtest.Key(csrtest.ECDSAP224)},
+		{csrtest.DNSNames("kubernetes.default.svc"), csrtest.IPAddresses("10.96.0.1")},
+		{csrtest.Extensions(csrtest.SANExtension(f, dnsGN("NODE-A"), ipGN("::ffff:10.0.0.10")))},
+		{csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.11")},
+		{csrtest.IPAddresses("10.0.0.11")},
+		{csrtest.Emails("a@node-a")},
+	}
+	for _, opts := range seeds {
+		csr := csrtest.New(f, opts...)
+		var usages []string
+		for _, u := range csr.Spec.Usages {
+			usages = append(usages, string(u))
+		}
+		f.Add(csr.Spec.Request, csr.Spec.Username, strings.Join(csr.Spec.Groups, ","), strings.Join(usages, ","), int32(0))
+	}
+	f.Add([]byte("garbage"), "system:node:node-a", "system:nodes,system:authenticated", "digital signature,server auth", int32(3600))
+
+	f.Fuzz(func(t *testing.T, pemBytes []byte, username, groups, usages string, expiration int32) {
+		req := servingcsr.Request{
+			Name:       "fuzz",
+			SignerName: servingcsr.SignerName,
+			Username:   username,
+			Groups:     strings.Split(groups, ","),
+			PEM:        pemBytes,
+			Created:    csrtest.Created,
+		}
+		for u := range strings.SplitSeq(usages, ",") {
+			req.Usages = append(req.Usages, certificatesv1.KeyUsage(u))
+		}
+		if expiration != 0 {
+			req.ExpirationSeconds = &expiration
+		}
+		facts := defaultFacts()
+		d, err := policy.Evaluate(context.Background(), policy.DefaultConfig(), req, facts, req.Created.Add(time.Hour))
+		if err != nil {
+			t.Fatalf("Evaluate() error = %v", err)
+		}
+		if d.Verdict != policy.Approve && d.Verdict != policy.Deny && d.Verdict != policy.Hold {
+			t.Fatalf("Evaluate() verdict = %v", d.Verdict)
+		}
+		if d.Verdict == policy.Approve {
+			if err := verifyApproved(req, facts); err != nil {
+				t.Fatalf("Evaluate() approved a request the strict re-check rejects: %v", err)
+			}
+		}
+	})
+}
+
+// verifyApproved re-checks an approved request from scratch, sharing no code with the policy, for
+// the default configuration and defaultFacts.
+func verifyApproved(req servingcsr.Request, facts *fakeFacts) error {
+	trimmed := bytes.TrimSpace(req.PEM)
+	block, rest := pem.Decode(trimmed)
+	if block == nil || block.Type != "CERTIFICATE REQUEST" || len(block.Headers) > 0 || len(rest) > 0 || !bytes.HasPrefix(trimmed, []byte("-----BEGIN")) {
+		return errors.New("not exactly one bare CERTIFICATE REQUEST block")
+	}
+	csr, err := x509.ParseCertificateRequest(block.Bytes)
+	if err != nil {
+		return err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return err
+	}
+
+	nodeName, ok := strings.CutPrefix(req.Username, "system:node:")
+	node := facts.nodes[nodeName]
+	if !ok || node == nil {
+		return fmt.Errorf("username %q is not a known node", req.Username)
+	}
+	if !slices.Contains(req.Groups, "system:nodes") || !slices.Contains(req.Groups, "system:authenticated") {
+		return fmt.Errorf("groups %q", req.Groups)
+	}
+	if csr.Subject.CommonName != req.Username || !slices.Equal(csr.Subject.Organization, []string{"system:nodes"}) || len(csr.Subject.Names) != 2 {
+		return fmt.Errorf("subject %v", csr.Subject)
+	}
+
+	if req.ExpirationSeconds != nil && *req.ExpirationSeconds > 365*24*3600 {
+		return fmt.Errorf("expirationSeconds %d", *req.ExpirationSeconds)
+	}
+	_, isRSA := csr.PublicKey.(*rsa.PublicKey)
+	switch k := csr.PublicKey.(type) {
+	case *ecdsa.PublicKey:
+		if name := k.Curve.Params().Name; name != "P-256" && name != "P-384" {
+			return fmt.Errorf("curve %s", name)
+		}
+	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("RSA %d bits", k.N.BitLen())
+		}
+	case ed25519.PublicKey:
+	default:
+		return fmt.Errorf("key %T", k)
+	}
+	gotUsages := slices.Sorted(slices.Values(req.Usages))
+	okUsages := slices.Equal(gotUsages, []certificatesv1.KeyUsage{ds, sa}) ||
+		(isRSA && slices.Equal(gotUsages, []certificatesv1.KeyUsage{ds, ke, sa}))
+	if !okUsages {
+		return fmt.Errorf("usages %q", req.Usages)
+	}
+
+	if len(csr.EmailAddresses)+len(csr.URIs) > 0 || len(csr.DNSNames)+len(csr.IPAddresses) == 0 {
+		return errors.New("SAN types")
+	}
+	for _, ext := range csr.Extensions {
+		if ext.Id.String() != "2.5.29.17" {
+			return fmt.Errorf("extension %v", ext.Id)
+		}
+	}
+	var nodeNames []string
+	var nodeIPs []net.IP
+	for _, a := range node.Addresses {
+		switch a.Type {
+		case corev1.NodeHostName, corev1.NodeInternalDNS, corev1.NodeExternalDNS:
+			nodeNames = append(nodeNames, strings.ToLower(a.Address))
+		case corev1.NodeInternalIP, corev1.NodeExternalIP:
+			nodeIPs = append(nodeIPs, net.ParseIP(a.Address))
+		}
+	}
+	for _, name := range csr.DNSNames {
+		lower := strings.ToLower(name)
+		if strings.ContainsAny(lower, "*") || strings.HasSuffix(lower, ".") || !slices.Contains(nodeNames, lower) {
+			return fmt.Errorf("DNS SAN %q", name)
+		}
+		if lower == "localhost" || strings.HasPrefix(lower, "kubernetes") || strings.HasSuffix(lower, ".svc") || strings.HasSuffix(lower, "cluster.local") {
+			return fmt.Errorf("reserved DNS SAN %q", name)
+		}
+		for other, n := range facts.nodes {
+			for _, a := range n.Addresses {
+				if other != nodeName && strings.EqualFold(a.Address, lower) {
+					return fmt.Errorf("DNS SAN %q of node %s", name, other)
+				}
+			}
+		}
+	}
+	_, services, _ := net.ParseCIDR("10.96.0.0/12")
+	for _, ip := range csr.IPAddresses {
+		if !slices.ContainsFunc(nodeIPs, ip.Equal) {
+			return fmt.Errorf("IP SAN %v not on node", ip)
+		}
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() || ip.IsUnspecified() || services.Contains(ip) ||
+			slices.ContainsFunc(facts.cluster.APIServerAddresses, func(a netip.Addr) bool { return ip.Equal(a.AsSlice()) }) {
+			return fmt.Errorf("reserved IP SAN %v", ip)
+		}
+		for other, n := range facts.nodes {
+			for _, a := range n.Addresses {
+				if other != nodeName && ip.Equal(net.ParseIP(a.Address)) {
+					return fmt.Errorf("IP SAN %v of node %s", ip, other)
+				}
+			}
+		}
+	}
+	return nil
+}

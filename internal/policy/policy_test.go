@@ -1,0 +1,590 @@
+package policy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/pem"
+	"errors"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	certificatesv1 "k8s.io/api/certificates/v1"
+
+	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
+	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
+)
+
+const (
+	ds = certificatesv1.UsageDigitalSignature
+	sa = certificatesv1.UsageServerAuth
+	ke = certificatesv1.UsageKeyEncipherment
+	ca = certificatesv1.UsageClientAuth
+)
+
+var (
+	oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+	oidOU         = asn1.ObjectIdentifier{2, 5, 4, 11}
+)
+
+// outcome is the part of a Decision most tests assert: the verdict, its reason and the check that
+// made it.
+type outcome struct {
+	Verdict policy.Verdict
+	Reason  policy.Reason
+	Check   string
+}
+
+func approved() outcome { return outcome{Verdict: policy.Approve, Reason: policy.AllChecksPassed} }
+func denied(check string, r policy.Reason) outcome {
+	return outcome{Verdict: policy.Deny, Reason: r, Check: check}
+}
+func held(check string, r policy.Reason) outcome {
+	return outcome{Verdict: policy.Hold, Reason: r, Check: check}
+}
+
+// decidedBy returns the outcome of d, naming the first failed check that matches it.
+func decidedBy(d policy.Decision) outcome {
+	o := outcome{Verdict: d.Verdict, Reason: d.Reason}
+	for _, c := range d.Checks {
+		if c.Outcome == policy.Fail && c.Verdict == d.Verdict && c.Reason == d.Reason {
+			o.Check = c.Check
+			break
+		}
+	}
+	return o
+}
+
+// General names for csrtest.SANExtension.
+func dnsGN(name string) asn1.RawValue {
+	return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 2, Bytes: []byte(name)}
+}
+
+func ipGN(addr string) asn1.RawValue {
+	// AsSlice keeps IPv4-mapped IPv6 addresses at 16 bytes.
+	return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 7, Bytes: netip.MustParseAddr(addr).AsSlice()}
+}
+
+func otherNameGN(t testing.TB) asn1.RawValue {
+	upn, err := asn1.Marshal(asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: mustMarshal(t, "admin@example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid := mustMarshal(t, asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 311, 20, 2, 3})
+	return asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: 0, IsCompound: true, Bytes: append(oid, upn...)}
+}
+
+func mustMarshal(t testing.TB, v any) []byte {
+	t.Helper()
+	b, err := asn1.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tamperSignature flips a bit in the last byte of the signature of a PEM request.
+func tamperSignature(t testing.TB, pemBytes []byte) []byte {
+	t.Helper()
+	block, _ := pem.Decode(pemBytes)
+	der := bytes.Clone(block.Bytes)
+	der[len(der)-1] ^= 1
+	return pem.EncodeToMemory(&pem.Block{Type: block.Type, Bytes: der})
+}
+
+func TestEvaluate(t *testing.T) {
+	valid := csrtest.New(t).Spec.Request
+	basicConstraints := pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 19}, Value: mustMarshal(t, struct{ IsCA bool }{true})}
+	extKeyUsage := pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 37}, Value: mustMarshal(t, []asn1.ObjectIdentifier{{1, 3, 6, 1, 5, 5, 7, 3, 2}})}
+
+	tests := []struct {
+		name  string
+		opts  []csrtest.Option
+		req   func(*servingcsr.Request)
+		cfg   func(*policy.Config)
+		facts func(*fakeFacts)
+		age   time.Duration // request age at evaluation; 0 means one hour, long settled
+		want  outcome
+	}{
+		// Legitimate kubelet requests.
+		{name: "ecdsa_p256", want: approved()},
+		{name: "ecdsa_p384", opts: []csrtest.Option{csrtest.Key(csrtest.ECDSAP384)}, want: approved()},
+		{name: "ed25519", opts: []csrtest.Option{csrtest.Key(csrtest.Ed25519)}, want: approved()},
+		{name: "rsa_2048", opts: []csrtest.Option{csrtest.Key(csrtest.RSA2048)}, want: approved()},
+		{name: "rsa_2048_key_encipherment", opts: []csrtest.Option{csrtest.Key(csrtest.RSA2048), csrtest.Usages(ke, ds, sa)}, want: approved()},
+		{name: "rsa_4096_key_encipherment", opts: []csrtest.Option{csrtest.Key(csrtest.RSA4096), csrtest.Usages(sa, ke, ds)}, want: approved()},
+		{name: "usages_any_order", opts: []csrtest.Option{csrtest.Usages(sa, ds)}, want: approved()},
+		{name: "ipv6_only", opts: []csrtest.Option{csrtest.IPAddresses("fd00::10")}, want: approved()},
+		{name: "dual_stack", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "fd00::10")}, want: approved()},
+		{name: "ip_only", opts: []csrtest.Option{csrtest.DNSNames()}, want: approved()},
+		{name: "dns_only", opts: []csrtest.Option{csrtest.IPAddresses()}, want: approved()},
+		{name: "every_address_type", opts: []csrtest.Option{
+			csrtest.DNSNames("node-a", "node-a.internal.example", "node-a.example.com"),
+			csrtest.IPAddresses("10.0.0.10", "fd00::10", "203.0.113.10"),
+		}, want: approved()},
+		{name: "ipv4_mapped_ipv6_san", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, dnsGN("node-a"), ipGN("::ffff:10.0.0.10")))}, want: approved()},
+		{name: "ipv4_mapped_node_address", facts: func(f *fakeFacts) {
+			f.nodes["node-a"] = node("node-a", "Hostname=node-a", "InternalIP=::ffff:10.0.0.10")
+		}, want: approved()},
+		{name: "ipv6_node_address_not_canonical", opts: []csrtest.Option{csrtest.IPAddresses("fd00::10")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"] = node("node-a", "Hostname=node-a", "InternalIP=FD00:0:0:0::10")
+		}, want: approved()},
+		{name: "uppercase_dns_san", opts: []csrtest.Option{csrtest.DNSNames("NODE-A", "Node-A.Example.COM")}, want: approved()},
+		{name: "node_hostname_uppercase_trailing_dot", facts: func(f *fakeFacts) {
+			f.nodes["node-a"] = node("node-a", "Hostname=NODE-A.", "InternalIP=10.0.0.10")
+		}, want: approved()},
+		{name: "duplicate_sans", opts: []csrtest.Option{csrtest.DNSNames("node-a", "node-a"), csrtest.IPAddresses("10.0.0.10", "10.0.0.10")}, want: approved()},
+		{name: "sans_at_max", opts: []csrtest.Option{csrtest.DNSNames("node-a", "node-a.example.com")}, cfg: func(c *policy.Config) { c.MaxSANs = 3 }, want: approved()},
+		{name: "expiration_at_max", opts: []csrtest.Option{csrtest.ExpirationSeconds(8760 * 3600)}, want: approved()},
+		{name: "fqdn_node_name", opts: []csrtest.Option{csrtest.Node("node-c.example.com"), csrtest.IPAddresses("10.0.0.12")}, facts: func(f *fakeFacts) {
+			f.nodes["node-c.example.com"] = node("node-c.example.com", "Hostname=node-c.example.com", "InternalIP=10.0.0.12")
+		}, want: approved()},
+
+		// signer
+		{name: "signer_kube_apiserver_client_kubelet", opts: []csrtest.Option{csrtest.SignerName("kubernetes.io/kube-apiserver-client-kubelet")}, want: denied("signer", policy.SignerNotKubeletServing)},
+		{name: "signer_empty", opts: []csrtest.Option{csrtest.SignerName("")}, want: denied("signer", policy.SignerNotKubeletServing)},
+
+		// requester
+		{name: "username_service_account", opts: []csrtest.Option{csrtest.Username("system:serviceaccount:kube-system:node-a")}, want: denied("requester", policy.RequesterNotNode)},
+		{name: "username_empty_node_name", opts: []csrtest.Option{csrtest.Username("system:node:"), csrtest.CommonName("system:node:")}, want: denied("requester", policy.RequesterNotNode)},
+		{name: "username_invalid_node_name", opts: []csrtest.Option{csrtest.Username("system:node:Node_A"), csrtest.CommonName("system:node:Node_A")}, want: denied("requester", policy.RequesterNotNode)},
+		{name: "username_admin", opts: []csrtest.Option{csrtest.Username("kubernetes-admin")}, want: denied("requester", policy.RequesterNotNode)},
+		{name: "groups_missing_nodes", opts: []csrtest.Option{csrtest.Groups("system:authenticated")}, want: denied("requester", policy.RequesterGroupsInvalid)},
+		{name: "groups_missing_authenticated", opts: []csrtest.Option{csrtest.Groups("system:nodes")}, want: denied("requester", policy.RequesterGroupsInvalid)},
+		{name: "groups_empty", opts: []csrtest.Option{csrtest.Groups()}, want: denied("requester", policy.RequesterGroupsInvalid)},
+
+		// request-encoding
+		{name: "pem_garbage", opts: []csrtest.Option{csrtest.PEM([]byte("garbage"))}, want: denied("request-encoding", policy.MalformedRequest)},
+		{name: "pem_empty", opts: []csrtest.Option{csrtest.PEM([]byte{})}, want: denied("request-encoding", policy.MalformedRequest)},
+		{name: "pem_two_blocks", opts: []csrtest.Option{csrtest.PEM(append(bytes.Clone(valid), valid...))}, want: denied("request-encoding", policy.MalformedRequest)},
+		{name: "pem_trailing_data", opts: []csrtest.Option{csrtest.PEM(append(bytes.Clone(valid), "trailing"...))}, want: denied("request-encoding", policy.MalformedRequest)},
+		{name: "signature_tampered", opts: []csrtest.Option{csrtest.PEM(tamperSignature(t, valid))}, want: denied("request-encoding", policy.InvalidSignature)},
+
+		// subject
+		{name: "cn_other_node", opts: []csrtest.Option{csrtest.CommonName("system:node:node-b")}, want: denied("subject", policy.SubjectMismatch)},
+		{name: "cn_empty", opts: []csrtest.Option{csrtest.CommonName("")}, want: denied("subject", policy.SubjectMismatch)},
+		{name: "cn_twice", opts: []csrtest.Option{csrtest.Subject(pkix.Name{
+			Organization: []string{"system:nodes"},
+			ExtraNames:   []pkix.AttributeTypeAndValue{{Type: oidCommonName, Value: "system:node:node-b"}, {Type: oidCommonName, Value: "system:node:node-a"}},
+		})}, want: denied("subject", policy.SubjectMismatch)},
+		{name: "subject_extra_ou", opts: []csrtest.Option{csrtest.Subject(pkix.Name{
+			CommonName: "system:node:node-a", Organization: []string{"system:nodes"},
+			ExtraNames: []pkix.AttributeTypeAndValue{{Type: oidOU, Value: "admins"}},
+		})}, want: denied("subject", policy.SubjectMismatch)},
+		{name: "o_missing", opts: []csrtest.Option{csrtest.Organization()}, want: denied("subject", policy.OrganizationInvalid)},
+		{name: "o_masters", opts: []csrtest.Option{csrtest.Organization("system:masters")}, want: denied("subject", policy.OrganizationInvalid)},
+		{name: "o_extra", opts: []csrtest.Option{csrtest.Organization("system:nodes", "system:masters")}, want: denied("subject", policy.OrganizationInvalid)},
+		{name: "o_twice", opts: []csrtest.Option{csrtest.Organization("system:nodes", "system:nodes")}, want: denied("subject", policy.OrganizationInvalid)},
+
+		// san-types
+		{name: "email_san", opts: []csrtest.Option{csrtest.Emails("root@node-a")}, want: denied("san-types", policy.SANTypeForbidden)},
+		{name: "uri_san", opts: []csrtest.Option{csrtest.URIs("spiffe://cluster.local/ns/kube-system/sa/default")}, want: denied("san-types", policy.SANTypeForbidden)},
+		{name: "other_name_san", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, dnsGN("node-a"), otherNameGN(t)))}, want: denied("san-types", policy.SANTypeForbidden)},
+		{name: "universal_class_san", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, dnsGN("node-a"), asn1.RawValue{Class: asn1.ClassUniversal, Tag: asn1.TagUTF8String, Bytes: []byte("kubernetes")}))}, want: denied("san-types", policy.SANTypeForbidden)},
+		{name: "no_sans", opts: []csrtest.Option{csrtest.DNSNames(), csrtest.IPAddresses()}, want: denied("san-types", policy.NoSANs)},
+		{name: "too_many_sans", opts: []csrtest.Option{csrtest.DNSNames("node-a", "node-a.example.com", "node-a.internal.example")}, cfg: func(c *policy.Config) { c.MaxSANs = 3 }, want: denied("san-types", policy.TooManySANs)},
+		{name: "extension_basic_constraints", opts: []csrtest.Option{csrtest.Extensions(basicConstraints)}, want: denied("san-types", policy.ExtensionForbidden)},
+		{name: "extension_ext_key_usage", opts: []csrtest.Option{csrtest.Extensions(extKeyUsage)}, want: denied("san-types", policy.ExtensionForbidden)},
+		{name: "dns_wildcard", opts: []csrtest.Option{csrtest.DNSNames("*.node-a")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_trailing_dot", opts: []csrtest.Option{csrtest.DNSNames("node-a.")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_empty_label", opts: []csrtest.Option{csrtest.DNSNames("node..a")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_empty", opts: []csrtest.Option{csrtest.DNSNames("")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_label_too_long", opts: []csrtest.Option{csrtest.DNSNames(strings.Repeat("a", 64) + ".example")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_name_too_long", opts: []csrtest.Option{csrtest.DNSNames(strings.Repeat("abcdefgh.", 28) + "example")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_underscore", opts: []csrtest.Option{csrtest.DNSNames("node_a")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_leading_hyphen", opts: []csrtest.Option{csrtest.DNSNames("-node-a")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_with_space", opts: []csrtest.Option{csrtest.DNSNames("node-a example.com")}, want: denied("san-types", policy.DNSNameInvalid)},
+
+		// usages
+		{name: "usages_client_auth_added", opts: []csrtest.Option{csrtest.Usages(ds, sa, ca)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_client_auth_only", opts: []csrtest.Option{csrtest.Usages(ds, ca)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_missing_digital_signature", opts: []csrtest.Option{csrtest.Usages(sa)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_empty", opts: []csrtest.Option{csrtest.Usages()}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_duplicate", opts: []csrtest.Option{csrtest.Usages(ds, sa, sa)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_key_encipherment_ecdsa", opts: []csrtest.Option{csrtest.Usages(ke, ds, sa)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_key_encipherment_ed25519", opts: []csrtest.Option{csrtest.Key(csrtest.Ed25519), csrtest.Usages(ke, ds, sa)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_rsa_key_encipherment_twice", opts: []csrtest.Option{csrtest.Key(csrtest.RSA2048), csrtest.Usages(ke, ds, sa, ke)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_rsa_key_encipherment_client_auth", opts: []csrtest.Option{csrtest.Key(csrtest.RSA2048), csrtest.Usages(ke, ds, ca)}, want: denied("usages", policy.UsagesInvalid)},
+
+		// key
+		{name: "key_ecdsa_p224", opts: []csrtest.Option{csrtest.Key(csrtest.ECDSAP224)}, want: denied("key", policy.KeyNotAllowed)},
+		{name: "key_ecdsa_p521", opts: []csrtest.Option{csrtest.Key(csrtest.ECDSAP521)}, want: denied("key", policy.KeyNotAllowed)},
+		{name: "key_rsa_1024", opts: []csrtest.Option{csrtest.Key(csrtest.RSA1024)}, want: denied("key", policy.KeyNotAllowed)},
+
+		// expiration
+		{name: "expiration_above_max", opts: []csrtest.Option{csrtest.ExpirationSeconds(8760*3600 + 1)}, want: denied("expiration", policy.ExpirationTooLong)},
+		{name: "expiration_above_configured_max", opts: []csrtest.Option{csrtest.ExpirationSeconds(3601)}, cfg: func(c *policy.Config) { c.MaxExpiration = time.Hour }, want: denied("expiration", policy.ExpirationTooLong)},
+
+		// reserved names; the node reporting one does not make it allowed.
+		{name: "reserved_kubernetes", opts: []csrtest.Option{csrtest.DNSNames("kubernetes")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_kubernetes_default", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_kubernetes_default_svc", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default.svc")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_kubernetes_default_svc_cluster_local", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default.svc.cluster.local")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_uppercase", opts: []csrtest.Option{csrtest.DNSNames("Kubernetes.Default.SVC")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_service_svc", opts: []csrtest.Option{csrtest.DNSNames("vault.vault.svc")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_service_fqdn", opts: []csrtest.Option{csrtest.DNSNames("vault.vault.svc.cluster.local")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_pod_name", opts: []csrtest.Option{csrtest.DNSNames("10-244-0-5.default.pod.cluster.local")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_cluster_domain", opts: []csrtest.Option{csrtest.DNSNames("cluster.local")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_custom_cluster_domain", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default.svc.k8s.example")}, cfg: func(c *policy.Config) { c.ClusterDomain = "k8s.example" }, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_localhost", opts: []csrtest.Option{csrtest.DNSNames("localhost")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_sub_localhost", opts: []csrtest.Option{csrtest.DNSNames("node-a.localhost")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_extra_name", opts: []csrtest.Option{csrtest.DNSNames("node-a.example.com")}, cfg: func(c *policy.Config) { c.ExtraReservedNames = []string{"Node-A.Example.com"} }, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_name_reported_by_node", opts: []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=kubernetes.default.svc")
+		}, want: denied("reserved", policy.ReservedName)},
+
+		// reserved addresses
+		{name: "reserved_loopback_v4", opts: []csrtest.Option{csrtest.IPAddresses("127.0.0.1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_loopback_v4_range", opts: []csrtest.Option{csrtest.IPAddresses("127.1.2.3")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_loopback_v6", opts: []csrtest.Option{csrtest.IPAddresses("::1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_loopback_mapped", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, ipGN("::ffff:127.0.0.1")))}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_metadata_v4", opts: []csrtest.Option{csrtest.IPAddresses("169.254.169.254")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_metadata_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00:ec2::254")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_link_local_v4", opts: []csrtest.Option{csrtest.IPAddresses("169.254.1.1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_link_local_v6", opts: []csrtest.Option{csrtest.IPAddresses("fe80::1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_multicast_v4", opts: []csrtest.Option{csrtest.IPAddresses("224.0.0.1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_multicast_v6", opts: []csrtest.Option{csrtest.IPAddresses("ff05::1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_link_local_multicast_v6", opts: []csrtest.Option{csrtest.IPAddresses("ff02::1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_unspecified_v4", opts: []csrtest.Option{csrtest.IPAddresses("0.0.0.0")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_unspecified_v6", opts: []csrtest.Option{csrtest.IPAddresses("::")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_broadcast", opts: []csrtest.Option{csrtest.IPAddresses("255.255.255.255")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_api_server_v4", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_api_server_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00::1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_api_server_mapped_in_facts", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.2")}, facts: func(f *fakeFacts) {
+			f.cluster.APIServerAddresses = append(f.cluster.APIServerAddresses, netip.MustParseAddr("::ffff:10.0.0.2"))
+		}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_service_ip_v4", opts: []csrtest.Option{csrtest.IPAddresses("10.96.0.1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_service_ip_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00:96::a")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_service_ip_mapped_san", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, ipGN("::ffff:10.96.0.10")))}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_service_cidr_mapped_in_facts", opts: []csrtest.Option{csrtest.IPAddresses("10.112.0.1")}, facts: func(f *fakeFacts) {
+			f.cluster.ServiceCIDRs = append(f.cluster.ServiceCIDRs, netip.MustParsePrefix("::ffff:10.112.0.0/108"))
+		}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_extra_cidr", opts: []csrtest.Option{csrtest.IPAddresses("203.0.113.10")}, cfg: func(c *policy.Config) {
+			c.ExtraReservedCIDRs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
+		}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_dns_ip_literal", opts: []csrtest.Option{csrtest.DNSNames("10.96.0.1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_api_server_reported_by_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+		}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "loopback_reported_by_node", opts: []csrtest.Option{csrtest.IPAddresses("127.0.0.10")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=127.0.0.10")
+		}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "loopback_insecure_allowed", opts: []csrtest.Option{csrtest.IPAddresses("127.0.0.10")}, cfg: func(c *policy.Config) { c.InsecureAllowLoopback = true }, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=127.0.0.10")
+		}, want: approved()},
+		{name: "loopback_insecure_still_denies_api_server", opts: []csrtest.Option{csrtest.IPAddresses("127.0.0.1")}, cfg: func(c *policy.Config) { c.InsecureAllowLoopback = true }, facts: func(f *fakeFacts) {
+			f.cluster.APIServerAddresses = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+			f.addAddresses("node-a", "InternalIP=127.0.0.1")
+		}, want: denied("reserved", policy.ReservedAddress)},
+
+		// allowed-cidrs
+		{name: "allowed_cidrs_inside", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "fd00::10")}, cfg: func(c *policy.Config) {
+			c.AllowedNodeCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24"), netip.MustParsePrefix("fd00::/64")}
+		}, want: approved()},
+		{name: "allowed_cidrs_mapped_prefix", cfg: func(c *policy.Config) {
+			c.AllowedNodeCIDRs = []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/120")}
+		}, want: approved()},
+		{name: "allowed_cidrs_outside", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "203.0.113.10")}, cfg: func(c *policy.Config) {
+			c.AllowedNodeCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
+		}, want: denied("allowed-cidrs", policy.AddressNotAllowed)},
+		{name: "allowed_cidrs_v4_only_rejects_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00::10")}, cfg: func(c *policy.Config) {
+			c.AllowedNodeCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
+		}, want: denied("allowed-cidrs", policy.AddressNotAllowed)},
+
+		// dns-regex
+		{name: "dns_regex_match", opts: []csrtest.Option{csrtest.DNSNames("NODE-A", "node-a.example.com")}, cfg: func(c *policy.Config) {
+			c.DNSNameRegex = regexp.MustCompile(`^(?:node-[a-z]+(\.example\.com)?)$`)
+		}, want: approved()},
+		{name: "dns_regex_mismatch", opts: []csrtest.Option{csrtest.DNSNames("node-a", "node-a.internal.example")}, cfg: func(c *policy.Config) {
+			c.DNSNameRegex = regexp.MustCompile(`^(?:node-[a-z]+(\.example\.com)?)$`)
+		}, want: denied("dns-regex", policy.DNSNameNotAllowed)},
+		{name: "dns_regex_unanchored_needs_full_match", opts: []csrtest.Option{csrtest.DNSNames("node-a.example.com")}, cfg: func(c *policy.Config) {
+			c.DNSNameRegex = regexp.MustCompile(`node-a`)
+		}, want: denied("dns-regex", policy.DNSNameNotAllowed)},
+
+		// node-exists
+		{name: "node_not_found", opts: []csrtest.Option{csrtest.Node("node-c"), csrtest.IPAddresses("10.0.0.12")}, want: held("node-exists", policy.NodeNotFound)},
+		{name: "node_not_found_and_denied", opts: []csrtest.Option{csrtest.Node("node-c"), csrtest.Usages(ds, ca)}, want: denied("usages", policy.UsagesInvalid)},
+
+		// san-ownership
+		{name: "ip_not_on_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "ip_not_on_node_unsettled", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, age: 10 * time.Second, want: held("san-ownership", policy.SANNotOnNode)},
+		{name: "ip_not_on_node_at_settle_time", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, age: time.Minute, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "ip_not_on_node_created_in_future", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, age: -time.Minute, want: held("san-ownership", policy.SANNotOnNode)},
+		{name: "ip_not_on_node_no_settle_time", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, cfg: func(c *policy.Config) { c.AddressSettleTime = 0 }, age: time.Nanosecond, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "ipv6_not_on_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "fd00::99")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "ip_of_other_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.11")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "dns_not_on_node", opts: []csrtest.Option{csrtest.DNSNames("node-a", "evil.example.com")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "dns_not_on_node_unsettled", opts: []csrtest.Option{csrtest.DNSNames("evil.example.com")}, age: 30 * time.Second, want: held("san-ownership", policy.SANNotOnNode)},
+		{name: "dns_of_other_node", opts: []csrtest.Option{csrtest.DNSNames("node-b")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "dns_san_is_node_ip", opts: []csrtest.Option{csrtest.DNSNames("10.0.0.10")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "ip_san_is_node_hostname", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.50")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "Hostname=10.0.0.50")
+		}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "ip_shared_with_other_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.11")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.11")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "ip_shared_with_other_node_unsettled", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.11")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.11")
+		}, age: time.Second, want: held("san-ownership", policy.SANOfOtherNode)},
+		{name: "mapped_ip_shared_with_other_node", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, ipGN("::ffff:10.0.0.11")))}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.11")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "dns_shared_with_other_node", opts: []csrtest.Option{csrtest.DNSNames("shared.example.com")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "ExternalDNS=shared.example.com")
+			f.addAddresses("node-b", "InternalDNS=Shared.Example.com.")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+
+		// The first deny wins, over holds and over later denies.
+		{name: "first_deny_wins", opts: []csrtest.Option{csrtest.CommonName("system:node:node-b"), csrtest.IPAddresses("127.0.0.1")}, want: denied("subject", policy.SubjectMismatch)},
+		{name: "deny_wins_over_hold", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, facts: func(f *fakeFacts) {
+			f.cluster.ServiceCIDRs = nil
+		}, age: time.Second, cfg: func(c *policy.Config) {
+			c.AllowedNodeCIDRs = []netip.Prefix{netip.MustParsePrefix("192.168.0.0/16")}
+		}, want: denied("allowed-cidrs", policy.AddressNotAllowed)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := servingcsr.FromCSR(csrtest.New(t, tt.opts...))
+			if tt.req != nil {
+				tt.req(&req)
+			}
+			cfg := policy.DefaultConfig()
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			facts := defaultFacts()
+			if tt.facts != nil {
+				tt.facts(facts)
+			}
+			age := tt.age
+			if age == 0 {
+				age = time.Hour
+			}
+
+			got, err := policy.Evaluate(context.Background(), cfg, req, facts, req.Created.Add(age))
+			if err != nil {
+				t.Fatalf("Evaluate() error = %v", err)
+			}
+			if diff := cmp.Diff(decidedBy(got), tt.want); diff != "" {
+				t.Errorf("Evaluate() mismatch (-got +want):\n%s\nmessage: %s", diff, got.Message)
+			}
+			if len(got.Checks) != 13 {
+				t.Errorf("Evaluate() ran %d checks, want 13", len(got.Checks))
+			}
+			if !strings.HasPrefix(got.Message, tt.want.Check+": ") && got.Verdict != policy.Approve {
+				t.Errorf("Evaluate() message %q does not name check %q", got.Message, tt.want.Check)
+			}
+			for _, c := range got.Checks {
+				if strings.Contains(c.Message, "-----") || strings.Contains(c.Message, "MII") {
+					t.Errorf("check %s message %q looks like PEM data", c.Check, c.Message)
+				}
+			}
+		})
+	}
+}
+
+// TestEvaluateChecks pins the trace explain prints: every check, its outcome and reason.
+func TestEvaluateChecks(t *testing.T) {
+	type row struct {
+		Check   string
+		Outcome policy.Outcome
+		Reason  policy.Reason
+	}
+	ids := []string{"signer", "requester", "request-encoding", "subject", "san-types", "usages", "key", "expiration", "reserved", "allowed-cidrs", "dns-regex", "node-exists", "san-ownership"}
+	// trace lists every check as passed except those in failed and skipped.
+	trace := func(failed map[string]policy.Reason, skipped ...string) []row {
+		var rows []row
+		for _, id := range ids {
+			r := row{Check: id, Outcome: policy.Pass}
+			if reason, ok := failed[id]; ok {
+				r = row{Check: id, Outcome: policy.Fail, Reason: reason}
+			}
+			if slices.Contains(skipped, id) {
+				r.Outcome = policy.Skipped
+			}
+			rows = append(rows, r)
+		}
+		return rows
+	}
+
+	tests := []struct {
+		name string
+		opts []csrtest.Option
+		want []row
+	}{
+		{name: "approved", want: trace(nil, "allowed-cidrs", "dns-regex")},
+		{name: "malformed_request", opts: []csrtest.Option{csrtest.PEM([]byte("garbage"))}, want: trace(
+			map[string]policy.Reason{"request-encoding": policy.MalformedRequest},
+			"subject", "san-types", "usages", "key", "reserved", "allowed-cidrs", "dns-regex", "san-ownership")},
+		{name: "not_a_node", opts: []csrtest.Option{csrtest.Username("alice")}, want: trace(
+			map[string]policy.Reason{"requester": policy.RequesterNotNode, "subject": policy.SubjectMismatch},
+			"allowed-cidrs", "dns-regex", "node-exists", "san-ownership")},
+		{name: "node_not_found", opts: []csrtest.Option{csrtest.Node("node-c")}, want: trace(
+			map[string]policy.Reason{"node-exists": policy.NodeNotFound},
+			"allowed-cidrs", "dns-regex", "san-ownership")},
+		{name: "several_failures", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default.svc.")}, want: trace(
+			map[string]policy.Reason{"san-types": policy.DNSNameInvalid, "reserved": policy.ReservedName, "san-ownership": policy.SANNotOnNode},
+			"allowed-cidrs", "dns-regex")},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := servingcsr.FromCSR(csrtest.New(t, tt.opts...))
+			d, err := policy.Evaluate(context.Background(), policy.DefaultConfig(), req, defaultFacts(), req.Created.Add(time.Hour))
+			if err != nil {
+				t.Fatalf("Evaluate() error = %v", err)
+			}
+			var got []row
+			for _, c := range d.Checks {
+				got = append(got, row{Check: c.Check, Outcome: c.Outcome, Reason: c.Reason})
+				if (c.Outcome == policy.Fail) != (c.Verdict != 0) {
+					t.Errorf("check %s: outcome %v with verdict %v", c.Check, c.Outcome, c.Verdict)
+				}
+				if c.Message == "" {
+					t.Errorf("check %s has no message", c.Check)
+				}
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("Evaluate() checks mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestEvaluateMessage(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []csrtest.Option
+		age  time.Duration
+		want string
+	}{
+		{name: "approved", age: time.Hour, want: "all checks passed"},
+		{name: "ip_not_on_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, age: time.Hour,
+			want: `san-ownership: IP SAN 10.0.0.99 is not an address of node "node-a"`},
+		{name: "ip_not_on_node_unsettled", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, age: time.Second,
+			want: `san-ownership: IP SAN 10.0.0.99 is not an address of node "node-a"; holding until the request is 1m0s old in case node addresses lag`},
+		{name: "dns_not_on_node", opts: []csrtest.Option{csrtest.DNSNames("Evil.example.com")}, age: time.Hour,
+			want: `san-ownership: DNS SAN "evil.example.com" is not an address of node "node-a"`},
+		{name: "reserved_address", opts: []csrtest.Option{csrtest.IPAddresses("10.96.0.1")}, age: time.Hour,
+			want: `reserved: IP SAN 10.96.0.1 is a Service IP`},
+		{name: "reserved_name", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default.svc")}, age: time.Hour,
+			want: `reserved: DNS SAN "kubernetes.default.svc" is a reserved name`},
+		{name: "other_name", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, otherNameGN(t)))}, age: time.Hour,
+			want: `san-types: SAN of type otherName is not allowed`},
+		{name: "node_not_found", opts: []csrtest.Option{csrtest.Node("node-c")}, age: time.Hour,
+			want: `node-exists: node "node-c" does not exist (yet)`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := servingcsr.FromCSR(csrtest.New(t, tt.opts...))
+			d, err := policy.Evaluate(context.Background(), policy.DefaultConfig(), req, defaultFacts(), req.Created.Add(tt.age))
+			if err != nil {
+				t.Fatalf("Evaluate() error = %v", err)
+			}
+			if d.Message != tt.want {
+				t.Errorf("Evaluate() message = %q, want %q", d.Message, tt.want)
+			}
+		})
+	}
+}
+
+func TestEvaluateError(t *testing.T) {
+	errLookup := errors.New("cache not synced")
+	tests := []struct {
+		name    string
+		opts    []csrtest.Option
+		cfg     func(*policy.Config)
+		facts   func(*fakeFacts)
+		wantErr error
+	}{
+		{name: "node_lookup", facts: func(f *fakeFacts) { f.nodeErr = errLookup }, wantErr: errLookup},
+		{name: "address_lookup", facts: func(f *fakeFacts) { f.addressErr = errLookup }, wantErr: errLookup},
+		{name: "cluster_lookup", facts: func(f *fakeFacts) { f.clusterErr = errLookup }, wantErr: errLookup},
+		// Checks keep running after a deny, so a failed lookup still leaves the request undecided.
+		{name: "node_lookup_after_deny", opts: []csrtest.Option{csrtest.PEM([]byte("garbage"))}, facts: func(f *fakeFacts) { f.nodeErr = errLookup }, wantErr: errLookup},
+		{name: "invalid_config", cfg: func(c *policy.Config) { c.MaxExpiration = 0 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := servingcsr.FromCSR(csrtest.New(t, tt.opts...))
+			cfg := policy.DefaultConfig()
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			facts := defaultFacts()
+			if tt.facts != nil {
+				tt.facts(facts)
+			}
+			got, err := policy.Evaluate(context.Background(), cfg, req, facts, req.Created.Add(time.Hour))
+			if err == nil {
+				t.Fatalf("Evaluate() = %+v, want an error", got)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("Evaluate() error = %v, want it to wrap %v", err, tt.wantErr)
+			}
+			if diff := cmp.Diff(got, policy.Decision{}); diff != "" {
+				t.Errorf("Evaluate() returned a decision with its error (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       func(*policy.Config)
+		wantField string // "" means valid
+	}{
+		{name: "default"},
+		{name: "max_expiration_zero", cfg: func(c *policy.Config) { c.MaxExpiration = 0 }, wantField: "MaxExpiration"},
+		{name: "max_expiration_negative", cfg: func(c *policy.Config) { c.MaxExpiration = -time.Hour }, wantField: "MaxExpiration"},
+		{name: "max_sans_zero", cfg: func(c *policy.Config) { c.MaxSANs = 0 }, wantField: "MaxSANs"},
+		{name: "cluster_domain_empty", cfg: func(c *policy.Config) { c.ClusterDomain = "" }, wantField: "ClusterDomain"},
+		{name: "cluster_domain_trailing_dot", cfg: func(c *policy.Config) { c.ClusterDomain = "cluster.local." }, wantField: "ClusterDomain"},
+		{name: "cluster_domain_uppercase", cfg: func(c *policy.Config) { c.ClusterDomain = "Cluster.Local" }, wantField: "ClusterDomain"},
+		{name: "settle_time_negative", cfg: func(c *policy.Config) { c.AddressSettleTime = -time.Second }, wantField: "AddressSettleTime"},
+		{name: "settle_time_zero", cfg: func(c *policy.Config) { c.AddressSettleTime = 0 }},
+		{name: "extra_reserved_name_empty", cfg: func(c *policy.Config) { c.ExtraReservedNames = []string{""} }, wantField: "ExtraReservedNames"},
+		{name: "allowed_cidr_invalid", cfg: func(c *policy.Config) { c.AllowedNodeCIDRs = []netip.Prefix{{}} }, wantField: "AllowedNodeCIDRs"},
+		{name: "extra_reserved_cidr_invalid", cfg: func(c *policy.Config) { c.ExtraReservedCIDRs = []netip.Prefix{{}} }, wantField: "ExtraReservedCIDRs"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := policy.DefaultConfig()
+			if tt.cfg != nil {
+				tt.cfg(&cfg)
+			}
+			err := cfg.Validate()
+			if (err != nil) != (tt.wantField != "") || (err != nil && !strings.HasPrefix(err.Error(), tt.wantField+" ")) {
+				t.Errorf("Validate() = %v, want an error naming %q", err, tt.wantField)
+			}
+		})
+	}
+}
+
+func TestVerdictString(t *testing.T) {
+	tests := []struct {
+		name string
+		v    policy.Verdict
+		want string
+	}{
+		{name: "approve", v: policy.Approve, want: "Approve"},
+		{name: "deny", v: policy.Deny, want: "Deny"},
+		{name: "hold", v: policy.Hold, want: "Hold"},
+		{name: "zero", v: 0, want: "Verdict(0)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.v.String(); got != tt.want {
+				t.Errorf("String() = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}

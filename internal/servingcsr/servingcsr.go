@@ -1,0 +1,100 @@
+// Package servingcsr parses and classifies kubernetes.io/kubelet-serving CertificateSigningRequests.
+//
+// It owns the reading of a CSR: whether it is in scope, whether it is final, who asked for it and
+// what its PEM request says. It does not decide anything (that is package policy), talks to no API
+// server and does no logging.
+package servingcsr
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// SignerName is the only signer csrguard handles.
+const SignerName = certificatesv1.KubeletServingSignerName
+
+// nodeUserPrefix is how the Node authorizer names a kubelet's identity.
+const nodeUserPrefix = "system:node:"
+
+// Request is a CSR reduced to what the policy decides on: a copy of its spec fields and its
+// creation time.
+type Request struct {
+	Name              string
+	SignerName        string
+	Username          string
+	Groups            []string
+	Usages            []certificatesv1.KeyUsage
+	ExpirationSeconds *int32
+	PEM               []byte
+	// Created is metadata.creationTimestamp.
+	Created time.Time
+}
+
+// FromCSR copies the fields the policy needs out of csr, so that the Request shares no memory
+// with a cached object.
+func FromCSR(csr *certificatesv1.CertificateSigningRequest) Request {
+	var exp *int32
+	if csr.Spec.ExpirationSeconds != nil {
+		v := *csr.Spec.ExpirationSeconds
+		exp = &v
+	}
+	return Request{
+		Name:              csr.Name,
+		SignerName:        csr.Spec.SignerName,
+		Username:          csr.Spec.Username,
+		Groups:            slices.Clone(csr.Spec.Groups),
+		Usages:            slices.Clone(csr.Spec.Usages),
+		ExpirationSeconds: exp,
+		PEM:               slices.Clone(csr.Spec.Request),
+		Created:           csr.CreationTimestamp.Time,
+	}
+}
+
+// InScope reports whether csr asks for the kubelet-serving signer.
+func InScope(csr *certificatesv1.CertificateSigningRequest) bool {
+	return csr.Spec.SignerName == SignerName
+}
+
+// IsFinal reports whether csr carries an Approved, Denied or Failed condition or already holds a
+// certificate. A final CSR must not be touched again.
+func IsFinal(csr *certificatesv1.CertificateSigningRequest) bool {
+	return State(csr) != "Pending"
+}
+
+// State returns the state of csr for display: "Denied", "Failed", "Issued" (a certificate is
+// set), "Approved" or "Pending", checked in that order.
+func State(csr *certificatesv1.CertificateSigningRequest) string {
+	// Like the Kubernetes helpers, a condition counts by its type alone: the API server only
+	// accepts status True for these types.
+	has := func(t certificatesv1.RequestConditionType) bool {
+		return slices.ContainsFunc(csr.Status.Conditions, func(c certificatesv1.CertificateSigningRequestCondition) bool {
+			return c.Type == t
+		})
+	}
+	switch {
+	case has(certificatesv1.CertificateDenied):
+		return "Denied"
+	case has(certificatesv1.CertificateFailed):
+		return "Failed"
+	case len(csr.Status.Certificate) > 0:
+		return "Issued"
+	case has(certificatesv1.CertificateApproved):
+		return "Approved"
+	default:
+		return "Pending"
+	}
+}
+
+// NodeName returns the node name from a "system:node:<name>" username. It reports false unless
+// the name is a valid Node name (a lowercase RFC 1123 subdomain).
+func NodeName(username string) (string, bool) {
+	name, ok := strings.CutPrefix(username, nodeUserPrefix)
+	if !ok || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return "", false
+	}
+	return name, true
+}
