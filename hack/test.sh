@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# test.sh runs csrguard's whole suite, the way `make test` and CI do: static
+# checks, every Go test with the race detector (unit, integration and e2e on a
+# real control plane built by build-kube.sh), and a short fuzz run.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+log "Kubernetes binaries (K8S_VERSION=$K8S_VERSION, ETCD_VERSION=$ETCD_VERSION)"
+CSRGUARD_KUBE_BIN="$(hack/build-kube.sh)"
+export CSRGUARD_KUBE_BIN
+log "using $CSRGUARD_KUBE_BIN"
+
+log "gofmt"
+unformatted="$(gofmt -l $(git ls-files '*.go'))"
+if [[ -n "$unformatted" ]]; then
+  echo "gofmt needed on:" >&2; echo "$unformatted" >&2; exit 1
+fi
+
+log "go vet"
+go vet ./...
+
+log "go mod tidy is clean"
+cp go.mod /tmp/csrguard-go.mod.$$ && cp go.sum /tmp/csrguard-go.sum.$$
+go mod tidy
+if ! diff -q go.mod /tmp/csrguard-go.mod.$$ >/dev/null || ! diff -q go.sum /tmp/csrguard-go.sum.$$ >/dev/null; then
+  git --no-pager diff go.mod go.sum >&2 || true
+  echo "go.mod/go.sum are not tidy: run go mod tidy" >&2; exit 1
+fi
+rm -f /tmp/csrguard-go.mod.$$ /tmp/csrguard-go.sum.$$
+
+log "go test -race ./... (unit, integration, e2e)"
+go test -race -count=1 -timeout 40m ./...
+
+log "fuzz smoke (10s each; make fuzz runs longer)"
+go test -run='^$' -fuzz=FuzzParse -fuzztime=10s ./internal/servingcsr
+go test -run='^$' -fuzz=FuzzEvaluate -fuzztime=10s ./internal/policy
+
+log "all tests passed"

@@ -1,0 +1,358 @@
+// Package kubelet simulates the serving side of a kubelet that runs with
+// serverTLSBootstrap (rotate-server-certificates) on, for csrguard's tests,
+// demo and dev cluster.
+//
+// A Kubelet registers its Node with its own node identity, reports
+// status.addresses, the kubelet endpoint port and an OS image, and runs
+// client-go's certificate.Manager — the kubelet's own rotation engine — with
+// the kubelet's serving template: CN system:node:<name>, O system:nodes, SANs
+// from the Node's addresses, signer kubernetes.io/kubelet-serving and
+// certificate.DefaultKubeletServingGetUsages. It serves TLS on its InternalIP,
+// and while it has no certificate the handshake fails exactly as a real
+// kubelet's does: the server reports "no serving certificate available for the
+// kubelet" and the client sees "remote error: tls: internal error".
+//
+// It does not run pods or report readiness beyond a Ready condition.
+package kubelet
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/certificate"
+)
+
+// ErrNoServingCertificate is the error a kubelet's TLS listener returns while it
+// has no serving certificate; the text is the real kubelet's.
+var ErrNoServingCertificate = errors.New("no serving certificate available for the kubelet")
+
+// Talos and Debian are typical Node status.nodeInfo.osImage values.
+const (
+	Talos  = "Talos (v1.11.5)"
+	Debian = "Debian GNU/Linux 12 (bookworm)"
+)
+
+// Options describes one simulated kubelet.
+type Options struct {
+	// Name is the node name. Required.
+	Name string
+	// Config authenticates as the node (CN system:node:<Name>). Required.
+	Config *rest.Config
+	// Addresses become Node status.addresses, and so the certificate's SANs.
+	// The first InternalIP is where the TLS listener binds. Required.
+	Addresses []corev1.NodeAddress
+	// Port is the kubelet port; default 10250.
+	Port int
+	// OSImage is status.nodeInfo.osImage; default Debian.
+	OSImage string
+	// Lifetime, when set, asks the signer for certificates of that lifetime
+	// (spec.expirationSeconds; the signer's minimum is 10 minutes).
+	Lifetime time.Duration
+	// Labels are added to the Node.
+	Labels map[string]string
+}
+
+// Addresses builds a kubelet's typical status.addresses: InternalIP and
+// Hostname, plus any extra addresses (ExternalIP, InternalDNS, IPv6, ...).
+func Addresses(hostname string, internalIP netip.Addr, extra ...corev1.NodeAddress) []corev1.NodeAddress {
+	a := []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: internalIP.String()},
+		{Type: corev1.NodeHostName, Address: hostname},
+	}
+	return append(a, extra...)
+}
+
+// Kubelet is a running simulated kubelet.
+type Kubelet struct {
+	name   string
+	client kubernetes.Interface
+	port   int
+	mgr    certificate.Manager
+	srv    *http.Server
+	ln     net.Listener
+
+	mu        sync.Mutex
+	addresses []corev1.NodeAddress
+}
+
+// Start registers the Node, starts the certificate manager and the TLS
+// listener, and returns without waiting for a certificate.
+func Start(ctx context.Context, opts Options) (*Kubelet, error) {
+	if opts.Name == "" || opts.Config == nil || len(opts.Addresses) == 0 {
+		return nil, errors.New("kubelet: Name, Config and Addresses are required")
+	}
+	if opts.Port == 0 {
+		opts.Port = 10250
+	}
+	if opts.OSImage == "" {
+		opts.OSImage = Debian
+	}
+	client, err := kubernetes.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("kubelet %s: client: %w", opts.Name, err)
+	}
+	k := &Kubelet{name: opts.Name, client: client, port: opts.Port, addresses: opts.Addresses}
+	ip, err := k.listenIP()
+	if err != nil {
+		return nil, err
+	}
+	if err := k.register(ctx, opts); err != nil {
+		return nil, err
+	}
+
+	cfg := &certificate.Config{
+		ClientsetFn:      func(*tls.Certificate) (kubernetes.Interface, error) { return client, nil },
+		GetTemplate:      k.template,
+		SignerName:       certificatesv1.KubeletServingSignerName,
+		GetUsages:        certificate.DefaultKubeletServingGetUsages,
+		CertificateStore: &memoryStore{},
+		Name:             "kubelet-serving-" + opts.Name,
+	}
+	if opts.Lifetime > 0 {
+		cfg.RequestedCertificateLifetime = &opts.Lifetime
+	}
+	if k.mgr, err = certificate.NewManager(cfg); err != nil {
+		return nil, fmt.Errorf("kubelet %s: certificate manager: %w", opts.Name, err)
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(opts.Port)))
+	if err != nil {
+		return nil, fmt.Errorf("kubelet %s: listen: %w", opts.Name, err)
+	}
+	k.ln = ln
+	k.srv = &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }),
+		TLSConfig: &tls.Config{
+			MinVersion: tls.VersionTLS12,
+			// The kubelet's own GetCertificate: with no certificate the
+			// handshake fails and Go's TLS server sends an internal_error alert.
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+				if c := k.mgr.Current(); c != nil {
+					return c, nil
+				}
+				return nil, ErrNoServingCertificate
+			},
+		},
+		ErrorLog:          discardLogger(),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() { _ = k.srv.ServeTLS(ln, "", "") }()
+	k.mgr.Start()
+	return k, nil
+}
+
+// register creates the Node as the node itself and writes its status.
+func (k *Kubelet) register(ctx context.Context, opts Options) error {
+	labels := map[string]string{"kubernetes.io/hostname": opts.Name, "kubernetes.io/os": "linux"}
+	for key, v := range opts.Labels {
+		labels[key] = v
+	}
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: opts.Name, Labels: labels}}
+	created, err := k.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		created, err = k.client.CoreV1().Nodes().Get(ctx, opts.Name, metav1.GetOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("kubelet %s: register node: %w", opts.Name, err)
+	}
+	created.Status.Addresses = opts.Addresses
+	created.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(opts.Port)
+	created.Status.NodeInfo = corev1.NodeSystemInfo{
+		OSImage: opts.OSImage, KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64",
+		ContainerRuntimeVersion: "containerd://2.1.0", KernelVersion: "6.12.0",
+	}
+	now := metav1.Now()
+	created.Status.Conditions = []corev1.NodeCondition{{
+		Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+		Message: "simulated kubelet is posting ready status", LastHeartbeatTime: now, LastTransitionTime: now,
+	}}
+	if _, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("kubelet %s: update node status: %w", opts.Name, err)
+	}
+	return nil
+}
+
+// template is the kubelet's serving CSR template, built from the current
+// addresses the way pkg/kubelet/certificate does: Hostname/InternalDNS/
+// ExternalDNS become DNS SANs (a Hostname that is an IP becomes an IP SAN),
+// InternalIP/ExternalIP become IP SANs; sorted and de-duplicated. With no IP
+// the kubelet requests nothing.
+func (k *Kubelet) template() *x509.CertificateRequest {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	dns, ips := map[string]bool{}, map[string]bool{}
+	for _, a := range k.addresses {
+		switch a.Type {
+		case corev1.NodeHostName:
+			if net.ParseIP(a.Address) != nil {
+				ips[a.Address] = true
+			} else if a.Address != "" {
+				dns[a.Address] = true
+			}
+		case corev1.NodeInternalIP, corev1.NodeExternalIP:
+			if net.ParseIP(a.Address) != nil {
+				ips[a.Address] = true
+			}
+		case corev1.NodeInternalDNS, corev1.NodeExternalDNS:
+			if a.Address != "" {
+				dns[a.Address] = true
+			}
+		}
+	}
+	if len(ips) == 0 {
+		return nil
+	}
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:" + k.name, Organization: []string{"system:nodes"}}}
+	for d := range dns {
+		tmpl.DNSNames = append(tmpl.DNSNames, d)
+	}
+	sort.Strings(tmpl.DNSNames)
+	keys := make([]string, 0, len(ips))
+	for ip := range ips {
+		keys = append(keys, ip)
+	}
+	sort.Strings(keys)
+	for _, ip := range keys {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
+	}
+	return tmpl
+}
+
+func (k *Kubelet) listenIP() (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for _, a := range k.addresses {
+		if a.Type == corev1.NodeInternalIP {
+			return a.Address, nil
+		}
+	}
+	return "", fmt.Errorf("kubelet %s: no InternalIP to listen on", k.name)
+}
+
+// Name returns the node name.
+func (k *Kubelet) Name() string { return k.name }
+
+// Endpoint returns host:port of the kubelet's TLS listener.
+func (k *Kubelet) Endpoint() string { return k.ln.Addr().String() }
+
+// Addresses returns the Node's current status.addresses.
+func (k *Kubelet) Addresses() []corev1.NodeAddress {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return append([]corev1.NodeAddress(nil), k.addresses...)
+}
+
+// Current returns the serving certificate in use, or nil.
+func (k *Kubelet) Current() *x509.Certificate {
+	if c := k.mgr.Current(); c != nil {
+		return c.Leaf
+	}
+	return nil
+}
+
+// SetAddresses writes new status.addresses to the Node, then switches the
+// certificate template, as a kubelet does when its addresses change; the
+// certificate manager then requests a certificate for the new addresses.
+// The listener keeps its original address.
+func (k *Kubelet) SetAddresses(ctx context.Context, addrs []corev1.NodeAddress) error {
+	node, err := k.client.CoreV1().Nodes().Get(ctx, k.name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("kubelet %s: get node: %w", k.name, err)
+	}
+	node.Status.Addresses = addrs
+	if _, err := k.client.CoreV1().Nodes().UpdateStatus(ctx, node, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("kubelet %s: update addresses: %w", k.name, err)
+	}
+	k.mu.Lock()
+	k.addresses = addrs
+	k.mu.Unlock()
+	return nil
+}
+
+// Rotate asks the certificate manager for a new certificate now, as its
+// rotation deadline would, and returns once it has one or ctx ends. It uses
+// the manager's own RotateCerts, so the CSR is exactly a rotation's.
+func (k *Kubelet) Rotate(ctx context.Context) error {
+	r, ok := k.mgr.(interface{ RotateCerts() (bool, error) })
+	if !ok {
+		return errors.New("certificate manager cannot rotate on demand")
+	}
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			ok, err := r.RotateCerts()
+			if ok || ctx.Err() != nil {
+				errc <- err
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// WaitForCertificate waits until the kubelet serves a certificate other than
+// prev (nil: any certificate) and returns it.
+func (k *Kubelet) WaitForCertificate(ctx context.Context, prev *x509.Certificate) (*x509.Certificate, error) {
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if c := k.Current(); c != nil && (prev == nil || !c.Equal(prev)) {
+			return c, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("kubelet %s: no new serving certificate: %w", k.name, ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Stop stops the certificate manager and the listener.
+func (k *Kubelet) Stop() {
+	k.mgr.Stop()
+	_ = k.srv.Close()
+}
+
+// LoopbackPool hands out distinct 127.x.y.z addresses, so each simulated
+// kubelet listens on its own IP at the real kubelet port. Each pool picks a
+// random second octet so that test packages running in parallel rarely meet.
+type LoopbackPool struct {
+	mu   sync.Mutex
+	base byte
+	next int
+}
+
+// NewLoopbackPool returns a pool in a random 127.x.0.0/16 (x in 16..239).
+func NewLoopbackPool() *LoopbackPool {
+	return &LoopbackPool{base: byte(16 + time.Now().UnixNano()%224)}
+}
+
+// Next returns the next unused address.
+func (p *LoopbackPool) Next() netip.Addr {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next++
+	return netip.AddrFrom4([4]byte{127, p.base, byte(p.next / 250), byte(p.next%250 + 1)})
+}
