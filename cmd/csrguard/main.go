@@ -1,0 +1,21 @@
+// Command csrguard approves, monitors and diagnoses kubelet serving
+// certificates. Installed as kubectl-csrguard it is also a kubectl plugin.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/csrguard/csrguard/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := cli.New().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		os.Exit(cli.ExitCode(err))
+	}
+}

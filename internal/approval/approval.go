@@ -1,0 +1,319 @@
+// Package approval is the controller that decides kubelet-serving CSRs.
+//
+// For each pending CSR of signer kubernetes.io/kubelet-serving it reads the
+// request and the facts from caches, asks policy.Evaluate for a decision and
+// applies it according to the Mode: an approval or a denial written with
+// UpdateApproval, an Event, a log line and a metric. Held CSRs are retried:
+// when their Node appears or changes its addresses, when the settle time or a
+// rate limit runs out, and with backoff after errors. The package owns the
+// controller-runtime wiring (watches, indexes, trimmed caches), the per-node
+// rate limit and the global breaker; the decision itself is package policy's.
+package approval
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
+)
+
+// Mode says which decisions the controller writes.
+type Mode string
+
+// The modes.
+const (
+	// Enforce approves and denies.
+	Enforce Mode = "enforce"
+	// NoDeny approves, and leaves CSRs it would deny pending for a human.
+	NoDeny Mode = "no-deny"
+	// DryRun decides, logs, records Events and metrics, and writes no decision.
+	DryRun Mode = "dry-run"
+)
+
+// Event reasons recorded by the controller.
+const (
+	EventApproved  = "Approved"
+	EventDenied    = "Denied"
+	EventHeld      = "Held"
+	EventWouldDeny = "WouldDeny"
+	EventWouldApprove = "WouldApprove"
+)
+
+// ApprovalReason is the reason of the Approved condition csrguard writes.
+const ApprovalReason = "CSRGuardApproved"
+
+// Config configures the Reconciler.
+type Config struct {
+	// Policy is the decision policy.
+	Policy policy.Config
+	// Mode says which decisions are written.
+	Mode Mode
+	// NodeLimit limits approvals per node; zero Max disables it.
+	NodeLimit Limit
+	// Breaker holds every approval once too many happened cluster-wide in a
+	// window; zero Max disables it.
+	Breaker Limit
+	// HoldRetry is how often a CSR held for a reason no watch resolves is
+	// re-evaluated; default 30s.
+	HoldRetry time.Duration
+}
+
+// Limit is a count of approvals allowed in a sliding window.
+type Limit struct {
+	Max    int
+	Window time.Duration
+}
+
+// ApprovalWriter writes a CSR's approval subresource. The typed clientset's
+// CertificateSigningRequests() satisfies it.
+type ApprovalWriter interface {
+	UpdateApproval(ctx context.Context, name string, csr *certificatesv1.CertificateSigningRequest, opts metav1.UpdateOptions) (*certificatesv1.CertificateSigningRequest, error)
+}
+
+// Reconciler decides one CSR per call to Reconcile.
+type Reconciler struct {
+	reader   client.Reader
+	writer   ApprovalWriter
+	recorder events.EventRecorder
+	metrics  *metrics.Metrics
+	clock    clock.PassiveClock
+	facts    policy.Facts
+	cfg      Config
+
+	nodeLimit *window // keyed by node name
+	breaker   *window // one key
+	holds     sync.Map // CSR name -> policy.Reason last reported as held, to Event once per reason
+}
+
+// NewReconciler returns a Reconciler. reader should be a cache; writer the
+// clientset's CSR interface; recorder may be nil in tests that do not look at
+// Events.
+func NewReconciler(reader client.Reader, writer ApprovalWriter, recorder events.EventRecorder, m *metrics.Metrics, clk clock.PassiveClock, facts policy.Facts, cfg Config) *Reconciler {
+	if cfg.HoldRetry <= 0 {
+		cfg.HoldRetry = 30 * time.Second
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = Enforce
+	}
+	return &Reconciler{
+		reader: reader, writer: writer, recorder: recorder, metrics: m, clock: clk, facts: facts, cfg: cfg,
+		nodeLimit: newWindow(cfg.NodeLimit), breaker: newWindow(cfg.Breaker),
+	}
+}
+
+// Reconcile decides the named CSR and applies the decision.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var csr certificatesv1.CertificateSigningRequest
+	if err := r.reader.Get(ctx, req.NamespacedName, &csr); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.holds.Delete(req.Name) // deleted CSRs need no decision
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, fmt.Errorf("get CSR %q: %w", req.Name, err)
+	}
+	// Final CSRs are never touched, whatever else is true of them.
+	if !servingcsr.InScope(&csr) || servingcsr.IsFinal(&csr) {
+		r.holds.Delete(csr.Name)
+		return ctrl.Result{}, nil
+	}
+	node, _ := servingcsr.NodeName(csr.Spec.Username)
+	logger := log.FromContext(ctx).WithValues("csr", klog.KObj(&csr), "node", node)
+	ctx = log.IntoContext(ctx, logger)
+
+	d, err := policy.Evaluate(ctx, r.cfg.Policy, servingcsr.FromCSR(&csr), r.facts, r.clock.Now())
+	if err != nil {
+		// Could not decide: never approve or deny on an error; retry with backoff.
+		r.metrics.Errors.WithLabelValues("facts").Inc()
+		return ctrl.Result{}, fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
+	}
+	switch d.Verdict {
+	case policy.Approve:
+		return r.approve(ctx, &csr, node, d)
+	case policy.Deny:
+		return r.deny(ctx, &csr, node, d)
+	case policy.Hold:
+		return r.hold(ctx, &csr, node, d, r.holdRetry(&csr, d))
+	default:
+		return ctrl.Result{}, fmt.Errorf("policy returned no verdict for CSR %q: %+v", csr.Name, d)
+	}
+}
+
+func (r *Reconciler) approve(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string, d policy.Decision) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	now := r.clock.Now()
+	if r.cfg.Mode == DryRun {
+		r.record(csr, node, d, corev1.EventTypeNormal, EventWouldApprove, false)
+		r.metrics.Decisions.WithLabelValues("approve", string(d.Reason), string(r.cfg.Mode)).Inc()
+		logger.Info("Would approve CSR (dry run)", "reason", d.Reason)
+		return ctrl.Result{}, nil
+	}
+	// The breaker and the per-node limit hold an approval the policy allows:
+	// too many approvals at once means something is wrong upstream of us.
+	if wait := r.breaker.wait("", now); wait > 0 {
+		r.metrics.BreakerOpen.Set(1)
+		held := policy.Decision{Verdict: policy.Hold, Reason: ReasonBreakerOpen,
+			Message: fmt.Sprintf("breaker: %d approvals in the last %s; approvals are held", r.cfg.Breaker.Max, r.cfg.Breaker.Window)}
+		return r.hold(ctx, csr, node, held, wait)
+	}
+	r.metrics.BreakerOpen.Set(0)
+	if wait := r.nodeLimit.wait(node, now); wait > 0 {
+		held := policy.Decision{Verdict: policy.Hold, Reason: ReasonRateLimited,
+			Message: fmt.Sprintf("rate limit: node %q had %d approvals in the last %s", node, r.cfg.NodeLimit.Max, r.cfg.NodeLimit.Window)}
+		return r.hold(ctx, csr, node, held, wait)
+	}
+
+	approved := csr.DeepCopy() // never mutate the cached object
+	approved.Status.Conditions = append(approved.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type:           certificatesv1.CertificateApproved,
+		Status:         corev1.ConditionTrue,
+		Reason:         ApprovalReason,
+		Message:        "csrguard: " + d.Message,
+		LastUpdateTime: metav1.NewTime(now),
+	})
+	if err := r.write(ctx, approved); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.breaker.add("", now)
+	r.nodeLimit.add(node, now)
+	r.holds.Delete(csr.Name)
+	r.metrics.Decisions.WithLabelValues("approve", string(d.Reason), string(r.cfg.Mode)).Inc()
+	r.metrics.Applied.WithLabelValues("approve").Inc()
+	r.metrics.ApprovalLatency.Observe(now.Sub(csr.CreationTimestamp.Time).Seconds())
+	// The Approved condition on the CSR is the record of an approval; an Event
+	// per approval would double the API writes of the common case.
+	logger.Info("Approved CSR")
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string, d policy.Decision) (ctrl.Result, error) {
+	logger := log.FromContext(ctx)
+	r.metrics.Decisions.WithLabelValues("deny", string(d.Reason), string(r.cfg.Mode)).Inc()
+	if r.cfg.Mode != Enforce {
+		// Leave it pending for a human; say so once.
+		if r.firstHold(csr, d.Reason) {
+			r.record(csr, node, d, corev1.EventTypeWarning, EventWouldDeny, true)
+			logger.Info("Would deny CSR", "mode", r.cfg.Mode, "reason", d.Reason, "message", d.Message)
+		}
+		return ctrl.Result{}, nil
+	}
+	denied := csr.DeepCopy()
+	denied.Status.Conditions = append(denied.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type:           certificatesv1.CertificateDenied,
+		Status:         corev1.ConditionTrue,
+		Reason:         string(d.Reason),
+		Message:        "csrguard: " + d.Message,
+		LastUpdateTime: metav1.NewTime(r.clock.Now()),
+	})
+	if err := r.write(ctx, denied); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.holds.Delete(csr.Name)
+	r.metrics.Applied.WithLabelValues("deny").Inc()
+	r.record(csr, node, d, corev1.EventTypeWarning, EventDenied, true)
+	logger.Info("Denied CSR", "reason", d.Reason, "message", d.Message)
+	return ctrl.Result{}, nil
+}
+
+func (r *Reconciler) hold(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string, d policy.Decision, retry time.Duration) (ctrl.Result, error) {
+	if r.firstHold(csr, d.Reason) {
+		r.metrics.Decisions.WithLabelValues("hold", string(d.Reason), string(r.cfg.Mode)).Inc()
+		r.record(csr, node, d, corev1.EventTypeNormal, EventHeld, d.Reason != policy.NodeNotFound)
+		log.FromContext(ctx).Info("Held CSR", "reason", d.Reason, "message", d.Message, "retryAfter", retry)
+	}
+	return ctrl.Result{RequeueAfter: retry}, nil
+}
+
+// holdRetry says when a held CSR is looked at again without a watch event.
+func (r *Reconciler) holdRetry(csr *certificatesv1.CertificateSigningRequest, d policy.Decision) time.Duration {
+	switch d.Reason {
+	case policy.SANNotOnNode, policy.SANOfOtherNode:
+		// Held only while the address caches may lag; decide when that ends.
+		left := r.cfg.Policy.AddressSettleTime - r.clock.Since(csr.CreationTimestamp.Time)
+		if left > 0 && left < r.cfg.HoldRetry {
+			return left + 100*time.Millisecond
+		}
+	}
+	return r.cfg.HoldRetry
+}
+
+// write sends csr's approval subresource.
+func (r *Reconciler) write(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) error {
+	_, err := r.writer.UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{FieldManager: "csrguard"})
+	switch {
+	case err == nil:
+		return nil
+	case apierrors.IsNotFound(err):
+		// Deleted meanwhile (csrcleaner, or a human): nothing left to decide.
+		return nil
+	default:
+		// A conflict means our cached copy was stale; an outage means we could
+		// not write. Either way retry with backoff from a fresh read.
+		r.metrics.Errors.WithLabelValues("write").Inc()
+		return fmt.Errorf("update approval of CSR %q: %w", csr.Name, err)
+	}
+}
+
+// firstHold reports whether reason is new for this CSR, remembering it.
+func (r *Reconciler) firstHold(csr *certificatesv1.CertificateSigningRequest, reason policy.Reason) bool {
+	prev, loaded := r.holds.Swap(csr.Name, reason)
+	return !loaded || prev != reason
+}
+
+// record emits an Event on the CSR and, when onNode, on the Node too, so
+// `kubectl describe node` shows what a node asked for and was refused.
+func (r *Reconciler) record(csr *certificatesv1.CertificateSigningRequest, node string, d policy.Decision, eventType, reason string, onNode bool) {
+	if r.recorder == nil {
+		return
+	}
+	var related *corev1.ObjectReference
+	if node != "" {
+		related = &corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node), APIVersion: "v1"}
+	}
+	note := fmt.Sprintf("%s: %s", d.Reason, truncate(d.Message, 900))
+	r.recorder.Eventf(csr, related, eventType, reason, "Decide", note)
+	if onNode && related != nil {
+		r.recorder.Eventf(related, csr, eventType, reason, "Decide", "CSR %s: %s", csr.Name, note)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Reasons the controller adds to the policy's.
+const (
+	// ReasonRateLimited holds an approval because its node had too many recently.
+	ReasonRateLimited policy.Reason = "RateLimited"
+	// ReasonBreakerOpen holds an approval because the cluster had too many recently.
+	ReasonBreakerOpen policy.Reason = "BreakerOpen"
+)
+
+// ParseMode parses a --mode value.
+func ParseMode(s string) (Mode, error) {
+	switch m := Mode(strings.ToLower(s)); m {
+	case Enforce, NoDeny, DryRun:
+		return m, nil
+	}
+	return "", errors.New(`must be one of "enforce", "no-deny", "dry-run"`)
+}

@@ -1,0 +1,119 @@
+package approval
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
+)
+
+// CacheOptions trims the manager's caches to what the policy needs, so memory
+// stays small with thousands of nodes: only kubelet-serving CSRs are listed
+// (a server-side field selector), and Nodes keep their name, addresses,
+// kubelet endpoint and OS image — no images, conditions or labels.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject: map[client.Object]cache.ByObject{
+			&certificatesv1.CertificateSigningRequest{}: {
+				Field:     fields.OneTermEqualSelector("spec.signerName", certificatesv1.KubeletServingSignerName),
+				Transform: cache.TransformStripManagedFields(),
+			},
+			&corev1.Node{}: {Transform: trimNode},
+		},
+	}
+}
+
+func trimNode(obj any) (any, error) {
+	n, ok := obj.(*corev1.Node)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Node{
+		TypeMeta: n.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp,
+		},
+		Status: corev1.NodeStatus{
+			Addresses:       n.Status.Addresses,
+			DaemonEndpoints: n.Status.DaemonEndpoints,
+			NodeInfo:        corev1.NodeSystemInfo{OSImage: n.Status.NodeInfo.OSImage, KubeletVersion: n.Status.NodeInfo.KubeletVersion},
+		},
+	}, nil
+}
+
+// Setup registers the indexes, the cluster discovery and the controller with
+// mgr. workers is the number of CSRs decided in parallel.
+func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *ClusterDiscovery, workers int) error {
+	idx := mgr.GetFieldIndexer()
+	if err := idx.IndexField(ctx, &corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
+		return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
+	}); err != nil {
+		return fmt.Errorf("index nodes by address: %w", err)
+	}
+	if err := idx.IndexField(ctx, &certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
+		if n, ok := servingcsr.NodeName(o.(*certificatesv1.CertificateSigningRequest).Spec.Username); ok {
+			return []string{n}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("index CSRs by node: %w", err)
+	}
+	if err := mgr.Add(discovery); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("kubelet-serving-csr").
+		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
+			csr := o.(*certificatesv1.CertificateSigningRequest)
+			return servingcsr.InScope(csr) && !servingcsr.IsFinal(csr)
+		}))).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRsOf), builder.WithPredicates(addressesChanged)).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(r)
+}
+
+// pendingCSRsOf re-queues a node's pending CSRs: a CSR held because its Node
+// did not exist or lacked an address is decided as soon as that changes.
+func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []reconcile.Request {
+	var csrs certificatesv1.CertificateSigningRequestList
+	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: o.GetName()}); err != nil {
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range csrs.Items {
+		if !servingcsr.IsFinal(&csrs.Items[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: csrs.Items[i].Name}})
+		}
+	}
+	return reqs
+}
+
+// addressesChanged passes Node creations and address changes only: the
+// kubelet's status heartbeats do not wake the controller.
+var addressesChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return true },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		a, b := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+		return !slices.Equal(a.Status.Addresses, b.Status.Addresses)
+	},
+}

@@ -1,0 +1,275 @@
+package cli
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"go.uber.org/zap/zapcore"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/controller"
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+// policyOptions are the raw policy flags, shared by every command that
+// evaluates CSRs (controller, explain, approve), so they all decide alike.
+type policyOptions struct {
+	maxExpiration         time.Duration
+	maxSANs               int
+	clusterDomain         string
+	allowedNodeCIDRs      []string
+	dnsNameRegex          string
+	reservedNames         []string
+	reservedCIDRs         []string
+	apiServerAddresses    []string
+	serviceCIDRs          []string
+	addressSettleTime     time.Duration
+	insecureAllowLoopback bool
+}
+
+func (o *policyOptions) addFlags(fs *pflag.FlagSet) {
+	d := policy.DefaultConfig()
+	fs.DurationVar(&o.maxExpiration, "max-expiration", d.MaxExpiration, "Deny CSRs whose spec.expirationSeconds asks for longer than this.")
+	fs.IntVar(&o.maxSANs, "max-sans", d.MaxSANs, "Deny CSRs with more DNS and IP SANs than this.")
+	fs.StringVar(&o.clusterDomain, "cluster-domain", d.ClusterDomain, "The cluster DNS domain; names in it (and *.svc) are never approved.")
+	fs.StringSliceVar(&o.allowedNodeCIDRs, "allowed-node-cidrs", nil, "If set, every IP SAN must lie in one of these CIDRs (comma-separated).")
+	fs.StringVar(&o.dnsNameRegex, "dns-name-regex", "", "If set, every DNS SAN must match this regular expression in full.")
+	fs.StringSliceVar(&o.reservedNames, "reserved-names", nil, "Extra DNS names never approved, e.g. an API server load balancer name.")
+	fs.StringSliceVar(&o.reservedCIDRs, "reserved-cidrs", nil, "Extra addresses or CIDRs never approved, e.g. a control-plane VIP.")
+	fs.StringSliceVar(&o.apiServerAddresses, "apiserver-addresses", nil, "API server addresses never approved, added to those discovered from the kubernetes Service and its EndpointSlices.")
+	fs.StringSliceVar(&o.serviceCIDRs, "service-cidrs", nil, "Service CIDRs never approved, added to the ServiceCIDR objects discovered (set it on clusters older than 1.33).")
+	fs.DurationVar(&o.addressSettleTime, "address-settle-time", d.AddressSettleTime, "How long a CSR whose SANs are not (yet) its Node's addresses is held before it is denied; covers cache lag after an address change.")
+	fs.BoolVar(&o.insecureAllowLoopback, "insecure-test-allow-loopback", false, "TEST ONLY: approve loopback SANs (127.0.0.0/8, ::1), as local test clusters with simulated kubelets need. Never set it in a real cluster.")
+}
+
+// config validates the flags and returns the parsed policy and the static
+// cluster addresses.
+func (o *policyOptions) config() (policy.Config, policy.Cluster, error) {
+	cfg := policy.DefaultConfig()
+	var static policy.Cluster
+	var err error
+	if o.maxExpiration <= 0 {
+		return cfg, static, flagError("max-expiration", "must be > 0, got %v", o.maxExpiration)
+	}
+	if o.maxSANs <= 0 {
+		return cfg, static, flagError("max-sans", "must be > 0, got %d", o.maxSANs)
+	}
+	if o.addressSettleTime < 0 {
+		return cfg, static, flagError("address-settle-time", "must be >= 0, got %v", o.addressSettleTime)
+	}
+	cfg.MaxExpiration, cfg.MaxSANs, cfg.AddressSettleTime = o.maxExpiration, o.maxSANs, o.addressSettleTime
+	cfg.ClusterDomain, cfg.ExtraReservedNames = o.clusterDomain, o.reservedNames
+	cfg.InsecureAllowLoopback = o.insecureAllowLoopback
+	if cfg.AllowedNodeCIDRs, err = parsePrefixes("allowed-node-cidrs", o.allowedNodeCIDRs); err != nil {
+		return cfg, static, err
+	}
+	if cfg.ExtraReservedCIDRs, err = parsePrefixes("reserved-cidrs", o.reservedCIDRs); err != nil {
+		return cfg, static, err
+	}
+	if static.APIServerAddresses, err = parseAddrs("apiserver-addresses", o.apiServerAddresses); err != nil {
+		return cfg, static, err
+	}
+	if static.ServiceCIDRs, err = parsePrefixes("service-cidrs", o.serviceCIDRs); err != nil {
+		return cfg, static, err
+	}
+	if o.dnsNameRegex != "" {
+		re, err := regexp.Compile("^(?:" + o.dnsNameRegex + ")$")
+		if err != nil {
+			return cfg, static, flagError("dns-name-regex", "is not a valid regular expression: %v", err)
+		}
+		cfg.DNSNameRegex = re
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, static, usageError{fmt.Errorf("policy flags: %w", err)}
+	}
+	return cfg, static, nil
+}
+
+// logOptions configure the structured logger.
+type logOptions struct {
+	format    string
+	verbosity int
+}
+
+func (o *logOptions) addFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.format, "log-format", "text", `Log format: "text" or "json".`)
+	fs.IntVarP(&o.verbosity, "verbosity", "v", 0, "Log verbosity; higher is chattier.")
+}
+
+func (o *logOptions) logger() (logr.Logger, error) {
+	opts := zap.Options{Level: zapcore.Level(-o.verbosity), TimeEncoder: zapcore.RFC3339NanoTimeEncoder}
+	switch o.format {
+	case "json":
+	case "text":
+		opts.Development = false
+		opts.NewEncoder = func(eo ...zap.EncoderConfigOption) zapcore.Encoder {
+			cfg := zapcore.EncoderConfig{
+				TimeKey: "ts", LevelKey: "level", NameKey: "logger", MessageKey: "msg",
+				EncodeTime: zapcore.RFC3339TimeEncoder, EncodeLevel: zapcore.CapitalLevelEncoder,
+				EncodeDuration: zapcore.StringDurationEncoder, ConsoleSeparator: " ",
+			}
+			return zapcore.NewConsoleEncoder(cfg)
+		}
+	default:
+		return logr.Logger{}, flagError("log-format", `must be "text" or "json", got %q`, o.format)
+	}
+	if o.verbosity < 0 {
+		return logr.Logger{}, flagError("verbosity", "must be >= 0, got %d", o.verbosity)
+	}
+	return zap.New(zap.UseFlagOptions(&opts)), nil
+}
+
+type controllerOptions struct {
+	kube   kubeOptions
+	policy policyOptions
+	log    logOptions
+
+	mode              string
+	workers           int
+	nodeLimit         int
+	nodeWindow        time.Duration
+	breakerMax        int
+	breakerWindow     time.Duration
+	holdRetry         time.Duration
+	discoveryInterval time.Duration
+
+	leaderElect   bool
+	leaseNS       string
+	leaseID       string
+	leaseDuration time.Duration
+	renewDeadline time.Duration
+	retryPeriod   time.Duration
+
+	metricsAddr string
+	healthAddr  string
+}
+
+func newControllerCommand() *cobra.Command {
+	o := &controllerOptions{}
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run the approver: decide every kubelet serving CSR",
+		Long: `Run the csrguard controller. It watches CertificateSigningRequests for signer
+kubernetes.io/kubelet-serving and approves, denies or holds each one by the
+policy (see 'csrguard explain' and the README). It runs in the cluster, or
+out of it with --kubeconfig.`,
+		Example: `  # In a pod (leader election on by default):
+  csrguard controller --log-format=json
+  # From a laptop, deciding nothing, to see what it would do:
+  csrguard controller --kubeconfig ~/.kube/config --mode=dry-run`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := o.config(cmd)
+			if err != nil {
+				return err
+			}
+			logger, err := o.log.logger()
+			if err != nil {
+				return err
+			}
+			ctrl.SetLogger(logger)
+			restCfg, err := o.kube.restConfig()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			ctx := log.IntoContext(cmd.Context(), logger)
+			return controller.Run(ctx, restCfg, cfg)
+		},
+	}
+	var s flagSections
+	o.policy.addFlags(s.section("Policy"))
+	fs := s.section("Policy")
+	fs.StringVar(&o.mode, "mode", string(approval.Enforce), `What to write: "enforce" approves and denies; "no-deny" approves and leaves the rest pending; "dry-run" writes nothing (Events, logs and metrics only).`)
+
+	fs = s.section("Throughput and limits")
+	fs.IntVar(&o.workers, "workers", 16, "CSRs decided in parallel.")
+	fs.IntVar(&o.nodeLimit, "node-approval-limit", 10, "Approvals per node within --node-approval-window before further ones are held; 0 disables.")
+	fs.DurationVar(&o.nodeWindow, "node-approval-window", time.Hour, "Window of --node-approval-limit.")
+	fs.IntVar(&o.breakerMax, "breaker-max-approvals", 0, "Approvals cluster-wide within --breaker-window after which every approval is held and csrguard_breaker_open is 1; 0 disables.")
+	fs.DurationVar(&o.breakerWindow, "breaker-window", 10*time.Minute, "Window of --breaker-max-approvals.")
+	fs.DurationVar(&o.holdRetry, "hold-retry", 30*time.Second, "How often a held CSR is re-evaluated when no watch event wakes it.")
+	fs.DurationVar(&o.discoveryInterval, "discovery-interval", time.Minute, "How often API server addresses and service CIDRs are re-read.")
+
+	fs = s.section("Leader election")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader with a Lease so only one replica decides (default true in a pod, false with a kubeconfig).")
+	fs.StringVar(&o.leaseNS, "leader-election-namespace", "", "Namespace of the Lease; default the pod's namespace.")
+	fs.StringVar(&o.leaseID, "leader-election-id", "csrguard", "Name of the Lease.")
+	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a Lease is valid without renewal.")
+	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader retries renewing before it steps down.")
+	fs.DurationVar(&o.retryPeriod, "leader-election-retry-period", 2*time.Second, "How often candidates try to acquire or renew the Lease.")
+
+	fs = s.section("Serving")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", `Address of the Prometheus /metrics endpoint; "0" disables it.`)
+	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", `Address of /healthz and /readyz; "0" disables them.`)
+
+	o.kube.addFlags(s.section("Kubernetes client"), 300, 600)
+	o.log.addFlags(s.section("Logging"))
+	s.install(cmd)
+	return cmd
+}
+
+func (o *controllerOptions) config(cmd *cobra.Command) (controller.Config, error) {
+	var cfg controller.Config
+	pc, static, err := o.policy.config()
+	if err != nil {
+		return cfg, err
+	}
+	mode, err := approval.ParseMode(o.mode)
+	if err != nil {
+		return cfg, flagError("mode", "%v, got %q", err, o.mode)
+	}
+	if err := o.kube.validate(); err != nil {
+		return cfg, err
+	}
+	checks := []struct {
+		ok   bool
+		flag string
+		msg  string
+		val  any
+	}{
+		{o.workers >= 1, "workers", "must be >= 1", o.workers},
+		{o.nodeLimit >= 0, "node-approval-limit", "must be >= 0", o.nodeLimit},
+		{o.nodeWindow > 0, "node-approval-window", "must be > 0", o.nodeWindow},
+		{o.breakerMax >= 0, "breaker-max-approvals", "must be >= 0", o.breakerMax},
+		{o.breakerWindow > 0, "breaker-window", "must be > 0", o.breakerWindow},
+		{o.holdRetry > 0, "hold-retry", "must be > 0", o.holdRetry},
+		{o.discoveryInterval > 0, "discovery-interval", "must be > 0", o.discoveryInterval},
+		{o.leaseDuration > o.renewDeadline, "leader-election-lease-duration", "must be longer than --leader-election-renew-deadline", o.leaseDuration},
+		{o.renewDeadline > o.retryPeriod, "leader-election-renew-deadline", "must be longer than --leader-election-retry-period", o.renewDeadline},
+		{o.retryPeriod > 0, "leader-election-retry-period", "must be > 0", o.retryPeriod},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			return cfg, flagError(c.flag, "%s, got %v", c.msg, c.val)
+		}
+	}
+	leaderElect := o.leaderElect
+	if !cmd.Flags().Changed("leader-elect") {
+		leaderElect = o.kube.inCluster()
+	}
+	ns := o.leaseNS
+	if ns == "" {
+		ns = podNamespace()
+	}
+	if leaderElect && ns == "" {
+		return cfg, flagError("leader-election-namespace", "is required with --leader-elect outside a pod")
+	}
+	return controller.Config{
+		Approval: approval.Config{
+			Policy: pc, Mode: mode, HoldRetry: o.holdRetry,
+			NodeLimit: approval.Limit{Max: o.nodeLimit, Window: o.nodeWindow},
+			Breaker:   approval.Limit{Max: o.breakerMax, Window: o.breakerWindow},
+		},
+		Static: static, DiscoveryInterval: o.discoveryInterval, Workers: o.workers,
+		LeaderElection: leaderElect, LeaderElectionNamespace: ns, LeaderElectionID: o.leaseID,
+		LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod,
+		MetricsBindAddress: o.metricsAddr, HealthBindAddress: o.healthAddr,
+	}, nil
+}

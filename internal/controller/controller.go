@@ -1,0 +1,144 @@
+// Package controller assembles `csrguard controller`: a controller-runtime
+// manager with trimmed caches, leader election on a Lease, /healthz and
+// /readyz, Prometheus metrics and the approval reconciler. It owns process
+// wiring only; deciding is package policy's, applying package approval's.
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+// Config is everything `csrguard controller` runs with, parsed and validated
+// by the CLI.
+type Config struct {
+	Approval approval.Config
+	// Static are API server addresses and service CIDRs added to the discovered ones.
+	Static            policy.Cluster
+	DiscoveryInterval time.Duration
+	Workers           int
+
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	LeaderElectionID        string
+	LeaseDuration           time.Duration
+	RenewDeadline           time.Duration
+	RetryPeriod             time.Duration
+
+	MetricsBindAddress string
+	HealthBindAddress  string
+}
+
+// Run runs the controller until ctx ends, then shuts down gracefully:
+// in-flight decisions finish and a held Lease is released.
+func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
+	logger := log.FromContext(ctx)
+	m := metrics.New()
+	if err := m.Register(ctrlmetrics.Registry); err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	if cfg.Approval.Policy.InsecureAllowLoopback {
+		m.InsecureLoopback.Set(1)
+		logger.Error(nil, "INSECURE: --insecure-test-allow-loopback is set: loopback SANs are approved. This is for local test clusters only; never run it in a real cluster")
+	}
+
+	gracePeriod := 30 * time.Second
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Cache:                         approval.CacheOptions(),
+		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
+		HealthProbeBindAddress:        cfg.HealthBindAddress,
+		LeaderElection:                cfg.LeaderElection,
+		LeaderElectionID:              cfg.LeaderElectionID,
+		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &cfg.LeaseDuration,
+		RenewDeadline:                 &cfg.RenewDeadline,
+		RetryPeriod:                   &cfg.RetryPeriod,
+		GracefulShutdownTimeout:       &gracePeriod,
+		Logger:                        logger,
+	})
+	if err != nil {
+		return fmt.Errorf("create manager: %w", err)
+	}
+	cs, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return fmt.Errorf("create clientset: %w", err)
+	}
+
+	discovery := approval.NewClusterDiscovery(mgr.GetAPIReader(), cfg.Static, cfg.DiscoveryInterval)
+	facts := approval.NewCacheFacts(mgr.GetClient(), discovery)
+	r := approval.NewReconciler(mgr.GetClient(), cs.CertificatesV1().CertificateSigningRequests(),
+		mgr.GetEventRecorder("csrguard"), m, clock.RealClock{}, facts, cfg.Approval)
+	if err := r.Setup(ctx, mgr, discovery, cfg.Workers); err != nil {
+		return fmt.Errorf("set up approval controller: %w", err)
+	}
+
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("caches", cachesSynced(mgr)); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("cluster-discovery", func(req *http.Request) error {
+		_, err := discovery.Cluster(req.Context())
+		return err
+	}); err != nil {
+		return err
+	}
+	if cfg.LeaderElection {
+		if err := mgr.AddReadyzCheck("leader", leaderKnown(mgr.GetAPIReader(), cfg)); err != nil {
+			return err
+		}
+	}
+	logger.Info("Starting csrguard controller", "mode", cfg.Approval.Mode, "workers", cfg.Workers, "leaderElection", cfg.LeaderElection)
+	return mgr.Start(ctx)
+}
+
+// cachesSynced is ready once the informers have listed everything.
+func cachesSynced(mgr ctrl.Manager) healthz.Checker {
+	return func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), 500*time.Millisecond)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("caches not synced yet")
+		}
+		return nil
+	}
+}
+
+// leaderKnown is ready once some replica holds a current Lease: a standby is
+// ready to take over, and none is ready while nobody leads.
+func leaderKnown(reader client.Reader, cfg Config) healthz.Checker {
+	return func(req *http.Request) error {
+		var lease coordinationv1.Lease
+		key := client.ObjectKey{Namespace: cfg.LeaderElectionNamespace, Name: cfg.LeaderElectionID}
+		if err := reader.Get(req.Context(), key, &lease); err != nil {
+			return fmt.Errorf("read leader lease %s: %w", key, err)
+		}
+		if lease.Spec.HolderIdentity == nil || *lease.Spec.HolderIdentity == "" || lease.Spec.RenewTime == nil {
+			return errors.New("no leader yet")
+		}
+		if age := time.Since(lease.Spec.RenewTime.Time); age > 2*cfg.LeaseDuration {
+			return fmt.Errorf("leader %q last renewed %s ago", *lease.Spec.HolderIdentity, age.Round(time.Second))
+		}
+		return nil
+	}
+}
