@@ -379,9 +379,14 @@ func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
 	ownNames := map[string]bool{}
 	ownIPs := map[netip.Addr]bool{}
 	for _, a := range e.node.Addresses {
+		// The kubelet's template (pkg/kubelet/certificate) turns a Hostname
+		// that is an IP into an IP SAN, so such a Hostname owns an IP too.
 		switch a.Type {
 		case corev1.NodeHostName, corev1.NodeInternalDNS, corev1.NodeExternalDNS:
 			ownNames[normaliseDNS(a.Address)] = true
+			if addr, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeHostName {
+				ownIPs[normaliseAddr(addr)] = true
+			}
 		case corev1.NodeInternalIP, corev1.NodeExternalIP:
 			if addr, err := netip.ParseAddr(a.Address); err == nil {
 				ownIPs[normaliseAddr(addr)] = true

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -63,11 +64,8 @@ func (f *fakeFacts) NodesWithAddress(_ context.Context, key string) ([]string, e
 	}
 	var names []string
 	for name, n := range f.nodes {
-		for _, a := range n.Addresses {
-			if addressKey(a) == key {
-				names = append(names, name)
-				break
-			}
+		if slices.Contains(policy.AddressKeys(n.Addresses), key) {
+			names = append(names, name)
 		}
 	}
 	return names, nil
@@ -77,12 +75,3 @@ func (f *fakeFacts) Cluster(context.Context) (policy.Cluster, error) {
 	return f.cluster, f.clusterErr
 }
 
-// addressKey is the key NodesWithAddress documents for a node address.
-func addressKey(a corev1.NodeAddress) string {
-	if a.Type == corev1.NodeInternalIP || a.Type == corev1.NodeExternalIP {
-		if addr, err := netip.ParseAddr(a.Address); err == nil {
-			return addr.Unmap().String()
-		}
-	}
-	return strings.ToLower(strings.TrimSuffix(a.Address, "."))
-}

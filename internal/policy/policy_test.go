@@ -325,8 +325,12 @@ func TestEvaluate(t *testing.T) {
 		{name: "dns_not_on_node_unsettled", opts: []csrtest.Option{csrtest.DNSNames("evil.example.com")}, age: 30 * time.Second, want: held("san-ownership", policy.SANNotOnNode)},
 		{name: "dns_of_other_node", opts: []csrtest.Option{csrtest.DNSNames("node-b")}, want: denied("san-ownership", policy.SANNotOnNode)},
 		{name: "dns_san_is_node_ip", opts: []csrtest.Option{csrtest.DNSNames("10.0.0.10")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		// The kubelet turns a Hostname that is an IP into an IP SAN.
 		{name: "ip_san_is_node_hostname", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.50")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "Hostname=10.0.0.50")
+		}, want: approved()},
+		{name: "ip_san_is_node_internal_dns", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.50")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=10.0.0.50")
 		}, want: denied("san-ownership", policy.SANNotOnNode)},
 		{name: "ip_shared_with_other_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.11")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "InternalIP=10.0.0.11")
