@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/csrguard/csrguard/test/controlplane"
+)
+
+// csrguardBin is the csrguard binary built once for all tests by TestMain.
+var csrguardBin string
+
+func TestMain(m *testing.M) {
+	os.Exit(runTests(m))
+}
+
+func runTests(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "csrguard-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	csrguardBin = filepath.Join(dir, "csrguard")
+	build := exec.Command("go", "build", "-o", csrguardBin, "github.com/csrguard/csrguard/cmd/csrguard")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build csrguard:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// guard is a csrguard controller process started by a test.
+type guard struct {
+	*controlplane.Process
+	log     string
+	metrics string // http://host:port/metrics
+	health  string // http://host:port
+}
+
+// startCSRGuard runs `csrguard controller` against c as an administrator,
+// with the test-only loopback allowance the simulated kubelets need, short
+// settle and retry times, and extra flags. It waits until /readyz is ok
+// unless waitReady is false.
+func (c *cluster) startCSRGuard(ctx context.Context, name string, waitReady bool, extra ...string) *guard {
+	c.t.Helper()
+	dir := c.t.TempDir()
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := controlplane.WriteKubeconfig(kubeconfig, c.cp.AdminConfig()); err != nil {
+		c.t.Fatal(err)
+	}
+	g := &guard{log: filepath.Join(dir, name+".log")}
+	mport, hport := freePort(c.t), freePort(c.t)
+	g.metrics = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
+	g.health = "http://127.0.0.1:" + strconv.Itoa(hport)
+	args := append([]string{
+		"controller", "--kubeconfig=" + kubeconfig,
+		"--insecure-test-allow-loopback",
+		"--leader-elect=false",
+		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(mport),
+		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(hport),
+		"--address-settle-time=3s", "--hold-retry=1s",
+	}, extra...)
+	p, err := controlplane.StartProcess(csrguardBin, args, g.log)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	g.Process = p
+	c.t.Cleanup(func() {
+		_ = p.Stop()
+		if c.t.Failed() {
+			c.t.Logf("--- %s log tail:\n%s", name, controlplane.Tail(g.log, 60))
+		}
+	})
+	if waitReady {
+		eventually(c.t, ctx, name+" ready", func() bool { return g.ready(ctx) })
+	}
+	return g
+}
+
+func (g *guard) ready(ctx context.Context) bool {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.health+"/readyz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// deadline returns a context for a test step.
+func deadline(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
