@@ -48,6 +48,11 @@ fuzz: ## Fuzz CSR parsing and the policy for FUZZTIME each (default 2m)
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/servingcsr
 	go test -run='^$$' -fuzz=FuzzEvaluate -fuzztime=$(FUZZTIME) ./internal/policy
 
+.PHONY: bench
+bench: build ## Approval benchmark: N nodes and CSRs, csrguard vs a no-check approver (N=2000)
+	CGO_ENABLED=0 go build -trimpath -o $(OUT)/bin/nocheck-approver ./test/cmd/nocheck-approver
+	CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/bench --n $(N) --dir $(OUT)/bench --csrguard $(OUT)/bin/csrguard --nocheck $(OUT)/bin/nocheck-approver
+
 .PHONY: clean
 clean: ## Remove _output (the binary cache outside the repo stays)
 	rm -rf $(OUT)

@@ -50,10 +50,10 @@ const (
 
 // Event reasons recorded by the controller.
 const (
-	EventApproved  = "Approved"
-	EventDenied    = "Denied"
-	EventHeld      = "Held"
-	EventWouldDeny = "WouldDeny"
+	EventApproved     = "Approved"
+	EventDenied       = "Denied"
+	EventHeld         = "Held"
+	EventWouldDeny    = "WouldDeny"
 	EventWouldApprove = "WouldApprove"
 )
 
@@ -98,8 +98,8 @@ type Reconciler struct {
 	facts    policy.Facts
 	cfg      Config
 
-	nodeLimit *window // keyed by node name
-	breaker   *window // one key
+	nodeLimit *window  // keyed by node name
+	breaker   *window  // one key
 	holds     sync.Map // CSR name -> policy.Reason last reported as held, to Event once per reason
 }
 

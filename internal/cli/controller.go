@@ -2,12 +2,15 @@ package cli
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	uberzap "go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -103,27 +106,27 @@ func (o *logOptions) addFlags(fs *pflag.FlagSet) {
 	fs.IntVarP(&o.verbosity, "verbosity", "v", 0, "Log verbosity; higher is chattier.")
 }
 
+// logger builds the structured logger. Unlike controller-runtime's
+// production preset it never samples: every decision is an audit record, and
+// a burst of 2,000 approvals must log 2,000 lines.
 func (o *logOptions) logger() (logr.Logger, error) {
-	opts := zap.Options{Level: zapcore.Level(-o.verbosity), TimeEncoder: zapcore.RFC3339NanoTimeEncoder}
-	switch o.format {
-	case "json":
-	case "text":
-		opts.Development = false
-		opts.NewEncoder = func(eo ...zap.EncoderConfigOption) zapcore.Encoder {
-			cfg := zapcore.EncoderConfig{
-				TimeKey: "ts", LevelKey: "level", NameKey: "logger", MessageKey: "msg",
-				EncodeTime: zapcore.RFC3339TimeEncoder, EncodeLevel: zapcore.CapitalLevelEncoder,
-				EncodeDuration: zapcore.StringDurationEncoder, ConsoleSeparator: " ",
-			}
-			return zapcore.NewConsoleEncoder(cfg)
-		}
-	default:
-		return logr.Logger{}, flagError("log-format", `must be "text" or "json", got %q`, o.format)
-	}
 	if o.verbosity < 0 {
 		return logr.Logger{}, flagError("verbosity", "must be >= 0, got %d", o.verbosity)
 	}
-	return zap.New(zap.UseFlagOptions(&opts)), nil
+	cfg := uberzap.NewProductionEncoderConfig()
+	cfg.TimeKey, cfg.EncodeTime, cfg.EncodeDuration = "ts", zapcore.RFC3339NanoTimeEncoder, zapcore.StringDurationEncoder
+	var enc zapcore.Encoder
+	switch o.format {
+	case "json":
+		enc = zapcore.NewJSONEncoder(cfg)
+	case "text":
+		cfg.EncodeTime, cfg.EncodeLevel, cfg.ConsoleSeparator = zapcore.RFC3339TimeEncoder, zapcore.CapitalLevelEncoder, " "
+		enc = zapcore.NewConsoleEncoder(cfg)
+	default:
+		return logr.Logger{}, flagError("log-format", `must be "text" or "json", got %q`, o.format)
+	}
+	core := zapcore.NewCore(&zap.KubeAwareEncoder{Encoder: enc}, zapcore.Lock(os.Stderr), zapcore.Level(-o.verbosity))
+	return zapr.NewLogger(uberzap.New(core, uberzap.AddStacktrace(zapcore.PanicLevel))), nil
 }
 
 type controllerOptions struct {

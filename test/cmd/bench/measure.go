@@ -1,0 +1,308 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"math"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// requestCounts are an approver's rest_client_requests_total summed over
+// status codes and hosts, by HTTP method.
+type requestCounts map[string]float64
+
+// histogram is the sum and count of a Prometheus histogram, summed over its
+// label values.
+type histogram struct{ sum, count float64 }
+
+// meanSince is the mean of the observations made since before.
+func (h histogram) meanSince(before histogram) time.Duration {
+	if h.count == before.count {
+		return 0
+	}
+	return time.Duration((h.sum - before.sum) / (h.count - before.count) * float64(time.Second))
+}
+
+// scrape is what the benchmark reads from an approver's controller-runtime
+// /metrics endpoint, which serves client-go's request counter and the
+// controller and workqueue histograms for every manager.
+type scrape struct {
+	requests requestCounts
+	// queued is how long CSRs waited in the controller's workqueue,
+	// reconcile how long the reconciler took: together they say whether a
+	// slow approval was waiting for a worker or being worked on.
+	queued, reconcile histogram
+}
+
+// The metrics read, and the prefixes of the histograms' series.
+const (
+	requestsMetric  = "rest_client_requests_total"
+	queuedMetric    = "workqueue_queue_duration_seconds"
+	reconcileMetric = "controller_runtime_reconcile_time_seconds"
+)
+
+func scrapeMetrics(ctx context.Context, url string) (scrape, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return scrape{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return scrape{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return scrape{}, fmt.Errorf("%s: %s: %s", url, resp.Status, b)
+	}
+	s, err := parseMetrics(resp.Body)
+	if err != nil {
+		return scrape{}, fmt.Errorf("parse %s: %w", url, err)
+	}
+	return s, nil
+}
+
+// parseMetrics reads a scrape from Prometheus text exposition. It reads only
+// the series above, whose label values (status codes, host:port, HTTP
+// methods, controller names, histogram bounds) never hold quotes or commas,
+// so a full exposition parser — and the module dependency it would bring —
+// is not needed.
+func parseMetrics(r io.Reader) (scrape, error) {
+	s := scrape{requests: requestCounts{}}
+	found := false
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		name, rest, _ := strings.Cut(line, "{")
+		labels, value := "", rest
+		if strings.Contains(name, " ") { // no labels: "name value"
+			name, value, _ = strings.Cut(line, " ")
+		} else {
+			var ok bool
+			if labels, value, ok = strings.Cut(rest, "}"); !ok {
+				return scrape{}, fmt.Errorf("malformed sample %q", line)
+			}
+		}
+		switch name {
+		case requestsMetric, queuedMetric + "_sum", queuedMetric + "_count", reconcileMetric + "_sum", reconcileMetric + "_count":
+		default:
+			continue
+		}
+		fields := strings.Fields(value) // the value, then an optional timestamp
+		if len(fields) == 0 {
+			return scrape{}, fmt.Errorf("malformed sample %q", line)
+		}
+		v, err := strconv.ParseFloat(fields[0], 64)
+		if err != nil {
+			return scrape{}, fmt.Errorf("value of %q: %w", line, err)
+		}
+		switch name {
+		case requestsMetric:
+			found = true
+			s.requests[label(labels, "method")] += v
+		case queuedMetric + "_sum":
+			s.queued.sum += v
+		case queuedMetric + "_count":
+			s.queued.count += v
+		case reconcileMetric + "_sum":
+			s.reconcile.sum += v
+		case reconcileMetric + "_count":
+			s.reconcile.count += v
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return scrape{}, err
+	}
+	if !found {
+		return scrape{}, fmt.Errorf("no %s samples", requestsMetric)
+	}
+	return s, nil
+}
+
+// label returns the value of label name in labels (`a="x",b="y"`).
+func label(labels, name string) string {
+	for l := range strings.SplitSeq(labels, ",") {
+		if v, ok := strings.CutPrefix(l, name+`="`); ok {
+			return strings.TrimSuffix(v, `"`)
+		}
+	}
+	return ""
+}
+
+// sub returns the reads (GET) and writes (every other method) made between
+// before and c.
+func (c requestCounts) sub(before requestCounts) (reads, writes float64) {
+	for method, v := range c {
+		d := v - before[method]
+		if method == http.MethodGet {
+			reads += d
+		} else {
+			writes += d
+		}
+	}
+	return reads, writes
+}
+
+// delta lists the requests made between before and c by method, e.g.
+// "GET 12, PUT 2000".
+func (c requestCounts) delta(before requestCounts) string {
+	var parts []string
+	for _, method := range slices.Sorted(maps.Keys(c)) {
+		if d := c[method] - before[method]; d != 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", method, d))
+		}
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// procUsage is a process's resource use so far.
+type procUsage struct {
+	peakRSSMB float64
+	cpu       time.Duration
+}
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat. It is
+// 100 on every Linux architecture Go supports; reading it properly needs
+// sysconf and so cgo.
+const clockTicks = 100
+
+// readProcUsage reads peak RSS (VmHWM) and user+system CPU time of a live
+// process from /proc.
+func readProcUsage(pid int) (procUsage, error) {
+	var u procUsage
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return u, err
+	}
+	for line := range strings.Lines(string(status)) {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			if err != nil {
+				return u, fmt.Errorf("parse VmHWM %q: %w", v, err)
+			}
+			u.peakRSSMB = kb / 1024
+		}
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return u, err
+	}
+	// The command name in field 2 may hold spaces and parentheses; fields are
+	// counted from after its closing parenthesis, where field 3 is index 0.
+	s := string(stat)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return u, fmt.Errorf("short /proc/%d/stat: %q", pid, s)
+	}
+	var ticks int64
+	for _, f := range fields[11:13] { // utime (field 14) and stime (field 15)
+		t, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return u, fmt.Errorf("parse /proc/%d/stat: %w", pid, err)
+		}
+		ticks += t
+	}
+	u.cpu = time.Duration(ticks) * time.Second / clockTicks
+	return u, nil
+}
+
+// percentile returns the nearest-rank q-quantile of d, or 0 for none.
+func percentile(d []time.Duration, q float64) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// printTable writes the results as a Markdown table. When both approvers
+// ran, a last row divides csrguard's numbers by the ceiling's, and the
+// "× ceiling" column does so for the headline number, total time.
+func printTable(w io.Writer, o options, results []result) {
+	var ceiling *result
+	for i := range results {
+		if results[i].approver == "nocheck" {
+			ceiling = &results[i]
+		}
+	}
+	fmt.Fprintf(w, "%d kubelet-serving CSRs, one per node, created in a burst by %d clients; approvers run with --workers=%d; %d CPUs shared by the control plane, the approver and the load generator.\n\n",
+		o.n, o.clients, o.workers, runtime.NumCPU())
+	fmt.Fprintln(w, "| approver | approved | denied | burst created in | all approved after | × ceiling | drained after burst | latency p50 | latency p99 | API reads/CSR | API writes/CSR | peak RSS | CPU time |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range results {
+		ratio := "—"
+		if ceiling != nil && ceiling.total > 0 {
+			ratio = fmt.Sprintf("%.2f×", r.total.Seconds()/ceiling.total.Seconds())
+		}
+		fmt.Fprintf(w, "| %s | %d/%d | %d | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.0f MB | %.2f s |\n",
+			describe(r.approver), r.approved, o.n, r.denied, secs(r.burst), secs(r.total), ratio, secs(r.drain()),
+			ms(r.p50), ms(r.p99), r.reads, r.writes, r.peakRSSMB, r.cpu.Seconds())
+	}
+	var guard *result
+	for i := range results {
+		if results[i].approver == "csrguard" {
+			guard = &results[i]
+		}
+	}
+	if guard != nil && ceiling != nil {
+		ratioRow(w, guard, ceiling)
+	}
+	fmt.Fprintln(w, "\nAPI reads are GET requests (lists and watches included); writes are POST/PUT/PATCH/DELETE, e.g. approvals and Events.")
+	fmt.Fprintln(w, "Latency is approval seen by an admin watch − CSR create returned; totals run from the first create.")
+	fmt.Fprintln(w, "Drained after burst is all approved after − burst created in: the approver's own lag, less sensitive than the total to how fast this machine let the burst be created.")
+}
+
+// ratioRow divides each of csrguard's numbers by the ceiling's.
+func ratioRow(w io.Writer, guard, ceiling *result) {
+	div := func(a, b float64) string {
+		if b == 0 {
+			return "—"
+		}
+		return fmt.Sprintf("%.2f×", a/b)
+	}
+	// A handful of requests in the whole run (a re-list, a periodic
+	// discovery) is no per-CSR cost; a ratio of them would only be noise.
+	perCSR := func(a, b float64) string {
+		if a < 0.01 && b < 0.01 {
+			return "—"
+		}
+		return div(a, b)
+	}
+	fmt.Fprintf(w, "| csrguard ÷ ceiling | | | %s | %s | | %s | %s | %s | %s | %s | %s | %s |\n",
+		div(guard.burst.Seconds(), ceiling.burst.Seconds()),
+		div(guard.total.Seconds(), ceiling.total.Seconds()),
+		div(guard.drain().Seconds(), ceiling.drain().Seconds()),
+		div(guard.p50.Seconds(), ceiling.p50.Seconds()),
+		div(guard.p99.Seconds(), ceiling.p99.Seconds()),
+		perCSR(guard.reads, ceiling.reads), perCSR(guard.writes, ceiling.writes),
+		div(guard.peakRSSMB, ceiling.peakRSSMB), div(guard.cpu.Seconds(), ceiling.cpu.Seconds()))
+}
+
+func describe(approver string) string {
+	if approver == "nocheck" {
+		return "no-check approver (ceiling)"
+	}
+	return approver
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
