@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -50,7 +51,6 @@ const (
 
 // Event reasons recorded by the controller.
 const (
-	EventApproved     = "Approved"
 	EventDenied       = "Denied"
 	EventHeld         = "Held"
 	EventWouldDeny    = "WouldDeny"
@@ -100,7 +100,7 @@ type Reconciler struct {
 
 	nodeLimit *window  // keyed by node name
 	breaker   *window  // one key
-	holds     sync.Map // CSR name -> policy.Reason last reported as held, to Event once per reason
+	holds     sync.Map // CSR name -> what was last reported for it (see firstReport)
 }
 
 // NewReconciler returns a Reconciler. reader should be a cache; writer the
@@ -160,21 +160,28 @@ func (r *Reconciler) approve(ctx context.Context, csr *certificatesv1.Certificat
 	logger := log.FromContext(ctx)
 	now := r.clock.Now()
 	if r.cfg.Mode == DryRun {
-		r.record(csr, node, d, corev1.EventTypeNormal, EventWouldApprove, false)
-		r.metrics.Decisions.WithLabelValues("approve", string(d.Reason), string(r.cfg.Mode)).Inc()
-		logger.Info("Would approve CSR (dry run)", "reason", d.Reason)
+		if r.firstReport(csr, "approve") {
+			r.metrics.Decisions.WithLabelValues("approve", string(d.Reason), string(r.cfg.Mode)).Inc()
+			r.record(csr, node, d, corev1.EventTypeNormal, EventWouldApprove, false)
+			logger.Info("Would approve CSR (dry run)", "reason", d.Reason)
+		}
 		return ctrl.Result{}, nil
 	}
 	// The breaker and the per-node limit hold an approval the policy allows:
 	// too many approvals at once means something is wrong upstream of us.
-	if wait := r.breaker.wait("", now); wait > 0 {
+	// Reserving checks and counts under one lock, so parallel workers cannot
+	// overshoot a limit; a failed write gives the slot back.
+	wait, releaseBreaker := r.breaker.reserve("", now)
+	if wait > 0 {
 		r.metrics.BreakerOpen.Set(1)
 		held := policy.Decision{Verdict: policy.Hold, Reason: ReasonBreakerOpen,
 			Message: fmt.Sprintf("breaker: %d approvals in the last %s; approvals are held", r.cfg.Breaker.Max, r.cfg.Breaker.Window)}
 		return r.hold(ctx, csr, node, held, wait)
 	}
 	r.metrics.BreakerOpen.Set(0)
-	if wait := r.nodeLimit.wait(node, now); wait > 0 {
+	wait, releaseNode := r.nodeLimit.reserve(node, now)
+	if wait > 0 {
+		releaseBreaker()
 		held := policy.Decision{Verdict: policy.Hold, Reason: ReasonRateLimited,
 			Message: fmt.Sprintf("rate limit: node %q had %d approvals in the last %s", node, r.cfg.NodeLimit.Max, r.cfg.NodeLimit.Window)}
 		return r.hold(ctx, csr, node, held, wait)
@@ -188,11 +195,12 @@ func (r *Reconciler) approve(ctx context.Context, csr *certificatesv1.Certificat
 		Message:        "csrguard: " + d.Message,
 		LastUpdateTime: metav1.NewTime(now),
 	})
-	if err := r.write(ctx, approved); err != nil {
+	written, err := r.write(ctx, approved)
+	if err != nil || !written {
+		releaseBreaker()
+		releaseNode()
 		return ctrl.Result{}, err
 	}
-	r.breaker.add("", now)
-	r.nodeLimit.add(node, now)
 	r.holds.Delete(csr.Name)
 	r.metrics.Decisions.WithLabelValues("approve", string(d.Reason), string(r.cfg.Mode)).Inc()
 	r.metrics.Applied.WithLabelValues("approve").Inc()
@@ -205,10 +213,10 @@ func (r *Reconciler) approve(ctx context.Context, csr *certificatesv1.Certificat
 
 func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string, d policy.Decision) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
-	r.metrics.Decisions.WithLabelValues("deny", string(d.Reason), string(r.cfg.Mode)).Inc()
 	if r.cfg.Mode != Enforce {
 		// Leave it pending for a human; say so once.
-		if r.firstHold(csr, d.Reason) {
+		if r.firstReport(csr, "deny/"+string(d.Reason)) {
+			r.metrics.Decisions.WithLabelValues("deny", string(d.Reason), string(r.cfg.Mode)).Inc()
 			r.record(csr, node, d, corev1.EventTypeWarning, EventWouldDeny, true)
 			logger.Info("Would deny CSR", "mode", r.cfg.Mode, "reason", d.Reason, "message", d.Message)
 		}
@@ -222,10 +230,15 @@ func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSi
 		Message:        "csrguard: " + d.Message,
 		LastUpdateTime: metav1.NewTime(r.clock.Now()),
 	})
-	if err := r.write(ctx, denied); err != nil {
+	written, err := r.write(ctx, denied)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	r.holds.Delete(csr.Name)
+	if !written {
+		return ctrl.Result{}, nil
+	}
+	r.metrics.Decisions.WithLabelValues("deny", string(d.Reason), string(r.cfg.Mode)).Inc()
 	r.metrics.Applied.WithLabelValues("deny").Inc()
 	r.record(csr, node, d, corev1.EventTypeWarning, EventDenied, true)
 	logger.Info("Denied CSR", "reason", d.Reason, "message", d.Message)
@@ -233,7 +246,7 @@ func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSi
 }
 
 func (r *Reconciler) hold(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string, d policy.Decision, retry time.Duration) (ctrl.Result, error) {
-	if r.firstHold(csr, d.Reason) {
+	if r.firstReport(csr, "hold/"+string(d.Reason)) {
 		r.metrics.Decisions.WithLabelValues("hold", string(d.Reason), string(r.cfg.Mode)).Inc()
 		r.record(csr, node, d, corev1.EventTypeNormal, EventHeld, d.Reason != policy.NodeNotFound)
 		log.FromContext(ctx).Info("Held CSR", "reason", d.Reason, "message", d.Message, "retryAfter", retry)
@@ -254,27 +267,29 @@ func (r *Reconciler) holdRetry(csr *certificatesv1.CertificateSigningRequest, d 
 	return r.cfg.HoldRetry
 }
 
-// write sends csr's approval subresource.
-func (r *Reconciler) write(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) error {
+// write sends csr's approval subresource. It reports false, and no error,
+// when the CSR is gone: there is nothing left to decide.
+func (r *Reconciler) write(ctx context.Context, csr *certificatesv1.CertificateSigningRequest) (bool, error) {
 	_, err := r.writer.UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{FieldManager: "csrguard"})
 	switch {
 	case err == nil:
-		return nil
+		return true, nil
 	case apierrors.IsNotFound(err):
-		// Deleted meanwhile (csrcleaner, or a human): nothing left to decide.
-		return nil
+		// Deleted meanwhile (csrcleaner, or a human).
+		return false, nil
 	default:
 		// A conflict means our cached copy was stale; an outage means we could
 		// not write. Either way retry with backoff from a fresh read.
 		r.metrics.Errors.WithLabelValues("write").Inc()
-		return fmt.Errorf("update approval of CSR %q: %w", csr.Name, err)
+		return false, fmt.Errorf("update approval of CSR %q: %w", csr.Name, err)
 	}
 }
 
-// firstHold reports whether reason is new for this CSR, remembering it.
-func (r *Reconciler) firstHold(csr *certificatesv1.CertificateSigningRequest, reason policy.Reason) bool {
-	prev, loaded := r.holds.Swap(csr.Name, reason)
-	return !loaded || prev != reason
+// firstReport reports whether what (a verdict and reason) is new for this
+// CSR, remembering it, so that requeues do not repeat Events and counts.
+func (r *Reconciler) firstReport(csr *certificatesv1.CertificateSigningRequest, what string) bool {
+	prev, loaded := r.holds.Swap(csr.Name, what)
+	return !loaded || prev != what
 }
 
 // record emits an Event on the CSR and, when onNode, on the Node too, so
@@ -287,18 +302,28 @@ func (r *Reconciler) record(csr *certificatesv1.CertificateSigningRequest, node 
 	if node != "" {
 		related = &corev1.ObjectReference{Kind: "Node", Name: node, UID: types.UID(node), APIVersion: "v1"}
 	}
-	note := fmt.Sprintf("%s: %s", d.Reason, truncate(d.Message, 900))
-	r.recorder.Eventf(csr, related, eventType, reason, "Decide", note)
+	note := fmt.Sprintf("%s: %s", d.Reason, d.Message)
+	// The note holds request data: pass it as an argument, never as a format.
+	r.recorder.Eventf(csr, related, eventType, reason, "Decide", "%s", truncate(note, maxNote))
 	if onNode && related != nil {
-		r.recorder.Eventf(related, csr, eventType, reason, "Decide", "CSR %s: %s", csr.Name, note)
+		r.recorder.Eventf(related, csr, eventType, reason, "Decide", "%s", truncate("CSR "+csr.Name+": "+note, maxNote))
 	}
 }
 
+// maxNote is the API server's limit on an Event's note, in bytes.
+const maxNote = 1024
+
+// truncate shortens s to at most n bytes on a character boundary, marking the cut.
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n] + "…"
+	const mark = "…"
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
 }
 
 // Reasons the controller adds to the policy's.

@@ -81,9 +81,11 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *Clu
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("kubelet-serving-csr").
+		// Every event of an in-scope CSR reaches Reconcile, deletions and
+		// final states included: Reconcile skips final CSRs at once and uses
+		// the event to forget what it reported about them.
 		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			csr := o.(*certificatesv1.CertificateSigningRequest)
-			return servingcsr.InScope(csr) && !servingcsr.IsFinal(csr)
+			return servingcsr.InScope(o.(*certificatesv1.CertificateSigningRequest))
 		}))).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRsOf), builder.WithPredicates(addressesChanged)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).

@@ -29,6 +29,39 @@ func (w *window) wait(key string, now time.Time) time.Duration {
 	return ts[len(ts)-w.limit.Max].Add(w.limit.Window).Sub(now)
 }
 
+// reserve records an event for key at now if the limit allows it, all under
+// one lock. It returns how long to wait when it does not (and records
+// nothing), and a function that takes a recorded event back.
+func (w *window) reserve(key string, now time.Time) (time.Duration, func()) {
+	if w.limit.Max <= 0 {
+		return 0, func() {}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ts := w.prune(key, now)
+	if len(ts) >= w.limit.Max {
+		return ts[len(ts)-w.limit.Max].Add(w.limit.Window).Sub(now), func() {}
+	}
+	w.seen[key] = append(ts, now)
+	return 0, func() { w.release(key, now) }
+}
+
+// release removes one event recorded for key at t.
+func (w *window) release(key string, t time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ts := w.seen[key]
+	for i := len(ts) - 1; i >= 0; i-- {
+		if ts[i].Equal(t) {
+			w.seen[key] = append(ts[:i:i], ts[i+1:]...)
+			break
+		}
+	}
+	if len(w.seen[key]) == 0 {
+		delete(w.seen, key)
+	}
+}
+
 // add records an event for key at now.
 func (w *window) add(key string, now time.Time) {
 	if w.limit.Max <= 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -12,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 	uberzap "go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/util/validation"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -68,6 +70,14 @@ func (o *policyOptions) config() (policy.Config, policy.Cluster, error) {
 		return cfg, static, flagError("address-settle-time", "must be >= 0, got %v", o.addressSettleTime)
 	}
 	cfg.MaxExpiration, cfg.MaxSANs, cfg.AddressSettleTime = o.maxExpiration, o.maxSANs, o.addressSettleTime
+	if errs := validation.IsDNS1123Subdomain(o.clusterDomain); len(errs) > 0 {
+		return cfg, static, flagError("cluster-domain", "must be a lowercase DNS name without a trailing dot, got %q", o.clusterDomain)
+	}
+	for _, n := range o.reservedNames {
+		if strings.TrimSpace(n) == "" {
+			return cfg, static, flagError("reserved-names", "must not hold an empty name")
+		}
+	}
 	cfg.ClusterDomain, cfg.ExtraReservedNames = o.clusterDomain, o.reservedNames
 	cfg.InsecureAllowLoopback = o.insecureAllowLoopback
 	if cfg.AllowedNodeCIDRs, err = parsePrefixes("allowed-node-cidrs", o.allowedNodeCIDRs); err != nil {
@@ -244,8 +254,8 @@ func (o *controllerOptions) config(cmd *cobra.Command) (controller.Config, error
 		{o.breakerWindow > 0, "breaker-window", "must be > 0", o.breakerWindow},
 		{o.holdRetry > 0, "hold-retry", "must be > 0", o.holdRetry},
 		{o.discoveryInterval > 0, "discovery-interval", "must be > 0", o.discoveryInterval},
-		{o.leaseDuration > o.renewDeadline, "leader-election-lease-duration", "must be longer than --leader-election-renew-deadline", o.leaseDuration},
-		{o.renewDeadline > o.retryPeriod, "leader-election-renew-deadline", "must be longer than --leader-election-retry-period", o.renewDeadline},
+		{o.leaseDuration > o.renewDeadline, "leader-election-renew-deadline", fmt.Sprintf("must be shorter than --leader-election-lease-duration (%s)", o.leaseDuration), o.renewDeadline},
+		{o.renewDeadline > o.retryPeriod, "leader-election-retry-period", fmt.Sprintf("must be shorter than --leader-election-renew-deadline (%s)", o.renewDeadline), o.retryPeriod},
 		{o.retryPeriod > 0, "leader-election-retry-period", "must be > 0", o.retryPeriod},
 	}
 	for _, c := range checks {

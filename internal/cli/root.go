@@ -16,12 +16,8 @@ import (
 
 // New returns the csrguard root command with every subcommand.
 func New() *cobra.Command {
-	name := "csrguard"
-	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
-		name = "kubectl csrguard" // invoked as a kubectl plugin
-	}
 	root := &cobra.Command{
-		Use:   name,
+		Use:   "csrguard",
 		Short: "Approve, monitor and diagnose kubelet serving certificates",
 		Long: `csrguard approves kubelet serving certificate requests (signer
 kubernetes.io/kubelet-serving) with a strict policy: a node gets a certificate
@@ -31,11 +27,34 @@ clusters where kubelets have none ("remote error: tls: internal error").`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
+		// Invoked as a kubectl plugin: help and errors say "kubectl csrguard".
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl csrguard"}
+	}
 	root.CompletionOptions.HiddenDefaultCmd = true
 	root.AddCommand(newControllerCommand(), newVersionCommand())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})
+	// Wrong arguments are usage errors too (exit code 2), like wrong flags.
+	for _, c := range append(root.Commands(), root) {
+		if c.Args != nil {
+			args := c.Args
+			c.Args = func(c *cobra.Command, a []string) error {
+				if err := args(c, a); err != nil {
+					return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
+				}
+				return nil
+			}
+		}
+	}
+	root.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
+	root.Args = func(c *cobra.Command, a []string) error {
+		if len(a) > 0 {
+			return usageError{fmt.Errorf("unknown command %q for %q\nSee '%s --help'.", a[0], c.CommandPath(), c.CommandPath())}
+		}
+		return nil
+	}
 	return root
 }
 

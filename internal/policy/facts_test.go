@@ -74,4 +74,3 @@ func (f *fakeFacts) NodesWithAddress(_ context.Context, key string) ([]string, e
 func (f *fakeFacts) Cluster(context.Context) (policy.Cluster, error) {
 	return f.cluster, f.clusterErr
 }
-

@@ -1,0 +1,157 @@
+package approval
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
+)
+
+func TestPendingCSRsOf(t *testing.T) {
+	final := func(name string, typ certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequest {
+		csr := csrtest.New(t, csrtest.Name(name))
+		csr.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: typ, Status: corev1.ConditionTrue}}
+		return csr
+	}
+	cache := newCache(
+		csrtest.New(t, csrtest.Name("csr-node-a-1")),
+		csrtest.New(t, csrtest.Name("csr-node-a-2")),
+		final("csr-node-a-approved", certificatesv1.CertificateApproved),
+		final("csr-node-a-denied", certificatesv1.CertificateDenied),
+		csrtest.New(t, csrtest.Node("node-b")),
+		csrtest.New(t, csrtest.Name("csr-not-a-node"), csrtest.Username("system:serviceaccount:default:node-a")),
+	)
+	r := NewReconciler(cache, nil, nil, nil, nil, nil, enforce())
+	request := func(name string) reconcile.Request {
+		return reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}
+	}
+	tests := []struct {
+		name string
+		node string
+		want []reconcile.Request
+	}{
+		{"pending_only", "node-a", []reconcile.Request{request("csr-node-a-1"), request("csr-node-a-2")}},
+		{"other_node", "node-b", []reconcile.Request{request("csr-node-b")}},
+		{"no_csrs", "node-c", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := r.pendingCSRsOf(t.Context(), node(tc.node))
+			slices.SortFunc(got, func(a, b reconcile.Request) int { return strings.Compare(a.Name, b.Name) })
+			if diff := cmp.Diff(got, tc.want); diff != "" {
+				t.Errorf("pendingCSRsOf(%s) mismatch (-got +want):\n%s", tc.node, diff)
+			}
+		})
+	}
+}
+
+func TestPendingCSRsOfListError(t *testing.T) {
+	// Without the index, List fails; the map function can only drop the event.
+	r := NewReconciler(fake.NewClientBuilder().WithObjects(csrtest.New(t)).Build(), nil, nil, nil, nil, nil, enforce())
+	if got := r.pendingCSRsOf(t.Context(), node("node-a")); got != nil {
+		t.Errorf("pendingCSRsOf() = %v, want nil", got)
+	}
+}
+
+func TestAddressesChanged(t *testing.T) {
+	heartbeat := func(n *corev1.Node) *corev1.Node {
+		n.ResourceVersion = "2"
+		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
+		return n
+	}
+	tests := []struct {
+		name string
+		pass func() bool
+		want bool
+	}{
+		{"create", func() bool { return addressesChanged.Create(event.CreateEvent{Object: nodeA()}) }, true},
+		{"delete", func() bool { return addressesChanged.Delete(event.DeleteEvent{Object: nodeA()}) }, false},
+		{"generic", func() bool { return addressesChanged.Generic(event.GenericEvent{Object: nodeA()}) }, false},
+		{"update_heartbeat", func() bool {
+			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: heartbeat(nodeA())})
+		}, false},
+		{"update_address_added", func() bool {
+			return addressesChanged.Update(event.UpdateEvent{ObjectOld: node("node-a", "Hostname=node-a"), ObjectNew: nodeA()})
+		}, true},
+		{"update_address_changed", func() bool {
+			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: node("node-a", "Hostname=node-a", "InternalIP=10.0.0.99")})
+		}, true},
+		{"update_address_type_changed", func() bool {
+			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: node("node-a", "Hostname=node-a", "ExternalIP=10.0.0.10")})
+		}, true},
+		{"update_address_removed", func() bool {
+			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: node("node-a")})
+		}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.pass(); got != tc.want {
+				t.Errorf("addressesChanged = %t, want %t", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestTrimNode(t *testing.T) {
+	full := nodeA()
+	full.UID = "uid-a"
+	full.ResourceVersion = "7"
+	full.Labels = map[string]string{"kubernetes.io/hostname": "node-a"}
+	full.Annotations = map[string]string{"big": "annotation"}
+	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+	full.Spec.PodCIDR = "10.244.0.0/24"
+	full.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
+	full.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.k8s.io/pause:3.10"}}}
+	full.Status.DaemonEndpoints.KubeletEndpoint.Port = 10250
+	full.Status.NodeInfo = corev1.NodeSystemInfo{OSImage: "Talos (v1.11.0)", KubeletVersion: "v1.34.0", KernelVersion: "6.12"}
+
+	got, err := trimNode(full)
+	if err != nil {
+		t.Fatalf("trimNode() error = %v", err)
+	}
+	want := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-a", UID: "uid-a", ResourceVersion: "7"},
+		Status: corev1.NodeStatus{
+			Addresses:       nodeA().Status.Addresses,
+			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
+			NodeInfo:        corev1.NodeSystemInfo{OSImage: "Talos (v1.11.0)", KubeletVersion: "v1.34.0"},
+		},
+	}
+	if diff := cmp.Diff(got, any(want)); diff != "" {
+		t.Errorf("trimNode() mismatch (-got +want):\n%s", diff)
+	}
+
+	// Anything else (a tombstone, say) passes through untouched.
+	other := &corev1.Pod{}
+	if got, err := trimNode(other); err != nil || got != any(other) {
+		t.Errorf("trimNode(pod) = %v, %v; want the pod, nil", got, err)
+	}
+}
+
+func TestCacheOptions(t *testing.T) {
+	opts := CacheOptions()
+	for obj, byObject := range opts.ByObject {
+		if _, ok := obj.(*certificatesv1.CertificateSigningRequest); !ok {
+			continue
+		}
+		// Only kubelet-serving CSRs are listed, so the cache stays small on busy clusters.
+		if byObject.Field == nil {
+			t.Fatal("CSR cache has no field selector")
+		}
+		if got, want := byObject.Field.String(), "spec.signerName="+certificatesv1.KubeletServingSignerName; got != want {
+			t.Errorf("CSR field selector = %q, want %q", got, want)
+		}
+		return
+	}
+	t.Errorf("CacheOptions().ByObject has no CSR entry")
+}
