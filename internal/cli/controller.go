@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/x509"
 	"fmt"
 	"os"
 	"regexp"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/csrguard/csrguard/internal/approval"
 	"github.com/csrguard/csrguard/internal/controller"
+	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
@@ -162,6 +164,11 @@ type controllerOptions struct {
 
 	metricsAddr string
 	healthAddr  string
+
+	probeInterval    time.Duration
+	probeTimeout     time.Duration
+	probeConcurrency int
+	kubeletCAFile    string
 }
 
 func newControllerCommand() *cobra.Command {
@@ -222,6 +229,12 @@ out of it with --kubeconfig.`,
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", `Address of the Prometheus /metrics endpoint; "0" disables it.`)
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", `Address of /healthz and /readyz; "0" disables them.`)
 
+	fs = s.section("Kubelet monitoring")
+	fs.DurationVar(&o.probeInterval, "probe-interval", 3*time.Minute, "How often the leader probes every kubelet's serving certificate with a TLS handshake (jittered by 10%); 0 disables probing.")
+	fs.DurationVar(&o.probeTimeout, "probe-timeout", 5*time.Second, "Timeout of one kubelet probe.")
+	fs.IntVar(&o.probeConcurrency, "probe-concurrency", 32, "Kubelet probes in flight at once.")
+	fs.StringVar(&o.kubeletCAFile, "kubelet-ca-file", "", "PEM bundle of the CA that signs kubelet serving certificates; if set, a kubelet whose certificate does not chain to it is reported as untrusted.")
+
 	o.kube.addFlags(s.section("Kubernetes client"), 300, 600)
 	o.log.addFlags(s.section("Logging"))
 	s.install(cmd)
@@ -257,6 +270,9 @@ func (o *controllerOptions) config(cmd *cobra.Command) (controller.Config, error
 		{o.leaseDuration > o.renewDeadline, "leader-election-renew-deadline", fmt.Sprintf("must be shorter than --leader-election-lease-duration (%s)", o.leaseDuration), o.renewDeadline},
 		{o.renewDeadline > o.retryPeriod, "leader-election-retry-period", fmt.Sprintf("must be shorter than --leader-election-renew-deadline (%s)", o.renewDeadline), o.retryPeriod},
 		{o.retryPeriod > 0, "leader-election-retry-period", "must be > 0", o.retryPeriod},
+		{o.probeInterval >= 0, "probe-interval", "must be >= 0", o.probeInterval},
+		{o.probeTimeout > 0, "probe-timeout", "must be > 0", o.probeTimeout},
+		{o.probeConcurrency >= 1, "probe-concurrency", "must be >= 1", o.probeConcurrency},
 	}
 	for _, c := range checks {
 		if !c.ok {
@@ -274,7 +290,19 @@ func (o *controllerOptions) config(cmd *cobra.Command) (controller.Config, error
 	if leaderElect && ns == "" {
 		return cfg, flagError("leader-election-namespace", "is required with --leader-elect outside a pod")
 	}
+	prober := monitor.Prober{Timeout: o.probeTimeout}
+	if o.kubeletCAFile != "" {
+		pem, err := os.ReadFile(o.kubeletCAFile)
+		if err != nil {
+			return cfg, flagError("kubelet-ca-file", "cannot be read: %v", err)
+		}
+		prober.Roots = x509.NewCertPool()
+		if !prober.Roots.AppendCertsFromPEM(pem) {
+			return cfg, flagError("kubelet-ca-file", "holds no PEM certificate: %s", o.kubeletCAFile)
+		}
+	}
 	return controller.Config{
+		Monitor: monitor.Config{Interval: o.probeInterval, Concurrency: o.probeConcurrency, Prober: prober},
 		Approval: approval.Config{
 			Policy: pc, Mode: mode, HoldRetry: o.holdRetry,
 			NodeLimit: approval.Limit{Max: o.nodeLimit, Window: o.nodeWindow},

@@ -1,6 +1,7 @@
 // Package controller assembles `csrguard controller`: a controller-runtime
 // manager with trimmed caches, leader election on a Lease, /healthz and
-// /readyz, Prometheus metrics and the approval reconciler. It owns process
+// /readyz, Prometheus metrics, the approval reconciler and the kubelet
+// monitor. It owns process
 // wiring only; deciding is package policy's, applying package approval's.
 package controller
 
@@ -24,6 +25,7 @@ import (
 
 	"github.com/csrguard/csrguard/internal/approval"
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
@@ -45,6 +47,9 @@ type Config struct {
 
 	MetricsBindAddress string
 	HealthBindAddress  string
+
+	// Monitor configures the kubelet probe; a zero Interval disables it.
+	Monitor monitor.Config
 }
 
 // Run runs the controller until ctx ends, then shuts down gracefully:
@@ -91,6 +96,16 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return fmt.Errorf("set up approval controller: %w", err)
 	}
 
+	// The pending-CSR metrics are computed from the cache at scrape time.
+	if err := ctrlmetrics.Registry.Register(monitor.NewCSRCollector(mgr.GetClient(), clock.RealClock{})); err != nil {
+		return fmt.Errorf("register CSR collector: %w", err)
+	}
+	if cfg.Monitor.Interval > 0 {
+		if err := mgr.Add(monitor.New(mgr.GetClient(), m, cfg.Monitor)); err != nil {
+			return fmt.Errorf("add kubelet monitor: %w", err)
+		}
+	}
+
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
@@ -108,7 +123,8 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 			return err
 		}
 	}
-	logger.Info("Starting csrguard controller", "mode", cfg.Approval.Mode, "workers", cfg.Workers, "leaderElection", cfg.LeaderElection)
+	logger.Info("Starting csrguard controller", "mode", cfg.Approval.Mode, "workers", cfg.Workers,
+		"leaderElection", cfg.LeaderElection, "probeInterval", cfg.Monitor.Interval)
 	return mgr.Start(ctx)
 }
 

@@ -28,7 +28,37 @@ type Metrics struct {
 	InsecureLoopback prometheus.Gauge
 	// BuildInfo is always 1, labelled with the running build.
 	BuildInfo *prometheus.GaugeVec
+
+	// ProbeResult is 1 for each node's latest kubelet probe result (one
+	// series per node; the result label changes).
+	ProbeResult *prometheus.GaugeVec
+	// ServingCertExpiry is the NotAfter of the certificate each kubelet serves.
+	ServingCertExpiry *prometheus.GaugeVec
+	// ServingCertSANsMatch is 1 when a kubelet's certificate carries exactly
+	// the SANs its Node's addresses call for, else 0.
+	ServingCertSANsMatch *prometheus.GaugeVec
+	// ServingCertInfo is 1, labelled with the issuer of each kubelet's certificate.
+	ServingCertInfo *prometheus.GaugeVec
+	// IssuedCertExpiry is the NotAfter of the newest certificate issued to
+	// each node through an approved CSR, known even where probes cannot reach.
+	IssuedCertExpiry *prometheus.GaugeVec
+	// ProbeDuration observes each kubelet TLS probe.
+	ProbeDuration prometheus.Histogram
+	// ProbeSweepDuration is how long the last sweep over every node took.
+	ProbeSweepDuration prometheus.Gauge
+	// ProbeSweepTimestamp is when the last sweep finished.
+	ProbeSweepTimestamp prometheus.Gauge
 }
+
+// Probe results: the values of ProbeResult's result label.
+const (
+	ProbeOK                   = "ok"
+	ProbeNoServingCertificate = "no-serving-certificate"
+	ProbeRefused              = "refused"
+	ProbeTimeout              = "timeout"
+	ProbeUntrusted            = "untrusted"
+	ProbeOther                = "other"
+)
 
 // New returns csrguard's collectors, unregistered.
 func New() *Metrics {
@@ -63,6 +93,39 @@ func New() *Metrics {
 			Help: "Always 1; labels describe the running csrguard build.",
 		}, []string{"version", "revision", "goversion"}),
 	}
+	m.ProbeResult = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "csrguard_kubelet_probe_result",
+		Help: "1 for the latest result of the TLS probe of each node's kubelet: ok, no-serving-certificate (the kubelet answers 'tls: internal error'), refused, timeout, untrusted or other.",
+	}, []string{"node", "result"})
+	m.ServingCertExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "csrguard_kubelet_serving_cert_expiry_timestamp_seconds",
+		Help: "NotAfter of the serving certificate each kubelet presented to the last probe, as a Unix timestamp.",
+	}, []string{"node"})
+	m.ServingCertSANsMatch = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "csrguard_kubelet_serving_cert_sans_match",
+		Help: "1 when the kubelet's serving certificate carries exactly the SANs its Node's addresses call for, else 0.",
+	}, []string{"node"})
+	m.ServingCertInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "csrguard_kubelet_serving_cert_info",
+		Help: "Always 1; the issuer label names who signed the serving certificate each kubelet presented.",
+	}, []string{"node", "issuer"})
+	m.IssuedCertExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "csrguard_kubelet_issued_cert_expiry_timestamp_seconds",
+		Help: "NotAfter of the newest kubelet-serving certificate issued to each node through a CSR, as a Unix timestamp.",
+	}, []string{"node"})
+	m.ProbeDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "csrguard_kubelet_probe_duration_seconds",
+		Help:    "Duration of each kubelet TLS probe.",
+		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	})
+	m.ProbeSweepDuration = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "csrguard_kubelet_probe_sweep_duration_seconds",
+		Help: "How long the last sweep of TLS probes over every node took.",
+	})
+	m.ProbeSweepTimestamp = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "csrguard_kubelet_probe_sweep_timestamp_seconds",
+		Help: "When the last sweep of TLS probes finished, as a Unix timestamp.",
+	})
 	v, rev, goV := buildinfo.Get()
 	m.BuildInfo.WithLabelValues(v, rev, goV).Set(1)
 	return m
@@ -70,10 +133,29 @@ func New() *Metrics {
 
 // Register registers every collector with reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.Decisions, m.Applied, m.ApprovalLatency, m.Errors, m.BreakerOpen, m.InsecureLoopback, m.BuildInfo} {
+	for _, c := range []prometheus.Collector{
+		m.Decisions, m.Applied, m.ApprovalLatency, m.Errors, m.BreakerOpen, m.InsecureLoopback, m.BuildInfo,
+		m.ProbeResult, m.ServingCertExpiry, m.ServingCertSANsMatch, m.ServingCertInfo, m.IssuedCertExpiry,
+		m.ProbeDuration, m.ProbeSweepDuration, m.ProbeSweepTimestamp,
+	} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// Descriptions of the metrics computed at scrape time from the CSR cache by
+// monitor.CSRCollector, so ages grow between sweeps.
+var (
+	PendingCSRs = prometheus.NewDesc("csrguard_pending_csrs",
+		"Pending kubelet-serving CSRs (no Approved, Denied or Failed condition).", nil, nil)
+	PendingCSROldestAge = prometheus.NewDesc("csrguard_pending_csr_oldest_age_seconds",
+		"Age of the oldest pending kubelet-serving CSR; 0 when none is pending.", nil, nil)
+	NodePendingCSRs = prometheus.NewDesc("csrguard_node_pending_csrs",
+		"Pending kubelet-serving CSRs per requesting node; only nodes with pending CSRs are listed.", []string{"node"}, nil)
+	NodePendingCSROldestAge = prometheus.NewDesc("csrguard_node_pending_csr_oldest_age_seconds",
+		"Age of each node's oldest pending kubelet-serving CSR; only nodes with pending CSRs are listed.", []string{"node"}, nil)
+	ApprovedNotIssuedCSRs = prometheus.NewDesc("csrguard_approved_unissued_csrs",
+		"Kubelet-serving CSRs approved more than a minute ago that the signer has not issued (signer down or not configured for kubelet-serving).", nil, nil)
+)

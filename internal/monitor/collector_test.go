@@ -1,0 +1,70 @@
+package monitor
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+
+	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
+)
+
+var now = csrtest.Created.Add(time.Hour)
+
+func pending(t *testing.T, name, node string, age time.Duration) *certificatesv1.CertificateSigningRequest {
+	return csrtest.New(t, csrtest.Node(node), csrtest.Name(name), csrtest.CreatedAt(now.Add(-age)))
+}
+
+func withCondition(csr *certificatesv1.CertificateSigningRequest, typ certificatesv1.RequestConditionType, at time.Time) *certificatesv1.CertificateSigningRequest {
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: typ, Status: corev1.ConditionTrue, LastUpdateTime: metav1.NewTime(at)})
+	return csr
+}
+
+func TestSummarise(t *testing.T) {
+	csrs := []certificatesv1.CertificateSigningRequest{
+		*pending(t, "a-1", "node-a", 20*time.Minute),
+		*pending(t, "a-2", "node-a", 5*time.Minute),
+		*pending(t, "b-1", "node-b", time.Minute),
+		*withCondition(pending(t, "c-1", "node-c", time.Hour), certificatesv1.CertificateApproved, now.Add(-10*time.Minute)),
+		*withCondition(pending(t, "c-2", "node-c", time.Hour), certificatesv1.CertificateApproved, now.Add(-10*time.Second)),
+		*withCondition(pending(t, "d-1", "node-d", time.Hour), certificatesv1.CertificateDenied, now),
+		*csrtest.New(t, csrtest.Name("client"), csrtest.SignerName(certificatesv1.KubeAPIServerClientKubeletSignerName)),
+	}
+	got := Summarise(csrs, now)
+	want := Summary{
+		Pending:       3,
+		OldestPending: 20 * time.Minute,
+		PendingByNode: map[string]NodePending{
+			"node-a": {Count: 2, Oldest: 20 * time.Minute},
+			"node-b": {Count: 1, Oldest: time.Minute},
+		},
+		ApprovedNotIssued: 1,
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("Summarise (-got +want):\n%s", diff)
+	}
+}
+
+func TestCSRCollector(t *testing.T) {
+	reader := fake.NewClientBuilder().WithObjects(pending(t, "a-1", "node-a", 90*time.Second)).Build()
+	c := NewCSRCollector(reader, clocktesting.NewFakeClock(now))
+	want := `
+# HELP csrguard_node_pending_csr_oldest_age_seconds Age of each node's oldest pending kubelet-serving CSR; only nodes with pending CSRs are listed.
+# TYPE csrguard_node_pending_csr_oldest_age_seconds gauge
+csrguard_node_pending_csr_oldest_age_seconds{node="node-a"} 90
+# HELP csrguard_pending_csrs Pending kubelet-serving CSRs (no Approved, Denied or Failed condition).
+# TYPE csrguard_pending_csrs gauge
+csrguard_pending_csrs 1
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "csrguard_pending_csrs", "csrguard_node_pending_csr_oldest_age_seconds"); err != nil {
+		t.Error(err)
+	}
+}

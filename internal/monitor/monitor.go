@@ -1,0 +1,209 @@
+package monitor
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"sort"
+	"sync"
+	"time"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/servingcsr"
+)
+
+// Config configures the Monitor.
+type Config struct {
+	// Interval between sweeps; each start is jittered by up to 10%.
+	Interval time.Duration
+	// Concurrency bounds the probes in flight; default 32.
+	Concurrency int
+	Prober      Prober
+}
+
+// Monitor probes every Node's kubelet once per Interval and exports what it
+// finds as metrics. It runs only on the leader, so replicas do not multiply
+// the probes.
+type Monitor struct {
+	reader  client.Reader
+	metrics *metrics.Metrics
+	cfg     Config
+
+	mu    sync.Mutex
+	last  map[string]Result // by node
+	nodes map[string]bool   // nodes with exported series
+}
+
+// New returns a Monitor reading Nodes and CSRs from reader (a cache).
+func New(reader client.Reader, m *metrics.Metrics, cfg Config) *Monitor {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 32
+	}
+	return &Monitor{reader: reader, metrics: m, cfg: cfg, last: map[string]Result{}, nodes: map[string]bool{}}
+}
+
+// NeedLeaderElection is true: only the leader probes.
+func (m *Monitor) NeedLeaderElection() bool { return true }
+
+// Start sweeps until ctx ends.
+func (m *Monitor) Start(ctx context.Context) error {
+	logger := log.FromContext(ctx).WithName("monitor")
+	for {
+		start := time.Now()
+		results, err := m.Sweep(ctx)
+		if err != nil {
+			logger.Error(err, "Failed to sweep kubelet serving certificates")
+		} else {
+			counts := map[string]int{}
+			for _, r := range results {
+				counts[r.State]++
+			}
+			logger.V(1).Info("Probed kubelets", "nodes", len(results), "results", counts, "duration", time.Since(start).Round(time.Millisecond))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait.Jitter(m.cfg.Interval, 0.1)):
+		}
+	}
+}
+
+// Sweep probes every Node once, updates the metrics and returns the results
+// sorted by node.
+func (m *Monitor) Sweep(ctx context.Context) ([]Result, error) {
+	start := time.Now()
+	var nodes corev1.NodeList
+	if err := m.reader.List(ctx, &nodes); err != nil {
+		return nil, err
+	}
+	results := ProbeAll(ctx, m.cfg.Prober, nodes.Items, m.cfg.Concurrency, nil)
+	for _, r := range results {
+		m.metrics.ProbeDuration.Observe(r.Duration.Seconds())
+	}
+	var csrs certificatesv1.CertificateSigningRequestList
+	if err := m.reader.List(ctx, &csrs); err != nil {
+		return nil, err
+	}
+	m.export(results, Issued(csrs.Items))
+	m.metrics.ProbeSweepDuration.Set(time.Since(start).Seconds())
+	m.metrics.ProbeSweepTimestamp.Set(float64(time.Now().Unix()))
+	return results, nil
+}
+
+// Results returns the latest result per node, sorted by node.
+func (m *Monitor) Results() []Result {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Result, 0, len(m.last))
+	for _, r := range m.last {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+// export replaces the per-node series with these results; series of nodes
+// that are gone are deleted.
+func (m *Monitor) export(results []Result, issued map[string]*x509.Certificate) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	seen := map[string]bool{}
+	for _, r := range results {
+		seen[r.Node] = true
+		m.last[r.Node] = r
+		m.deleteNode(r.Node)
+		m.metrics.ProbeResult.WithLabelValues(r.Node, r.State).Set(1)
+		if r.Cert != nil {
+			m.metrics.ServingCertExpiry.WithLabelValues(r.Node).Set(float64(r.Cert.NotAfter.Unix()))
+			m.metrics.ServingCertInfo.WithLabelValues(r.Node, r.Cert.Issuer.CommonName).Set(1)
+			m.metrics.ServingCertSANsMatch.WithLabelValues(r.Node).Set(boolFloat(r.SANsMatch))
+		}
+		if c := issued[r.Node]; c != nil {
+			m.metrics.IssuedCertExpiry.WithLabelValues(r.Node).Set(float64(c.NotAfter.Unix()))
+		}
+	}
+	for n := range m.nodes {
+		if !seen[n] {
+			m.deleteNode(n)
+			delete(m.last, n)
+		}
+	}
+	m.nodes = seen
+}
+
+func (m *Monitor) deleteNode(node string) {
+	l := prometheus.Labels{"node": node}
+	for _, v := range []*prometheus.GaugeVec{m.metrics.ProbeResult, m.metrics.ServingCertExpiry, m.metrics.ServingCertInfo, m.metrics.ServingCertSANsMatch, m.metrics.IssuedCertExpiry} {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// ProbeAll probes nodes with at most concurrency probes in flight and returns
+// the results sorted by node. progress, if set, is called after each probe.
+func ProbeAll(ctx context.Context, p Prober, nodes []corev1.Node, concurrency int, progress func(done, total int)) []Result {
+	results := make([]Result, len(nodes))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	for range max(1, min(concurrency, len(nodes))) {
+		wg.Go(func() {
+			for i := range work {
+				results[i] = p.Probe(ctx, &nodes[i])
+				if progress != nil {
+					mu.Lock()
+					done++
+					progress(done, len(nodes))
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range nodes {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	sort.Slice(results, func(i, j int) bool { return results[i].Node < results[j].Node })
+	return results
+}
+
+// Issued returns, per node, the issued kubelet-serving certificate with the
+// latest NotAfter among csrs.
+func Issued(csrs []certificatesv1.CertificateSigningRequest) map[string]*x509.Certificate {
+	out := map[string]*x509.Certificate{}
+	for i := range csrs {
+		csr := &csrs[i]
+		node, ok := servingcsr.NodeName(csr.Spec.Username)
+		if !ok || !servingcsr.InScope(csr) || len(csr.Status.Certificate) == 0 {
+			continue
+		}
+		block, _ := pem.Decode(csr.Status.Certificate)
+		if block == nil {
+			continue
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			continue
+		}
+		if prev := out[node]; prev == nil || c.NotAfter.After(prev.NotAfter) {
+			out[node] = c
+		}
+	}
+	return out
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

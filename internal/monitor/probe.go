@@ -1,0 +1,206 @@
+// Package monitor watches kubelet serving certificates: it probes each Node's
+// kubelet endpoint with a TLS handshake and records the certificate it
+// serves (expiry, issuer, whether it chains to a configured CA, whether its
+// SANs match the Node's addresses) or the class of failure — above all
+// no-serving-certificate, the "remote error: tls: internal error" of the
+// incident, which the kubelet's own TTL metric reports as +Inf. It also
+// reads issued certificates and the pending backlog from the CSR cache.
+//
+// The probe functions are used by the controller (Monitor, CSRCollector) and
+// by CLI commands (doctor, certs) alike. Package monitor decides nothing
+// about CSRs.
+package monitor
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/csrguard/csrguard/internal/metrics"
+)
+
+// Result is what one probe of a kubelet found.
+type Result struct {
+	Node     string
+	Endpoint string
+	// State is one of the metrics.Probe* values.
+	State string
+	// Err is the handshake or verification error, if any.
+	Err error
+	// Cert is the serving certificate presented, if any (also when untrusted).
+	Cert *x509.Certificate
+	// SANsMatch reports whether Cert carries exactly the SANs the Node's
+	// addresses call for; Missing and Extra list the differences.
+	SANsMatch      bool
+	Missing, Extra []string
+	Duration       time.Duration
+}
+
+// Prober probes kubelet endpoints with a TLS handshake.
+type Prober struct {
+	// Timeout bounds one probe; default 5s.
+	Timeout time.Duration
+	// Roots, when set, is the kubelet-serving CA bundle presented
+	// certificates must chain to; otherwise any certificate is accepted.
+	Roots *x509.CertPool
+}
+
+// Endpoint returns the address csrguard probes for node: its InternalIP,
+// else its ExternalIP, at status.daemonEndpoints.kubeletEndpoint.Port (10250
+// when unset), as the API server reaches kubelets.
+func Endpoint(node *corev1.Node) (string, bool) {
+	port := int(node.Status.DaemonEndpoints.KubeletEndpoint.Port)
+	if port == 0 {
+		port = 10250
+	}
+	for _, typ := range []corev1.NodeAddressType{corev1.NodeInternalIP, corev1.NodeExternalIP} {
+		for _, a := range node.Status.Addresses {
+			if a.Type == typ {
+				if ip, err := netip.ParseAddr(a.Address); err == nil {
+					return net.JoinHostPort(ip.String(), strconv.Itoa(port)), true
+				}
+			}
+		}
+	}
+	return "", false
+}
+
+// Probe performs one TLS handshake with node's kubelet.
+func (p Prober) Probe(ctx context.Context, node *corev1.Node) Result {
+	r := Result{Node: node.Name}
+	endpoint, ok := Endpoint(node)
+	if !ok {
+		r.State, r.Err = metrics.ProbeOther, errors.New("node has no InternalIP or ExternalIP")
+		return r
+	}
+	r.Endpoint = endpoint
+	timeout := p.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	start := time.Now()
+	d := tls.Dialer{Config: &tls.Config{
+		// Verified below against Roots, without a host name: the kubelet is
+		// reached by IP and its SANs are compared with the Node separately.
+		InsecureSkipVerify: true, //nolint:gosec // see above
+		MinVersion:         tls.VersionTLS12,
+	}}
+	conn, err := d.DialContext(ctx, "tcp", endpoint)
+	r.Duration = time.Since(start)
+	if err != nil {
+		r.State, r.Err = Classify(err), err
+		return r
+	}
+	state := conn.(*tls.Conn).ConnectionState()
+	_ = conn.Close()
+	r.Cert = state.PeerCertificates[0]
+	r.SANsMatch, r.Missing, r.Extra = CompareSANs(r.Cert, node.Status.Addresses)
+	r.State = metrics.ProbeOK
+	if p.Roots != nil {
+		inter := x509.NewCertPool()
+		for _, c := range state.PeerCertificates[1:] {
+			inter.AddCert(c)
+		}
+		if _, err := r.Cert.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+			r.State, r.Err = metrics.ProbeUntrusted, err
+		}
+	}
+	return r
+}
+
+// alertInternalError is TLS alert 80, what a kubelet without a serving
+// certificate answers every handshake with.
+const alertInternalError = tls.AlertError(80)
+
+// Classify names the failure class of a probe error.
+func Classify(err error) string {
+	var alert tls.AlertError
+	var netErr net.Error
+	switch {
+	case errors.As(err, &alert) && alert == alertInternalError,
+		strings.Contains(err.Error(), "tls: internal error"):
+		return metrics.ProbeNoServingCertificate
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return metrics.ProbeRefused
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return metrics.ProbeTimeout
+	case errors.As(err, new(x509.UnknownAuthorityError)), errors.As(err, new(x509.CertificateInvalidError)):
+		return metrics.ProbeUntrusted
+	}
+	return metrics.ProbeOther
+}
+
+// ExpectedSANs returns the SANs a kubelet requests for addrs, normalised and
+// sorted: Hostname, InternalDNS and ExternalDNS as DNS names (a Hostname that
+// is an IP as an IP), InternalIP and ExternalIP as IPs.
+func ExpectedSANs(addrs []corev1.NodeAddress) []string {
+	var out []string
+	for _, a := range addrs {
+		if a.Address == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(a.Address)
+		switch a.Type {
+		case corev1.NodeHostName:
+			if err == nil {
+				out = append(out, ip.Unmap().String())
+			} else {
+				out = append(out, normaliseName(a.Address))
+			}
+		case corev1.NodeInternalDNS, corev1.NodeExternalDNS:
+			out = append(out, normaliseName(a.Address))
+		case corev1.NodeInternalIP, corev1.NodeExternalIP:
+			if err == nil {
+				out = append(out, ip.Unmap().String())
+			}
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// CertSANs returns a certificate's DNS and IP SANs, normalised and sorted.
+func CertSANs(c *x509.Certificate) []string {
+	var out []string
+	for _, n := range c.DNSNames {
+		out = append(out, normaliseName(n))
+	}
+	for _, ip := range c.IPAddresses {
+		if a, ok := netip.AddrFromSlice(ip); ok {
+			out = append(out, a.Unmap().String())
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// CompareSANs reports whether c carries exactly the SANs addrs call for, and
+// which are missing from c or extra in it.
+func CompareSANs(c *x509.Certificate, addrs []corev1.NodeAddress) (match bool, missing, extra []string) {
+	want, got := ExpectedSANs(addrs), CertSANs(c)
+	for _, s := range want {
+		if !slices.Contains(got, s) {
+			missing = append(missing, s)
+		}
+	}
+	for _, s := range got {
+		if !slices.Contains(want, s) {
+			extra = append(extra, s)
+		}
+	}
+	return len(missing) == 0 && len(extra) == 0, missing, extra
+}
+
+func normaliseName(n string) string { return strings.ToLower(strings.TrimSuffix(n, ".")) }
