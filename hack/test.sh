@@ -10,6 +10,11 @@ CSRGUARD_KUBE_BIN="$(hack/build-kube.sh)"
 export CSRGUARD_KUBE_BIN
 log "using $CSRGUARD_KUBE_BIN"
 
+log "test tools (promtool v$PROMETHEUS_VERSION, helm v$HELM_VERSION)"
+CSRGUARD_TOOLS_BIN="$(hack/build-tools.sh)"
+export CSRGUARD_TOOLS_BIN
+log "using $CSRGUARD_TOOLS_BIN"
+
 log "gofmt"
 unformatted="$(gofmt -l $(git ls-files '*.go'))"
 if [[ -n "$unformatted" ]]; then

@@ -24,3 +24,21 @@ func TestAddressKeys(t *testing.T) {
 		t.Errorf("AddressKeys (-got +want):\n%s", diff)
 	}
 }
+
+func TestSnapshotFacts(t *testing.T) {
+	f := policy.NewSnapshotFacts([]policy.Node{
+		{Name: "a", Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}, {Type: corev1.NodeHostName, Address: "A"}}},
+		{Name: "b", Addresses: []corev1.NodeAddress{{Type: corev1.NodeExternalIP, Address: "::ffff:10.0.0.1"}}},
+	}, policy.Cluster{})
+	ctx := t.Context()
+	got, _ := f.NodesWithAddress(ctx, "10.0.0.1")
+	if diff := cmp.Diff(got, []string{"a", "b"}); diff != "" {
+		t.Errorf("NodesWithAddress(10.0.0.1) (-got +want):\n%s", diff)
+	}
+	if n, _ := f.Node(ctx, "missing"); n != nil {
+		t.Errorf("Node(missing) = %v, want nil", n)
+	}
+	if n, _ := f.Node(ctx, "a"); n == nil || n.Name != "a" {
+		t.Errorf("Node(a) = %v", n)
+	}
+}
