@@ -1,0 +1,211 @@
+package cli
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
+)
+
+// BreakGlassReason is the reason of the Approved condition `csrguard approve`
+// writes, so an audit can tell it from the controller's.
+const BreakGlassReason = "CSRGuardApproveCommand"
+
+func newApproveCommand() *cobra.Command {
+	var (
+		kube   kubeOptions
+		pol    policyOptions
+		output string
+		dryRun bool
+		yes    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "approve",
+		Short: "Break-glass: approve pending kubelet serving CSRs that pass the policy",
+		Long: `Evaluate every pending kubernetes.io/kubelet-serving CSR with the same policy
+as csrguard controller and approve only those that pass, once. For a cluster
+whose kubelets have no serving certificate and no approver running yet.
+CSRs the policy would deny or hold are listed and left untouched.`,
+		Example: `  # See what would be approved:
+  csrguard approve --dry-run
+  # Approve, without the confirmation prompt:
+  kubectl csrguard approve --yes`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := validateOutput(output); err != nil {
+				return err
+			}
+			cfg, static, err := pol.config()
+			if err != nil {
+				return err
+			}
+			restCfg, err := kube.restConfig()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			ctx := cmd.Context()
+			view, err := readCluster(ctx, restCfg, static)
+			if err != nil {
+				return err
+			}
+			now := time.Now()
+			plan, err := planApprovals(cmd, view, cfg, now)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			var toApprove []planRow
+			for _, p := range plan {
+				if p.Verdict == policy.Approve.String() {
+					toApprove = append(toApprove, p)
+				}
+			}
+			if dryRun || output != "table" {
+				// Machine output describes the plan; approving needs --yes.
+				if err := renderPlan(out, plan, now, output); err != nil {
+					return err
+				}
+				if dryRun || !yes {
+					if output == "table" {
+						fmt.Fprintf(out, "\nDry run: would approve %d of %d pending CSRs.\n", len(toApprove), len(plan))
+					}
+					return nil
+				}
+			} else if err := renderPlan(out, plan, now, output); err != nil {
+				return err
+			}
+			if len(toApprove) == 0 {
+				fmt.Fprintln(cmd.ErrOrStderr(), "Nothing to approve.")
+				return nil
+			}
+			if !yes {
+				ok, err := confirm(cmd.InOrStdin(), cmd.ErrOrStderr(), fmt.Sprintf("Approve %d CSRs?", len(toApprove)))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					fmt.Fprintln(cmd.ErrOrStderr(), "Nothing approved.")
+					return nil
+				}
+			}
+			var errs []error
+			for _, p := range toApprove {
+				if err := approveOne(cmd, view, p); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "approved %s (%s)\n", p.CSR, p.Node)
+			}
+			return errors.Join(errs...)
+		},
+	}
+	var s flagSections
+	fs := s.section("Approval")
+	fs.BoolVar(&dryRun, "dry-run", false, "Only show what would be approved.")
+	fs.BoolVarP(&yes, "yes", "y", false, "Approve without asking for confirmation.")
+	pol.addFlags(s.section("Policy (as the controller runs with)"))
+	kube.addFlags(s.section("Kubernetes client"), 50, 100)
+	s.section("Output").StringVarP(&output, "output", "o", "table", outputHelp)
+	s.install(cmd)
+	return cmd
+}
+
+// planRow is one pending CSR and what the policy decides for it.
+type planRow struct {
+	CSR     string        `json:"csr"`
+	Node    string        `json:"node"`
+	Created time.Time     `json:"created"`
+	Verdict string        `json:"verdict"`
+	Reason  policy.Reason `json:"reason"`
+	Message string        `json:"message"`
+
+	csr *certificatesv1.CertificateSigningRequest
+	msg string
+}
+
+func planApprovals(cmd *cobra.Command, view *clusterView, cfg policy.Config, now time.Time) ([]planRow, error) {
+	var plan []planRow
+	for i := range view.csrs {
+		csr := &view.csrs[i]
+		if servingcsr.IsFinal(csr) {
+			continue
+		}
+		d, err := policy.Evaluate(cmd.Context(), cfg, servingcsr.FromCSR(csr), view.facts, now)
+		if err != nil {
+			return nil, fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
+		}
+		node, _ := servingcsr.NodeName(csr.Spec.Username)
+		plan = append(plan, planRow{CSR: csr.Name, Node: node, Created: csr.CreationTimestamp.UTC(),
+			Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message, csr: csr, msg: d.Message})
+	}
+	sort.Slice(plan, func(i, j int) bool {
+		if plan[i].Node != plan[j].Node {
+			return plan[i].Node < plan[j].Node
+		}
+		return plan[i].CSR < plan[j].CSR
+	})
+	return plan, nil
+}
+
+func approveOne(cmd *cobra.Command, view *clusterView, p planRow) error {
+	csr := p.csr.DeepCopy()
+	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: BreakGlassReason,
+		Message: "approved by `csrguard approve`: " + p.msg, LastUpdateTime: metav1.Now(),
+	})
+	// The resourceVersion read above makes this fail if anyone changed the
+	// CSR since: we never approve something we did not evaluate.
+	if _, err := view.cs.CertificatesV1().CertificateSigningRequests().UpdateApproval(cmd.Context(), csr.Name, csr, metav1.UpdateOptions{FieldManager: "csrguard-approve"}); err != nil {
+		return fmt.Errorf("approve CSR %q: %w", csr.Name, err)
+	}
+	return nil
+}
+
+func renderPlan(w io.Writer, plan []planRow, now time.Time, format string) error {
+	if format != "table" {
+		if plan == nil {
+			plan = []planRow{}
+		}
+		return writeData(w, format, plan)
+	}
+	if len(plan) == 0 {
+		fmt.Fprintln(w, "No pending kubelet-serving CSRs.")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CSR\tNODE\tAGE\tVERDICT\tREASON")
+	for _, p := range plan {
+		node := p.Node
+		if node == "" {
+			node = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.CSR, node, humanDuration(now.Sub(p.Created)), p.Verdict, p.Reason)
+	}
+	return tw.Flush()
+}
+
+// confirm asks question on out and reads y/yes from in.
+func confirm(in io.Reader, out io.Writer, question string) (bool, error) {
+	fmt.Fprintf(out, "%s [y/N]: ", question)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && !errors.Is(err, io.EOF) {
+		return false, err
+	}
+	switch strings.ToLower(strings.TrimSpace(line)) {
+	case "y", "yes":
+		return true, nil
+	}
+	return false, nil
+}

@@ -1,0 +1,147 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
+)
+
+func newExplainCommand() *cobra.Command {
+	var (
+		kube   kubeOptions
+		pol    policyOptions
+		output string
+	)
+	cmd := &cobra.Command{
+		Use:   "explain CSR_NAME",
+		Short: "Show every policy check on one CSR and the verdict the controller would reach",
+		Long: `Run the policy read-only on one CertificateSigningRequest, pending or not, and
+print every check with its result and the verdict csrguard controller would
+reach with the same policy flags. Nothing is written.`,
+		Example: `  csrguard explain csr-8b2xq
+  kubectl csrguard explain csr-8b2xq -o json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := validateOutput(output); err != nil {
+				return err
+			}
+			cfg, static, err := pol.config()
+			if err != nil {
+				return err
+			}
+			restCfg, err := kube.restConfig()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			ctx := cmd.Context()
+			view, err := readCluster(ctx, restCfg, static)
+			if err != nil {
+				return err
+			}
+			csr, err := view.cs.CertificatesV1().CertificateSigningRequests().Get(ctx, args[0], metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("get CSR %q: %w", args[0], err)
+			}
+			d, err := policy.Evaluate(ctx, cfg, servingcsr.FromCSR(csr), view.facts, time.Now())
+			if err != nil {
+				return fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
+			}
+			return renderExplain(cmd.OutOrStdout(), csr, d, time.Now(), output)
+		},
+	}
+	var s flagSections
+	pol.addFlags(s.section("Policy (as the controller runs with)"))
+	kube.addFlags(s.section("Kubernetes client"), 50, 100)
+	s.section("Output").StringVarP(&output, "output", "o", "table", outputHelp)
+	s.install(cmd)
+	return cmd
+}
+
+// explanation is explain's machine-readable output.
+type explanation struct {
+	CSR       string        `json:"csr"`
+	Requester string        `json:"requester"`
+	Signer    string        `json:"signer"`
+	Created   time.Time     `json:"created"`
+	State     string        `json:"state"`
+	Verdict   string        `json:"verdict"`
+	Reason    policy.Reason `json:"reason"`
+	Message   string        `json:"message"`
+	Checks    []checkOut    `json:"checks"`
+}
+
+type checkOut struct {
+	Check   string        `json:"check"`
+	Result  string        `json:"result"`
+	Verdict string        `json:"verdict,omitempty"`
+	Reason  policy.Reason `json:"reason,omitempty"`
+	Message string        `json:"message"`
+}
+
+func renderExplain(w io.Writer, csr *certificatesv1.CertificateSigningRequest, d policy.Decision, now time.Time, format string) error {
+	e := explanation{
+		CSR: csr.Name, Requester: csr.Spec.Username, Signer: csr.Spec.SignerName, Created: csr.CreationTimestamp.UTC(),
+		State: servingcsr.State(csr), Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message,
+	}
+	for _, c := range d.Checks {
+		out := checkOut{Check: c.Check, Result: strings.ToLower(c.Outcome.String()), Reason: c.Reason, Message: c.Message}
+		if c.Outcome == policy.Fail {
+			out.Verdict = c.Verdict.String()
+		}
+		e.Checks = append(e.Checks, out)
+	}
+	if format != "table" {
+		return writeData(w, format, e)
+	}
+	fmt.Fprintf(w, "CSR:        %s\n", e.CSR)
+	fmt.Fprintf(w, "Requester:  %s\n", e.Requester)
+	fmt.Fprintf(w, "Signer:     %s\n", e.Signer)
+	fmt.Fprintf(w, "Created:    %s (%s ago)\n", e.Created.Format(time.RFC3339), humanDuration(now.Sub(e.Created)))
+	fmt.Fprintf(w, "State:      %s\n\n", e.State)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
+	for _, c := range e.Checks {
+		result := c.Result
+		if c.Verdict != "" {
+			result = fmt.Sprintf("FAIL (%s %s)", strings.ToLower(c.Verdict), c.Reason)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Check, result, c.Message)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nVerdict: %s (%s)\n  %s\n", e.Verdict, e.Reason, e.Message)
+	switch {
+	case servingcsr.IsFinal(csr):
+		fmt.Fprintf(w, "\nThe CSR is already %s: the controller never changes a final CSR; this is what it would have decided.\n", e.State)
+	case d.Verdict == policy.Approve:
+		fmt.Fprintln(w, "\nThe controller would approve it, unless a per-node rate limit or the breaker holds it.")
+	}
+	return nil
+}
+
+// humanDuration prints d the way kubectl prints ages: 45s, 3m, 5h, 12d.
+func humanDuration(d time.Duration) string {
+	neg := ""
+	if d < 0 {
+		neg, d = "-", -d
+	}
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%s%ds", neg, int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%s%dm", neg, int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%s%dh", neg, int(d.Hours()))
+	}
+	return fmt.Sprintf("%s%dd", neg, int(d.Hours()/24))
+}
