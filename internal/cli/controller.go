@@ -107,6 +107,19 @@ func (o *policyOptions) config() (policy.Config, policy.Cluster, error) {
 	return cfg, static, nil
 }
 
+// readCAFile reads a PEM CA bundle named by flag.
+func readCAFile(flag, path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, flagError(flag, "cannot be read: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, flagError(flag, "holds no PEM certificate: %s", path)
+	}
+	return pool, nil
+}
+
 // logOptions configure the structured logger.
 type logOptions struct {
 	format    string
@@ -292,13 +305,8 @@ func (o *controllerOptions) config(cmd *cobra.Command) (controller.Config, error
 	}
 	prober := monitor.Prober{Timeout: o.probeTimeout}
 	if o.kubeletCAFile != "" {
-		pem, err := os.ReadFile(o.kubeletCAFile)
-		if err != nil {
-			return cfg, flagError("kubelet-ca-file", "cannot be read: %v", err)
-		}
-		prober.Roots = x509.NewCertPool()
-		if !prober.Roots.AppendCertsFromPEM(pem) {
-			return cfg, flagError("kubelet-ca-file", "holds no PEM certificate: %s", o.kubeletCAFile)
+		if prober.Roots, err = readCAFile("kubelet-ca-file", o.kubeletCAFile); err != nil {
+			return cfg, err
 		}
 	}
 	return controller.Config{
