@@ -5,10 +5,12 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/csrguard/csrguard/test/controlplane"
 	"github.com/csrguard/csrguard/test/kubelet"
+	"github.com/csrguard/csrguard/test/promtest"
 )
 
 // TestMonitoringIncident: with nothing approving (csrguard in dry-run), the
@@ -58,8 +61,8 @@ func TestMonitoringIncident(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.checkAlerts(ctx, incident, map[string][]string{
-		"CSRGuardKubeletNoServingCertificate": {"talos-cp-1", "talos-worker-1", "talos-worker-2"},
-		"CSRGuardKubeletServingCSRPending":    {"talos-cp-1", "talos-worker-1", "talos-worker-2"},
+		"KubeletServingCertificateMissing": {"talos-cp-1", "talos-worker-1", "talos-worker-2"},
+		"KubeletServingCSRPending":         {"talos-cp-1", "talos-worker-1", "talos-worker-2"},
 	})
 
 	g := c.startCSRGuard(ctx, "csrguard", true, probe...)
@@ -132,8 +135,8 @@ func TestMonitoringExpiryAndMismatch(t *testing.T) {
 			s.value("csrguard_kubelet_serving_cert_sans_match", "node", "short-lived") == 1
 	})
 	c.checkAlerts(ctx, s, map[string][]string{
-		"CSRGuardKubeletServingCertExpiringCritical": {"short-lived"},
-		"CSRGuardKubeletServingCertSANMismatch":      {"moved"},
+		"KubeletServingCertificateExpiring":    {"short-lived"},
+		"KubeletServingCertificateSANMismatch": {"moved"},
 	})
 }
 
@@ -192,5 +195,44 @@ next:
 	return math.NaN()
 }
 
-// checkAlerts is filled in once the promtool harness lands.
-func (c *cluster) checkAlerts(ctx context.Context, s scrape, want map[string][]string) {}
+// checkAlerts evaluates csrguard's alert rules with promtool against the
+// metrics of s, held constant for 16 minutes of promtool time (ages grow,
+// timestamps are rebased: see test/promtest), and compares which alerts fire
+// for which nodes with want.
+func (c *cluster) checkAlerts(ctx context.Context, s scrape, want map[string][]string) {
+	c.t.Helper()
+	series, err := promtest.SeriesFromExposition(strings.NewReader(s.text), s.at)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	scrapeLabels := map[string]string{"job": "csrguard", "instance": "csrguard:8080"}
+	if series, err = promtest.WithLabels(series, scrapeLabels); err != nil {
+		c.t.Fatal(err)
+	}
+	series = append(series, promtest.Series{Name: promtest.Selector("up", scrapeLabels), Values: "1+0x60"})
+	firing, err := promtest.Firing(ctx, promtest.Promtool(c.t), c.t.TempDir(), []string{rulesFile}, series, 16*time.Minute)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	got := map[string][]string{}
+	for alert, labelSets := range firing {
+		if ignoredAlerts[alert] {
+			continue
+		}
+		for _, l := range labelSets {
+			got[alert] = append(got[alert], l["node"])
+		}
+		slices.Sort(got[alert])
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		c.t.Errorf("alerts firing on captured metrics (-got +want):\n%s", diff)
+	}
+}
+
+// rulesFile holds csrguard's alert rules.
+const rulesFile = "../../deploy/prometheus/csrguard.rules.yaml"
+
+// ignoredAlerts fire on every capture from these tests by construction: the
+// tests run with the loopback allowance, and a captured sweep timestamp does
+// not advance in promtool's time.
+var ignoredAlerts = map[string]bool{"CSRGuardInsecureLoopbackAllowed": true, "CSRGuardProbeSweepStale": true}

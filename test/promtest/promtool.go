@@ -1,0 +1,30 @@
+package promtest
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// ToolsBinEnv names the environment variable that holds the directory with
+// the test tools hack/build-tools.sh builds (promtool among them).
+const ToolsBinEnv = "CSRGUARD_TOOLS_BIN"
+
+// Promtool returns the path of promtool in $CSRGUARD_TOOLS_BIN. Without the
+// variable it skips tb under `go test -short` and fails it otherwise: a rule
+// test that silently does not run proves nothing.
+func Promtool(tb testing.TB) string {
+	tb.Helper()
+	dir := os.Getenv(ToolsBinEnv)
+	if dir == "" {
+		if testing.Short() {
+			tb.Skipf("needs promtool in $%s; skipped with -short", ToolsBinEnv)
+		}
+		tb.Fatalf("$%s is not set: run hack/test.sh, or set it to the directory `hack/build-tools.sh` prints", ToolsBinEnv)
+	}
+	p := filepath.Join(dir, "promtool")
+	if fi, err := os.Stat(p); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+		tb.Fatalf("no executable promtool in $%s=%s: %v", ToolsBinEnv, dir, err)
+	}
+	return p
+}
