@@ -108,7 +108,9 @@ func TestReconcileDeny(t *testing.T) {
 		wantReason policy.Reason
 	}{
 		{"api_server_cluster_ip", []csrtest.Option{csrtest.IPAddresses(apiServerClusterIP)}, policy.ReservedAddress},
-		{"api_server_endpoint", []csrtest.Option{csrtest.IPAddresses(apiServerEndpoint)}, policy.ReservedAddress},
+		// A worker claiming an API server endpoint is held for the settle time
+		// (an installer may still label it control-plane), then denied.
+		{"api_server_endpoint", []csrtest.Option{csrtest.IPAddresses(apiServerEndpoint), csrtest.CreatedAt(csrtest.Created.Add(-time.Hour))}, policy.ReservedAddress},
 		{"service_ip", []csrtest.Option{csrtest.IPAddresses("10.96.200.3")}, policy.ReservedAddress},
 		{"reserved_name", []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, policy.ReservedName},
 		{"expiration_too_long", []csrtest.Option{csrtest.ExpirationSeconds(2 * 8760 * 3600)}, policy.ExpirationTooLong},

@@ -49,7 +49,8 @@ func (f *cacheFacts) Node(ctx context.Context, name string) (*policy.Node, error
 		}
 		return nil, fmt.Errorf("get node %q: %w", name, err)
 	}
-	return &policy.Node{Name: n.Name, Addresses: n.Status.Addresses}, nil
+	node := policy.FromNode(&n)
+	return &node, nil
 }
 
 func (f *cacheFacts) NodesWithAddress(ctx context.Context, key string) ([]string, error) {
@@ -136,12 +137,7 @@ func (d *ClusterDiscovery) Refresh(ctx context.Context) (policy.Cluster, error) 
 	c, err := Discover(ctx, d.reader)
 	if err == nil {
 		c.APIServerAddresses = uniqueSorted(append(c.APIServerAddresses, d.static.APIServerAddresses...), netip.Addr.Compare)
-		c.ServiceCIDRs = uniqueSorted(append(c.ServiceCIDRs, d.static.ServiceCIDRs...), func(a, b netip.Prefix) int {
-			if c := a.Addr().Compare(b.Addr()); c != 0 {
-				return c
-			}
-			return a.Bits() - b.Bits()
-		})
+		c.ServiceCIDRs = uniqueSorted(append(c.ServiceCIDRs, d.static.ServiceCIDRs...), comparePrefix)
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -162,9 +158,11 @@ func Discover(ctx context.Context, reader client.Reader) (policy.Cluster, error)
 	if err := reader.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: "kubernetes"}, &svc); err != nil {
 		return c, fmt.Errorf("get service default/kubernetes: %w", err)
 	}
+	// The Service's cluster IPs are Service IPs, never a node's — not even a
+	// control-plane node's, which may hold its own API server endpoint.
 	for _, ip := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
 		if a, err := netip.ParseAddr(ip); err == nil {
-			c.APIServerAddresses = append(c.APIServerAddresses, a.Unmap())
+			c.ServiceCIDRs = append(c.ServiceCIDRs, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
 		}
 	}
 	var slices discoveryv1.EndpointSliceList
@@ -196,7 +194,15 @@ func Discover(ctx context.Context, reader client.Reader) (policy.Cluster, error)
 		return c, fmt.Errorf("list servicecidrs: %w", err)
 	}
 	c.APIServerAddresses = uniqueSorted(c.APIServerAddresses, netip.Addr.Compare)
+	c.ServiceCIDRs = uniqueSorted(c.ServiceCIDRs, comparePrefix)
 	return c, nil
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }
 
 func uniqueSorted[T comparable](s []T, cmp func(a, b T) int) []T {

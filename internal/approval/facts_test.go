@@ -85,8 +85,8 @@ func TestDiscover(t *testing.T) {
 				serviceCIDRObject("kubernetes", "10.96.0.0/16", "fd00:96::/112"),
 			},
 			want: clusterText{
-				APIServerAddresses: []string{"10.96.0.1", "192.168.10.5", "192.168.10.6", "fd00::5", "fd00:96::1"},
-				ServiceCIDRs:       []string{"10.96.0.0/16", "fd00:96::/112"},
+				APIServerAddresses: []string{"192.168.10.5", "192.168.10.6", "fd00::5"},
+				ServiceCIDRs:       []string{"10.96.0.0/16", "10.96.0.1/32", "fd00:96::/112", "fd00:96::1/128"},
 			},
 		},
 		{
@@ -98,7 +98,7 @@ func TestDiscover(t *testing.T) {
 				endpointSlice("default", "web", "web", "192.168.99.9"),
 				endpointSlice("kube-system", "kubernetes", "kubernetes", "192.168.99.10"),
 			},
-			want: clusterText{APIServerAddresses: []string{"10.96.0.1", "192.168.10.5"}},
+			want: clusterText{APIServerAddresses: []string{"192.168.10.5"}, ServiceCIDRs: []string{"10.96.0.1/32"}},
 		},
 		{
 			name: "normalised",
@@ -108,8 +108,8 @@ func TestDiscover(t *testing.T) {
 				serviceCIDRObject("extra", "10.100.7.1/16", "nope"),
 			},
 			want: clusterText{
-				APIServerAddresses: []string{"10.96.0.1", "192.168.10.5"},
-				ServiceCIDRs:       []string{"10.100.0.0/16"},
+				APIServerAddresses: []string{"192.168.10.5"},
+				ServiceCIDRs:       []string{"10.100.0.0/16", "10.96.0.1/32"},
 			},
 		},
 		{
@@ -117,13 +117,13 @@ func TestDiscover(t *testing.T) {
 			name:  "servicecidr_no_match",
 			objs:  []client.Object{kubernetesService("10.96.0.1")},
 			funcs: failServiceCIDRList(&meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: networkingv1.GroupName, Kind: "ServiceCIDR"}, SearchedVersions: []string{"v1"}}),
-			want:  clusterText{APIServerAddresses: []string{"10.96.0.1"}},
+			want:  clusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
 		},
 		{
 			name:  "servicecidr_not_found",
 			objs:  []client.Object{kubernetesService("10.96.0.1")},
 			funcs: failServiceCIDRList(apierrors.NewNotFound(serviceCIDRs, "")),
-			want:  clusterText{APIServerAddresses: []string{"10.96.0.1"}},
+			want:  clusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
 		},
 		{
 			name:    "servicecidr_forbidden",
@@ -191,7 +191,7 @@ func TestClusterDiscoveryRefreshAddsStatic(t *testing.T) {
 	// Sorted, without the duplicates static shares with what was discovered.
 	want := clusterText{
 		APIServerAddresses: []string{apiServerClusterIP, apiServerEndpoint, "203.0.113.7"},
-		ServiceCIDRs:       []string{"10.96.0.0/12", serviceCIDR},
+		ServiceCIDRs:       []string{"10.96.0.0/12", serviceCIDR, apiServerClusterIP + "/32"},
 	}
 	if diff := cmp.Diff(asText(got), want); diff != "" {
 		t.Errorf("Cluster() mismatch (-got +want):\n%s", diff)
@@ -235,7 +235,7 @@ func TestClusterDiscoveryKeepsLastGood(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Cluster() after a failed refresh: error = %v", err)
 	}
-	want := clusterText{APIServerAddresses: []string{apiServerClusterIP, apiServerEndpoint}, ServiceCIDRs: []string{serviceCIDR}}
+	want := clusterText{APIServerAddresses: []string{apiServerEndpoint}, ServiceCIDRs: []string{serviceCIDR, apiServerClusterIP + "/32"}}
 	if diff := cmp.Diff(asText(got), want); diff != "" {
 		t.Errorf("Cluster() after a failed refresh mismatch (-got +want):\n%s", diff)
 	}
@@ -323,7 +323,7 @@ func TestCacheFactsCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Cluster() error = %v", err)
 	}
-	want := clusterText{APIServerAddresses: []string{apiServerClusterIP, apiServerEndpoint}, ServiceCIDRs: []string{serviceCIDR}}
+	want := clusterText{APIServerAddresses: []string{apiServerEndpoint}, ServiceCIDRs: []string{serviceCIDR, apiServerClusterIP + "/32"}}
 	if diff := cmp.Diff(asText(got), want); diff != "" {
 		t.Errorf("Cluster() mismatch (-got +want):\n%s", diff)
 	}

@@ -27,7 +27,8 @@ import (
 // CacheOptions trims the manager's caches to what the policy needs, so memory
 // stays small with thousands of nodes: only kubelet-serving CSRs are listed
 // (a server-side field selector), and Nodes keep their name, addresses,
-// kubelet endpoint and OS image — no images, conditions or labels.
+// control-plane role label, kubelet endpoint and OS image — no images,
+// conditions or other labels.
 func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
@@ -50,6 +51,7 @@ func trimNode(obj any) (any, error) {
 		TypeMeta: n.TypeMeta,
 		ObjectMeta: metav1.ObjectMeta{
 			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp,
+			Labels: controlPlaneLabels(n.Labels),
 		},
 		Status: corev1.NodeStatus{
 			Addresses:       n.Status.Addresses,
@@ -57,6 +59,20 @@ func trimNode(obj any) (any, error) {
 			NodeInfo:        corev1.NodeSystemInfo{OSImage: n.Status.NodeInfo.OSImage, KubeletVersion: n.Status.NodeInfo.KubeletVersion},
 		},
 	}, nil
+}
+
+// controlPlaneLabels keeps only the role labels the policy trusts.
+func controlPlaneLabels(labels map[string]string) map[string]string {
+	var out map[string]string
+	for _, k := range []string{policy.ControlPlaneLabel, policy.LegacyControlPlaneLabel} {
+		if v, ok := labels[k]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // Setup registers the indexes, the cluster discovery and the controller with
@@ -108,14 +124,15 @@ func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []recon
 	return reqs
 }
 
-// addressesChanged passes Node creations and address changes only: the
-// kubelet's status heartbeats do not wake the controller.
+// addressesChanged passes Node creations, address changes and control-plane
+// role changes only: the kubelet's status heartbeats do not wake the
+// controller.
 var addressesChanged = predicate.Funcs{
 	CreateFunc:  func(event.CreateEvent) bool { return true },
 	DeleteFunc:  func(event.DeleteEvent) bool { return false },
 	GenericFunc: func(event.GenericEvent) bool { return false },
 	UpdateFunc: func(e event.UpdateEvent) bool {
 		a, b := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
-		return !slices.Equal(a.Status.Addresses, b.Status.Addresses)
+		return !slices.Equal(a.Status.Addresses, b.Status.Addresses) || policy.IsControlPlane(a.Labels) != policy.IsControlPlane(b.Labels)
 	},
 }

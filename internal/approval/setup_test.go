@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/csrguard/csrguard/internal/policy"
+
 	"github.com/google/go-cmp/cmp"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -92,6 +94,16 @@ func TestAddressesChanged(t *testing.T) {
 		{"update_address_removed", func() bool {
 			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: node("node-a")})
 		}, true},
+		{"update_labelled_control_plane", func() bool {
+			cp := nodeA()
+			cp.Labels = map[string]string{policy.ControlPlaneLabel: ""}
+			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: cp})
+		}, true},
+		{"update_other_label", func() bool {
+			l := nodeA()
+			l.Labels = map[string]string{"topology.kubernetes.io/zone": "a"}
+			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: l})
+		}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

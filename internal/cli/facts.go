@@ -58,7 +58,7 @@ func readCluster(ctx context.Context, cfg *rest.Config, static policy.Cluster) (
 func policyNodes(nodes []corev1.Node) []policy.Node {
 	out := make([]policy.Node, len(nodes))
 	for i, n := range nodes {
-		out[i] = policy.Node{Name: n.Name, Addresses: n.Status.Addresses}
+		out[i] = policy.FromNode(&n)
 	}
 	return out
 }

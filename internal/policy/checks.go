@@ -269,7 +269,27 @@ func (e *evaluation) reserved(ctx context.Context) (CheckResult, error) {
 		}
 	}
 	for _, ip := range e.ips {
-		if why := e.reservedAddress(ip, cluster); why != "" {
+		why := e.reservedAddress(ip, cluster)
+		if why == apiServerAddress {
+			// On kubeadm and Talos the API server listens on each control-plane
+			// node's own IP, so that node's kubelet asks for it too. Only a
+			// Node with a control-plane role label (which a node cannot set on
+			// itself) may have it; san-ownership then checks it is that node's.
+			node, err := e.requestingNode(ctx)
+			if err != nil {
+				return CheckResult{}, err
+			}
+			switch {
+			case node == nil && e.nodeName != "":
+				return failed(Hold, NodeNotFound, "IP SAN %s is %s; only its control-plane node may hold it, and node %q does not exist (yet)", ip, why, e.nodeName)
+			case node != nil && node.ControlPlane:
+				continue
+			}
+			// Installers label a control-plane Node just after its kubelet
+			// registers, so hold for the settle time before denying.
+			return e.unsettled(ReservedAddress, "IP SAN %s is %s and node %q is not a control-plane node", ip, why, e.nodeName)
+		}
+		if why != "" {
 			return failed(Deny, ReservedAddress, "IP SAN %s is %s", ip, why)
 		}
 	}
@@ -293,6 +313,25 @@ func (e *evaluation) reservedName(name string) bool {
 	return slices.ContainsFunc(e.cfg.ExtraReservedNames, func(r string) bool { return normaliseDNS(r) == name })
 }
 
+// apiServerAddress is reservedAddress's answer for an API server endpoint.
+const apiServerAddress = "an API server address"
+
+// requestingNode looks up the requesting Node once; nil when it does not exist
+// or the username names no valid node.
+func (e *evaluation) requestingNode(ctx context.Context) (*Node, error) {
+	if e.nodeName == "" {
+		return nil, nil
+	}
+	if e.node == nil {
+		node, err := e.facts.Node(ctx, e.nodeName)
+		if err != nil {
+			return nil, fmt.Errorf("get node %q: %w", e.nodeName, err)
+		}
+		e.node = node
+	}
+	return e.node, nil
+}
+
 // reservedAddress says why the unmapped addr may not be a node's serving address, or returns "".
 func (e *evaluation) reservedAddress(addr netip.Addr, cluster Cluster) string {
 	inAny := func(prefixes []netip.Prefix) bool {
@@ -312,7 +351,7 @@ func (e *evaluation) reservedAddress(addr netip.Addr, cluster Cluster) string {
 	case addr == broadcast:
 		return "the broadcast address"
 	case slices.ContainsFunc(cluster.APIServerAddresses, func(a netip.Addr) bool { return normaliseAddr(a) == addr }):
-		return "an API server address"
+		return apiServerAddress
 	case inAny(cluster.ServiceCIDRs):
 		return "a Service IP"
 	case inAny(e.cfg.ExtraReservedCIDRs):
@@ -357,15 +396,14 @@ func (e *evaluation) nodeExists(ctx context.Context) (CheckResult, error) {
 	if e.nodeName == "" {
 		return skipped(skipNoNode)
 	}
-	node, err := e.facts.Node(ctx, e.nodeName)
+	node, err := e.requestingNode(ctx)
 	if err != nil {
-		return CheckResult{}, fmt.Errorf("get node %q: %w", e.nodeName, err)
+		return CheckResult{}, err
 	}
 	if node == nil {
 		// The kubelet may ask before its Node is visible here: wait for it rather than deny.
 		return failed(Hold, NodeNotFound, "node %q does not exist (yet)", e.nodeName)
 	}
-	e.node = node
 	return passed("node %q exists", e.nodeName)
 }
 

@@ -42,3 +42,16 @@ func TestSnapshotFacts(t *testing.T) {
 		t.Errorf("Node(a) = %v", n)
 	}
 }
+
+func TestFromNode(t *testing.T) {
+	for labels, want := range map[string]bool{policy.ControlPlaneLabel: true, policy.LegacyControlPlaneLabel: true, "node-role.kubernetes.io/worker": false, "": false} {
+		n := &corev1.Node{}
+		n.Name = "n"
+		if labels != "" {
+			n.Labels = map[string]string{labels: ""}
+		}
+		if got := policy.FromNode(n).ControlPlane; got != want {
+			t.Errorf("FromNode with label %q: ControlPlane = %v, want %v", labels, got, want)
+		}
+	}
+}

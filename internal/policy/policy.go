@@ -97,11 +97,37 @@ type CheckResult struct {
 type Node struct {
 	Name      string
 	Addresses []corev1.NodeAddress
+	// ControlPlane is true when the Node carries a control-plane role label
+	// (see IsControlPlane). Only such a node may hold an API server endpoint
+	// address, its own, in its certificate.
+	ControlPlane bool
+}
+
+// Control-plane role labels. NodeRestriction admission forbids a kubelet to
+// set node-role.kubernetes.io labels on its own Node, so they are set by an
+// administrator or an installer (kubeadm, Talos), never by a compromised node.
+const (
+	ControlPlaneLabel       = "node-role.kubernetes.io/control-plane"
+	LegacyControlPlaneLabel = "node-role.kubernetes.io/master"
+)
+
+// FromNode returns what the policy looks at of a Node.
+func FromNode(n *corev1.Node) Node {
+	return Node{Name: n.Name, Addresses: n.Status.Addresses, ControlPlane: IsControlPlane(n.Labels)}
+}
+
+// IsControlPlane reports whether Node labels mark a control-plane node.
+func IsControlPlane(labels map[string]string) bool {
+	_, cp := labels[ControlPlaneLabel]
+	_, legacy := labels[LegacyControlPlaneLabel]
+	return cp || legacy
 }
 
 // Cluster holds the addresses no node may claim, as discovered from the cluster.
 type Cluster struct {
 	// APIServerAddresses are the addresses of the kube-apiserver endpoints.
+	// A control-plane node may hold its own (it runs that API server); any
+	// other node never.
 	APIServerAddresses []netip.Addr
 	// ServiceCIDRs are the ranges Service cluster IPs come from.
 	ServiceCIDRs []netip.Prefix

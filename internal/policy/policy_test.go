@@ -273,6 +273,29 @@ func TestEvaluate(t *testing.T) {
 		{name: "reserved_api_server_reported_by_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "InternalIP=10.0.0.1")
 		}, want: denied("reserved", policy.ReservedAddress)},
+		// A control-plane node's kubelet asks for its own IP, where its API server listens too.
+		{name: "api_server_address_of_own_control_plane_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "10.0.0.1")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+			f.nodes["node-a"].ControlPlane = true
+		}, want: approved()},
+		{name: "api_server_address_control_plane_node_does_not_report", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"].ControlPlane = true
+		}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "api_server_address_of_other_control_plane_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"].ControlPlane = true
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+			f.nodes["node-b"].ControlPlane = true
+			f.addAddresses("node-b", "InternalIP=10.0.0.1")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "api_server_address_node_not_found", opts: []csrtest.Option{csrtest.Node("node-z"), csrtest.IPAddresses("10.0.0.1")}, want: held("reserved", policy.NodeNotFound)},
+		{name: "api_server_dns_literal_even_for_control_plane", opts: []csrtest.Option{csrtest.DNSNames("10.0.0.1")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"].ControlPlane = true
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+		}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "service_ip_even_for_control_plane", opts: []csrtest.Option{csrtest.IPAddresses("10.96.0.1")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"].ControlPlane = true
+			f.addAddresses("node-a", "InternalIP=10.96.0.1")
+		}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "loopback_reported_by_node", opts: []csrtest.Option{csrtest.IPAddresses("127.0.0.10")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "InternalIP=127.0.0.10")
 		}, want: denied("reserved", policy.ReservedAddress)},

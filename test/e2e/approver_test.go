@@ -7,6 +7,7 @@ import (
 	"encoding/asn1"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -179,7 +180,9 @@ func TestHostileCorpus(t *testing.T) {
 		{name: "apiserver-service-ip", opts: ips("10.96.0.1"), reason: policy.ReservedAddress},
 		{name: "apiserver-service-ip-as-dns", opts: dns("10.96.0.1"), reason: policy.ReservedAddress},
 		{name: "service-cidr", opts: ips("10.96.12.34"), reason: policy.ReservedAddress},
-		{name: "apiserver-endpoint", opts: ips(c.cp.AdvertiseAddress.String()), reason: policy.ReservedAddress},
+		// An API server endpoint is held for the settle time (the node might yet
+		// be labelled control-plane); the allowed CIDRs deny it at once.
+		{name: "apiserver-endpoint", opts: ips(c.cp.AdvertiseAddress.String()), reason: policy.AddressNotAllowed},
 		{name: "metadata-ipv4", opts: ips("169.254.169.254"), reason: policy.ReservedAddress},
 		{name: "metadata-ipv6", opts: ips("fd00:ec2::254"), reason: policy.ReservedAddress},
 		{name: "link-local", opts: ips("169.254.10.10"), reason: policy.ReservedAddress},
@@ -473,4 +476,34 @@ func twoCNs(first, second string) pkix.Name {
 	cn := asn1.ObjectIdentifier{2, 5, 4, 3}
 	return pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{{Type: cn, Value: first}, {Type: cn, Value: second}},
 		Organization: []string{"system:nodes"}}
+}
+
+// TestControlPlaneKubelet: a control-plane node's kubelet asks for its own IP,
+// where the API server listens too. It is held until the installer labels the
+// Node control-plane (a label a node cannot set on itself), then approved; a
+// worker claiming the same kind of address is not.
+func TestControlPlaneKubelet(t *testing.T) {
+	ctx := deadline(t, 2*time.Minute)
+	c := newCluster(t, controlplane.Options{})
+	c.startCSRGuard(ctx, "csrguard", true, "--address-settle-time=1m")
+	apiserver := corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: c.cp.AdvertiseAddress.String()}
+	k := c.addKubelet(ctx, "cp-1", kubelet.Talos, kubelet.Addresses("cp-1", c.pool.Next(), apiserver)...)
+	csr := c.waitPending(ctx, k.Name())
+	eventually(t, ctx, "the CSR held while cp-1 is not labelled control-plane", func() bool { return c.hasEvent(ctx, csr.Name, "Held") })
+
+	node, err := c.admin.CoreV1().Nodes().Get(ctx, k.Name(), metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node.Labels[policy.ControlPlaneLabel] = ""
+	if _, err := c.admin.CoreV1().Nodes().Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	cert, err := k.WaitForCertificate(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(sans(cert), c.cp.AdvertiseAddress.String()) {
+		t.Errorf("control-plane kubelet certificate SANs %v lack its API server address", sans(cert))
+	}
 }
