@@ -1,0 +1,79 @@
+package e2e
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/csrguard/csrguard/test/controlplane"
+	"github.com/csrguard/csrguard/test/kubelet"
+)
+
+// TestPreflight: before rotation is turned on, preflight says every node's
+// CSR would stay pending while no approver runs; with csrguard running it is
+// happy; and nodes whose addresses are reserved or shared are named as ones
+// that would be denied.
+func TestPreflight(t *testing.T) {
+	ctx := deadline(t, 3*time.Minute)
+	c := newCluster(t, controlplane.Options{})
+	for _, name := range []string{"node-1", "node-2"} {
+		c.registerNode(ctx, c.nodeClient(name), name, kubelet.Addresses(name, c.pool.Next()))
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := controlplane.WriteKubeconfig(kubeconfig, c.cp.AdminConfig()); err != nil {
+		t.Fatal(err)
+	}
+	preflight := func() (map[string]string, int) {
+		t.Helper()
+		out, code := runCLI(t, ctx, "preflight", "-o", "json", "--kubeconfig="+kubeconfig, "--insecure-test-allow-loopback")
+		var r struct {
+			Nodes []struct{ Node, Outcome string }
+		}
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("preflight -o json: %v\n%s", err, out)
+		}
+		got := map[string]string{}
+		for _, n := range r.Nodes {
+			got[n.Node] = n.Outcome
+		}
+		return got, code
+	}
+
+	got, code := preflight()
+	if code == 0 {
+		t.Error("preflight exited 0 with no approver installed")
+	}
+	if diff := cmp.Diff(got, map[string]string{"node-1": "would-stay-pending", "node-2": "would-stay-pending"}); diff != "" {
+		t.Errorf("preflight without an approver (-got +want):\n%s", diff)
+	}
+
+	c.startCSRGuard(ctx, "csrguard", true, "--leader-elect=true", "--leader-election-namespace=kube-system")
+	eventually(t, ctx, "preflight to pass with csrguard running", func() bool {
+		got, code = preflight()
+		return code == 0
+	})
+	if diff := cmp.Diff(got, map[string]string{"node-1": "would-be-issued", "node-2": "would-be-issued"}); diff != "" {
+		t.Errorf("preflight with csrguard (-got +want):\n%s", diff)
+	}
+
+	shared := c.pool.Next()
+	c.registerNode(ctx, c.nodeClient("metadata-squatter"), "metadata-squatter", kubelet.Addresses("metadata-squatter", c.pool.Next(),
+		corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "169.254.169.254"}))
+	c.registerNode(ctx, c.nodeClient("twin-a"), "twin-a", kubelet.Addresses("twin-a", shared))
+	c.registerNode(ctx, c.nodeClient("twin-b"), "twin-b", kubelet.Addresses("twin-b", shared))
+	got, code = preflight()
+	if code == 0 {
+		t.Error("preflight exited 0 with nodes that would be denied")
+	}
+	want := map[string]string{
+		"node-1": "would-be-issued", "node-2": "would-be-issued",
+		"metadata-squatter": "would-be-denied", "twin-a": "would-be-denied", "twin-b": "would-be-denied",
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("preflight with bad nodes (-got +want):\n%s", diff)
+	}
+}
