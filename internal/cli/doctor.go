@@ -159,7 +159,9 @@ func newCertsCommand() *cobra.Command {
 		Long: `List one row per node: its kubelet serving certificate's expiry and residual
 time, issuer, where the facts come from (a TLS probe, or the newest
 certificate issued through a CSR when the kubelet cannot be reached from
-here) and its state. Like 'kubeadm certs check-expiration', for kubelets.
+here) and its state. Like 'kubeadm certs check-expiration', for kubelets;
+the API server's serving certificate and the kubeconfig's client
+certificate follow.
 Exits 1 when a certificate is missing, expired or not served.`,
 		Example: `  csrguard certs --sort-by=expiry
   kubectl csrguard certs -o json`,
@@ -173,7 +175,12 @@ Exits 1 when a certificate is missing, expired or not served.`,
 				return err
 			}
 			rows := diagnose.Certs(s)
-			if err := diagnose.RenderCerts(cmd.OutOrStdout(), rows, sortBy, o.output); err != nil {
+			restCfg, err := o.kube.restConfig()
+			if err != nil {
+				return fmt.Errorf("load kubeconfig: %w", err)
+			}
+			other := otherCerts(cmd.Context(), restCfg, s.Now)
+			if err := diagnose.RenderCerts(cmd.OutOrStdout(), rows, sortBy, o.output, other...); err != nil {
 				return err
 			}
 			for _, r := range rows {

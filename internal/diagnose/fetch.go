@@ -87,6 +87,21 @@ type Snapshot struct {
 	// Notes lists what Fetch could not read (forbidden or absent), so that
 	// findings resting on it can say so.
 	Notes []string
+	// MetricsServers lists the metrics-server Deployments found; they scrape
+	// every kubelet over TLS.
+	MetricsServers []MetricsServer
+}
+
+// MetricsServer is a metrics-server Deployment and how it verifies kubelets.
+type MetricsServer struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Ready     bool   `json:"ready"`
+	// InsecureTLS is true with --kubelet-insecure-tls: kubelet certificates
+	// are not verified at all.
+	InsecureTLS bool `json:"insecureTLS"`
+	// CAFile is --kubelet-certificate-authority, if set.
+	CAFile string `json:"caFile,omitempty"`
 }
 
 // The kinds of approvers Fetch recognises.
@@ -343,6 +358,9 @@ func (s *Snapshot) detectApprovers(ctx context.Context, cs kubernetes.Interface,
 			if a, ok := deploymentApprover(&list.Items[i]); ok {
 				s.Approvers = append(s.Approvers, a)
 			}
+			if m, ok := metricsServer(&list.Items[i]); ok {
+				s.MetricsServers = append(s.MetricsServers, m)
+			}
 		}
 		if opts.Continue = list.Continue; opts.Continue == "" {
 			break
@@ -450,6 +468,25 @@ func deploymentApprover(d *appsv1.Deployment) (Approver, bool) {
 		a.Detail += ", --mode=" + a.Mode
 	}
 	return a, true
+}
+
+// metricsServer recognises a metrics-server Deployment by name or image.
+func metricsServer(d *appsv1.Deployment) (MetricsServer, bool) {
+	var args []string
+	found := strings.Contains(d.Name, "metrics-server")
+	for _, c := range d.Spec.Template.Spec.Containers {
+		if strings.Contains(c.Image, "metrics-server") {
+			found = true
+		}
+		args = append(args, c.Command...)
+		args = append(args, c.Args...)
+	}
+	if !found {
+		return MetricsServer{}, false
+	}
+	insecure := slices.Contains(args, "--kubelet-insecure-tls") || flagValue(args, "kubelet-insecure-tls") == "true"
+	return MetricsServer{Name: d.Name, Namespace: d.Namespace, Ready: d.Status.ReadyReplicas > 0,
+		InsecureTLS: insecure, CAFile: flagValue(args, "kubelet-certificate-authority")}, true
 }
 
 // flagValue returns the value of --name=value or --name value in args.

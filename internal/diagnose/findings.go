@@ -63,6 +63,7 @@ func (s *Severity) UnmarshalText(b []byte) error {
 // The finding IDs. They are stable: scripts match on them.
 const (
 	IDKubeletsWithoutCert   = "kubelets-without-serving-certificate"
+	IDMetricsServerTLS      = "metrics-server-kubelet-tls"
 	IDNoApprover            = "no-approver"
 	IDPendingCSRs           = "pending-csrs"
 	IDPendingWouldDeny      = "pending-csrs-policy-would-deny"
@@ -121,6 +122,7 @@ func Diagnose(s Snapshot) []Finding {
 		v.probeUnavailable,
 		v.kubeletsUnreachable,
 		v.clusterDiscovery,
+		v.metricsServerTLS,
 	}
 	out := []Finding{}
 	for _, check := range checks {

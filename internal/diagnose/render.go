@@ -254,13 +254,28 @@ type certRowJSON struct {
 // certsJSON is the JSON and YAML document of RenderCerts.
 type certsJSON struct {
 	Certificates []certRowJSON `json:"certificates"`
+	Other        []OtherCert   `json:"other,omitempty"`
+}
+
+// OtherCert is a certificate an operator checks in the same breath as the
+// kubelets': the API server's serving certificate, the kubeconfig's client
+// certificate.
+type OtherCert struct {
+	Name            string    `json:"name"`
+	Subject         string    `json:"subject"`
+	Issuer          string    `json:"issuer"`
+	Expires         time.Time `json:"expires"`
+	ResidualSeconds int64     `json:"residualSeconds"`
+	Source          string    `json:"source"`
 }
 
 // RenderCerts prints rows sorted by sortBy ("node", the default, or
 // "expiry": soonest first, nodes without a known certificate before all)
 // in format: "table" (NODE EXPIRES RESIDUAL ISSUER SOURCE STATE), "json" or
 // "yaml" ({"certificates": [...]}, see certRowJSON).
-func RenderCerts(w io.Writer, rows []CertRow, sortBy, format string) error {
+//
+// other, when given, is listed after the nodes.
+func RenderCerts(w io.Writer, rows []CertRow, sortBy, format string, other ...OtherCert) error {
 	rows = append([]CertRow(nil), rows...)
 	switch sortBy {
 	case SortByNode, "":
@@ -293,9 +308,22 @@ func RenderCerts(w io.Writer, rows []CertRow, sortBy, format string) error {
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", r.Node, expires, residual, issuer, r.Source, r.State)
 		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if len(other) == 0 {
+			return nil
+		}
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "OTHER CERTIFICATE\tEXPIRES\tRESIDUAL\tSUBJECT\tISSUER\tSOURCE")
+		for _, o := range other {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.Name, o.Expires.UTC().Format(time.RFC3339),
+				humanDuration(time.Duration(o.ResidualSeconds)*time.Second), o.Subject, o.Issuer, o.Source)
+		}
 		return tw.Flush()
 	case FormatJSON, FormatYAML:
-		doc := certsJSON{Certificates: []certRowJSON{}}
+		doc := certsJSON{Certificates: []certRowJSON{}, Other: other}
 		for _, r := range rows {
 			j := certRowJSON{Node: r.Node, Residual: "-", Issuer: r.Issuer, Source: r.Source, State: r.State, SANsMatch: r.SANsMatch}
 			if !r.Expires.IsZero() {

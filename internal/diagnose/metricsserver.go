@@ -1,0 +1,81 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+)
+
+// rotationOn reports whether kubelets use CA-signed serving certificates:
+// kubelet-serving CSRs exist, or a probed kubelet serves a certificate that
+// is not self-signed.
+func (v *view) rotationOn() bool {
+	if len(v.CSRs) > 0 {
+		return true
+	}
+	for _, r := range v.Probes {
+		if r.Cert != nil && r.Cert.Issuer.String() != r.Cert.Subject.String() {
+			return true
+		}
+	}
+	return false
+}
+
+// metricsServerTLS compares how metrics-server verifies kubelets with the
+// cluster's state: the incident began with rotation turned on so that
+// metrics-server could verify kubelets; either side alone breaks it.
+func (v *view) metricsServerTLS() *Finding {
+	if len(v.MetricsServers) == 0 {
+		return nil
+	}
+	f := &Finding{ID: IDMetricsServerTLS, Severity: Info, Title: "metrics-server verifies kubelets as the cluster's certificates call for"}
+	rotation := v.rotationOn()
+	for _, m := range v.MetricsServers {
+		where := m.Namespace + "/" + m.Name
+		mode := "verifies kubelet certificates against the cluster CA"
+		switch {
+		case m.InsecureTLS:
+			mode = "runs with --kubelet-insecure-tls (no verification)"
+		case m.CAFile != "":
+			mode = "verifies kubelet certificates against --kubelet-certificate-authority=" + m.CAFile
+		}
+		ready := "ready"
+		if !m.Ready {
+			ready = "NOT ready"
+		}
+		f.Evidence = append(f.Evidence, fmt.Sprintf("metrics-server %s (%s) %s", where, ready, mode))
+		switch {
+		case rotation && m.InsecureTLS:
+			f.Severity = max(f.Severity, Warning)
+			f.Title = "metrics-server skips kubelet certificate verification although kubelets have CA-signed serving certificates"
+			f.Fix = append(f.Fix, fmt.Sprintf("In %s, remove --kubelet-insecure-tls and set --kubelet-certificate-authority to the kubelet-serving CA bundle (mounted from a ConfigMap).", where))
+		case !rotation && !m.InsecureTLS:
+			f.Severity = max(f.Severity, Critical)
+			f.Title = "metrics-server verifies kubelet certificates, but kubelets serve self-signed ones (rotation is off)"
+			f.Fix = append(f.Fix, "Either turn on serving-certificate rotation with an approver (run csrguard preflight first), or, as a stopgap, add --kubelet-insecure-tls to "+where+".")
+		case !m.Ready:
+			f.Severity = max(f.Severity, Warning)
+			f.Title = "metrics-server is not ready"
+			f.Fix = append(f.Fix, fmt.Sprintf("kubectl -n %s logs deploy/%s: 'tls: internal error' or 'x509' in 'Failed to scrape node' means the kubelet side (see the other findings).", m.Namespace, m.Name))
+		}
+	}
+	if rotation {
+		f.Evidence = append(f.Evidence, "kubelets use CA-signed serving certificates (kubelet-serving CSRs exist)")
+	} else {
+		f.Evidence = append(f.Evidence, "no kubelet-serving CSRs and no CA-signed kubelet certificate seen: rotation looks off")
+	}
+	if f.Severity == Info {
+		f.Fix = nil
+	}
+	f.Evidence = compact(f.Evidence)
+	return f
+}
+
+func compact(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	return out
+}

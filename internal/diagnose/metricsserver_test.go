@@ -1,0 +1,58 @@
+package diagnose
+
+import (
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func metricsServerDeployment(ready int32, args ...string) *appsv1.Deployment {
+	d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "metrics-server", Namespace: "kube-system"}}
+	d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "metrics-server", Image: "registry.k8s.io/metrics-server/metrics-server:v0.8.0", Args: args}}
+	d.Status.ReadyReplicas = ready
+	return d
+}
+
+func TestMetricsServerTLS(t *testing.T) {
+	rotationOff := func(t *testing.T) Snapshot {
+		s := healthy(t, "Debian")
+		s.CSRs, s.Probes = nil, nil
+		return s
+	}
+	tests := []struct {
+		name string
+		snap func(*testing.T) Snapshot
+		d    *appsv1.Deployment
+		want Severity // 0: no finding
+	}{
+		{"none_installed", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, nil, 0},
+		{"rotation_on_verifying", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(1, "--kubelet-certificate-authority=/ca/ca.crt"), Info},
+		{"rotation_on_insecure", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(1, "--kubelet-insecure-tls"), Warning},
+		{"rotation_off_verifying", rotationOff, metricsServerDeployment(0), Critical},
+		{"rotation_off_insecure", rotationOff, metricsServerDeployment(1, "--kubelet-insecure-tls"), Info},
+		{"not_ready", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(0), Warning},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.snap(t)
+			if tc.d != nil {
+				m, ok := metricsServer(tc.d)
+				if !ok {
+					t.Fatal("metricsServer did not recognise the Deployment")
+				}
+				s.MetricsServers = []MetricsServer{m}
+			}
+			var got Severity
+			for _, f := range Diagnose(s) {
+				if f.ID == IDMetricsServerTLS {
+					got = f.Severity
+				}
+			}
+			if got != tc.want {
+				t.Errorf("metrics-server finding severity = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
