@@ -49,10 +49,41 @@ fuzz: ## Fuzz CSR parsing and the policy for FUZZTIME each (default 2m)
 	go test -run='^$$' -fuzz=FuzzEvaluate -fuzztime=$(FUZZTIME) ./internal/policy
 
 .PHONY: bench
-bench: build ## Approval benchmark: N nodes and CSRs, csrguard vs a no-check approver (N=2000)
+bench: build ## Benchmarks: approving N CSRs (csrguard vs a no-check ceiling) and probing N kubelets (N=2000)
 	CGO_ENABLED=0 go build -trimpath -o $(OUT)/bin/nocheck-approver ./test/cmd/nocheck-approver
 	CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/bench --n $(N) --dir $(OUT)/bench --csrguard $(OUT)/bin/csrguard --nocheck $(OUT)/bin/nocheck-approver
 
 .PHONY: clean
 clean: ## Remove _output (the binary cache outside the repo stays)
 	rm -rf $(OUT)
+
+# --- Packaging: the Helm chart, deploy/install.yaml and the image ----------
+
+CHART        := deploy/helm/csrguard
+TOOLS_BIN     = $(shell hack/build-tools.sh)
+IMAGE_REPO   ?= ghcr.io/csrguard/csrguard
+IMAGE_TAG    ?= $(VERSION)
+IMAGE_ARCH   ?= $(shell go env GOARCH)
+IMAGE_CREATED = $(shell git log -1 --format=%cI 2>/dev/null || echo 1970-01-01T00:00:00Z)
+
+.PHONY: sync-chart
+sync-chart: ## Copy the Prometheus rules and Grafana dashboard into the Helm chart
+	cp deploy/prometheus/csrguard.rules.yaml $(CHART)/files/csrguard.rules.yaml
+	cp deploy/grafana/csrguard-dashboard.json $(CHART)/files/csrguard-dashboard.json
+
+.PHONY: manifests
+manifests: sync-chart ## Render deploy/install.yaml from the Helm chart (plus the Namespace)
+	CSRGUARD_TOOLS_BIN=$(TOOLS_BIN) go test ./test/packaging -run '^TestInstallManifest$$' -count=1 -update
+
+.PHONY: image
+image: ## Build the image tarball _output/csrguard-image.tar without a container engine (docker load / crane push it)
+	@mkdir -p $(OUT)/image
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(IMAGE_ARCH) go build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/image/csrguard ./cmd/csrguard
+	go run ./test/cmd/ociimage --binary $(OUT)/image/csrguard --output $(OUT)/csrguard-image.tar \
+		--tag $(IMAGE_REPO):$(IMAGE_TAG) --version $(VERSION) \
+		--revision "$$(git rev-parse HEAD 2>/dev/null)" --created $(IMAGE_CREATED)
+
+.PHONY: chart
+chart: ## Lint and render the Helm chart with the pinned helm (the packaging tests run more)
+	$(TOOLS_BIN)/helm lint --strict $(CHART)
+	$(TOOLS_BIN)/helm template csrguard $(CHART) --namespace csrguard >/dev/null

@@ -110,24 +110,37 @@ func (m *Monitor) Results() []Result {
 	return out
 }
 
-// export replaces the per-node series with these results; series of nodes
-// that are gone are deleted.
+// export updates the per-node series with these results; series of nodes
+// that are gone are deleted. It deletes a series only when its label values
+// change (a new result class, a new issuer), so a sweep costs O(nodes):
+// DeletePartialMatch scans a whole metric family, which made sweeps O(nodes²).
 func (m *Monitor) export(results []Result, issued map[string]*x509.Certificate) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	seen := map[string]bool{}
 	for _, r := range results {
 		seen[r.Node] = true
+		prev, had := m.last[r.Node]
 		m.last[r.Node] = r
-		m.deleteNode(r.Node)
+		if had && prev.State != r.State {
+			m.metrics.ProbeResult.DeleteLabelValues(r.Node, prev.State)
+		}
 		m.metrics.ProbeResult.WithLabelValues(r.Node, r.State).Set(1)
+		if had && prev.Cert != nil && (r.Cert == nil || prev.Cert.Issuer.CommonName != r.Cert.Issuer.CommonName) {
+			m.metrics.ServingCertInfo.DeleteLabelValues(r.Node, prev.Cert.Issuer.CommonName)
+		}
 		if r.Cert != nil {
 			m.metrics.ServingCertExpiry.WithLabelValues(r.Node).Set(float64(r.Cert.NotAfter.Unix()))
 			m.metrics.ServingCertInfo.WithLabelValues(r.Node, r.Cert.Issuer.CommonName).Set(1)
 			m.metrics.ServingCertSANsMatch.WithLabelValues(r.Node).Set(boolFloat(r.SANsMatch))
+		} else if had && prev.Cert != nil {
+			m.metrics.ServingCertExpiry.DeleteLabelValues(r.Node)
+			m.metrics.ServingCertSANsMatch.DeleteLabelValues(r.Node)
 		}
 		if c := issued[r.Node]; c != nil {
 			m.metrics.IssuedCertExpiry.WithLabelValues(r.Node).Set(float64(c.NotAfter.Unix()))
+		} else {
+			m.metrics.IssuedCertExpiry.DeleteLabelValues(r.Node)
 		}
 	}
 	for n := range m.nodes {

@@ -15,6 +15,14 @@
 // approver gets the same fresh control plane and the same load. BRIEF.md §6
 // holds the bar set by other approvers on a 2-core machine.
 //
+// Then, unless --probe-nodes=0, it measures csrguard's kubelet monitor: on
+// another fresh control plane it registers --probe-nodes Nodes whose kubelets
+// are TLS listeners in this process (see probe.go), runs csrguard with a
+// short --probe-interval until --probe-sweeps sweeps have ended, and reports
+// the longest sweep against the interval, csrguard's CPU time per node
+// probed and the mean handshake. It exits non-zero unless every node was
+// probed ok.
+//
 // It needs the binaries of hack/build-kube.sh ($CSRGUARD_KUBE_BIN), a built
 // csrguard and a built nocheck-approver; `make bench` sets all of that up.
 package main
@@ -28,6 +36,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +49,10 @@ type options struct {
 	dir                 string
 	approvers           []string
 	timeout             time.Duration
+
+	// The probe phase; probeNodes 0 skips it.
+	probeNodes, probeSweeps, probeConcurrency int
+	probeInterval                             time.Duration
 }
 
 func main() {
@@ -61,10 +74,19 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.csrguard, "csrguard", "_output/bin/csrguard", "csrguard binary.")
 	fs.StringVar(&o.nocheck, "nocheck", "", "nocheck-approver binary (go build -o _output/bin/nocheck-approver ./test/cmd/nocheck-approver).")
 	fs.StringVar(&o.dir, "dir", "_output/bench", "Directory for each run's control plane data and logs; emptied first.")
-	approvers := fs.String("approvers", "csrguard,nocheck", "Approvers to run, in order: csrguard, nocheck.")
-	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for every CSR to be approved.")
+	approvers := fs.String("approvers", "csrguard,nocheck", `Approvers to run, in order: csrguard, nocheck; "" runs none.`)
+	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for every CSR to be approved, and for one probe sweep.")
+	fs.IntVar(&o.probeNodes, "probe-nodes", 0, "Nodes whose kubelets csrguard probes in the probe phase (default --n); 0 skips the phase.")
+	fs.DurationVar(&o.probeInterval, "probe-interval", 30*time.Second, "csrguard's --probe-interval in the probe phase; shorter than the production default of 3m so that several sweeps take a minute or two.")
+	fs.IntVar(&o.probeSweeps, "probe-sweeps", 3, "Sweeps to see end in the probe phase; CPU time is counted from the end of the first to the end of the last, so at least 2.")
+	fs.IntVar(&o.probeConcurrency, "probe-concurrency", 32, "csrguard's --probe-concurrency in the probe phase; csrguard's default is the same.")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if !set["probe-nodes"] {
+		o.probeNodes = o.n
 	}
 	if err := o.validate(*approvers); err != nil {
 		return err
@@ -93,8 +115,28 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 
-	fmt.Println()
-	printTable(os.Stdout, o, results)
+	var probes *probeResult
+	if o.probeNodes > 0 {
+		fmt.Printf("\n== kubelet probes\n")
+		r, err := benchProbes(ctx, o)
+		if err != nil {
+			fmt.Printf("probes: %v\n", err)
+			failed = append(failed, fmt.Sprintf("probes: %v", err))
+		}
+		probes = r
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
+	if len(results) > 0 {
+		fmt.Println()
+		printTable(os.Stdout, o, results)
+	}
+	if probes != nil {
+		fmt.Println()
+		printProbeTable(os.Stdout, *probes)
+	}
 	fmt.Printf("\nCommand: %s\n", commandLine(args))
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))
@@ -114,9 +156,24 @@ func (o *options) validate(approvers string) error {
 		return fmt.Errorf("--workers must be >= 1, got %d", o.workers)
 	case o.timeout <= 0:
 		return fmt.Errorf("--timeout must be > 0, got %v", o.timeout)
+	case o.probeNodes < 0:
+		return fmt.Errorf("--probe-nodes must be >= 0, got %d", o.probeNodes)
+	case o.probeNodes > maxProbeNodes:
+		return fmt.Errorf("--probe-nodes must be <= %d (one unique 127.240.0.0/16 address per node), got %d", maxProbeNodes, o.probeNodes)
+	// csrguard stamps a sweep's end in whole seconds, so sweeps a second
+	// apart could end with the same stamp and one go unseen.
+	case o.probeNodes > 0 && o.probeInterval < 2*time.Second:
+		return fmt.Errorf("--probe-interval must be >= 2s, got %v", o.probeInterval)
+	case o.probeNodes > 0 && o.probeSweeps < 2:
+		return fmt.Errorf("--probe-sweeps must be >= 2, got %d", o.probeSweeps)
+	case o.probeNodes > 0 && o.probeConcurrency < 1:
+		return fmt.Errorf("--probe-concurrency must be >= 1, got %d", o.probeConcurrency)
 	}
 	for _, a := range strings.Split(approvers, ",") {
 		a = strings.TrimSpace(a)
+		if a == "" {
+			continue // --approvers="" runs the probe phase alone
+		}
 		var bin, flag string
 		switch a {
 		case "csrguard":
@@ -133,6 +190,15 @@ func (o *options) validate(approvers string) error {
 			return fmt.Errorf("--%s: %w (make bench builds it)", flag, err)
 		}
 		o.approvers = append(o.approvers, a)
+	}
+	if len(o.approvers) == 0 && o.probeNodes == 0 {
+		return errors.New(`nothing to run: --approvers="" and --probe-nodes=0`)
+	}
+	if o.probeNodes > 0 && !slices.Contains(o.approvers, "csrguard") {
+		// The approval phases check the binary only for approvers they run.
+		if _, err := os.Stat(o.csrguard); err != nil {
+			return fmt.Errorf("--csrguard: %w (make build builds it)", err)
+		}
 	}
 	abs, err := filepath.Abs(o.dir)
 	if err != nil {

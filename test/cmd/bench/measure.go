@@ -41,6 +41,22 @@ type scrape struct {
 	// reconcile how long the reconciler took: together they say whether a
 	// slow approval was waiting for a worker or being worked on.
 	queued, reconcile histogram
+	// probe is csrguard's kubelet monitor; empty for the no-check approver.
+	probe probeScrape
+}
+
+// probeScrape is what csrguard's kubelet monitor exports about its sweeps.
+type probeScrape struct {
+	// sweepDuration and sweepEnd (Unix seconds, whole) describe the last
+	// sweep; sweepEnd is 0 until the first sweep has finished.
+	sweepDuration time.Duration
+	sweepEnd      float64
+	// probes are the TLS probes so far, one observation per node per sweep.
+	probes histogram
+	// results counts nodes by their latest probe result (ok, refused, …);
+	// sansMatch counts nodes whose certificate carries exactly their SANs.
+	results   map[string]int
+	sansMatch int
 }
 
 // The metrics read, and the prefixes of the histograms' series.
@@ -48,6 +64,12 @@ const (
 	requestsMetric  = "rest_client_requests_total"
 	queuedMetric    = "workqueue_queue_duration_seconds"
 	reconcileMetric = "controller_runtime_reconcile_time_seconds"
+
+	sweepDurationMetric = "csrguard_kubelet_probe_sweep_duration_seconds"
+	sweepEndMetric      = "csrguard_kubelet_probe_sweep_timestamp_seconds"
+	probeMetric         = "csrguard_kubelet_probe_duration_seconds"
+	probeResultMetric   = "csrguard_kubelet_probe_result"
+	sansMatchMetric     = "csrguard_kubelet_serving_cert_sans_match"
 )
 
 func scrapeMetrics(ctx context.Context, url string) (scrape, error) {
@@ -73,11 +95,11 @@ func scrapeMetrics(ctx context.Context, url string) (scrape, error) {
 
 // parseMetrics reads a scrape from Prometheus text exposition. It reads only
 // the series above, whose label values (status codes, host:port, HTTP
-// methods, controller names, histogram bounds) never hold quotes or commas,
-// so a full exposition parser — and the module dependency it would bring —
-// is not needed.
+// methods, controller names, node names, probe results, histogram bounds)
+// never hold quotes or commas, so a full exposition parser — and the module
+// dependency it would bring — is not needed.
 func parseMetrics(r io.Reader) (scrape, error) {
-	s := scrape{requests: requestCounts{}}
+	s := scrape{requests: requestCounts{}, probe: probeScrape{results: map[string]int{}}}
 	found := false
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
@@ -97,7 +119,8 @@ func parseMetrics(r io.Reader) (scrape, error) {
 			}
 		}
 		switch name {
-		case requestsMetric, queuedMetric + "_sum", queuedMetric + "_count", reconcileMetric + "_sum", reconcileMetric + "_count":
+		case requestsMetric, queuedMetric + "_sum", queuedMetric + "_count", reconcileMetric + "_sum", reconcileMetric + "_count",
+			sweepDurationMetric, sweepEndMetric, probeMetric + "_sum", probeMetric + "_count", probeResultMetric, sansMatchMetric:
 		default:
 			continue
 		}
@@ -121,6 +144,23 @@ func parseMetrics(r io.Reader) (scrape, error) {
 			s.reconcile.sum += v
 		case reconcileMetric + "_count":
 			s.reconcile.count += v
+		case sweepDurationMetric:
+			s.probe.sweepDuration = time.Duration(v * float64(time.Second))
+		case sweepEndMetric:
+			s.probe.sweepEnd = v
+		case probeMetric + "_sum":
+			s.probe.probes.sum += v
+		case probeMetric + "_count":
+			s.probe.probes.count += v
+		case probeResultMetric:
+			// Each node has one series, set to 1, for its latest result.
+			if v == 1 {
+				s.probe.results[label(labels, "result")]++
+			}
+		case sansMatchMetric:
+			if v == 1 {
+				s.probe.sansMatch++
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -306,3 +346,74 @@ func describe(approver string) string {
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+// probeResult is what the probe phase measured.
+type probeResult struct {
+	nodes, concurrency int
+	interval           time.Duration
+	// sweeps are the durations csrguard reported for each sweep seen to end.
+	sweeps []time.Duration
+	// cpu is csrguard's CPU time, and probes its probe-duration histogram,
+	// between the first and the last sweep seen to end: whole sweeps only,
+	// with everything else csrguard did meanwhile.
+	cpu    time.Duration
+	probes histogram
+	// results and sansMatch are from the last sweep.
+	results   map[string]int
+	sansMatch int
+	peakRSSMB float64
+	// scrapes is how often the benchmark scraped csrguard within the CPU
+	// window, and scrapeCPU what one scrape costs csrguard.
+	scrapes   int
+	scrapeCPU time.Duration
+}
+
+// maxSweep is the longest sweep seen.
+func (r probeResult) maxSweep() (m time.Duration) {
+	for _, d := range r.sweeps {
+		m = max(m, d)
+	}
+	return m
+}
+
+// sweepRatio is the longest sweep over the interval: below 1, every node is
+// probed again before its last result is an interval old.
+func (r probeResult) sweepRatio() float64 { return r.maxSweep().Seconds() / r.interval.Seconds() }
+
+// cpuPerProbe is csrguard's CPU time per node probed, sweep overhead
+// (listing Nodes and CSRs, exporting per-node series) included.
+func (r probeResult) cpuPerProbe() time.Duration {
+	if r.probes.count == 0 {
+		return 0
+	}
+	return time.Duration(float64(r.cpu) / r.probes.count)
+}
+
+// cpuPerSweep is cpuPerProbe for every node.
+func (r probeResult) cpuPerSweep() time.Duration { return r.cpuPerProbe() * time.Duration(r.nodes) }
+
+// printProbeTable writes the probe phase's result as a Markdown table.
+func printProbeTable(w io.Writer, r probeResult) {
+	fmt.Fprintf(w, "csrguard's kubelet monitor probing %d nodes every --probe-interval=%s (production default 3m; short here to see %d sweeps quickly), --probe-concurrency=%d; %d CPUs shared by the control plane, csrguard and the kubelet stand-ins.\n\n",
+		r.nodes, r.interval, len(r.sweeps), r.concurrency, runtime.NumCPU())
+	fmt.Fprintf(w, "| nodes | probes ok | probe interval | concurrency | sweep duration (max of %d) | sweep ÷ interval | CPU per sweep | CPU per node probe | mean handshake | peak RSS |\n", len(r.sweeps))
+	fmt.Fprintln(w, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "| %d | %d/%d | %s | %d | %s | %.3f | %s | %.3f ms | %.2f ms | %.0f MB |\n",
+		r.nodes, r.results["ok"], r.nodes, r.interval, r.concurrency, secs(r.maxSweep()), r.sweepRatio(),
+		secs(r.cpuPerSweep()), float64(r.cpuPerProbe())/float64(time.Millisecond),
+		float64(r.probes.meanSince(histogram{}))/float64(time.Millisecond), r.peakRSSMB)
+	fmt.Fprintf(w, "\nSweeps as csrguard timed them: %s.\n", joinSecs(r.sweeps))
+	fmt.Fprintln(w, "The kubelets are stand-ins in the benchmark process: one TLS listener per node at its own 127.240.x.y InternalIP and port 10250, each with its own ECDSA P-256 certificate (CN system:node:NAME, SANs the Node's) from a throwaway CA. They complete the TLS handshake and nothing else, which is all of a kubelet the probe exercises; their half of every handshake runs on the same CPUs as csrguard, so sweeps here are slower than against remote kubelets.")
+	fmt.Fprintf(w, "CPU per node probe is csrguard's CPU time (utime+stime) from the end of the first sweep seen to the end of the last, over the probes in between: the whole sweep (listing Nodes and CSRs from the cache, exporting per-node series) included, and the benchmark's %d /metrics scrapes to see the sweeps end (%.1f ms CPU each, %s of the total).\n",
+		r.scrapes, float64(r.scrapeCPU)/float64(time.Millisecond), secs(r.scrapeCPU*time.Duration(r.scrapes)))
+	fmt.Fprintln(w, "Mean handshake is csrguard's own probe histogram over the same sweeps: dial and TLS handshake, waits for a CPU included.")
+}
+
+// joinSecs formats durations as "1.23 s, 4.56 s".
+func joinSecs(d []time.Duration) string {
+	s := make([]string, len(d))
+	for i, x := range d {
+		s[i] = secs(x)
+	}
+	return strings.Join(s, ", ")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,17 @@ controller_runtime_reconcile_time_seconds_sum{controller="c"} 0.5
 controller_runtime_reconcile_time_seconds_count{controller="c"} 10
 go_goroutines 42
 process_weird{x="y"} not-a-number
+csrguard_kubelet_probe_sweep_duration_seconds 1.5
+csrguard_kubelet_probe_sweep_timestamp_seconds 1.7e+09
+csrguard_kubelet_probe_duration_seconds_bucket{le="0.001"} 1
+csrguard_kubelet_probe_duration_seconds_sum 0.012
+csrguard_kubelet_probe_duration_seconds_count 4
+csrguard_kubelet_probe_result{node="node-00000",result="ok"} 1
+csrguard_kubelet_probe_result{node="node-00001",result="ok"} 1
+csrguard_kubelet_probe_result{node="node-00002",result="timeout"} 1
+csrguard_kubelet_probe_result{node="node-00003",result="refused"} 0
+csrguard_kubelet_serving_cert_sans_match{node="node-00000"} 1
+csrguard_kubelet_serving_cert_sans_match{node="node-00001"} 0
 `
 	got, err := parseMetrics(strings.NewReader(exposition))
 	if err != nil {
@@ -32,8 +44,15 @@ process_weird{x="y"} not-a-number
 		requests:  requestCounts{"GET": 42, "POST": 7, "PUT": 2000},
 		queued:    histogram{sum: 2, count: 4},
 		reconcile: histogram{sum: 0.5, count: 10},
+		probe: probeScrape{
+			sweepDuration: 1500 * time.Millisecond,
+			sweepEnd:      1.7e9,
+			probes:        histogram{sum: 0.012, count: 4},
+			results:       map[string]int{"ok": 2, "timeout": 1},
+			sansMatch:     1,
+		},
 	}
-	if diff := cmp.Diff(got, want, cmp.AllowUnexported(scrape{}, histogram{})); diff != "" {
+	if diff := cmp.Diff(got, want, cmp.AllowUnexported(scrape{}, histogram{}, probeScrape{})); diff != "" {
 		t.Errorf("parseMetrics (-got +want):\n%s", diff)
 	}
 	reads, writes := got.requests.sub(requestCounts{"GET": 40, "PUT": 1000})
@@ -100,4 +119,82 @@ func seq(n int) []int {
 		s[i] = i + 1
 	}
 	return s
+}
+
+func TestStandInAddr(t *testing.T) {
+	seen := map[netip.Addr]int{}
+	for i := range maxProbeNodes {
+		a := standInAddr(i)
+		if prev, dup := seen[a]; dup {
+			t.Fatalf("standInAddr(%d) = standInAddr(%d) = %s", i, prev, a)
+		}
+		seen[a] = i
+		// Not the kubelet.LoopbackPool's 127.16-239 range, nor a .0 or
+		// .255 last octet, which look like network and broadcast addresses.
+		if b := a.As4(); b[0] != 127 || b[1] != 240 || b[3] == 0 || b[3] == 255 {
+			t.Fatalf("standInAddr(%d) = %s, want in 127.240.0.0/16 with last octet 1-250", i, a)
+		}
+	}
+}
+
+func TestSoftFileLimit(t *testing.T) {
+	tests := []struct {
+		name            string
+		cur, hard, need uint64
+		want            uint64
+		wantErr         bool
+	}{
+		{name: "enough", cur: 20000, hard: 20000, need: 5088, want: 20000},
+		{name: "raise_to_need", cur: 1024, hard: 1 << 20, need: 5088, want: 5088},
+		{name: "exactly_hard", cur: 1024, hard: 5088, need: 5088, want: 5088},
+		{name: "hard_too_low", cur: 1024, hard: 4096, need: 5088, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := softFileLimit(tt.cur, tt.hard, tt.need)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("softFileLimit(%d, %d, %d) error = %v, want error %v", tt.cur, tt.hard, tt.need, err, tt.wantErr)
+			}
+			if got != tt.want {
+				t.Errorf("softFileLimit(%d, %d, %d) = %d, want %d", tt.cur, tt.hard, tt.need, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestProbeResult(t *testing.T) {
+	r := probeResult{
+		nodes: 2000, concurrency: 32, interval: 30 * time.Second,
+		sweeps: []time.Duration{4 * time.Second, 6 * time.Second, 5 * time.Second},
+		// Two sweeps of 2,000 probes between the first and the last end.
+		cpu:       2 * time.Second,
+		probes:    histogram{sum: 8, count: 4000},
+		results:   map[string]int{"ok": 2000},
+		peakRSSMB: 61.4,
+	}
+	if got, want := r.maxSweep(), 6*time.Second; got != want {
+		t.Errorf("maxSweep = %v, want %v", got, want)
+	}
+	if got, want := r.sweepRatio(), 0.2; got != want {
+		t.Errorf("sweepRatio = %v, want %v", got, want)
+	}
+	if got, want := r.cpuPerProbe(), 500*time.Microsecond; got != want {
+		t.Errorf("cpuPerProbe = %v, want %v", got, want)
+	}
+	if got, want := r.cpuPerSweep(), time.Second; got != want {
+		t.Errorf("cpuPerSweep = %v, want %v", got, want)
+	}
+	if got := (probeResult{}).cpuPerProbe(); got != 0 {
+		t.Errorf("cpuPerProbe without probes = %v, want 0", got)
+	}
+
+	var b strings.Builder
+	printProbeTable(&b, r)
+	const row = "| 2000 | 2000/2000 | 30s | 32 | 6.00 s | 0.200 | 1.00 s | 0.500 ms | 2.00 ms | 61 MB |\n"
+	if !strings.Contains(b.String(), "sweep duration (max of 3)") {
+		t.Errorf("printProbeTable header does not say how many sweeps:\n%s", b.String())
+	}
+	if !strings.Contains(b.String(), row) {
+		t.Errorf("printProbeTable lacks the row\n%s\ngot:\n%s", row, b.String())
+	}
 }

@@ -84,7 +84,7 @@ func benchApprover(ctx context.Context, o options, approver string) (*result, er
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := registerNodes(ctx, cp, o.n, o.clients)
+	nodes, err := registerNodes(ctx, cp, o.n, o.clients, nodeAddr)
 	if err != nil {
 		return nil, err
 	}
@@ -162,17 +162,20 @@ func nodeAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{10, byte(128 + v>>16), byte(v >> 8), byte(v)})
 }
 
+// nodeName is node i's name, in both phases.
+func nodeName(i int) string { return fmt.Sprintf("node-%05d", i) }
+
 // registerNodes creates n Nodes, each as the node itself with a client
-// certificate (as kubelets register), with an InternalIP and a Hostname, and
-// prepares each node's serving CSR for exactly those addresses. This part is
-// set-up, not measured.
-func registerNodes(ctx context.Context, cp *controlplane.ControlPlane, n, clients int) ([]*node, error) {
+// certificate (as kubelets register), with InternalIP addr(i), a Hostname and
+// kubelet port 10250, and prepares each node's serving CSR for exactly those
+// addresses. This part is set-up, not measured.
+func registerNodes(ctx context.Context, cp *controlplane.ControlPlane, n, clients int, addr func(int) netip.Addr) ([]*node, error) {
 	nodes := make([]*node, n)
 	var done atomic.Int64
 	stop := progress("nodes registered", &done, n)
 	defer stop()
 	err := parallel(ctx, n, clients, func(ctx context.Context, i int) error {
-		name := fmt.Sprintf("node-%05d", i)
+		name := nodeName(i)
 		cfg, err := cp.NodeConfig(name)
 		if err != nil {
 			return err
@@ -182,7 +185,7 @@ func registerNodes(ctx context.Context, cp *controlplane.ControlPlane, n, client
 			return err
 		}
 		addrs := []corev1.NodeAddress{
-			{Type: corev1.NodeInternalIP, Address: nodeAddr(i).String()},
+			{Type: corev1.NodeInternalIP, Address: addr(i).String()},
 			{Type: corev1.NodeHostName, Address: name},
 		}
 		obj := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/hostname": name}}}
@@ -191,11 +194,11 @@ func registerNodes(ctx context.Context, cp *controlplane.ControlPlane, n, client
 			return fmt.Errorf("create node %s: %w", name, err)
 		}
 		created.Status.Addresses = addrs
-		created.Status.DaemonEndpoints.KubeletEndpoint.Port = 10250
+		created.Status.DaemonEndpoints.KubeletEndpoint.Port = kubeletPort
 		if _, err := cs.CoreV1().Nodes().UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
 			return fmt.Errorf("update node %s status: %w", name, err)
 		}
-		csr, err := servingCSR(name, nodeAddr(i))
+		csr, err := servingCSR(name, addr(i))
 		if err != nil {
 			return err
 		}
@@ -236,9 +239,10 @@ func servingCSR(name string, ip netip.Addr) (*certificatesv1.CertificateSigningR
 type endpoints struct{ metrics, readyz string }
 
 // startApprover starts the approver as an administrator (as it would run
-// with its RBAC in a cluster, it needs read access to Nodes and more) and
-// returns once its /readyz says its caches are synced.
-func startApprover(ctx context.Context, cp *controlplane.ControlPlane, o options, approver, dir string) (*controlplane.Process, endpoints, error) {
+// with its RBAC in a cluster, it needs read access to Nodes and more), with
+// extra flags after the common ones, and returns once its /readyz says its
+// caches are synced.
+func startApprover(ctx context.Context, cp *controlplane.ControlPlane, o options, approver, dir string, extra ...string) (*controlplane.Process, endpoints, error) {
 	kubeconfig := filepath.Join(dir, "approver.kubeconfig")
 	if err := controlplane.WriteKubeconfig(kubeconfig, cp.AdminConfig()); err != nil {
 		return nil, endpoints{}, err
@@ -255,8 +259,11 @@ func startApprover(ctx context.Context, cp *controlplane.ControlPlane, o options
 	if approver == "csrguard" {
 		// Default policy and limits: the benchmark's nodes have routable,
 		// unique addresses, so nothing needs loosening.
-		bin, args = o.csrguard, append([]string{"controller", "--leader-elect=false"}, common...)
+		// Probing is measured in its own phase; here it would only add
+		// handshakes to addresses nothing listens on.
+		bin, args = o.csrguard, append([]string{"controller", "--leader-elect=false", "--probe-interval=0"}, common...)
 	}
+	args = append(args, extra...)
 	logPath := filepath.Join(dir, "logs", approver+".log")
 	proc, err := controlplane.StartProcess(bin, args, logPath)
 	if err != nil {
@@ -495,6 +502,12 @@ func parallel(ctx context.Context, n, workers int, f func(context.Context, int) 
 // poll calls cond every 50 ms until it reports done or an error, or timeout.
 // The short interval matters: it bounds how late readiness is noticed.
 func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
+	return pollEvery(ctx, 50*time.Millisecond, timeout, cond)
+}
+
+// pollEvery is poll with another interval, for conditions that cost the
+// process measured something to check.
+func pollEvery(ctx context.Context, every, timeout time.Duration, cond func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	for {
@@ -505,7 +518,7 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error))
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("not done after %s: %w", timeout, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }
