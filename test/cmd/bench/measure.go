@@ -366,6 +366,10 @@ type probeResult struct {
 	// window, and scrapeCPU what one scrape costs csrguard.
 	scrapes   int
 	scrapeCPU time.Duration
+	// doctor* describe one `csrguard doctor` run against the same cluster.
+	doctorTime                time.Duration
+	doctorProgress            bool
+	doctorNodes, doctorProbed int
 }
 
 // maxSweep is the longest sweep seen.
@@ -407,6 +411,14 @@ func printProbeTable(w io.Writer, r probeResult) {
 	fmt.Fprintf(w, "CPU per node probe is csrguard's CPU time (utime+stime) from the end of the first sweep seen to the end of the last, over the probes in between: the whole sweep (listing Nodes and CSRs from the cache, exporting per-node series) included, and the benchmark's %d /metrics scrapes to see the sweeps end (%.1f ms CPU each, %s of the total).\n",
 		r.scrapes, float64(r.scrapeCPU)/float64(time.Millisecond), secs(r.scrapeCPU*time.Duration(r.scrapes)))
 	fmt.Fprintln(w, "Mean handshake is csrguard's own probe histogram over the same sweeps: dial and TLS handshake, waits for a CPU included.")
+	if r.doctorTime > 0 {
+		progress := "no"
+		if r.doctorProgress {
+			progress = "yes"
+		}
+		fmt.Fprintf(w, "\n`csrguard doctor -o json` on the same cluster (listing %d nodes and their CSRs, probing %d kubelets from the benchmark host, concurrency 64): %s; probe progress shown on stderr: %s.\n",
+			r.doctorNodes, r.doctorProbed, secs(r.doctorTime), progress)
+	}
 }
 
 // joinSecs formats durations as "1.23 s, 4.56 s".

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -8,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +17,10 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -316,7 +320,45 @@ func benchProbes(ctx context.Context, o options) (*probeResult, error) {
 	if ok := r.results["ok"]; ok != r.nodes {
 		return r, fmt.Errorf("%d of %d kubelets probed ok after the last sweep (results %v); csrguard log: %s", ok, r.nodes, r.results, logPath)
 	}
+	if err := timeDoctor(ctx, o, cp, dir, r); err != nil {
+		return r, err
+	}
 	return r, nil
+}
+
+// timeDoctor runs `csrguard doctor` against the same cluster, as an operator
+// would from a laptop next to it: it lists every Node and CSR and probes every
+// kubelet stand-in. It records the wall time and whether progress was shown.
+func timeDoctor(ctx context.Context, o options, cp *controlplane.ControlPlane, dir string, r *probeResult) error {
+	kubeconfig := filepath.Join(dir, "doctor.kubeconfig")
+	if err := controlplane.WriteKubeconfig(kubeconfig, cp.AdminConfig()); err != nil {
+		return err
+	}
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, o.csrguard, "doctor", "--kubeconfig="+kubeconfig, "-o", "json")
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	r.doctorTime = time.Since(start)
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) { // findings exit non-zero; that is fine here
+		return fmt.Errorf("csrguard doctor: %w: %s", err, stderr.String())
+	}
+	r.doctorProgress = strings.Contains(stderr.String(), "probed ")
+	var report struct {
+		Summary struct {
+			Nodes        int            `json:"nodes"`
+			ProbeResults map[string]int `json:"probeResults"`
+		} `json:"summary"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &report); err != nil {
+		return fmt.Errorf("csrguard doctor -o json: %w", err)
+	}
+	r.doctorNodes = report.Summary.Nodes
+	for _, n := range report.Summary.ProbeResults {
+		r.doctorProbed += n
+	}
+	return nil
 }
 
 // watchSweeps waits for --probe-sweeps sweeps to end and samples csrguard
