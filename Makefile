@@ -44,9 +44,10 @@ kube-binaries: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl f
 	@hack/build-kube.sh
 
 .PHONY: fuzz
-fuzz: ## Fuzz CSR parsing and the policy for FUZZTIME each (default 2m)
+fuzz: ## Fuzz CSR parsing, the policy and the config reader for FUZZTIME each (default 2m)
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/servingcsr
 	go test -run='^$$' -fuzz=FuzzEvaluate -fuzztime=$(FUZZTIME) ./internal/policy
+	go test -run='^$$' -fuzz=FuzzCheck -fuzztime=$(FUZZTIME) ./internal/configcheck
 
 .PHONY: bench
 bench: build ## Benchmarks: approving N CSRs (csrguard vs a no-check ceiling) and probing N kubelets (N=2000)

@@ -39,5 +39,6 @@ go test -race -count=1 -timeout 40m ./...
 log "fuzz smoke (10s each; make fuzz runs longer)"
 go test -run='^$' -fuzz=FuzzParse -fuzztime=10s ./internal/servingcsr
 go test -run='^$' -fuzz=FuzzEvaluate -fuzztime=10s ./internal/policy
+go test -run='^$' -fuzz=FuzzCheck -fuzztime=10s ./internal/configcheck
 
 log "all tests passed"

@@ -25,6 +25,7 @@ func writeData(w io.Writer, format string, v any) error {
 	case "json":
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false) // fixes hold <placeholders>; keep them readable
 		return enc.Encode(v)
 	case "yaml":
 		b, err := yaml.Marshal(v)

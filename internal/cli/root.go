@@ -32,7 +32,7 @@ clusters where kubelets have none ("remote error: tls: internal error").`,
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl csrguard"}
 	}
 	root.CompletionOptions.HiddenDefaultCmd = true
-	root.AddCommand(newControllerCommand(), newDoctorCommand(), newCertsCommand(), newPreflightCommand(), newExplainCommand(), newApproveCommand(), newVersionCommand())
+	root.AddCommand(newControllerCommand(), newDoctorCommand(), newCertsCommand(), newPreflightCommand(), newExplainCommand(), newApproveCommand(), newCheckConfigCommand(), newVersionCommand())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
 	})

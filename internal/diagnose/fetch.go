@@ -450,7 +450,11 @@ func deploymentApprover(d *appsv1.Deployment) (Approver, bool) {
 		a.Kind = KindAlex1989hu
 	case has(KindPostfinance):
 		a.Kind = KindPostfinance
-	case has(KindTalosCCM) && slices.ContainsFunc(args, func(s string) bool { return strings.Contains(s, talosCCMController) }):
+	case has(KindTalosCCM) && slices.ContainsFunc(args, func(s string) bool {
+		// The Talos CCM names its approving controller node-csr-approval;
+		// older docs used kube-controller-manager's name for it.
+		return strings.Contains(s, talosCCMController) || strings.Contains(s, "node-csr-approval")
+	}):
 		a.Kind = KindTalosCCM
 	default:
 		return Approver{}, false

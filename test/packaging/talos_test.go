@@ -48,7 +48,7 @@ func TestTalosPatches(t *testing.T) {
 	// Every release URL in the Talos directory and the install docs is the
 	// pinned one, so a version bump cannot leave a stale URL behind.
 	release := regexp.MustCompile(`https://github\.com/csrguard/csrguard/releases/download/v[^/\s]+/install\.yaml`)
-	for _, f := range []string{talosDir + "/legacy.patch.yaml", talosDir + "/multidoc.patch.yaml", talosDir + "/README.md", repoRoot + "/deploy/README-install.md"} {
+	for _, f := range []string{talosDir + "/legacy.patch.yaml", talosDir + "/multidoc.patch.yaml", talosDir + "/README.md", repoRoot + "/README.md"} {
 		found := release.FindAllString(readFile(t, f), -1)
 		if len(found) == 0 {
 			t.Errorf("%s names no release URL", f)
