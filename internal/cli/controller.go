@@ -177,6 +177,7 @@ type controllerOptions struct {
 
 	metricsAddr string
 	healthAddr  string
+	pprofAddr   string
 
 	probeInterval    time.Duration
 	probeTimeout     time.Duration
@@ -241,6 +242,7 @@ out of it with --kubeconfig.`,
 	fs = s.section("Serving")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", `Address of the Prometheus /metrics endpoint; "0" disables it.`)
 	fs.StringVar(&o.healthAddr, "health-probe-bind-address", ":8081", `Address of /healthz and /readyz; "0" disables them.`)
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", `Address of Go's /debug/pprof profiling endpoints, for performance work; empty or "0" disables them.`)
 
 	fs = s.section("Kubelet monitoring")
 	fs.DurationVar(&o.probeInterval, "probe-interval", 3*time.Minute, "How often the leader probes every kubelet's serving certificate with a TLS handshake (jittered by 10%); 0 disables probing.")
@@ -319,6 +321,6 @@ func (o *controllerOptions) config(cmd *cobra.Command) (controller.Config, error
 		Static: static, DiscoveryInterval: o.discoveryInterval, Workers: o.workers,
 		LeaderElection: leaderElect, LeaderElectionNamespace: ns, LeaderElectionID: o.leaseID,
 		LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod,
-		MetricsBindAddress: o.metricsAddr, HealthBindAddress: o.healthAddr,
+		MetricsBindAddress: o.metricsAddr, HealthBindAddress: o.healthAddr, PprofBindAddress: o.pprofAddr,
 	}, nil
 }

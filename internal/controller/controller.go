@@ -47,6 +47,7 @@ type Config struct {
 
 	MetricsBindAddress string
 	HealthBindAddress  string
+	PprofBindAddress   string
 
 	// Monitor configures the kubelet probe; a zero Interval disables it.
 	Monitor monitor.Config
@@ -70,6 +71,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		Cache:                         approval.CacheOptions(),
 		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
 		HealthProbeBindAddress:        cfg.HealthBindAddress,
+		PprofBindAddress:              cfg.PprofBindAddress,
 		LeaderElection:                cfg.LeaderElection,
 		LeaderElectionID:              cfg.LeaderElectionID,
 		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
