@@ -44,19 +44,8 @@ CSRs the policy would deny or hold are listed and left untouched.`,
   kubectl csrguard approve --yes`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := validateOutput(output); err != nil {
-				return err
-			}
-			cfg, static, err := pol.config()
-			if err != nil {
-				return err
-			}
-			restCfg, err := kube.restConfig()
-			if err != nil {
-				return fmt.Errorf("load kubeconfig: %w", err)
-			}
 			ctx := cmd.Context()
-			view, err := readCluster(ctx, restCfg, static)
+			cfg, view, err := decideSetup(ctx, output, &pol, &kube)
 			if err != nil {
 				return err
 			}

@@ -31,19 +31,8 @@ reach with the same policy flags. Nothing is written.`,
   kubectl csrguard explain csr-8b2xq -o json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validateOutput(output); err != nil {
-				return err
-			}
-			cfg, static, err := pol.config()
-			if err != nil {
-				return err
-			}
-			restCfg, err := kube.restConfig()
-			if err != nil {
-				return fmt.Errorf("load kubeconfig: %w", err)
-			}
 			ctx := cmd.Context()
-			view, err := readCluster(ctx, restCfg, static)
+			cfg, view, err := decideSetup(ctx, output, &pol, &kube)
 			if err != nil {
 				return err
 			}

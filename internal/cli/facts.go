@@ -24,6 +24,24 @@ type clusterView struct {
 	csrs  []certificatesv1.CertificateSigningRequest // kubelet-serving only
 }
 
+// decideSetup validates the output and policy flags, loads the kubeconfig
+// and reads the cluster: the common start of commands that decide CSRs.
+func decideSetup(ctx context.Context, output string, pol *policyOptions, kube *kubeOptions) (policy.Config, *clusterView, error) {
+	if err := validateOutput(output); err != nil {
+		return policy.Config{}, nil, err
+	}
+	cfg, static, err := pol.config()
+	if err != nil {
+		return cfg, nil, err
+	}
+	restCfg, err := kube.restConfig()
+	if err != nil {
+		return cfg, nil, fmt.Errorf("load kubeconfig: %w", err)
+	}
+	view, err := readCluster(ctx, restCfg, static)
+	return cfg, view, err
+}
+
 // readCluster lists Nodes and kubelet-serving CSRs and discovers the API
 // server's addresses and service CIDRs, adding static, exactly as the
 // controller would see them.

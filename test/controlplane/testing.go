@@ -41,3 +41,28 @@ func StartForTest(t testing.TB, opts Options) *ControlPlane {
 	})
 	return cp
 }
+
+// Deadline returns a context that ends after d or with t.
+func Deadline(t testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// Eventually polls cond every 100ms until it holds, failing t when ctx ends
+// first: tests wait on conditions, never on fixed sleeps.
+func Eventually(t testing.TB, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("timed out waiting for %s", what)
+		case <-tick.C:
+		}
+	}
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() int { return freePort() }

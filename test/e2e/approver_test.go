@@ -31,7 +31,7 @@ import (
 // rotation on get certificates with no manual step, a second rotation is
 // approved too, and so is the CSR a node files after its addresses change.
 func TestApproverIssuesEveryKubelet(t *testing.T) {
-	ctx := deadline(t, 3*time.Minute)
+	ctx := controlplane.Deadline(t, 3*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	c.startCSRGuard(ctx, "csrguard", true)
 	for _, name := range []string{"talos-cp-1", "talos-worker-1", "talos-worker-2"} {
@@ -89,19 +89,19 @@ func TestApproverIssuesEveryKubelet(t *testing.T) {
 // TestNodeAppearsLater: a CSR whose Node does not exist yet is held, and
 // approved as soon as the Node registers with matching addresses.
 func TestNodeAppearsLater(t *testing.T) {
-	ctx := deadline(t, 2*time.Minute)
+	ctx := controlplane.Deadline(t, 2*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	c.startCSRGuard(ctx, "csrguard", true, "--hold-retry=1h") // only the Node watch may wake it
 	ip := c.pool.Next()
 	node := c.nodeClient("late")
 	created := c.createCSR(ctx, node, csrtest.New(t, csrtest.Node("late"), csrtest.Name("csr-late"), csrtest.IPAddresses(ip.String())))
 
-	eventually(t, ctx, "a Held event for csr-late", func() bool { return c.hasEvent(ctx, created.Name, "Held") })
+	controlplane.Eventually(t, ctx, "a Held event for csr-late", func() bool { return c.hasEvent(ctx, created.Name, "Held") })
 	if s := c.state(ctx, created.Name); s != "Pending" {
 		t.Fatalf("CSR of a node that does not exist: state %s, want Pending", s)
 	}
 	c.registerNode(ctx, node, "late", kubelet.Addresses("late", ip))
-	eventually(t, ctx, "csr-late issued", func() bool { return c.state(ctx, created.Name) == "Issued" })
+	controlplane.Eventually(t, ctx, "csr-late issued", func() bool { return c.state(ctx, created.Name) == "Issued" })
 }
 
 // hostile is one CSR a compromised node or a foreign requester might file.
@@ -117,7 +117,7 @@ type hostile struct {
 // each ends Denied with its expected reason, none is approved, and the
 // legitimate kubelets still get certificates.
 func TestHostileCorpus(t *testing.T) {
-	ctx := deadline(t, 4*time.Minute)
+	ctx := controlplane.Deadline(t, 4*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	c.startCSRGuard(ctx, "csrguard", true,
 		"--allowed-node-cidrs=127.0.0.0/8,::1/128",
@@ -247,7 +247,7 @@ func TestHostileCorpus(t *testing.T) {
 	}
 
 	got := map[string]string{}
-	eventually(t, ctx, "every hostile CSR decided", func() bool {
+	controlplane.Eventually(t, ctx, "every hostile CSR decided", func() bool {
 		list, err := c.admin.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false
@@ -273,13 +273,13 @@ func TestHostileCorpus(t *testing.T) {
 	if _, err := bystander.WaitForCertificate(ctx, nil); err != nil {
 		t.Errorf("the legitimate kubelet next to the attacker: %v", err)
 	}
-	eventually(t, ctx, "a Denied event for hostile-victim-ip", func() bool { return c.hasEvent(ctx, "hostile-victim-ip", "Denied") })
+	controlplane.Eventually(t, ctx, "a Denied event for hostile-victim-ip", func() bool { return c.hasEvent(ctx, "hostile-victim-ip", "Denied") })
 }
 
 // TestAPIServerRestart: CSRs pending while the API server restarts are all
 // decided afterwards — the legitimate approved, the hostile denied.
 func TestAPIServerRestart(t *testing.T) {
-	ctx := deadline(t, 3*time.Minute)
+	ctx := controlplane.Deadline(t, 3*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	c.startCSRGuard(ctx, "csrguard", true)
 	k := c.addKubelet(ctx, "steady", kubelet.Debian)
@@ -298,7 +298,7 @@ func TestAPIServerRestart(t *testing.T) {
 		late = append(late, csr.Name)
 	}
 	hostileCSR := c.createCSR(ctx, c.nodeClient("late-0"), csrtest.New(t, csrtest.Node("late-0"), csrtest.Name("csr-hostile"), csrtest.DNSNames("kubernetes.default.svc")))
-	eventually(t, ctx, "late CSRs held", func() bool { return c.hasEvent(ctx, late[2], "Held") })
+	controlplane.Eventually(t, ctx, "late CSRs held", func() bool { return c.hasEvent(ctx, late[2], "Held") })
 
 	if err := c.cp.RestartAPIServer(ctx); err != nil {
 		t.Fatal(err)
@@ -308,24 +308,24 @@ func TestAPIServerRestart(t *testing.T) {
 	}
 	go func() { _ = k.Rotate(ctx) }()
 	for _, name := range late {
-		eventually(t, ctx, name+" issued after the restart", func() bool { return c.state(ctx, name) == "Issued" })
+		controlplane.Eventually(t, ctx, name+" issued after the restart", func() bool { return c.state(ctx, name) == "Issued" })
 	}
 	if _, err := k.WaitForCertificate(ctx, cert); err != nil {
 		t.Fatalf("rotation after the restart: %v", err)
 	}
-	eventually(t, ctx, "hostile CSR denied", func() bool { return c.state(ctx, hostileCSR.Name) == "Denied" })
+	controlplane.Eventually(t, ctx, "hostile CSR denied", func() bool { return c.state(ctx, hostileCSR.Name) == "Denied" })
 }
 
 // TestLeaderFailover: two replicas elect a leader; killing it (SIGKILL, no
 // release) makes the other take over and approvals continue.
 func TestLeaderFailover(t *testing.T) {
-	ctx := deadline(t, 3*time.Minute)
+	ctx := controlplane.Deadline(t, 3*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	le := []string{"--leader-elect=true", "--leader-election-namespace=kube-system",
 		"--leader-election-lease-duration=4s", "--leader-election-renew-deadline=3s", "--leader-election-retry-period=500ms"}
 	a := c.startCSRGuard(ctx, "replica-a", false, le...)
 	b := c.startCSRGuard(ctx, "replica-b", false, le...)
-	eventually(t, ctx, "both replicas ready (a leader is known)", func() bool { return a.ready(ctx) && b.ready(ctx) })
+	controlplane.Eventually(t, ctx, "both replicas ready (a leader is known)", func() bool { return a.ready(ctx) && b.ready(ctx) })
 
 	k1 := c.addKubelet(ctx, "before-failover", kubelet.Debian)
 	if _, err := k1.WaitForCertificate(ctx, nil); err != nil {
@@ -483,13 +483,13 @@ func twoCNs(first, second string) pkix.Name {
 // Node control-plane (a label a node cannot set on itself), then approved; a
 // worker claiming the same kind of address is not.
 func TestControlPlaneKubelet(t *testing.T) {
-	ctx := deadline(t, 2*time.Minute)
+	ctx := controlplane.Deadline(t, 2*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	c.startCSRGuard(ctx, "csrguard", true, "--address-settle-time=1m")
 	apiserver := corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: c.cp.AdvertiseAddress.String()}
 	k := c.addKubelet(ctx, "cp-1", kubelet.Talos, kubelet.Addresses("cp-1", c.pool.Next(), apiserver)...)
 	csr := c.waitPending(ctx, k.Name())
-	eventually(t, ctx, "the CSR held while cp-1 is not labelled control-plane", func() bool { return c.hasEvent(ctx, csr.Name, "Held") })
+	controlplane.Eventually(t, ctx, "the CSR held while cp-1 is not labelled control-plane", func() bool { return c.hasEvent(ctx, csr.Name, "Held") })
 
 	node, err := c.admin.CoreV1().Nodes().Get(ctx, k.Name(), metav1.GetOptions{})
 	if err != nil {

@@ -3,14 +3,12 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/csrguard/csrguard/test/controlplane"
 )
@@ -59,7 +57,7 @@ func (c *cluster) startCSRGuard(ctx context.Context, name string, waitReady bool
 		c.t.Fatal(err)
 	}
 	g := &guard{log: filepath.Join(dir, name+".log")}
-	mport, hport := freePort(c.t), freePort(c.t)
+	mport, hport := controlplane.FreePort(), controlplane.FreePort()
 	g.metrics = "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
 	g.health = "http://127.0.0.1:" + strconv.Itoa(hport)
 	args := append([]string{
@@ -82,7 +80,7 @@ func (c *cluster) startCSRGuard(ctx context.Context, name string, waitReady bool
 		}
 	})
 	if waitReady {
-		eventually(c.t, ctx, name+" ready", func() bool { return g.ready(ctx) })
+		controlplane.Eventually(c.t, ctx, name+" ready", func() bool { return g.ready(ctx) })
 	}
 	return g
 }
@@ -95,21 +93,4 @@ func (g *guard) ready(ctx context.Context) bool {
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// deadline returns a context for a test step.
-func deadline(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
 }

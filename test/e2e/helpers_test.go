@@ -82,7 +82,7 @@ func (c *cluster) csrsOf(ctx context.Context, node string) []certificatesv1.Cert
 func (c *cluster) waitPending(ctx context.Context, node string, seen ...string) certificatesv1.CertificateSigningRequest {
 	c.t.Helper()
 	var found *certificatesv1.CertificateSigningRequest
-	eventually(c.t, ctx, fmt.Sprintf("a new pending CSR from %s", node), func() bool {
+	controlplane.Eventually(c.t, ctx, fmt.Sprintf("a new pending CSR from %s", node), func() bool {
 		for _, csr := range c.csrsOf(ctx, node) {
 			if len(csr.Status.Conditions) == 0 && !slices.Contains(seen, csr.Name) {
 				found = &csr
@@ -158,18 +158,4 @@ func pool(t *testing.T, pemBytes []byte) *x509.CertPool {
 		t.Fatal("no certificate in PEM")
 	}
 	return p
-}
-
-// eventually polls cond until it holds or ctx ends; never a fixed sleep.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }

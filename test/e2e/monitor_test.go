@@ -27,7 +27,7 @@ import (
 // CSRs age; once csrguard enforces, the probe reports each certificate with
 // its real expiry and the backlog is gone.
 func TestMonitoringIncident(t *testing.T) {
-	ctx := deadline(t, 3*time.Minute)
+	ctx := controlplane.Deadline(t, 3*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	for _, name := range []string{"talos-cp-1", "talos-worker-1", "talos-worker-2"} {
 		c.addKubelet(ctx, name, kubelet.Talos)
@@ -37,7 +37,7 @@ func TestMonitoringIncident(t *testing.T) {
 
 	dry := c.startCSRGuard(ctx, "csrguard-dry-run", true, append(probe, "--mode=dry-run")...)
 	var first scrape
-	eventually(t, ctx, "every kubelet reported without a serving certificate", func() bool {
+	controlplane.Eventually(t, ctx, "every kubelet reported without a serving certificate", func() bool {
 		first = dry.scrape(ctx)
 		for _, k := range c.nodes {
 			if first.value("csrguard_kubelet_probe_result", "node", k.Name(), "result", "no-serving-certificate") != 1 {
@@ -47,7 +47,7 @@ func TestMonitoringIncident(t *testing.T) {
 		return first.value("csrguard_pending_csrs") == 3
 	})
 	// Ages grow between scrapes, with no probe or reconcile in between needed.
-	eventually(t, ctx, "pending ages grow", func() bool {
+	controlplane.Eventually(t, ctx, "pending ages grow", func() bool {
 		later := dry.scrape(ctx)
 		for _, k := range c.nodes {
 			if later.value("csrguard_node_pending_csr_oldest_age_seconds", "node", k.Name()) <= first.value("csrguard_node_pending_csr_oldest_age_seconds", "node", k.Name()) {
@@ -67,7 +67,7 @@ func TestMonitoringIncident(t *testing.T) {
 
 	g := c.startCSRGuard(ctx, "csrguard", true, probe...)
 	var healthy scrape
-	eventually(t, ctx, "every kubelet reported with a valid certificate", func() bool {
+	controlplane.Eventually(t, ctx, "every kubelet reported with a valid certificate", func() bool {
 		healthy = g.scrape(ctx)
 		for _, k := range c.nodes {
 			cert := k.Current()
@@ -91,7 +91,7 @@ func TestMonitoringIncident(t *testing.T) {
 // its real remaining time, and a certificate that no longer matches its
 // Node's addresses is reported as such.
 func TestMonitoringExpiryAndMismatch(t *testing.T) {
-	ctx := deadline(t, 3*time.Minute)
+	ctx := controlplane.Deadline(t, 3*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	g := c.startCSRGuard(ctx, "csrguard", true, "--probe-interval=1s")
 	cfg, err := c.cp.NodeConfig("short-lived")
@@ -128,7 +128,7 @@ func TestMonitoringExpiryAndMismatch(t *testing.T) {
 	}
 
 	var s scrape
-	eventually(t, ctx, "expiry and SAN mismatch reported", func() bool {
+	controlplane.Eventually(t, ctx, "expiry and SAN mismatch reported", func() bool {
 		s = g.scrape(ctx)
 		return s.value("csrguard_kubelet_serving_cert_expiry_timestamp_seconds", "node", "short-lived") == float64(shortCert.NotAfter.Unix()) &&
 			s.value("csrguard_kubelet_serving_cert_sans_match", "node", "moved") == 0 &&

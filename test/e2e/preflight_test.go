@@ -18,7 +18,7 @@ import (
 // happy; and nodes whose addresses are reserved or shared are named as ones
 // that would be denied.
 func TestPreflight(t *testing.T) {
-	ctx := deadline(t, 3*time.Minute)
+	ctx := controlplane.Deadline(t, 3*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	for _, name := range []string{"node-1", "node-2"} {
 		c.registerNode(ctx, c.nodeClient(name), name, kubelet.Addresses(name, c.pool.Next()))
@@ -52,7 +52,7 @@ func TestPreflight(t *testing.T) {
 	}
 
 	c.startCSRGuard(ctx, "csrguard", true, "--leader-elect=true", "--leader-election-namespace=kube-system")
-	eventually(t, ctx, "preflight to pass with csrguard running", func() bool {
+	controlplane.Eventually(t, ctx, "preflight to pass with csrguard running", func() bool {
 		got, code = preflight()
 		return code == 0
 	})

@@ -26,7 +26,7 @@ import (
 // --yes approves them and leaves the hostile ones untouched; then doctor is
 // happy and certs shows every node with a valid certificate.
 func TestRecoverFromLaptop(t *testing.T) {
-	ctx := deadline(t, 3*time.Minute)
+	ctx := controlplane.Deadline(t, 3*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	var legit []string
 	for _, name := range []string{"talos-cp-1", "talos-worker-1", "talos-worker-2"} {

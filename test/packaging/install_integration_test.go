@@ -3,7 +3,6 @@ package packaging
 import (
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -58,7 +57,7 @@ func TestInstallManifestOnControlPlane(t *testing.T) {
 	objs := decodeAll(t, readFile(t, installFile))
 	bin := csrguardBinary(t)
 	cp := controlplane.StartForTest(t, controlplane.Options{})
-	ctx := deadline(t, time.Minute)
+	ctx := controlplane.Deadline(t, time.Minute)
 	admin, err := kubernetes.NewForConfig(cp.AdminConfig())
 	if err != nil {
 		t.Fatal(err)
@@ -69,13 +68,13 @@ func TestInstallManifestOnControlPlane(t *testing.T) {
 	convert(t, find(t, objs, "Deployment", releaseNamespace, "csrguard"), &d)
 
 	t.Run("pod_passes_restricted_pod_security", func(t *testing.T) {
-		checkPodSecurityAdmission(t, deadline(t, time.Minute), admin, &d)
+		checkPodSecurityAdmission(t, controlplane.Deadline(t, time.Minute), admin, &d)
 	})
 	t.Run("controller_runs_as_service_account", func(t *testing.T) {
-		runAsServiceAccount(t, deadline(t, 2*time.Minute), cp, admin, bin, &d)
+		runAsServiceAccount(t, controlplane.Deadline(t, 2*time.Minute), cp, admin, bin, &d)
 	})
 	t.Run("service_account_rights", func(t *testing.T) {
-		checkServiceAccountRights(t, deadline(t, time.Minute), admin)
+		checkServiceAccountRights(t, controlplane.Deadline(t, time.Minute), admin)
 	})
 }
 
@@ -157,7 +156,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 
 	// The Deployment's arguments, as the kubelet would expand them, then
 	// what running out of cluster against simulated kubelets needs.
-	mport, hport := freePort(t), freePort(t)
+	mport, hport := controlplane.FreePort(), controlplane.FreePort()
 	args := []string{}
 	for _, a := range container(t, d).Args {
 		args = append(args, strings.ReplaceAll(a, "$(POD_NAMESPACE)", releaseNamespace))
@@ -211,7 +210,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	t.Logf("every kubelet got its serving certificate")
 
 	health := "http://127.0.0.1:" + strconv.Itoa(hport)
-	eventually(t, ctx, "/readyz ok", func() bool { return httpGet(ctx, health+"/readyz") == http.StatusOK })
+	controlplane.Eventually(t, ctx, "/readyz ok", func() bool { return httpGet(ctx, health+"/readyz") == http.StatusOK })
 
 	hostname, err := os.Hostname()
 	if err != nil {
@@ -226,7 +225,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	}
 
 	metrics := "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
-	eventually(t, ctx, "csrguard_kubelet_probe_result ok for every node", func() bool {
+	controlplane.Eventually(t, ctx, "csrguard_kubelet_probe_result ok for every node", func() bool {
 		fams := scrape(ctx, metrics)
 		for _, k := range nodes {
 			if gauge(fams, "csrguard_kubelet_probe_result", "node", k.Name(), "result", "ok") != 1 {
@@ -252,7 +251,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	if _, err := nodeClient.CertificatesV1().CertificateSigningRequests().Create(ctx, hostile, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("create hostile CSR as %s: %v", node.Name(), err)
 	}
-	eventually(t, ctx, "the hostile CSR denied with ReservedName", func() bool {
+	controlplane.Eventually(t, ctx, "the hostile CSR denied with ReservedName", func() bool {
 		csr, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, hostile.Name, metav1.GetOptions{})
 		if err != nil {
 			return false
@@ -263,7 +262,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	})
 	// The denial is recorded on the CSR and on its Node, both in default.
 	for _, regarding := range []corev1.ObjectReference{{Kind: "CertificateSigningRequest", Name: hostile.Name}, {Kind: "Node", Name: node.Name()}} {
-		eventually(t, ctx, "a Denied Event about "+regarding.Kind+" "+regarding.Name+" in namespace default", func() bool {
+		controlplane.Eventually(t, ctx, "a Denied Event about "+regarding.Kind+" "+regarding.Name+" in namespace default", func() bool {
 			list, err := admin.EventsV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return false
@@ -275,7 +274,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 			})
 		})
 	}
-	eventually(t, ctx, "a LeaderElection Event in namespace "+releaseNamespace, func() bool {
+	controlplane.Eventually(t, ctx, "a LeaderElection Event in namespace "+releaseNamespace, func() bool {
 		list, err := admin.CoreV1().Events(releaseNamespace).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false
@@ -454,35 +453,4 @@ func gauge(fams map[string]*dto.MetricFamily, name string, labelPairs ...string)
 		}
 	}
 	return -1
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// deadline returns a context for a test that ends with it.
-func deadline(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// eventually polls cond until it holds or ctx ends; never a fixed sleep.
-func eventually(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("timed out waiting for %s", what)
-		case <-tick.C:
-		}
-	}
 }
