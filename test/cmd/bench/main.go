@@ -44,11 +44,11 @@ import (
 
 // options are the parsed flags.
 type options struct {
-	n, clients, workers int
-	csrguard, nocheck   string
-	dir                 string
-	approvers           []string
-	timeout             time.Duration
+	n, clients, workers, rounds int
+	csrguard, nocheck           string
+	dir                         string
+	approvers                   []string
+	timeout                     time.Duration
 
 	// The probe phase; probeNodes 0 skips it.
 	probeNodes, probeSweeps, probeConcurrency int
@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.nocheck, "nocheck", "", "nocheck-approver binary (go build -o _output/bin/nocheck-approver ./test/cmd/nocheck-approver).")
 	fs.StringVar(&o.dir, "dir", "_output/bench", "Directory for each run's control plane data and logs; emptied first.")
 	approvers := fs.String("approvers", "csrguard,nocheck", `Approvers to run, in order: csrguard, nocheck; "" runs none.`)
+	fs.IntVar(&o.rounds, "rounds", 3, "Rounds of the approval phase; the order of the approvers alternates between rounds and the summary gives medians, because one round on a shared 2-core machine is noisy.")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for every CSR to be approved, and for one probe sweep.")
 	fs.IntVar(&o.probeNodes, "probe-nodes", 0, "Nodes whose kubelets csrguard probes in the probe phase (default --n); 0 skips the phase.")
 	fs.DurationVar(&o.probeInterval, "probe-interval", 30*time.Second, "csrguard's --probe-interval in the probe phase; shorter than the production default of 3m so that several sweeps take a minute or two.")
@@ -94,25 +95,33 @@ func run(ctx context.Context, args []string) error {
 
 	fmt.Printf("bench: %d nodes and CSRs, %d clients, %d approver workers, %d CPUs, %s\n",
 		o.n, o.clients, o.workers, runtime.NumCPU(), runtime.Version())
-	var results []result
+	var rounds [][]result
 	var failed []string
-	for _, name := range o.approvers {
-		fmt.Printf("\n== %s\n", name)
-		r, err := benchApprover(ctx, o, name)
-		if err != nil {
-			// Report what the other approvers measured rather than nothing.
-			fmt.Printf("%s: %v\n", name, err)
-			failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+	for round := range o.rounds {
+		order := slices.Clone(o.approvers)
+		if round%2 == 1 {
+			slices.Reverse(order) // who goes first gets a cooler machine
 		}
-		if r != nil {
-			results = append(results, *r)
-			if r.approved < o.n {
-				failed = append(failed, fmt.Sprintf("%s: %d of %d CSRs approved, %d denied", name, r.approved, o.n, r.denied))
+		var results []result
+		for _, name := range order {
+			fmt.Printf("\n== %s (round %d/%d)\n", name, round+1, o.rounds)
+			r, err := benchApprover(ctx, o, name)
+			if err != nil {
+				// Report what the other approvers measured rather than nothing.
+				fmt.Printf("%s: %v\n", name, err)
+				failed = append(failed, fmt.Sprintf("%s: %v", name, err))
+			}
+			if r != nil {
+				results = append(results, *r)
+				if r.approved < o.n {
+					failed = append(failed, fmt.Sprintf("%s: %d of %d CSRs approved, %d denied", name, r.approved, o.n, r.denied))
+				}
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
 			}
 		}
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+		rounds = append(rounds, results)
 	}
 
 	var probes *probeResult
@@ -129,9 +138,14 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 
-	if len(results) > 0 {
-		fmt.Println()
-		printTable(os.Stdout, o, results)
+	for i, results := range rounds {
+		if len(results) > 0 {
+			fmt.Printf("\nRound %d of %d:\n\n", i+1, len(rounds))
+			printTable(os.Stdout, o, results)
+		}
+	}
+	if len(rounds) > 1 {
+		printMedians(os.Stdout, rounds)
 	}
 	if probes != nil {
 		fmt.Println()
@@ -150,6 +164,8 @@ func (o *options) validate(approvers string) error {
 		return fmt.Errorf("--n must be >= 1, got %d", o.n)
 	case o.n > maxNodes:
 		return fmt.Errorf("--n must be <= %d (one unique 10.128.0.0/9 address per node), got %d", maxNodes, o.n)
+	case o.rounds < 1:
+		return fmt.Errorf("--rounds must be >= 1, got %d", o.rounds)
 	case o.clients < 1:
 		return fmt.Errorf("--clients must be >= 1, got %d", o.clients)
 	case o.workers < 1:

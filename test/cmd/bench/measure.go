@@ -429,3 +429,71 @@ func joinSecs(d []time.Duration) string {
 	}
 	return strings.Join(s, ", ")
 }
+
+// printMedians summarises several rounds: per approver the median of "all
+// approved after", "drained after burst" and peak RSS, and the median of the
+// per-round csrguard ÷ ceiling ratios.
+func printMedians(w io.Writer, rounds [][]result) {
+	per := map[string][]result{}
+	var ratios, drainRatios []float64
+	for _, results := range rounds {
+		byName := map[string]result{}
+		for _, r := range results {
+			per[r.approver] = append(per[r.approver], r)
+			byName[r.approver] = r
+		}
+		g, okG := byName["csrguard"]
+		c, okC := byName["nocheck"]
+		if okG && okC && c.total > 0 && c.drain() > 0 {
+			ratios = append(ratios, g.total.Seconds()/c.total.Seconds())
+			drainRatios = append(drainRatios, g.drain().Seconds()/c.drain().Seconds())
+		}
+	}
+	fmt.Fprintf(w, "\nMedians over %d rounds:\n\n", len(rounds))
+	fmt.Fprintln(w, "| approver | all approved after | drained after burst | peak RSS | API writes/CSR |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	for _, name := range []string{"csrguard", "nocheck"} {
+		rs := per[name]
+		if len(rs) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f MB | %.3f |\n", name,
+			secs(medianDur(rs, func(r result) time.Duration { return r.total })),
+			secs(medianDur(rs, func(r result) time.Duration { return r.drain() })),
+			median(rs, func(r result) float64 { return r.peakRSSMB }),
+			median(rs, func(r result) float64 { return r.writes }))
+	}
+	if len(ratios) > 0 {
+		fmt.Fprintf(w, "\ncsrguard ÷ ceiling, all approved after: median %.2f× (rounds: %s); drained after burst: median %.2f×.\n",
+			medianF(ratios), joinRatios(ratios), medianF(drainRatios))
+	}
+}
+
+func medianF(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	return medianF(v)
+}
+
+func medianDur(rs []result, f func(result) time.Duration) time.Duration {
+	return time.Duration(median(rs, func(r result) float64 { return float64(f(r)) }))
+}
+
+func joinRatios(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.2f×", x)
+	}
+	return strings.Join(s, ", ")
+}

@@ -198,3 +198,14 @@ func TestProbeResult(t *testing.T) {
 		t.Errorf("printProbeTable lacks the row\n%s\ngot:\n%s", row, b.String())
 	}
 }
+
+func TestMedianF(t *testing.T) {
+	for _, tc := range []struct {
+		in   []float64
+		want float64
+	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}, {[]float64{7}, 7}} {
+		if got := medianF(tc.in); got != tc.want {
+			t.Errorf("medianF(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
