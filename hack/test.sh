@@ -37,8 +37,8 @@ log "go test -race ./... (unit, integration, e2e)"
 go test -race -count=1 -timeout 40m ./...
 
 log "fuzz smoke (10s each; make fuzz runs longer)"
-go test -run='^$' -fuzz=FuzzParse -fuzztime=10s ./internal/servingcsr
-go test -run='^$' -fuzz=FuzzEvaluate -fuzztime=10s ./internal/policy
-go test -run='^$' -fuzz=FuzzCheck -fuzztime=10s ./internal/configcheck
+go test -run='^$' -fuzz=FuzzParse -fuzztime=10s -fuzzminimizetime=2s ./internal/servingcsr
+go test -run='^$' -fuzz=FuzzEvaluate -fuzztime=10s -fuzzminimizetime=2s ./internal/policy
+go test -run='^$' -fuzz=FuzzCheck -fuzztime=10s -fuzzminimizetime=2s ./internal/configcheck
 
 log "all tests passed"
