@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/csrguard/csrguard/internal/configcheck"
+	"github.com/csrguard/csrguard/internal/diagnose"
 )
 
 // checkConfigStdin is how findings name the file read from standard input.
@@ -186,7 +187,7 @@ func renderCheckConfig(w io.Writer, res configcheck.Result, format string) error
 			}
 			fmt.Fprintf(&b, "\n%s:%d %s\n", f.File, f.Line, f.ID)
 			for i, x := range f.Fix {
-				writeCheckConfigItem(&b, fmt.Sprintf("  %d. ", i+1), x)
+				diagnose.WriteItem(&b, fmt.Sprintf("  %d. ", i+1), x)
 			}
 		}
 	}
@@ -225,21 +226,6 @@ func checkConfigDocument(d configcheck.Document) string {
 		s += " " + d.Name
 	}
 	return fmt.Sprintf("%s (line %d)", s, d.Line)
-}
-
-// writeCheckConfigItem writes text after prefix, further lines aligned with the
-// first, so that a YAML snippet stays copyable.
-func writeCheckConfigItem(b *strings.Builder, prefix, text string) {
-	indent := strings.Repeat(" ", len([]rune(prefix)))
-	for i, line := range strings.Split(text, "\n") {
-		if i == 0 {
-			b.WriteString(prefix)
-		} else {
-			b.WriteString(indent)
-		}
-		b.WriteString(line)
-		b.WriteString("\n")
-	}
 }
 
 // checkConfigVerdict is the last line: "1 error, 2 warnings, 1 info" or "No problems found".

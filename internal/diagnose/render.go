@@ -206,13 +206,13 @@ func renderFindingsTable(w io.Writer, s Snapshot, r Report) error {
 					fmt.Fprintf(&b, "    … %d more (see -o json)\n", len(f.Evidence)-maxTableEvidence)
 					break
 				}
-				writeItem(&b, "    - ", e)
+				WriteItem(&b, "    - ", e)
 			}
 		}
 		if len(f.Fix) > 0 {
 			b.WriteString("  Fix:\n")
 			for i, x := range f.Fix {
-				writeItem(&b, fmt.Sprintf("    %d. ", i+1), x)
+				WriteItem(&b, fmt.Sprintf("    %d. ", i+1), x)
 			}
 		}
 	}
@@ -221,9 +221,10 @@ func renderFindingsTable(w io.Writer, s Snapshot, r Report) error {
 	return err
 }
 
-// writeItem writes text after prefix; further lines are indented to align
-// with the first, so a YAML snippet stays a valid, copyable block.
-func writeItem(b *strings.Builder, prefix, text string) {
+// WriteItem writes text after prefix; further lines are indented to align
+// with the first, so a YAML snippet stays a valid, copyable block. check-config
+// prints its fixes the same way.
+func WriteItem(b *strings.Builder, prefix, text string) {
 	indent := strings.Repeat(" ", len([]rune(prefix)))
 	for i, line := range strings.Split(text, "\n") {
 		if i == 0 {
