@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
@@ -70,13 +69,5 @@ func readCluster(ctx context.Context, cfg *rest.Config, static policy.Cluster) (
 	}
 	cluster.APIServerAddresses = append(cluster.APIServerAddresses, static.APIServerAddresses...)
 	cluster.ServiceCIDRs = append(cluster.ServiceCIDRs, static.ServiceCIDRs...)
-	return &clusterView{cs: cs, facts: policy.NewSnapshotFacts(policyNodes(nodes.Items), cluster), csrs: csrs.Items}, nil
-}
-
-func policyNodes(nodes []corev1.Node) []policy.Node {
-	out := make([]policy.Node, len(nodes))
-	for i, n := range nodes {
-		out[i] = policy.FromNode(&n)
-	}
-	return out
+	return &clusterView{cs: cs, facts: policy.NewSnapshotFacts(policy.FromNodes(nodes.Items), cluster), csrs: csrs.Items}, nil
 }

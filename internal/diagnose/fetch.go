@@ -279,11 +279,7 @@ func mergeCluster(c, static policy.Cluster) policy.Cluster {
 // decide evaluates every pending CSR as the controller would. A CSR the
 // policy cannot decide (an error) gets no entry.
 func decide(ctx context.Context, cfg policy.Config, s Snapshot) map[string]policy.Decision {
-	nodes := make([]policy.Node, 0, len(s.Nodes))
-	for _, n := range s.Nodes {
-		nodes = append(nodes, policy.FromNode(&n))
-	}
-	facts := policy.NewSnapshotFacts(nodes, s.Cluster)
+	facts := policy.NewSnapshotFacts(policy.FromNodes(s.Nodes), s.Cluster)
 	out := map[string]policy.Decision{}
 	for i := range s.CSRs {
 		csr := &s.CSRs[i]

@@ -103,11 +103,7 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 	if rbac != nil {
 		r.Checks = append(r.Checks, *rbac)
 	}
-	nodes := make([]policy.Node, 0, len(s.Nodes))
-	for i := range s.Nodes {
-		nodes = append(nodes, policy.FromNode(&s.Nodes[i]))
-	}
-	facts := policy.NewSnapshotFacts(nodes, s.Cluster)
+	facts := policy.NewSnapshotFacts(policy.FromNodes(s.Nodes), s.Cluster)
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		req, ok, err := KubeletRequest(n, key, s.Now, cfg.AddressSettleTime)

@@ -116,6 +116,15 @@ func FromNode(n *corev1.Node) Node {
 	return Node{Name: n.Name, Addresses: n.Status.Addresses, ControlPlane: IsControlPlane(n.Labels)}
 }
 
+// FromNodes returns FromNode of each of nodes.
+func FromNodes(nodes []corev1.Node) []Node {
+	out := make([]Node, len(nodes))
+	for i := range nodes {
+		out[i] = FromNode(&nodes[i])
+	}
+	return out
+}
+
 // IsControlPlane reports whether Node labels mark a control-plane node.
 func IsControlPlane(labels map[string]string) bool {
 	_, cp := labels[ControlPlaneLabel]

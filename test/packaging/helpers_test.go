@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/csrguard/csrguard/test/promtest"
+
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -37,27 +39,8 @@ const (
 	releaseNamespace = "csrguard"
 )
 
-// toolsBinEnv names the directory with helm (printed by hack/build-tools.sh).
-const toolsBinEnv = "CSRGUARD_TOOLS_BIN"
-
-// helmBin returns the pinned helm binary. Without it the test fails: a
-// packaging test that silently does not run proves nothing. Only -short
-// skips.
-func helmBin(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv(toolsBinEnv)
-	if dir == "" {
-		if testing.Short() {
-			t.Skipf("needs helm from $%s (hack/build-tools.sh); skipped with -short", toolsBinEnv)
-		}
-		t.Fatalf("$%s is not set: run hack/build-tools.sh and export its output (make test does)", toolsBinEnv)
-	}
-	bin := filepath.Join(dir, "helm")
-	if _, err := os.Stat(bin); err != nil {
-		t.Fatalf("helm not found in $%s: %v", toolsBinEnv, err)
-	}
-	return bin
-}
+// helmBin returns the pinned helm binary (see promtest.Tool).
+func helmBin(t testing.TB) string { return promtest.Tool(t, "helm") }
 
 // runHelm runs helm with args and returns its stdout; a failure returns an
 // error holding stderr. Helm gets a private home so that no user
