@@ -468,8 +468,8 @@ func TestReconcileClusterNotDiscovered(t *testing.T) {
 	csr := csrtest.New(t)
 	f := newFixture(t, enforce(), nodeA(), csr)
 	// A discovery that never read the cluster.
-	pending := NewClusterDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
-	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, pending), enforce())
+	pending := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
+	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, pending, claimsOf(nodeA())), enforce())
 
 	_, err := f.reconcile(t, csr.Name)
 	if !errors.Is(err, errNotYet) {

@@ -10,14 +10,15 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
@@ -28,17 +29,18 @@ const nodeAddressIndex = "csrguard.status.addresses"
 // csrNodeIndex indexes cached CSRs by the node that requested them.
 const csrNodeIndex = "csrguard.spec.node"
 
-// cacheFacts answers the policy's lookups from the controller's caches, so a
-// decision costs no API request.
+// cacheFacts answers the policy's lookups from the controller's caches and
+// memory, so a decision costs no API request.
 type cacheFacts struct {
 	reader  client.Reader
 	cluster *ClusterDiscovery
+	claims  *history.Claims
 }
 
 // NewCacheFacts returns policy.Facts backed by reader (a cache with the
-// indexes Setup registers) and the cluster discovery.
-func NewCacheFacts(reader client.Reader, cluster *ClusterDiscovery) policy.Facts {
-	return &cacheFacts{reader: reader, cluster: cluster}
+// indexes Setup registers), the cluster discovery and the address claims.
+func NewCacheFacts(reader client.Reader, cluster *ClusterDiscovery, claims *history.Claims) policy.Facts {
+	return &cacheFacts{reader: reader, cluster: cluster, claims: claims}
 }
 
 func (f *cacheFacts) Node(ctx context.Context, name string) (*policy.Node, error) {
@@ -65,34 +67,95 @@ func (f *cacheFacts) NodesWithAddress(ctx context.Context, key string) ([]string
 	return names, nil
 }
 
+func (f *cacheFacts) AddressClaim(_ context.Context, key string) (policy.Claim, bool, error) {
+	c, ok, synced := f.claims.Get(key)
+	if !synced {
+		// Who reported an address first is unknown until the record is read: hold.
+		return policy.Claim{}, false, history.ErrNotSynced
+	}
+	return c, ok, nil
+}
+
+func (f *cacheFacts) NamespaceExists(ctx context.Context, name string) (bool, error) {
+	ns := namespaceMetadata()
+	if err := f.reader.Get(ctx, client.ObjectKey{Name: name}, ns); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("get namespace %q: %w", name, err)
+	}
+	return true, nil
+}
+
+// namespaceMetadata is a Namespace read as metadata only: the cache keeps
+// nothing else of Namespaces.
+func namespaceMetadata() *metav1.PartialObjectMetadata {
+	ns := &metav1.PartialObjectMetadata{}
+	ns.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Namespace"))
+	return ns
+}
+
 func (f *cacheFacts) Cluster(ctx context.Context) (policy.Cluster, error) {
 	return f.cluster.Cluster(ctx)
 }
 
-// ClusterDiscovery keeps the API server's addresses and the service CIDRs
-// current: the kubernetes Service's cluster IPs, its EndpointSlices and the
-// ServiceCIDR objects, plus addresses and ranges configured by flags. They
-// change rarely, so it reads them directly every interval rather than
-// watching them; until the first read succeeds, Cluster returns an error and
-// every CSR is held.
+// SignerDefaultLifetime is kube-controller-manager's default
+// --cluster-signing-duration: a kubelet-serving certificate requested without
+// expirationSeconds lives this long, so the API server's addresses are
+// remembered at least this long after they were last seen.
+const SignerDefaultLifetime = 8760 * time.Hour
+
+// ClusterDiscovery keeps the API server's identity and the service CIDRs
+// current (see Discover), and remembers every API server address and name it
+// ever found in a history.Store for Retention after it was last seen, so that
+// one missing from the EndpointSlice for a while (an API server restarting,
+// or not a Node) is not handed to a node in that window, across restarts and
+// leader changes too. It reads every interval rather than watching: these
+// change rarely. Until the record is read and the first discovery succeeds,
+// Cluster returns an error and every CSR is held.
 type ClusterDiscovery struct {
-	reader   client.Reader
-	static   policy.Cluster
-	interval time.Duration
+	reader    client.Reader
+	apiServer *rest.Config
+	store     *history.Store
+	static    policy.Cluster
+	interval  time.Duration
+	retention time.Duration
+	clock     clock.PassiveClock
+	errs      *metrics.Metrics
 
-	mu      sync.Mutex
-	current *policy.Cluster
-	lastErr error
+	mu       sync.Mutex
+	identity history.Identity // nil until read from the store
+	current  *policy.Cluster
+	lastErr  error
 }
 
-// NewClusterDiscovery returns a discovery that reads with reader (an uncached
-// API reader) every interval, adding static to what it finds.
-func NewClusterDiscovery(reader client.Reader, static policy.Cluster, interval time.Duration) *ClusterDiscovery {
-	return &ClusterDiscovery{reader: reader, static: static, interval: interval}
+// DiscoveryConfig configures a ClusterDiscovery.
+type DiscoveryConfig struct {
+	// Reader reads uncached; APIServer is how csrguard reaches the API server
+	// (its certificate and host are sources of the API server's identity).
+	Reader    client.Reader
+	APIServer *rest.Config
+	// Store remembers what was discovered; Static is added from flags.
+	Store  *history.Store
+	Static policy.Cluster
+	// Interval is how often to discover; Retention how long an address or
+	// name is remembered after it was last seen.
+	Interval, Retention time.Duration
+	Clock               clock.PassiveClock
+	Metrics             *metrics.Metrics
 }
 
-// Cluster returns the last discovered addresses, or an error before the
-// first successful discovery.
+// NewClusterDiscovery returns a discovery configured by cfg.
+func NewClusterDiscovery(cfg DiscoveryConfig) *ClusterDiscovery {
+	return &ClusterDiscovery{
+		reader: cfg.Reader, apiServer: cfg.APIServer, store: cfg.Store, static: cfg.Static,
+		interval: cfg.Interval, retention: cfg.Retention, clock: cfg.Clock, errs: cfg.Metrics,
+	}
+}
+
+// Cluster returns the API server's identity (found now, remembered and
+// configured) and the service CIDRs, or an error before the first successful
+// discovery.
 func (d *ClusterDiscovery) Cluster(context.Context) (policy.Cluster, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -107,8 +170,6 @@ var errNotYet = errors.New("discovery pending")
 // Start refreshes until ctx ends; it is a manager.Runnable.
 func (d *ClusterDiscovery) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("cluster-discovery")
-	t := time.NewTicker(d.interval)
-	defer t.Stop()
 	var last policy.Cluster
 	for {
 		c, err := d.Refresh(ctx)
@@ -116,14 +177,15 @@ func (d *ClusterDiscovery) Start(ctx context.Context) error {
 			// Keep the last good value: a transient error must not un-reserve
 			// the API server's addresses.
 			logger.Error(err, "Failed to discover API server addresses and service CIDRs")
-		} else if !slices.Equal(c.APIServerAddresses, last.APIServerAddresses) || !slices.Equal(c.ServiceCIDRs, last.ServiceCIDRs) {
-			logger.Info("Discovered reserved cluster addresses", "apiServerAddresses", c.APIServerAddresses, "serviceCIDRs", c.ServiceCIDRs)
+		} else if !slices.Equal(c.APIServerAddresses, last.APIServerAddresses) || !slices.Equal(c.APIServerNames, last.APIServerNames) || !slices.Equal(c.ServiceCIDRs, last.ServiceCIDRs) {
+			logger.Info("Reserved the API server's identity and the service CIDRs", "apiServerAddresses", c.APIServerAddresses,
+				"apiServerNames", c.APIServerNames, "serviceCIDRs", c.ServiceCIDRs)
 			last = c
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-t.C:
+		case <-time.After(d.interval):
 		}
 	}
 }
@@ -132,13 +194,9 @@ func (d *ClusterDiscovery) Start(ctx context.Context) error {
 // and a fast takeover.
 func (d *ClusterDiscovery) NeedLeaderElection() bool { return false }
 
-// Refresh reads the cluster once and stores the result.
+// Refresh discovers once, records what it found and stores the result.
 func (d *ClusterDiscovery) Refresh(ctx context.Context) (policy.Cluster, error) {
-	c, err := Discover(ctx, d.reader)
-	if err == nil {
-		c.APIServerAddresses = uniqueSorted(append(c.APIServerAddresses, d.static.APIServerAddresses...), netip.Addr.Compare)
-		c.ServiceCIDRs = uniqueSorted(append(c.ServiceCIDRs, d.static.ServiceCIDRs...), comparePrefix)
-	}
+	c, err := d.refresh(ctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.lastErr = err
@@ -149,63 +207,48 @@ func (d *ClusterDiscovery) Refresh(ctx context.Context) (policy.Cluster, error) 
 	return c, nil
 }
 
-// Discover reads the API server's addresses and the service CIDRs from the
-// cluster: the default/kubernetes Service's cluster IPs and EndpointSlices,
-// and every ServiceCIDR (absent on clusters older than 1.33, which is fine).
-func Discover(ctx context.Context, reader client.Reader) (policy.Cluster, error) {
-	var c policy.Cluster
-	var svc corev1.Service
-	if err := reader.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: "kubernetes"}, &svc); err != nil {
-		return c, fmt.Errorf("get service default/kubernetes: %w", err)
+func (d *ClusterDiscovery) refresh(ctx context.Context) (policy.Cluster, error) {
+	d.mu.Lock()
+	identity := d.identity
+	d.mu.Unlock()
+	if identity == nil {
+		// Without the record, addresses the API server had before are unknown:
+		// deciding now could hand one to a node.
+		loaded, err := d.store.LoadIdentity(ctx)
+		if err != nil {
+			d.errs.Errors.WithLabelValues("history").Inc()
+			return policy.Cluster{}, fmt.Errorf("read the API server's remembered addresses: %w", err)
+		}
+		identity = loaded
 	}
-	// The Service's cluster IPs are Service IPs, never a node's — not even a
-	// control-plane node's, which may hold its own API server endpoint.
-	for _, ip := range append([]string{svc.Spec.ClusterIP}, svc.Spec.ClusterIPs...) {
-		if a, err := netip.ParseAddr(ip); err == nil {
-			c.ServiceCIDRs = append(c.ServiceCIDRs, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	c, seen, err := Discover(ctx, d.reader, d.apiServer)
+	if err != nil {
+		return policy.Cluster{}, err
+	}
+	for _, a := range d.static.APIServerAddresses {
+		seen[a.String()] = SourceFlag
+	}
+	now := d.clock.Now()
+	changed := identity.Observe(seen, now)
+	changed = identity.Expire(now, d.retention) || changed
+	if changed {
+		merged, err := d.store.SaveIdentity(ctx, identity)
+		if err != nil {
+			// What we know is in memory and still protects; the next refresh
+			// retries the write.
+			d.errs.Errors.WithLabelValues("history").Inc()
+			log.FromContext(ctx).Error(err, "Failed to record the API server's addresses; keeping them in memory")
+		} else {
+			identity = merged
 		}
 	}
-	var slices discoveryv1.EndpointSliceList
-	if err := reader.List(ctx, &slices, client.InNamespace(metav1.NamespaceDefault), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
-		return c, fmt.Errorf("list endpointslices of service default/kubernetes: %w", err)
-	}
-	for _, s := range slices.Items {
-		for _, e := range s.Endpoints {
-			for _, ip := range e.Addresses {
-				if a, err := netip.ParseAddr(ip); err == nil {
-					c.APIServerAddresses = append(c.APIServerAddresses, a.Unmap())
-				}
-			}
-		}
-	}
-	var cidrs networkingv1.ServiceCIDRList
-	switch err := reader.List(ctx, &cidrs); {
-	case err == nil:
-		for _, s := range cidrs.Items {
-			for _, cidr := range s.Spec.CIDRs {
-				if p, err := netip.ParsePrefix(cidr); err == nil {
-					c.ServiceCIDRs = append(c.ServiceCIDRs, p.Masked())
-				}
-			}
-		}
-	case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
-		// No ServiceCIDR API: only --service-cidr flags describe the range.
-	default:
-		return c, fmt.Errorf("list servicecidrs: %w", err)
-	}
-	c.APIServerAddresses = uniqueSorted(c.APIServerAddresses, netip.Addr.Compare)
-	c.ServiceCIDRs = uniqueSorted(c.ServiceCIDRs, comparePrefix)
+	d.mu.Lock()
+	d.identity = identity
+	d.mu.Unlock()
+
+	addrs, names := identity.Split()
+	c.APIServerAddresses = uniqueSorted(append(c.APIServerAddresses, addrs...), netip.Addr.Compare)
+	c.APIServerNames = uniqueSorted(append(c.APIServerNames, names...), compareString)
+	c.ServiceCIDRs = uniqueSorted(append(c.ServiceCIDRs, d.static.ServiceCIDRs...), comparePrefix)
 	return c, nil
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	if c := a.Addr().Compare(b.Addr()); c != 0 {
-		return c
-	}
-	return a.Bits() - b.Bits()
-}
-
-func uniqueSorted[T comparable](s []T, cmp func(a, b T) int) []T {
-	slices.SortFunc(s, cmp)
-	return slices.Compact(s)
 }

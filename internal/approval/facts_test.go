@@ -151,7 +151,7 @@ func TestDiscover(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			reader := fake.NewClientBuilder().WithObjects(tc.objs...).WithInterceptorFuncs(tc.funcs).Build()
-			got, err := Discover(t.Context(), reader)
+			got, _, err := Discover(t.Context(), reader, nil)
 			if gotErr := err != nil; gotErr != tc.wantErr {
 				t.Fatalf("Discover() error = %v, want error: %t", err, tc.wantErr)
 			}
@@ -168,7 +168,7 @@ func TestDiscover(t *testing.T) {
 }
 
 func TestClusterDiscoveryBeforeRefresh(t *testing.T) {
-	d := NewClusterDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
+	d := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
 	if _, err := d.Cluster(t.Context()); !errors.Is(err, errNotYet) {
 		t.Errorf("Cluster() error = %v, want one wrapping %v", err, errNotYet)
 	}
@@ -179,7 +179,7 @@ func TestClusterDiscoveryRefreshAddsStatic(t *testing.T) {
 		APIServerAddresses: []netip.Addr{netip.MustParseAddr("203.0.113.7"), netip.MustParseAddr(apiServerClusterIP)},
 		ServiceCIDRs:       []netip.Prefix{netip.MustParsePrefix(serviceCIDR), netip.MustParsePrefix("10.96.0.0/12")},
 	}
-	d := NewClusterDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), static, 0)
+	d := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), static, 0)
 	refreshed, err := d.Refresh(t.Context())
 	if err != nil {
 		t.Fatalf("Refresh() error = %v", err)
@@ -211,7 +211,7 @@ func TestClusterDiscoveryKeepsLastGood(t *testing.T) {
 			return c.Get(ctx, key, obj, opts...)
 		},
 	}).Build()
-	d := NewClusterDiscovery(reader, policy.Cluster{}, 0)
+	d := newDiscovery(reader, policy.Cluster{}, 0)
 
 	fail = apierrors.NewServiceUnavailable("starting")
 	if _, err := d.Refresh(t.Context()); err == nil {
@@ -242,7 +242,7 @@ func TestClusterDiscoveryKeepsLastGood(t *testing.T) {
 }
 
 func TestClusterDiscoveryStart(t *testing.T) {
-	d := NewClusterDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 1<<62)
+	d := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 1<<62)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	// Start refreshes once before it looks at ctx, then returns when ctx is done.
@@ -259,7 +259,7 @@ func TestClusterDiscoveryStart(t *testing.T) {
 
 func TestCacheFactsNode(t *testing.T) {
 	cache := newCache(nodeA())
-	facts := NewCacheFacts(cache, discovered(t))
+	facts := NewCacheFacts(cache, discovered(t), claimsOf())
 
 	got, err := facts.Node(t.Context(), "node-a")
 	if err != nil {
@@ -280,7 +280,7 @@ func TestCacheFactsNode(t *testing.T) {
 		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
 			return apierrors.NewServiceUnavailable("down")
 		},
-	}).Build(), discovered(t))
+	}).Build(), discovered(t), claimsOf())
 	if _, err := failing.Node(t.Context(), "node-a"); err == nil {
 		t.Error("Node() on a failing reader: error = nil, want an error")
 	}
@@ -292,7 +292,7 @@ func TestCacheFactsNodesWithAddress(t *testing.T) {
 		node("node-b", "Hostname=node-b", "InternalIP=::ffff:10.0.0.10"),
 		node("node-c", "Hostname=node-c", "InternalIP=10.0.0.12"),
 	)
-	facts := NewCacheFacts(cache, discovered(t))
+	facts := NewCacheFacts(cache, discovered(t), claimsOf())
 	tests := []struct {
 		name string
 		key  string
@@ -318,7 +318,7 @@ func TestCacheFactsNodesWithAddress(t *testing.T) {
 }
 
 func TestCacheFactsCluster(t *testing.T) {
-	facts := NewCacheFacts(newCache(), discovered(t))
+	facts := NewCacheFacts(newCache(), discovered(t), claimsOf())
 	got, err := facts.Cluster(t.Context())
 	if err != nil {
 		t.Fatalf("Cluster() error = %v", err)

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/csrguard/csrguard/internal/history"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -89,14 +90,39 @@ func clusterObjects() []client.Object {
 	}
 }
 
+// newDiscovery returns a ClusterDiscovery over reader, which also holds its
+// record, adding static.
+func newDiscovery(reader client.Client, static policy.Cluster, interval time.Duration) *ClusterDiscovery {
+	return NewClusterDiscovery(DiscoveryConfig{
+		Reader: reader, Store: history.NewStore(reader, reader, "csrguard"), Static: static,
+		Interval: interval, Retention: SignerDefaultLifetime,
+		Clock: clocktesting.NewFakeClock(csrtest.Created), Metrics: metrics.New(),
+	})
+}
+
 // discovered returns a ClusterDiscovery that has read clusterObjects once.
 func discovered(t *testing.T) *ClusterDiscovery {
 	t.Helper()
-	d := NewClusterDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
+	d := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
 	if _, err := d.Refresh(t.Context()); err != nil {
 		t.Fatalf("Refresh() error = %v", err)
 	}
 	return d
+}
+
+// claimsOf returns address claims synced with the Nodes among objs, as the
+// keeper would have them after start: each address a single Node reports is
+// claimed by it.
+func claimsOf(objs ...client.Object) *history.Claims {
+	nodes := map[string][]string{}
+	for _, o := range objs {
+		if n, ok := o.(*corev1.Node); ok {
+			nodes[n.Name] = policy.AddressKeys(n.Status.Addresses)
+		}
+	}
+	c := history.NewClaims(time.Minute)
+	c.Sync(nil, nodes, csrtest.Created.Add(-time.Hour))
+	return c
 }
 
 // written is one UpdateApproval call, reduced to what the reconciler decides.
@@ -153,7 +179,7 @@ func newFixture(t *testing.T, cfg Config, objs ...client.Object) *fixture {
 	if err := f.metrics.Register(prometheus.NewRegistry()); err != nil {
 		t.Fatalf("Register() error = %v", err)
 	}
-	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, discovered(t)), cfg)
+	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, discovered(t), claimsOf(objs...)), cfg)
 	return f
 }
 

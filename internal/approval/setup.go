@@ -17,8 +17,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -26,10 +28,10 @@ import (
 
 // CacheOptions trims the manager's caches to what the policy needs, so memory
 // stays small with thousands of nodes: only kubelet-serving CSRs are listed
-// (a server-side field selector), and Nodes keep their name, addresses,
-// control-plane role label, kubelet endpoint and OS image — no images,
-// conditions or other labels.
-func CacheOptions() cache.Options {
+// (a server-side field selector); Nodes keep their name, addresses, the
+// control-plane labels of cfg, kubelet endpoint and OS image — no images,
+// conditions or other labels; Namespaces are cached as names only.
+func CacheOptions(cfg policy.Config) cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
@@ -37,47 +39,57 @@ func CacheOptions() cache.Options {
 				Field:     fields.OneTermEqualSelector("spec.signerName", certificatesv1.KubeletServingSignerName),
 				Transform: cache.TransformStripManagedFields(),
 			},
-			&corev1.Node{}: {Transform: trimNode},
+			&corev1.Node{}:      {Transform: trimNode(cfg.ControlPlaneLabelKeys())},
+			namespaceMetadata(): {Transform: trimNamespace},
 		},
 	}
 }
 
-func trimNode(obj any) (any, error) {
-	n, ok := obj.(*corev1.Node)
+func trimNode(labelKeys []string) func(any) (any, error) {
+	return func(obj any) (any, error) {
+		n, ok := obj.(*corev1.Node)
+		if !ok {
+			return obj, nil
+		}
+		var labels map[string]string
+		for _, k := range labelKeys {
+			if v, ok := n.Labels[k]; ok {
+				if labels == nil {
+					labels = map[string]string{}
+				}
+				labels[k] = v
+			}
+		}
+		return &corev1.Node{
+			TypeMeta: n.TypeMeta,
+			ObjectMeta: metav1.ObjectMeta{
+				Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp,
+				Labels: labels,
+			},
+			Status: corev1.NodeStatus{
+				Addresses:       n.Status.Addresses,
+				DaemonEndpoints: n.Status.DaemonEndpoints,
+				NodeInfo:        corev1.NodeSystemInfo{OSImage: n.Status.NodeInfo.OSImage, KubeletVersion: n.Status.NodeInfo.KubeletVersion},
+			},
+		}, nil
+	}
+}
+
+// trimNamespace keeps a Namespace's name only: the policy asks whether one exists.
+func trimNamespace(obj any) (any, error) {
+	ns, ok := obj.(*metav1.PartialObjectMetadata)
 	if !ok {
 		return obj, nil
 	}
-	return &corev1.Node{
-		TypeMeta: n.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{
-			Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp,
-			Labels: controlPlaneLabels(n.Labels),
-		},
-		Status: corev1.NodeStatus{
-			Addresses:       n.Status.Addresses,
-			DaemonEndpoints: n.Status.DaemonEndpoints,
-			NodeInfo:        corev1.NodeSystemInfo{OSImage: n.Status.NodeInfo.OSImage, KubeletVersion: n.Status.NodeInfo.KubeletVersion},
-		},
-	}, nil
-}
-
-// controlPlaneLabels keeps only the role labels the policy trusts.
-func controlPlaneLabels(labels map[string]string) map[string]string {
-	var out map[string]string
-	for _, k := range []string{policy.ControlPlaneLabel, policy.LegacyControlPlaneLabel} {
-		if v, ok := labels[k]; ok {
-			if out == nil {
-				out = map[string]string{}
-			}
-			out[k] = v
-		}
-	}
-	return out
+	return &metav1.PartialObjectMetadata{TypeMeta: ns.TypeMeta, ObjectMeta: metav1.ObjectMeta{
+		Name: ns.Name, UID: ns.UID, ResourceVersion: ns.ResourceVersion,
+	}}, nil
 }
 
 // Setup registers the indexes, the cluster discovery and the controller with
-// mgr. workers is the number of CSRs decided in parallel.
-func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *ClusterDiscovery, workers int) error {
+// mgr. workers is the number of CSRs decided in parallel. Nodes sent on
+// requeue have their pending CSRs decided again.
+func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *ClusterDiscovery, workers int, requeue <-chan event.TypedGenericEvent[*corev1.Node]) error {
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
 		return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
@@ -103,7 +115,10 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *Clu
 		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return servingcsr.InScope(o.(*certificatesv1.CertificateSigningRequest))
 		}))).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRsOf), builder.WithPredicates(addressesChanged)).
+		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRsOf), builder.WithPredicates(r.addressesChanged())).
+		WatchesRawSource(source.Channel(requeue, handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, n *corev1.Node) []reconcile.Request {
+			return r.pendingCSRsOf(ctx, n)
+		}))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Complete(r)
 }
@@ -113,6 +128,9 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *Clu
 func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []reconcile.Request {
 	var csrs certificatesv1.CertificateSigningRequestList
 	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: o.GetName()}); err != nil {
+		// A cache read fails only while the cache stops; the CSRs' own
+		// requeues still decide them.
+		log.FromContext(ctx).Error(err, "Failed to list the pending CSRs of a node", "node", o.GetName())
 		return nil
 	}
 	var reqs []reconcile.Request
@@ -125,14 +143,17 @@ func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []recon
 }
 
 // addressesChanged passes Node creations, address changes and control-plane
-// role changes only: the kubelet's status heartbeats do not wake the
+// label changes only: the kubelet's status heartbeats do not wake the
 // controller.
-var addressesChanged = predicate.Funcs{
-	CreateFunc:  func(event.CreateEvent) bool { return true },
-	DeleteFunc:  func(event.DeleteEvent) bool { return false },
-	GenericFunc: func(event.GenericEvent) bool { return false },
-	UpdateFunc: func(e event.UpdateEvent) bool {
-		a, b := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
-		return !slices.Equal(a.Status.Addresses, b.Status.Addresses) || policy.IsControlPlane(a.Labels) != policy.IsControlPlane(b.Labels)
-	},
+func (r *Reconciler) addressesChanged() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return true },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			a, b := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
+			cp := r.cfg.Policy.IsControlPlane
+			return !slices.Equal(a.Status.Addresses, b.Status.Addresses) || cp(a.Labels) != cp(b.Labels)
+		},
+	}
 }

@@ -66,6 +66,7 @@ func TestPendingCSRsOfListError(t *testing.T) {
 }
 
 func TestAddressesChanged(t *testing.T) {
+	addressesChanged := NewReconciler(nil, nil, nil, nil, nil, nil, enforce()).addressesChanged()
 	heartbeat := func(n *corev1.Node) *corev1.Node {
 		n.ResourceVersion = "2"
 		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
@@ -118,7 +119,7 @@ func TestTrimNode(t *testing.T) {
 	full := nodeA()
 	full.UID = "uid-a"
 	full.ResourceVersion = "7"
-	full.Labels = map[string]string{"kubernetes.io/hostname": "node-a"}
+	full.Labels = map[string]string{"kubernetes.io/hostname": "node-a", "node-role.kubernetes.io/controlplane": "true"}
 	full.Annotations = map[string]string{"big": "annotation"}
 	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	full.Spec.PodCIDR = "10.244.0.0/24"
@@ -127,12 +128,14 @@ func TestTrimNode(t *testing.T) {
 	full.Status.DaemonEndpoints.KubeletEndpoint.Port = 10250
 	full.Status.NodeInfo = corev1.NodeSystemInfo{OSImage: "Talos (v1.11.0)", KubeletVersion: "v1.34.0", KernelVersion: "6.12"}
 
-	got, err := trimNode(full)
+	// Only the configured control-plane labels stay.
+	trim := trimNode([]string{policy.ControlPlaneLabel, "node-role.kubernetes.io/controlplane"})
+	got, err := trim(full)
 	if err != nil {
 		t.Fatalf("trimNode() error = %v", err)
 	}
 	want := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "node-a", UID: "uid-a", ResourceVersion: "7"},
+		ObjectMeta: metav1.ObjectMeta{Name: "node-a", UID: "uid-a", ResourceVersion: "7", Labels: map[string]string{"node-role.kubernetes.io/controlplane": "true"}},
 		Status: corev1.NodeStatus{
 			Addresses:       nodeA().Status.Addresses,
 			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
@@ -145,13 +148,13 @@ func TestTrimNode(t *testing.T) {
 
 	// Anything else (a tombstone, say) passes through untouched.
 	other := &corev1.Pod{}
-	if got, err := trimNode(other); err != nil || got != any(other) {
+	if got, err := trim(other); err != nil || got != any(other) {
 		t.Errorf("trimNode(pod) = %v, %v; want the pod, nil", got, err)
 	}
 }
 
 func TestCacheOptions(t *testing.T) {
-	opts := CacheOptions()
+	opts := CacheOptions(policy.DefaultConfig())
 	for obj, byObject := range opts.ByObject {
 		if _, ok := obj.(*certificatesv1.CertificateSigningRequest); !ok {
 			continue

@@ -38,6 +38,7 @@ type policyOptions struct {
 	apiServerAddresses    []string
 	serviceCIDRs          []string
 	addressSettleTime     time.Duration
+	controlPlaneLabels    []string
 	insecureAllowLoopback bool
 }
 
@@ -45,7 +46,7 @@ func (o *policyOptions) addFlags(fs *pflag.FlagSet) {
 	d := policy.DefaultConfig()
 	fs.DurationVar(&o.maxExpiration, "max-expiration", d.MaxExpiration, "Deny CSRs whose spec.expirationSeconds asks for longer than this.")
 	fs.IntVar(&o.maxSANs, "max-sans", d.MaxSANs, "Deny CSRs with more DNS and IP SANs than this.")
-	fs.StringVar(&o.clusterDomain, "cluster-domain", d.ClusterDomain, "The cluster DNS domain; names in it (and *.svc) are never approved.")
+	fs.StringVar(&o.clusterDomain, "cluster-domain", d.ClusterDomain, "The cluster DNS domain; names in it, *.svc, *.pod and <service>.<namespace> of an existing namespace are never approved.")
 	fs.StringSliceVar(&o.allowedNodeCIDRs, "allowed-node-cidrs", nil, "If set, every IP SAN must lie in one of these CIDRs (comma-separated).")
 	fs.StringVar(&o.dnsNameRegex, "dns-name-regex", "", "If set, every DNS SAN must match this regular expression in full.")
 	fs.StringSliceVar(&o.reservedNames, "reserved-names", nil, "Extra DNS names never approved, e.g. an API server load balancer name.")
@@ -53,6 +54,7 @@ func (o *policyOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.apiServerAddresses, "apiserver-addresses", nil, "API server addresses never approved, added to those discovered from the kubernetes Service and its EndpointSlices.")
 	fs.StringSliceVar(&o.serviceCIDRs, "service-cidrs", nil, "Service CIDRs never approved, added to the ServiceCIDR objects discovered (set it on clusters older than 1.33).")
 	fs.DurationVar(&o.addressSettleTime, "address-settle-time", d.AddressSettleTime, "How long a CSR whose SANs are not (yet) its Node's addresses is held before it is denied; covers cache lag after an address change.")
+	fs.StringSliceVar(&o.controlPlaneLabels, "control-plane-labels", d.ControlPlaneLabels, `Labels, as "key" or "key=value", that mark a control-plane Node, which may hold its own API server addresses and names (RKE1: node-role.kubernetes.io/controlplane=true). Each must be a label NodeRestriction forbids kubelets to set on themselves.`)
 	fs.BoolVar(&o.insecureAllowLoopback, "insecure-test-allow-loopback", false, "TEST ONLY: approve loopback SANs (127.0.0.0/8, ::1), as local test clusters with simulated kubelets need. Never set it in a real cluster.")
 }
 
@@ -82,6 +84,12 @@ func (o *policyOptions) config() (policy.Config, policy.Cluster, error) {
 	}
 	cfg.ClusterDomain, cfg.ExtraReservedNames = o.clusterDomain, o.reservedNames
 	cfg.InsecureAllowLoopback = o.insecureAllowLoopback
+	cfg.ControlPlaneLabels = o.controlPlaneLabels
+	for _, sel := range cfg.ControlPlaneLabels {
+		if err := policy.ValidateControlPlaneLabel(sel); err != nil {
+			return cfg, static, flagError("control-plane-labels", "entry %q cannot mark control-plane nodes: %v", sel, err)
+		}
+	}
 	if cfg.AllowedNodeCIDRs, err = parsePrefixes("allowed-node-cidrs", o.allowedNodeCIDRs); err != nil {
 		return cfg, static, err
 	}
@@ -169,7 +177,6 @@ type controllerOptions struct {
 	discoveryInterval time.Duration
 
 	leaderElect   bool
-	leaseNS       string
 	leaseID       string
 	leaseDuration time.Duration
 	renewDeadline time.Duration
@@ -233,7 +240,6 @@ out of it with --kubeconfig.`,
 
 	fs = s.section("Leader election")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader with a Lease so only one replica decides (default true in a pod, false with a kubeconfig).")
-	fs.StringVar(&o.leaseNS, "leader-election-namespace", "", "Namespace of the Lease; default the pod's namespace.")
 	fs.StringVar(&o.leaseID, "leader-election-id", "csrguard", "Name of the Lease.")
 	fs.DurationVar(&o.leaseDuration, "leader-election-lease-duration", 15*time.Second, "How long a Lease is valid without renewal.")
 	fs.DurationVar(&o.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "How long the leader retries renewing before it steps down.")
@@ -298,13 +304,6 @@ func (o *controllerOptions) config(cmd *cobra.Command) (controller.Config, error
 	if !cmd.Flags().Changed("leader-elect") {
 		leaderElect = o.kube.inCluster()
 	}
-	ns := o.leaseNS
-	if ns == "" {
-		ns = podNamespace()
-	}
-	if leaderElect && ns == "" {
-		return cfg, flagError("leader-election-namespace", "is required with --leader-elect outside a pod")
-	}
 	prober := monitor.Prober{Timeout: o.probeTimeout}
 	if o.kubeletCAFile != "" {
 		if prober.Roots, err = readCAFile("kubelet-ca-file", o.kubeletCAFile); err != nil {
@@ -319,7 +318,7 @@ func (o *controllerOptions) config(cmd *cobra.Command) (controller.Config, error
 			Breaker:   approval.Limit{Max: o.breakerMax, Window: o.breakerWindow},
 		},
 		Static: static, DiscoveryInterval: o.discoveryInterval, Workers: o.workers,
-		LeaderElection: leaderElect, LeaderElectionNamespace: ns, LeaderElectionID: o.leaseID,
+		Namespace: o.kube.csrguardNamespace(), LeaderElection: leaderElect, LeaderElectionID: o.leaseID,
 		LeaseDuration: o.leaseDuration, RenewDeadline: o.renewDeadline, RetryPeriod: o.retryPeriod,
 		MetricsBindAddress: o.metricsAddr, HealthBindAddress: o.healthAddr, PprofBindAddress: o.pprofAddr,
 	}, nil

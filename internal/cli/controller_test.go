@@ -93,7 +93,9 @@ func TestControllerBadFlags(t *testing.T) {
 		{"service_cidrs_not_cidr", []string{"--service-cidrs=10.96.0.0/12,nope"}, "service-cidrs"},
 		{"apiserver_addresses_not_ip", []string{"--apiserver-addresses=nope"}, "apiserver-addresses"},
 		{"apiserver_addresses_cidr", []string{"--apiserver-addresses=10.0.0.1/32"}, "apiserver-addresses"},
-		{"leader_elect_without_namespace", []string{"--leader-elect"}, "leader-election-namespace"},
+		{"namespace_invalid", []string{"--namespace=Not_A_Namespace"}, "namespace"},
+		{"control_plane_label_kubelet_may_set", []string{"--control-plane-labels=node.kubernetes.io/control-plane"}, "control-plane-labels"},
+		{"control_plane_label_foreign_domain", []string{"--control-plane-labels=node-role.kubernetes.io/control-plane,example.com/cp"}, "control-plane-labels"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -137,7 +139,10 @@ func TestControllerGoodFlags(t *testing.T) {
 		}, ""},
 		{"dns_name_regex", []string{`--dns-name-regex=[a-z0-9-]+\.nodes\.example\.com`}, ""},
 		{"settle_time_zero", []string{"--address-settle-time=0"}, ""},
-		{"leader_elect_with_namespace", []string{"--leader-elect", "--leader-election-namespace=kube-system"}, ""},
+		{"leader_elect_with_namespace", []string{"--leader-elect", "--namespace=kube-system"}, ""},
+		{"leader_elect_default_namespace", []string{"--leader-elect"}, ""},
+		{"rke_control_plane_label", []string{"--control-plane-labels=node-role.kubernetes.io/controlplane=true"}, ""},
+		{"no_control_plane_labels", []string{"--control-plane-labels="}, ""},
 		{"leader_elect_pod_namespace", []string{"--leader-elect"}, "csrguard-system"},
 		{"json_logs", []string{"--log-format=json", "-v=2"}, ""},
 	}
@@ -160,25 +165,16 @@ func TestControllerGoodFlags(t *testing.T) {
 	}
 }
 
-// TestControllerLeaderElectInPod checks that leader election is on by default in a pod, where
-// it then needs a namespace.
-func TestControllerLeaderElectInPod(t *testing.T) {
+// TestControllerInPod checks that in a pod the controller needs no flag: leader election is on
+// and the namespace defaults, so the run gets as far as loading the in-cluster configuration.
+func TestControllerInPod(t *testing.T) {
 	offline(t)
-	if _, err := os.Stat("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
-		t.Skip("running in a pod: the service account namespace is the default")
-	}
 	os.Unsetenv("KUBECONFIG")
 	t.Setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
-
+	t.Setenv("KUBERNETES_SERVICE_PORT", "443")
 	_, _, err := run(t, "controller")
-	if err == nil || !namesFlag(err.Error(), "leader-election-namespace") {
-		t.Fatalf("csrguard controller in a pod without a namespace: error = %v, want one naming --leader-election-namespace", err)
-	}
-	// Turned off explicitly, it needs none: the run gets as far as loading the (absent)
-	// in-cluster configuration.
-	_, _, err = run(t, "controller", "--leader-elect=false", "--kubeconfig="+filepath.Join(t.TempDir(), "missing-kubeconfig"))
 	if err == nil || !strings.HasPrefix(err.Error(), "load kubeconfig: ") {
-		t.Fatalf("csrguard controller --leader-elect=false: error = %v, want it to fail loading the kubeconfig", err)
+		t.Fatalf("csrguard controller in a pod: error = %v, want it to fail loading the in-cluster configuration only", err)
 	}
 }
 

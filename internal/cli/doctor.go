@@ -72,6 +72,7 @@ func (o *diagnoseOptions) snapshot(cmd *cobra.Command) (diagnose.Snapshot, error
 	}
 	return diagnose.Fetch(cmd.Context(), cs, reader, diagnose.Options{
 		Probe: o.probe, Prober: prober, Concurrency: o.concurrency, Policy: cfg, Static: static,
+		APIServer: restCfg, Namespace: o.kube.csrguardNamespace(),
 		Progress: progressPrinter(cmd.ErrOrStderr(), time.Second), Now: time.Now,
 	})
 }

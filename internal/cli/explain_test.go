@@ -18,9 +18,9 @@ import (
 // API server is 10.96.0.1.
 func decide(t *testing.T, csr *certificatesv1.CertificateSigningRequest, now time.Time) policy.Decision {
 	t.Helper()
-	facts := policy.NewSnapshotFacts([]policy.Node{{Name: "node-a", Addresses: []corev1.NodeAddress{
+	facts := policy.NewSnapshotFacts(policy.Snapshot{Nodes: []policy.Node{{Name: "node-a", Addresses: []corev1.NodeAddress{
 		{Type: corev1.NodeInternalIP, Address: "10.0.0.10"}, {Type: corev1.NodeHostName, Address: "node-a"},
-	}}}, policy.Cluster{})
+	}}}})
 	d, err := policy.Evaluate(t.Context(), policy.DefaultConfig(), servingcsr.FromCSR(csr), facts, now)
 	if err != nil {
 		t.Fatal(err)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,14 +35,14 @@ func decideSetup(ctx context.Context, output string, pol *policyOptions, kube *k
 	if err != nil {
 		return cfg, nil, fmt.Errorf("load kubeconfig: %w", err)
 	}
-	view, err := readCluster(ctx, restCfg, static)
+	view, err := readCluster(ctx, restCfg, kube.csrguardNamespace(), static)
 	return cfg, view, err
 }
 
-// readCluster lists Nodes and kubelet-serving CSRs and discovers the API
-// server's addresses and service CIDRs, adding static, exactly as the
-// controller would see them.
-func readCluster(ctx context.Context, cfg *rest.Config, static policy.Cluster) (*clusterView, error) {
+// readCluster lists Nodes and kubelet-serving CSRs and reads what else the
+// policy decides with (approval.ReadSnapshot), adding static, exactly as the
+// controller would see it.
+func readCluster(ctx context.Context, cfg *rest.Config, namespace string, static policy.Cluster) (*clusterView, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -53,21 +51,17 @@ func readCluster(ctx context.Context, cfg *rest.Config, static policy.Cluster) (
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	nodes, err := approval.ListNodes(ctx, cs)
 	if err != nil {
-		return nil, fmt.Errorf("list nodes: %w", err)
+		return nil, err
 	}
-	csrs, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{
-		FieldSelector: fields.OneTermEqualSelector("spec.signerName", certificatesv1.KubeletServingSignerName).String(),
-	})
+	csrs, err := approval.ListServingCSRs(ctx, cs)
 	if err != nil {
-		return nil, fmt.Errorf("list kubelet-serving CSRs: %w", err)
+		return nil, err
 	}
-	cluster, err := approval.Discover(ctx, reader)
+	snap, err := approval.ReadSnapshot(ctx, reader, cfg, namespace, static, nodes)
 	if err != nil {
-		return nil, fmt.Errorf("discover API server addresses and service CIDRs (needed to decide safely): %w", err)
+		return nil, err
 	}
-	cluster.APIServerAddresses = append(cluster.APIServerAddresses, static.APIServerAddresses...)
-	cluster.ServiceCIDRs = append(cluster.ServiceCIDRs, static.ServiceCIDRs...)
-	return &clusterView{cs: cs, facts: policy.NewSnapshotFacts(policy.FromNodes(nodes.Items), cluster), csrs: csrs.Items}, nil
+	return &clusterView{cs: cs, facts: policy.NewSnapshotFacts(snap), csrs: csrs}, nil
 }

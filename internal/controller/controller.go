@@ -13,17 +13,21 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/history"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
@@ -38,9 +42,11 @@ type Config struct {
 	DiscoveryInterval time.Duration
 	Workers           int
 
-	LeaderElection          bool
-	LeaderElectionNamespace string
-	LeaderElectionID        string
+	// Namespace holds csrguard's Lease and its records (address claims and the
+	// API server's remembered addresses).
+	Namespace        string
+	LeaderElection   bool
+	LeaderElectionID string
 	LeaseDuration           time.Duration
 	RenewDeadline           time.Duration
 	RetryPeriod             time.Duration
@@ -68,13 +74,13 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 
 	gracePeriod := 30 * time.Second
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Cache:                         approval.CacheOptions(),
+		Cache:                         approval.CacheOptions(cfg.Approval.Policy),
 		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
 		HealthProbeBindAddress:        cfg.HealthBindAddress,
 		PprofBindAddress:              cfg.PprofBindAddress,
 		LeaderElection:                cfg.LeaderElection,
 		LeaderElectionID:              cfg.LeaderElectionID,
-		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
+		LeaderElectionNamespace:       cfg.Namespace,
 		LeaderElectionReleaseOnCancel: true,
 		LeaseDuration:                 &cfg.LeaseDuration,
 		RenewDeadline:                 &cfg.RenewDeadline,
@@ -90,12 +96,35 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return fmt.Errorf("create clientset: %w", err)
 	}
 
-	discovery := approval.NewClusterDiscovery(mgr.GetAPIReader(), cfg.Static, cfg.DiscoveryInterval)
-	facts := approval.NewCacheFacts(mgr.GetClient(), discovery)
+	// The records: who reported each address first, and every address the API
+	// server was seen at. Every replica keeps them; the leader writes claims.
+	store := history.NewStore(mgr.GetAPIReader(), mgr.GetClient(), cfg.Namespace)
+	claims := history.NewClaims(cfg.Approval.Policy.AddressSettleTime)
+	requeue := make(chan event.TypedGenericEvent[*corev1.Node], 64)
+	gained := func(nodes []string) {
+		for _, n := range nodes {
+			select {
+			case requeue <- event.TypedGenericEvent[*corev1.Node]{Object: &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: n}}}:
+			case <-ctx.Done():
+			}
+		}
+	}
+	if err := mgr.Add(history.NewKeeper(claims, store, mgr.GetCache(), clock.RealClock{}, mgr.Elected(), gained, m.Errors.WithLabelValues("history"))); err != nil {
+		return fmt.Errorf("add address claims: %w", err)
+	}
+	discovery := approval.NewClusterDiscovery(approval.DiscoveryConfig{
+		Reader: mgr.GetAPIReader(), APIServer: restCfg, Store: store, Static: cfg.Static,
+		Interval: cfg.DiscoveryInterval, Retention: max(cfg.Approval.Policy.MaxExpiration, approval.SignerDefaultLifetime),
+		Clock: clock.RealClock{}, Metrics: m,
+	})
+	facts := approval.NewCacheFacts(mgr.GetClient(), discovery, claims)
 	r := approval.NewReconciler(mgr.GetClient(), cs.CertificatesV1().CertificateSigningRequests(),
 		mgr.GetEventRecorder("csrguard"), m, clock.RealClock{}, facts, cfg.Approval)
-	if err := r.Setup(ctx, mgr, discovery, cfg.Workers); err != nil {
+	if err := r.Setup(ctx, mgr, discovery, cfg.Workers, requeue); err != nil {
 		return fmt.Errorf("set up approval controller: %w", err)
+	}
+	if err := ctrlmetrics.Registry.Register(history.NewConflictCollector(claims)); err != nil {
+		return fmt.Errorf("register address conflict collector: %w", err)
 	}
 
 	// The pending-CSR metrics are computed from the cache at scrape time.
@@ -125,7 +154,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 			return err
 		}
 	}
-	logger.Info("Starting csrguard controller", "mode", cfg.Approval.Mode, "workers", cfg.Workers,
+	logger.Info("Starting csrguard controller", "mode", cfg.Approval.Mode, "workers", cfg.Workers, "namespace", cfg.Namespace,
 		"leaderElection", cfg.LeaderElection, "probeInterval", cfg.Monitor.Interval)
 	return mgr.Start(ctx)
 }
@@ -147,7 +176,7 @@ func cachesSynced(mgr ctrl.Manager) healthz.Checker {
 func leaderKnown(reader client.Reader, cfg Config) healthz.Checker {
 	return func(req *http.Request) error {
 		var lease coordinationv1.Lease
-		key := client.ObjectKey{Namespace: cfg.LeaderElectionNamespace, Name: cfg.LeaderElectionID}
+		key := client.ObjectKey{Namespace: cfg.Namespace, Name: cfg.LeaderElectionID}
 		if err := reader.Get(req.Context(), key, &lease); err != nil {
 			return fmt.Errorf("read leader lease %s: %w", key, err)
 		}

@@ -15,7 +15,6 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -28,6 +27,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/csrguard/csrguard/internal/approval"
@@ -51,6 +51,11 @@ type Options struct {
 	// Static holds API server addresses and service CIDRs to add to the
 	// discovered ones, as the controller's flags do.
 	Static policy.Cluster
+	// APIServer is how the API server is reached; its certificate is one
+	// source of the API server's identity. Namespace is csrguard's, where it
+	// records address claims and the API server's past addresses.
+	APIServer *rest.Config
+	Namespace string
 	// LeaseName is the name of csrguard's leader-election Lease; default "csrguard".
 	LeaseName string
 	// Progress, if set, is called after each probe.
@@ -74,10 +79,15 @@ type Snapshot struct {
 	ProbeNote string
 	// Approvers lists what approves kubelet-serving CSRs, as detected.
 	Approvers []Approver
-	// Cluster holds the discovered API server addresses and service CIDRs,
-	// merged with Options.Static; ClusterErr is why discovery failed, if it did.
+	// Cluster holds the API server's identity and the service CIDRs
+	// (discovered, remembered by csrguard, and Options.Static); ClusterErr is
+	// why they could not be read, if so.
 	Cluster    policy.Cluster
 	ClusterErr string
+	// Claims and Namespaces are the rest of what the policy decides with:
+	// csrguard's recorded address claims and the namespaces that exist.
+	Claims     map[string]policy.Claim
+	Namespaces []string
 	// Decisions holds, by CSR name, what the policy would decide on each
 	// pending CSR.
 	Decisions map[string]policy.Decision
@@ -137,11 +147,9 @@ func (a Approver) approves() bool { return a.Ready && a.Mode != "dry-run" }
 // DefaultConcurrency is the default number of probes in flight.
 const DefaultConcurrency = 64
 
-const listChunk = 500
-
 // Fetch reads the cluster into a Snapshot: Nodes and kubelet-serving CSRs
-// through cs, the API server addresses and service CIDRs through reader
-// (approval.Discover; a failure is recorded in ClusterErr), the policy's
+// through cs, what else the policy decides with through reader
+// (approval.ReadSnapshot; a failure is recorded in ClusterErr), the policy's
 // decision on every pending CSR, the approvers that run, the CA pods trust,
 // and, with opts.Probe, a TLS probe of every kubelet. Forbidden reads of the
 // optional parts are recorded in Notes; failing to list Nodes or CSRs is an
@@ -161,21 +169,21 @@ func Fetch(ctx context.Context, cs kubernetes.Interface, reader client.Reader, o
 	s := Snapshot{Now: now()}
 
 	var err error
-	if s.Nodes, err = listNodes(ctx, cs); err != nil {
+	if s.Nodes, err = approval.ListNodes(ctx, cs); err != nil {
 		return Snapshot{}, err
 	}
-	if s.CSRs, err = listCSRs(ctx, cs); err != nil {
+	if s.CSRs, err = approval.ListServingCSRs(ctx, cs); err != nil {
 		return Snapshot{}, err
 	}
 
-	var cluster policy.Cluster
+	s.Cluster = opts.Static
 	if reader == nil {
 		s.ClusterErr = "no reader to discover API server addresses and service CIDRs"
-	} else if cluster, err = approval.Discover(ctx, reader); err != nil {
+	} else if ps, err := approval.ReadSnapshot(ctx, reader, opts.APIServer, opts.Namespace, opts.Static, s.Nodes); err != nil {
 		s.ClusterErr = err.Error()
-		cluster = policy.Cluster{}
+	} else {
+		s.Cluster, s.Claims, s.Namespaces = ps.Cluster, ps.Claims, ps.Namespaces
 	}
-	s.Cluster = mergeCluster(cluster, opts.Static)
 	s.Decisions = decide(ctx, cfg, s)
 
 	leaseName := opts.LeaseName
@@ -212,74 +220,15 @@ func Fetch(ctx context.Context, cs kubernetes.Interface, reader client.Reader, o
 	return s, nil
 }
 
-func listNodes(ctx context.Context, cs kubernetes.Interface) ([]corev1.Node, error) {
-	var out []corev1.Node
-	opts := metav1.ListOptions{Limit: listChunk}
-	for {
-		list, err := cs.CoreV1().Nodes().List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("list nodes: %w", err)
-		}
-		out = append(out, list.Items...)
-		if opts.Continue = list.Continue; opts.Continue == "" {
-			break
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
-}
-
-func listCSRs(ctx context.Context, cs kubernetes.Interface) ([]certificatesv1.CertificateSigningRequest, error) {
-	var out []certificatesv1.CertificateSigningRequest
-	opts := metav1.ListOptions{Limit: listChunk, FieldSelector: "spec.signerName=" + servingcsr.SignerName}
-	for {
-		list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, opts)
-		if err != nil {
-			return nil, fmt.Errorf("list kubelet-serving certificatesigningrequests: %w", err)
-		}
-		for _, csr := range list.Items {
-			// The field selector already filters; clients that ignore it
-			// (fakes, proxies) must not bring other signers in.
-			if servingcsr.InScope(&csr) {
-				out = append(out, csr)
-			}
-		}
-		if opts.Continue = list.Continue; opts.Continue == "" {
-			break
-		}
-	}
-	sortCSRs(out)
-	return out, nil
-}
-
-// sortCSRs orders CSRs by creation time, then name.
-func sortCSRs(csrs []certificatesv1.CertificateSigningRequest) {
-	sort.SliceStable(csrs, func(i, j int) bool {
-		a, b := csrs[i].CreationTimestamp.Time, csrs[j].CreationTimestamp.Time
-		if !a.Equal(b) {
-			return a.Before(b)
-		}
-		return csrs[i].Name < csrs[j].Name
-	})
-}
-
-func mergeCluster(c, static policy.Cluster) policy.Cluster {
-	addrs := append(slices.Clone(c.APIServerAddresses), static.APIServerAddresses...)
-	slices.SortFunc(addrs, netip.Addr.Compare)
-	cidrs := append(slices.Clone(c.ServiceCIDRs), static.ServiceCIDRs...)
-	slices.SortFunc(cidrs, func(a, b netip.Prefix) int {
-		if c := a.Addr().Compare(b.Addr()); c != 0 {
-			return c
-		}
-		return a.Bits() - b.Bits()
-	})
-	return policy.Cluster{APIServerAddresses: slices.Compact(addrs), ServiceCIDRs: slices.Compact(cidrs)}
+// policySnapshot is what the policy decides with in s.
+func (s Snapshot) policySnapshot() policy.Snapshot {
+	return policy.Snapshot{Nodes: policy.FromNodes(s.Nodes), Cluster: s.Cluster, Claims: s.Claims, Namespaces: s.Namespaces}
 }
 
 // decide evaluates every pending CSR as the controller would. A CSR the
 // policy cannot decide (an error) gets no entry.
 func decide(ctx context.Context, cfg policy.Config, s Snapshot) map[string]policy.Decision {
-	facts := policy.NewSnapshotFacts(policy.FromNodes(s.Nodes), s.Cluster)
+	facts := policy.NewSnapshotFacts(s.policySnapshot())
 	out := map[string]policy.Decision{}
 	for i := range s.CSRs {
 		csr := &s.CSRs[i]
@@ -340,7 +289,7 @@ func (s *Snapshot) detectApprovers(ctx context.Context, cs kubernetes.Interface,
 		return fmt.Errorf("list leases: %w", err)
 	}
 
-	opts := metav1.ListOptions{Limit: listChunk}
+	opts := metav1.ListOptions{Limit: 500}
 	for {
 		list, err := cs.AppsV1().Deployments(metav1.NamespaceAll).List(ctx, opts)
 		if apierrors.IsForbidden(err) || apierrors.IsNotFound(err) {

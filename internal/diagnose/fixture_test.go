@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csrguard/csrguard/internal/approval"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
@@ -189,7 +190,7 @@ func healthy(t testing.TB, os string) Snapshot {
 		s.Probes[name] = probeOK(name, ip, cert)
 		s.CSRs = append(s.CSRs, issuedCSR(t, "csr-"+name+"-1", name, ip, 20*time.Minute, cert))
 	}
-	sortCSRs(s.CSRs)
+	approval.SortCSRs(s.CSRs)
 	return s
 }
 
@@ -216,6 +217,6 @@ func incident(t testing.TB, os string) Snapshot {
 		s.CSRs = append(s.CSRs, newCSR(t, c.name, c.node, c.ip, c.age))
 		s.Decisions[c.name] = approveDecision
 	}
-	sortCSRs(s.CSRs)
+	approval.SortCSRs(s.CSRs)
 	return s
 }

@@ -5,11 +5,9 @@ import (
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"io"
-	"net"
 	"sort"
 	"text/tabwriter"
 	"time"
@@ -59,22 +57,15 @@ type PreflightReport struct {
 	Rollback []string         `json:"rollback"`
 }
 
-// KubeletRequest builds the serving CSR node's kubelet would file, the way
-// pkg/kubelet/certificate does: CN system:node:<name>, O system:nodes, SANs
+// KubeletRequest builds the serving CSR node's kubelet would file, from
+// servingcsr.KubeletTemplate: CN system:node:<name>, O system:nodes, SANs
 // from status.addresses, ECDSA key, the kubelet's default usages, signed by
 // key. It is dated settle before now, so that the policy gives its final
 // verdict rather than a settle-time hold. ok is false when the node reports
 // no IP: the kubelet then files nothing.
 func KubeletRequest(node *corev1.Node, key crypto.Signer, now time.Time, settle time.Duration) (req servingcsr.Request, ok bool, err error) {
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:" + node.Name, Organization: []string{"system:nodes"}}}
-	for _, s := range monitor.ExpectedSANs(node.Status.Addresses) {
-		if ip := net.ParseIP(s); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, s)
-		}
-	}
-	if len(tmpl.IPAddresses) == 0 {
+	tmpl := servingcsr.KubeletTemplate(node.Name, node.Status.Addresses)
+	if tmpl == nil {
 		return req, false, nil
 	}
 	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
@@ -103,7 +94,7 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 	if rbac != nil {
 		r.Checks = append(r.Checks, *rbac)
 	}
-	facts := policy.NewSnapshotFacts(policy.FromNodes(s.Nodes), s.Cluster)
+	facts := policy.NewSnapshotFacts(s.policySnapshot())
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		req, ok, err := KubeletRequest(n, key, s.Now, cfg.AddressSettleTime)

@@ -156,6 +156,8 @@ var (
 		"Pending kubelet-serving CSRs per requesting node; only nodes with pending CSRs are listed.", []string{"node"}, nil)
 	NodePendingCSROldestAge = prometheus.NewDesc("csrguard_node_pending_csr_oldest_age_seconds",
 		"Age of each node's oldest pending kubelet-serving CSR; only nodes with pending CSRs are listed.", []string{"node"}, nil)
+	NodeAddressConflicts = prometheus.NewDesc("csrguard_node_address_conflicts",
+		"Addresses a node reports that another node owns (it reported them first) or reports too; only nodes in conflict are listed. A node with conflicts copied another's address into its status, or two nodes share one.", []string{"node"}, nil)
 	ApprovedNotIssuedCSRs = prometheus.NewDesc("csrguard_approved_unissued_csrs",
 		"Kubelet-serving CSRs approved more than a minute ago that the signer has not issued (signer down or not configured for kubelet-serving).", nil, nil)
 )

@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 // Result is what one probe of a kubelet found.
@@ -142,33 +143,15 @@ func Classify(err error) string {
 	return metrics.ProbeOther
 }
 
-// ExpectedSANs returns the SANs a kubelet requests for addrs, normalised and
-// sorted: Hostname, InternalDNS and ExternalDNS as DNS names (a Hostname that
-// is an IP as an IP), InternalIP and ExternalIP as IPs.
+// ExpectedSANs returns the SANs a kubelet requests for addrs
+// (servingcsr.KubeletTemplate), normalised and sorted as CertSANs does; none
+// when the node reports no IP, since its kubelet then requests nothing.
 func ExpectedSANs(addrs []corev1.NodeAddress) []string {
-	var out []string
-	for _, a := range addrs {
-		if a.Address == "" {
-			continue
-		}
-		ip, err := netip.ParseAddr(a.Address)
-		switch a.Type {
-		case corev1.NodeHostName:
-			if err == nil {
-				out = append(out, ip.Unmap().String())
-			} else {
-				out = append(out, normaliseName(a.Address))
-			}
-		case corev1.NodeInternalDNS, corev1.NodeExternalDNS:
-			out = append(out, normaliseName(a.Address))
-		case corev1.NodeInternalIP, corev1.NodeExternalIP:
-			if err == nil {
-				out = append(out, ip.Unmap().String())
-			}
-		}
+	tmpl := servingcsr.KubeletTemplate("", addrs)
+	if tmpl == nil {
+		return nil
 	}
-	slices.Sort(out)
-	return slices.Compact(out)
+	return CertSANs(&x509.Certificate{DNSNames: tmpl.DNSNames, IPAddresses: tmpl.IPAddresses})
 }
 
 // CertSANs returns a certificate's DNS and IP SANs, normalised and sorted.

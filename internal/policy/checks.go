@@ -6,7 +6,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
-	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -26,9 +24,6 @@ var (
 	oidCommonName   = asn1.ObjectIdentifier{2, 5, 4, 3}
 	oidOrganization = asn1.ObjectIdentifier{2, 5, 4, 10}
 	oidSAN          = asn1.ObjectIdentifier{2, 5, 29, 17}
-
-	metadataAddresses = []netip.Addr{netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254")}
-	broadcast         = netip.MustParseAddr("255.255.255.255")
 )
 
 func (e *evaluation) signer(context.Context) (CheckResult, error) {
@@ -143,6 +138,12 @@ func (e *evaluation) sanTypes(context.Context) (CheckResult, error) {
 		if why := invalidDNSName(name); why != "" {
 			return failed(Deny, DNSNameInvalid, "DNS SAN %q is not a valid DNS name: %s", name, why)
 		}
+		// The kubelet turns every address that parses as an IP into an IP SAN, so a DNS SAN
+		// that reads as one never comes from a kubelet, and some clients match it against the
+		// address they dialled. Deny it rather than run it through every address rule.
+		if label, ok := endsInNumber(name); ok {
+			return failed(Deny, DNSNameIsAddress, "DNS SAN %q reads as an IP address: its last label %q is a number to resolvers (inet_aton) and URL parsers", name, label)
+		}
 	}
 	return passed("%d DNS and %d IP SANs", len(csr.DNSNames), len(csr.IPAddresses))
 }
@@ -165,6 +166,23 @@ func onlyDNSAndIP(der []byte) error {
 		return fmt.Errorf("SAN with class %d tag %d is not allowed", n.Class, n.Tag)
 	}
 	return nil
+}
+
+// endsInNumber reports whether name's last label is a number in the sense of inet_aton and the
+// WHATWG URL standard (decimal digits, or 0x and hex digits), which makes name an IPv4 address
+// to them: "10.0.0.1", "010.0.0.010", "10.1" and "0x0a000001" all are. It returns the label.
+func endsInNumber(name string) (string, bool) {
+	label := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:])
+	digits, isHex := strings.CutPrefix(label, "0x")
+	if label == "" || (isHex && digits == "") {
+		return label, isHex
+	}
+	for _, r := range digits {
+		if !('0' <= r && r <= '9' || isHex && 'a' <= r && r <= 'f') {
+			return label, false
+		}
+	}
+	return label, true
 }
 
 // invalidDNSName says why name is not a DNS name a serving certificate may hold, or returns "".
@@ -199,17 +217,15 @@ func (e *evaluation) usages(context.Context) (CheckResult, error) {
 		}
 		seen[u] = true
 	}
-	isRSA := e.csr.PublicKeyAlgorithm == x509.RSA
 	serving := seen[certificatesv1.UsageDigitalSignature] && seen[certificatesv1.UsageServerAuth]
 	encipherment := seen[certificatesv1.UsageKeyEncipherment]
 	switch {
 	case serving && len(seen) == 2:
-	case serving && len(seen) == 3 && encipherment && isRSA:
 	case serving && len(seen) == 3 && encipherment:
-		// Key encipherment means RSA key transport; no other key type can do it.
-		return failed(Deny, UsagesInvalid, "usage %q is only allowed for RSA keys", certificatesv1.UsageKeyEncipherment)
+		// Kubelets before v1.27 ask for key encipherment with every key type, ECDSA included,
+		// and the in-tree signer issues it: denying it would strand those kubelets.
 	default:
-		return failed(Deny, UsagesInvalid, "usages %q are not [digital signature, server auth] (or, for RSA keys, [key encipherment, digital signature, server auth])", e.req.Usages)
+		return failed(Deny, UsagesInvalid, "usages %q are not [digital signature, server auth] or [key encipherment, digital signature, server auth]", e.req.Usages)
 	}
 	return passed("usages %q", e.req.Usages)
 }
@@ -247,242 +263,3 @@ func (e *evaluation) expiration(context.Context) (CheckResult, error) {
 	return passed("expirationSeconds %d", *exp)
 }
 
-func (e *evaluation) reserved(ctx context.Context) (CheckResult, error) {
-	if e.csr == nil {
-		return skipped(skipNoRequest)
-	}
-	cluster, err := e.facts.Cluster(ctx)
-	if err != nil {
-		return CheckResult{}, fmt.Errorf("get cluster addresses: %w", err)
-	}
-	// Kubelet-serving certificates are often signed by the cluster CA that every pod trusts: one
-	// for a cluster name or address would let a node impersonate the API server or a Service.
-	for _, name := range e.dnsNames {
-		if e.reservedName(name) {
-			return failed(Deny, ReservedName, "DNS SAN %q is a reserved name", name)
-		}
-		// A DNS SAN spelled as an IP may be matched against an IP by some clients.
-		if addr, err := netip.ParseAddr(name); err == nil {
-			if why := e.reservedAddress(addr.Unmap(), cluster); why != "" {
-				return failed(Deny, ReservedAddress, "DNS SAN %q is %s", name, why)
-			}
-		}
-	}
-	for _, ip := range e.ips {
-		why := e.reservedAddress(ip, cluster)
-		if why == apiServerAddress {
-			// On kubeadm and Talos the API server listens on each control-plane
-			// node's own IP, so that node's kubelet asks for it too. Only a
-			// Node with a control-plane role label (which a node cannot set on
-			// itself) may have it; san-ownership then checks it is that node's.
-			node, err := e.requestingNode(ctx)
-			if err != nil {
-				return CheckResult{}, err
-			}
-			switch {
-			case node == nil && e.nodeName != "":
-				return failed(Hold, NodeNotFound, "IP SAN %s is %s; only its control-plane node may hold it, and node %q does not exist (yet)", ip, why, e.nodeName)
-			case node != nil && node.ControlPlane:
-				continue
-			}
-			// Installers label a control-plane Node just after its kubelet
-			// registers, so hold for the settle time before denying.
-			return e.unsettled(ReservedAddress, "IP SAN %s is %s and node %q is not a control-plane node", ip, why, e.nodeName)
-		}
-		if why != "" {
-			return failed(Deny, ReservedAddress, "IP SAN %s is %s", ip, why)
-		}
-	}
-	return passed("no reserved name or address")
-}
-
-// reservedName reports whether the normalised DNS name belongs to the cluster or to the local
-// host, so that no node may hold a certificate for it.
-func (e *evaluation) reservedName(name string) bool {
-	domain := e.cfg.ClusterDomain
-	switch name {
-	case "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain, domain, "localhost":
-		return true
-	}
-	// ".svc."+domain is within "."+domain.
-	for _, suffix := range []string{".svc", "." + domain, ".localhost"} {
-		if strings.HasSuffix(name, suffix) {
-			return true
-		}
-	}
-	return slices.ContainsFunc(e.cfg.ExtraReservedNames, func(r string) bool { return normaliseDNS(r) == name })
-}
-
-// apiServerAddress is reservedAddress's answer for an API server endpoint.
-const apiServerAddress = "an API server address"
-
-// requestingNode looks up the requesting Node once; nil when it does not exist
-// or the username names no valid node.
-func (e *evaluation) requestingNode(ctx context.Context) (*Node, error) {
-	if e.nodeName == "" {
-		return nil, nil
-	}
-	if e.node == nil {
-		node, err := e.facts.Node(ctx, e.nodeName)
-		if err != nil {
-			return nil, fmt.Errorf("get node %q: %w", e.nodeName, err)
-		}
-		e.node = node
-	}
-	return e.node, nil
-}
-
-// reservedAddress says why the unmapped addr may not be a node's serving address, or returns "".
-func (e *evaluation) reservedAddress(addr netip.Addr, cluster Cluster) string {
-	inAny := func(prefixes []netip.Prefix) bool {
-		return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return normalisePrefix(p).Contains(addr) })
-	}
-	switch {
-	case addr.IsLoopback() && !e.cfg.InsecureAllowLoopback:
-		return "a loopback address"
-	case slices.Contains(metadataAddresses, addr):
-		return "a cloud metadata address"
-	case addr.IsLinkLocalUnicast(), addr.IsLinkLocalMulticast():
-		return "a link-local address"
-	case addr.IsMulticast():
-		return "a multicast address"
-	case addr.IsUnspecified():
-		return "the unspecified address"
-	case addr == broadcast:
-		return "the broadcast address"
-	case slices.ContainsFunc(cluster.APIServerAddresses, func(a netip.Addr) bool { return normaliseAddr(a) == addr }):
-		return apiServerAddress
-	case inAny(cluster.ServiceCIDRs):
-		return "a Service IP"
-	case inAny(e.cfg.ExtraReservedCIDRs):
-		return "in a reserved CIDR"
-	}
-	return ""
-}
-
-func (e *evaluation) allowedCIDRs(context.Context) (CheckResult, error) {
-	if len(e.cfg.AllowedNodeCIDRs) == 0 {
-		return skipped("skipped: no allowed node CIDRs configured")
-	}
-	if e.csr == nil {
-		return skipped(skipNoRequest)
-	}
-	for _, ip := range e.ips {
-		if !slices.ContainsFunc(e.cfg.AllowedNodeCIDRs, func(p netip.Prefix) bool { return normalisePrefix(p).Contains(ip) }) {
-			return failed(Deny, AddressNotAllowed, "IP SAN %s is outside the allowed node CIDRs", ip)
-		}
-	}
-	return passed("every IP SAN is inside the allowed node CIDRs")
-}
-
-func (e *evaluation) dnsRegex(context.Context) (CheckResult, error) {
-	re := e.cfg.DNSNameRegex
-	if re == nil {
-		return skipped("skipped: no DNS name pattern configured")
-	}
-	if e.csr == nil {
-		return skipped(skipNoRequest)
-	}
-	for _, name := range e.dnsNames {
-		// Require a full match even if the pattern is not anchored.
-		if loc := re.FindStringIndex(name); loc == nil || loc[0] != 0 || loc[1] != len(name) {
-			return failed(Deny, DNSNameNotAllowed, "DNS SAN %q does not match the allowed DNS name pattern", name)
-		}
-	}
-	return passed("every DNS SAN matches the allowed DNS name pattern")
-}
-
-func (e *evaluation) nodeExists(ctx context.Context) (CheckResult, error) {
-	if e.nodeName == "" {
-		return skipped(skipNoNode)
-	}
-	node, err := e.requestingNode(ctx)
-	if err != nil {
-		return CheckResult{}, err
-	}
-	if node == nil {
-		// The kubelet may ask before its Node is visible here: wait for it rather than deny.
-		return failed(Hold, NodeNotFound, "node %q does not exist (yet)", e.nodeName)
-	}
-	return passed("node %q exists", e.nodeName)
-}
-
-func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
-	if e.csr == nil {
-		return skipped(skipNoRequest)
-	}
-	if e.node == nil {
-		return skipped("skipped: the node was not found")
-	}
-	ownNames := map[string]bool{}
-	ownIPs := map[netip.Addr]bool{}
-	for _, a := range e.node.Addresses {
-		// The kubelet's template (pkg/kubelet/certificate) turns a Hostname
-		// that is an IP into an IP SAN, so such a Hostname owns an IP too.
-		switch a.Type {
-		case corev1.NodeHostName, corev1.NodeInternalDNS, corev1.NodeExternalDNS:
-			ownNames[normaliseDNS(a.Address)] = true
-			if addr, err := netip.ParseAddr(a.Address); err == nil && a.Type == corev1.NodeHostName {
-				ownIPs[normaliseAddr(addr)] = true
-			}
-		case corev1.NodeInternalIP, corev1.NodeExternalIP:
-			if addr, err := netip.ParseAddr(a.Address); err == nil {
-				ownIPs[normaliseAddr(addr)] = true
-			}
-		}
-	}
-	var keys []string // lookup keys for NodesWithAddress, one per SAN
-	for _, name := range e.dnsNames {
-		if !ownNames[name] {
-			return e.unsettled(SANNotOnNode, "DNS SAN %q is not an address of node %q", name, e.nodeName)
-		}
-		keys = append(keys, name)
-	}
-	for _, ip := range e.ips {
-		if !ownIPs[ip] {
-			return e.unsettled(SANNotOnNode, "IP SAN %s is not an address of node %q", ip, e.nodeName)
-		}
-		keys = append(keys, ip.String())
-	}
-	slices.Sort(keys)
-	for _, key := range slices.Compact(keys) {
-		names, err := e.facts.NodesWithAddress(ctx, key)
-		if err != nil {
-			return CheckResult{}, fmt.Errorf("find nodes with address %q: %w", key, err)
-		}
-		for _, other := range slices.Sorted(slices.Values(names)) {
-			if other != e.nodeName {
-				return e.unsettled(SANOfOtherNode, "SAN %q is also an address of node %q", key, other)
-			}
-		}
-	}
-	return passed("every SAN is an address of node %q and of no other node", e.nodeName)
-}
-
-// unsettled fails an ownership check: Hold while the request is younger than the settle time,
-// since the address caches may not yet show a Node's new addresses, and Deny after that.
-func (e *evaluation) unsettled(reason Reason, format string, args ...any) (CheckResult, error) {
-	msg := fmt.Sprintf(format, args...)
-	if age := e.now.Sub(e.req.Created); age < e.cfg.AddressSettleTime {
-		return failed(Hold, reason, "%s; holding until the request is %v old in case node addresses lag", msg, e.cfg.AddressSettleTime)
-	}
-	return failed(Deny, reason, "%s", msg)
-}
-
-// normaliseDNS returns name as it is compared: lowercased, without a trailing dot.
-func normaliseDNS(name string) string {
-	return strings.ToLower(strings.TrimSuffix(name, "."))
-}
-
-// normaliseAddr returns addr as it is compared: IPv4-mapped IPv6 as IPv4, without a zone.
-func normaliseAddr(addr netip.Addr) netip.Addr {
-	return addr.Unmap().WithZone("")
-}
-
-// normalisePrefix returns an IPv4-mapped IPv6 prefix as the IPv4 prefix it covers.
-func normalisePrefix(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is4In6() && p.Bits() >= 96 {
-		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	return p
-}

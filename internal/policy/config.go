@@ -34,6 +34,10 @@ type Config struct {
 	// Node addresses is held rather than denied, because the address caches may lag the API
 	// server.
 	AddressSettleTime time.Duration
+	// ControlPlaneLabels mark control-plane Nodes, as "key" (any value) or "key=value": such a
+	// Node may hold its own API server addresses and names. Each key must be one that the
+	// NodeRestriction admission plugin forbids a kubelet to set on itself (see Validate).
+	ControlPlaneLabels []string
 	// InsecureAllowLoopback lets loopback SANs (127.0.0.0/8, ::1) through the reserved-address
 	// check. It is for tests with simulated kubelets on loopback only: a loopback serving
 	// certificate signed by a CA pods trust lets its holder impersonate local services.
@@ -43,10 +47,11 @@ type Config struct {
 // DefaultConfig returns the configuration csrguard runs with unless told otherwise.
 func DefaultConfig() Config {
 	return Config{
-		MaxExpiration:     8760 * time.Hour,
-		MaxSANs:           20,
-		ClusterDomain:     "cluster.local",
-		AddressSettleTime: time.Minute,
+		MaxExpiration:      8760 * time.Hour,
+		MaxSANs:            20,
+		ClusterDomain:      "cluster.local",
+		AddressSettleTime:  time.Minute,
+		ControlPlaneLabels: []string{ControlPlaneLabel, LegacyControlPlaneLabel},
 	}
 }
 
@@ -67,6 +72,11 @@ func (c Config) Validate() error {
 	for _, name := range c.ExtraReservedNames {
 		if name == "" {
 			return errors.New("ExtraReservedNames must not hold an empty name")
+		}
+	}
+	for _, sel := range c.ControlPlaneLabels {
+		if err := ValidateControlPlaneLabel(sel); err != nil {
+			return fmt.Errorf("ControlPlaneLabels entry %q is unusable: %w", sel, err)
 		}
 	}
 	for _, p := range c.AllowedNodeCIDRs {

@@ -28,6 +28,7 @@ var checks = []check{
 	{"key", (*evaluation).key},
 	{"expiration", (*evaluation).expiration},
 	{"reserved", (*evaluation).reserved},
+	{"apiserver", (*evaluation).apiServer},
 	{"allowed-cidrs", (*evaluation).allowedCIDRs},
 	{"dns-regex", (*evaluation).dnsRegex},
 	{"node-exists", (*evaluation).nodeExists},
@@ -47,12 +48,13 @@ type evaluation struct {
 	csr      *x509.CertificateRequest // set by request-encoding when the request parses
 	dnsNames []string                 // DNS SANs of csr, normalised by normaliseDNS
 	ips      []netip.Addr             // IP SANs of csr, unmapped
-	node     *Node                    // set by node-exists when the Node exists
+	node     *Node                    // set by the first lookup of the requesting Node
+	cluster  *Cluster                 // set by the first lookup of the cluster's addresses
 }
 
 // Evaluate decides one request. It runs every check that can run, in this order, and records each
 // in Decision.Checks: signer, requester, request-encoding, subject, san-types, usages, key,
-// expiration, reserved, allowed-cidrs, dns-regex, node-exists, san-ownership. The decision is
+// expiration, reserved, apiserver, allowed-cidrs, dns-regex, node-exists, san-ownership. The decision is
 // the first failed check that denies; else the first that holds; else Approve.
 //
 // An error means the request could not be decided (cfg is invalid or a Facts lookup failed): the

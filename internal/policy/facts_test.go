@@ -13,14 +13,17 @@ import (
 
 // fakeFacts answers lookups from a fixed set of nodes, like the controller's caches would.
 type fakeFacts struct {
-	nodes   map[string]*policy.Node
-	cluster policy.Cluster
+	nodes      map[string]*policy.Node
+	claims     map[string]policy.Claim
+	namespaces []string
+	cluster    policy.Cluster
 
-	nodeErr, addressErr, clusterErr error
+	nodeErr, addressErr, claimErr, namespaceErr, clusterErr error
 }
 
-// defaultFacts returns a dual-stack node-a with every address type, a node-b, and a dual-stack
-// cluster.
+// defaultFacts returns a dual-stack node-a with every address type, a node-b, the namespaces of
+// a new cluster plus "vault", no claims, and a dual-stack cluster whose API server certificate
+// names a load balancer.
 func defaultFacts() *fakeFacts {
 	return &fakeFacts{
 		nodes: map[string]*policy.Node{
@@ -29,8 +32,11 @@ func defaultFacts() *fakeFacts {
 				"InternalDNS=node-a.internal.example", "ExternalDNS=node-a.example.com"),
 			"node-b": node("node-b", "Hostname=node-b", "InternalIP=10.0.0.11", "InternalIP=fd00::11"),
 		},
+		claims:     map[string]policy.Claim{},
+		namespaces: []string{"default", "kube-system", "kube-public", "kube-node-lease", "vault"},
 		cluster: policy.Cluster{
 			APIServerAddresses: []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("fd00::1")},
+			APIServerNames:     []string{"api.k8s.example"},
 			ServiceCIDRs:       []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12"), netip.MustParsePrefix("fd00:96::/112")},
 		},
 	}
@@ -69,6 +75,26 @@ func (f *fakeFacts) NodesWithAddress(_ context.Context, key string) ([]string, e
 		}
 	}
 	return names, nil
+}
+
+func (f *fakeFacts) AddressClaim(_ context.Context, key string) (policy.Claim, bool, error) {
+	if f.claimErr != nil {
+		return policy.Claim{}, false, f.claimErr
+	}
+	c, ok := f.claims[key]
+	return c, ok, nil
+}
+
+func (f *fakeFacts) NamespaceExists(_ context.Context, name string) (bool, error) {
+	if f.namespaceErr != nil {
+		return false, f.namespaceErr
+	}
+	return slices.Contains(f.namespaces, name), nil
+}
+
+// controlPlane puts the control-plane label on the named node.
+func (f *fakeFacts) controlPlane(name string) {
+	f.nodes[name].Labels = map[string]string{policy.ControlPlaneLabel: ""}
 }
 
 func (f *fakeFacts) Cluster(context.Context) (policy.Cluster, error) {

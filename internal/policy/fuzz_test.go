@@ -19,6 +19,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	netutils "k8s.io/utils/net"
 
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -110,7 +111,6 @@ func verifyApproved(req servingcsr.Request, facts *fakeFacts) error {
 	if req.ExpirationSeconds != nil && *req.ExpirationSeconds > 365*24*3600 {
 		return fmt.Errorf("expirationSeconds %d", *req.ExpirationSeconds)
 	}
-	_, isRSA := csr.PublicKey.(*rsa.PublicKey)
 	switch k := csr.PublicKey.(type) {
 	case *ecdsa.PublicKey:
 		if name := k.Curve.Params().Name; name != "P-256" && name != "P-384" {
@@ -126,7 +126,7 @@ func verifyApproved(req servingcsr.Request, facts *fakeFacts) error {
 	}
 	gotUsages := slices.Sorted(slices.Values(req.Usages))
 	okUsages := slices.Equal(gotUsages, []certificatesv1.KeyUsage{ds, sa}) ||
-		(isRSA && slices.Equal(gotUsages, []certificatesv1.KeyUsage{ds, ke, sa}))
+		slices.Equal(gotUsages, []certificatesv1.KeyUsage{ds, ke, sa})
 	if !okUsages {
 		return fmt.Errorf("usages %q", req.Usages)
 	}
@@ -154,8 +154,23 @@ func verifyApproved(req servingcsr.Request, facts *fakeFacts) error {
 		if strings.ContainsAny(lower, "*") || strings.HasSuffix(lower, ".") || !slices.Contains(nodeNames, lower) {
 			return fmt.Errorf("DNS SAN %q", name)
 		}
-		if lower == "localhost" || strings.HasPrefix(lower, "kubernetes") || strings.HasSuffix(lower, ".svc") || strings.HasSuffix(lower, "cluster.local") {
+		if lower == "localhost" || strings.HasPrefix(lower, "kubernetes") || strings.HasSuffix(lower, ".svc") || strings.HasSuffix(lower, ".pod") || strings.HasSuffix(lower, "cluster.local") {
 			return fmt.Errorf("reserved DNS SAN %q", name)
+		}
+		labels := strings.Split(lower, ".")
+		if len(labels) == 2 && slices.Contains(facts.namespaces, labels[1]) {
+			return fmt.Errorf("DNS SAN %q is <service>.<namespace>", name)
+		}
+		if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" || strings.HasPrefix(last, "0x") {
+			return fmt.Errorf("DNS SAN %q reads as an IP", name)
+		}
+		if slices.Contains(facts.cluster.APIServerNames, lower) {
+			return fmt.Errorf("DNS SAN %q is the API server's", name)
+		}
+		for other := range facts.nodes {
+			if other != nodeName && (other == lower || other == labels[0]) {
+				return fmt.Errorf("DNS SAN %q is named after node %s", name, other)
+			}
 		}
 		for other, n := range facts.nodes {
 			for _, a := range n.Addresses {
@@ -183,4 +198,44 @@ func verifyApproved(req servingcsr.Request, facts *fakeFacts) error {
 		}
 	}
 	return nil
+}
+
+// FuzzNodeAddress checks that Node addresses are read as the kubelet reads them
+// (ParseIPSloppy), and that a victim's address, however it is spelled in its status, is never
+// approved to another node.
+func FuzzNodeAddress(f *testing.F) {
+	for _, s := range []string{"10.0.0.10", "010.000.000.010", "::ffff:10.0.0.10", "FD00::10", "fd00:0::10", "fe80::1%eth0", "0x0a.0.0.1", "10.1", "Node-A.", "203.0.113.7"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ip := netutils.ParseIPSloppy(s)
+		got, ok := policy.ParseNodeIP(s)
+		if ok != (ip != nil) {
+			t.Fatalf("ParseNodeIP(%q) ok = %v, ParseIPSloppy = %v", s, ok, ip)
+		}
+		key := policy.AddressKey(s)
+		if !ok {
+			if s != "" && key != policy.AddressKey(strings.ToLower(s)) {
+				t.Fatalf("AddressKey(%q) = %q depends on case", s, key)
+			}
+			return
+		}
+		want, _ := netip.AddrFromSlice(ip)
+		want = want.Unmap()
+		if got != want || key != want.String() || policy.AddressKey(want.String()) != key {
+			t.Fatalf("ParseNodeIP(%q) = %v, AddressKey = %q; want %v under one key", s, got, key, want)
+		}
+		// node-b reports the address as s, node-a as the kubelet writes it into its IP SAN.
+		facts := defaultFacts()
+		facts.nodes["node-a"] = node("node-a", "InternalIP="+want.String())
+		facts.nodes["node-b"] = node("node-b", "InternalIP="+s)
+		req := servingcsr.FromCSR(csrtest.New(t, csrtest.DNSNames(), csrtest.IPAddresses(want.String())))
+		d, err := policy.Evaluate(context.Background(), policy.DefaultConfig(), req, facts, req.Created.Add(time.Hour))
+		if err != nil {
+			t.Fatalf("Evaluate() error = %v", err)
+		}
+		if d.Verdict == policy.Approve {
+			t.Fatalf("node-a got %v approved while node-b reports it as %q", want, s)
+		}
+	})
 }

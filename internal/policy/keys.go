@@ -5,23 +5,43 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
+	netutils "k8s.io/utils/net"
 )
 
-// AddressKeys returns the keys under which Facts.NodesWithAddress finds a node
-// with these status.addresses: each IP normalised, each name lowercased
-// without a trailing dot; sorted, without duplicates. Controllers index their
-// Node caches with it.
+// ParseNodeIP parses a Node status address the way the kubelet does before it puts the address
+// into its serving CSR (k8s.io/utils/net.ParseIPSloppy, which allows leading zeros:
+// "010.000.000.010" is 10.0.0.10), and returns it normalised: IPv4-mapped IPv6 as IPv4. It
+// reports false for anything the kubelet would not take as an IP, zoned addresses included.
+func ParseNodeIP(s string) (netip.Addr, bool) {
+	ip := netutils.ParseIPSloppy(s)
+	if ip == nil {
+		return netip.Addr{}, false
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	return addr.Unmap(), ok
+}
+
+// AddressKey returns the key under which Facts.NodesWithAddress and Facts.AddressClaim find a
+// Node status address: the IP as ParseNodeIP reads it, else the name lowercased without a
+// trailing dot. It is "" for an empty address.
+func AddressKey(address string) string {
+	if address == "" {
+		return ""
+	}
+	if ip, ok := ParseNodeIP(address); ok {
+		return ip.String()
+	}
+	return normaliseDNS(address)
+}
+
+// AddressKeys returns AddressKey of every one of addrs, sorted, without duplicates and empty
+// keys. Controllers index their Node caches with it.
 func AddressKeys(addrs []corev1.NodeAddress) []string {
 	keys := make([]string, 0, len(addrs))
 	for _, a := range addrs {
-		if a.Address == "" {
-			continue
+		if k := AddressKey(a.Address); k != "" {
+			keys = append(keys, k)
 		}
-		if ip, err := netip.ParseAddr(a.Address); err == nil {
-			keys = append(keys, normaliseAddr(ip).String())
-			continue
-		}
-		keys = append(keys, normaliseDNS(a.Address))
 	}
 	slices.Sort(keys)
 	return slices.Compact(keys)

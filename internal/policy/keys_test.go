@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -13,23 +14,54 @@ func TestAddressKeys(t *testing.T) {
 	got := policy.AddressKeys([]corev1.NodeAddress{
 		{Type: corev1.NodeInternalIP, Address: "::ffff:10.0.0.10"},
 		{Type: corev1.NodeInternalIP, Address: "10.0.0.10"},
+		{Type: corev1.NodeInternalIP, Address: "010.000.000.010"},
 		{Type: corev1.NodeExternalIP, Address: "FD00::1"},
 		{Type: corev1.NodeHostName, Address: "Node-A."},
 		{Type: corev1.NodeInternalDNS, Address: "node-a"},
 		{Type: corev1.NodeHostName, Address: "10.0.0.50"},
+		{Type: corev1.NodeExternalIP, Address: "fe80::1%eth0"},
 		{Type: corev1.NodeExternalDNS, Address: ""},
 	})
-	want := []string{"10.0.0.10", "10.0.0.50", "fd00::1", "node-a"}
+	// The kubelet's ParseIPSloppy takes leading zeros but no zone: a zoned address is no IP.
+	want := []string{"10.0.0.10", "10.0.0.50", "fd00::1", "fe80::1%eth0", "node-a"}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("AddressKeys (-got +want):\n%s", diff)
 	}
 }
 
+func TestParseNodeIP(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "" means not an IP
+	}{
+		{in: "10.0.0.1", want: "10.0.0.1"},
+		{in: "010.000.000.001", want: "10.0.0.1"},
+		{in: "::ffff:10.0.0.1", want: "10.0.0.1"},
+		{in: "FD00::0:1", want: "fd00::1"},
+		{in: "fe80::1%eth0"},
+		{in: "10.1"},
+		{in: "0x0a000001"},
+		{in: "node-a"},
+		{in: ""},
+	}
+	for _, tt := range tests {
+		got, ok := policy.ParseNodeIP(tt.in)
+		if ok != (tt.want != "") || (ok && got.String() != tt.want) {
+			t.Errorf("ParseNodeIP(%q) = %v, %v; want %q", tt.in, got, ok, tt.want)
+		}
+	}
+}
+
 func TestSnapshotFacts(t *testing.T) {
-	f := policy.NewSnapshotFacts([]policy.Node{
-		{Name: "a", Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}, {Type: corev1.NodeHostName, Address: "A"}}},
-		{Name: "b", Addresses: []corev1.NodeAddress{{Type: corev1.NodeExternalIP, Address: "::ffff:10.0.0.1"}}},
-	}, policy.Cluster{})
+	claim := policy.Claim{Node: "a", Since: time.Unix(100, 0)}
+	f := policy.NewSnapshotFacts(policy.Snapshot{
+		Nodes: []policy.Node{
+			{Name: "a", Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.1"}, {Type: corev1.NodeHostName, Address: "A"}}},
+			{Name: "b", Addresses: []corev1.NodeAddress{{Type: corev1.NodeExternalIP, Address: "::ffff:10.0.0.1"}}},
+		},
+		Claims:     map[string]policy.Claim{"10.0.0.1": claim},
+		Namespaces: []string{"default"},
+	})
 	ctx := t.Context()
 	got, _ := f.NodesWithAddress(ctx, "10.0.0.1")
 	if diff := cmp.Diff(got, []string{"a", "b"}); diff != "" {
@@ -41,17 +73,42 @@ func TestSnapshotFacts(t *testing.T) {
 	if n, _ := f.Node(ctx, "a"); n == nil || n.Name != "a" {
 		t.Errorf("Node(a) = %v", n)
 	}
+	if c, ok, _ := f.AddressClaim(ctx, "10.0.0.1"); !ok || c != claim {
+		t.Errorf("AddressClaim(10.0.0.1) = %v, %v; want %v", c, ok, claim)
+	}
+	if _, ok, _ := f.AddressClaim(ctx, "a"); ok {
+		t.Error("AddressClaim(a) found a claim, want none")
+	}
+	for ns, want := range map[string]bool{"default": true, "kube-system": false} {
+		if got, _ := f.NamespaceExists(ctx, ns); got != want {
+			t.Errorf("NamespaceExists(%q) = %v, want %v", ns, got, want)
+		}
+	}
 }
 
-func TestFromNode(t *testing.T) {
-	for labels, want := range map[string]bool{policy.ControlPlaneLabel: true, policy.LegacyControlPlaneLabel: true, "node-role.kubernetes.io/worker": false, "": false} {
-		n := &corev1.Node{}
-		n.Name = "n"
-		if labels != "" {
-			n.Labels = map[string]string{labels: ""}
-		}
-		if got := policy.FromNode(n).ControlPlane; got != want {
-			t.Errorf("FromNode with label %q: ControlPlane = %v, want %v", labels, got, want)
-		}
+func TestIsControlPlane(t *testing.T) {
+	cfg := policy.DefaultConfig()
+	rke := policy.DefaultConfig()
+	rke.ControlPlaneLabels = []string{"node-role.kubernetes.io/controlplane=true"}
+	tests := []struct {
+		name   string
+		cfg    policy.Config
+		labels map[string]string
+		want   bool
+	}{
+		{name: "control_plane", cfg: cfg, labels: map[string]string{policy.ControlPlaneLabel: ""}, want: true},
+		{name: "master", cfg: cfg, labels: map[string]string{policy.LegacyControlPlaneLabel: "true"}, want: true},
+		{name: "worker", cfg: cfg, labels: map[string]string{"node-role.kubernetes.io/worker": ""}},
+		{name: "no_labels", cfg: cfg},
+		{name: "rke_true", cfg: rke, labels: map[string]string{"node-role.kubernetes.io/controlplane": "true"}, want: true},
+		{name: "rke_false", cfg: rke, labels: map[string]string{"node-role.kubernetes.io/controlplane": "false"}},
+		{name: "rke_with_default_label", cfg: rke, labels: map[string]string{policy.ControlPlaneLabel: ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.cfg.IsControlPlane(tt.labels); got != tt.want {
+				t.Errorf("IsControlPlane(%v) = %v, want %v", tt.labels, got, tt.want)
+			}
+		})
 	}
 }

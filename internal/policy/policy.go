@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -97,23 +98,15 @@ type CheckResult struct {
 type Node struct {
 	Name      string
 	Addresses []corev1.NodeAddress
-	// ControlPlane is true when the Node carries a control-plane role label
-	// (see IsControlPlane). Only such a node may hold an API server endpoint
-	// address, its own, in its certificate.
-	ControlPlane bool
+	// Labels are the Node's labels, or at least those Config.ControlPlaneLabels names: a Node
+	// that carries one is a control-plane node, which may hold its own API server addresses and
+	// names in its certificate.
+	Labels map[string]string
 }
-
-// Control-plane role labels. NodeRestriction admission forbids a kubelet to
-// set node-role.kubernetes.io labels on its own Node, so they are set by an
-// administrator or an installer (kubeadm, Talos), never by a compromised node.
-const (
-	ControlPlaneLabel       = "node-role.kubernetes.io/control-plane"
-	LegacyControlPlaneLabel = "node-role.kubernetes.io/master"
-)
 
 // FromNode returns what the policy looks at of a Node.
 func FromNode(n *corev1.Node) Node {
-	return Node{Name: n.Name, Addresses: n.Status.Addresses, ControlPlane: IsControlPlane(n.Labels)}
+	return Node{Name: n.Name, Addresses: n.Status.Addresses, Labels: n.Labels}
 }
 
 // FromNodes returns FromNode of each of nodes.
@@ -125,21 +118,33 @@ func FromNodes(nodes []corev1.Node) []Node {
 	return out
 }
 
-// IsControlPlane reports whether Node labels mark a control-plane node.
-func IsControlPlane(labels map[string]string) bool {
-	_, cp := labels[ControlPlaneLabel]
-	_, legacy := labels[LegacyControlPlaneLabel]
-	return cp || legacy
+// Cluster holds the API server's identity and the Service ranges: addresses and names no node
+// may claim, as discovered from the cluster and remembered since.
+type Cluster struct {
+	// APIServerAddresses are the addresses the kube-apiserver has been seen at: its endpoints,
+	// the addresses in its serving certificate, and every one remembered from earlier
+	// discoveries. A control-plane node may hold its own (it runs that API server); any other
+	// node never.
+	APIServerAddresses []netip.Addr
+	// APIServerNames are DNS names the kube-apiserver answers to (from its serving certificate,
+	// remembered like the addresses), lowercased. The same exemption applies as for addresses.
+	APIServerNames []string
+	// ServiceCIDRs are the ranges Service cluster IPs come from. No node may hold one, control
+	// plane or not.
+	ServiceCIDRs []netip.Prefix
 }
 
-// Cluster holds the addresses no node may claim, as discovered from the cluster.
-type Cluster struct {
-	// APIServerAddresses are the addresses of the kube-apiserver endpoints.
-	// A control-plane node may hold its own (it runs that API server); any
-	// other node never.
-	APIServerAddresses []netip.Addr
-	// ServiceCIDRs are the ranges Service cluster IPs come from.
-	ServiceCIDRs []netip.Prefix
+// Claim records which Node owns an address: the first to report it while csrguard watched.
+// A Node that reports an address another Node claims is a squatter, and is refused it.
+type Claim struct {
+	// Node is the name of the owning Node.
+	Node string
+	// Since is when the owner was first seen reporting the address.
+	Since time.Time
+	// Released is when the owner stopped reporting the address, or zero while it still does.
+	// The claim ends Config.AddressSettleTime later, so that the address can move to another
+	// Node (addresses are reused) without a squatter racing the owner's next status update.
+	Released time.Time
 }
 
 // Facts is what the policy may look up. The controller implements it with its caches, tests with
@@ -147,10 +152,13 @@ type Cluster struct {
 type Facts interface {
 	// Node returns the named node, or nil and no error when it does not exist.
 	Node(ctx context.Context, name string) (*Node, error)
-	// NodesWithAddress returns the names of the nodes reporting an address with this key. The key
-	// is a normalised IP (netip.Addr.Unmap().String()) or a lowercased DNS name without a
-	// trailing dot.
+	// NodesWithAddress returns the names of the nodes reporting an address with this key (see
+	// AddressKeys).
 	NodesWithAddress(ctx context.Context, key string) ([]string, error)
-	// Cluster returns the API server addresses and service CIDRs discovered from the cluster.
+	// AddressClaim returns the claim on the address with this key, and false when there is none.
+	AddressClaim(ctx context.Context, key string) (Claim, bool, error)
+	// NamespaceExists reports whether the namespace exists.
+	NamespaceExists(ctx context.Context, name string) (bool, error)
+	// Cluster returns the API server's identity and the service CIDRs.
 	Cluster(ctx context.Context) (Cluster, error)
 }

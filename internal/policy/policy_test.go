@@ -147,6 +147,38 @@ func TestEvaluate(t *testing.T) {
 			f.nodes["node-c.example.com"] = node("node-c.example.com", "Hostname=node-c.example.com", "InternalIP=10.0.0.12")
 		}, want: approved()},
 
+		// Kubelets before v1.27 ask for key encipherment with every key type.
+		{name: "old_kubelet_ecdsa_key_encipherment", opts: []csrtest.Option{csrtest.Usages(ke, ds, sa)}, want: approved()},
+		{name: "old_kubelet_ed25519_key_encipherment", opts: []csrtest.Option{csrtest.Key(csrtest.Ed25519), csrtest.Usages(ds, ke, sa)}, want: approved()},
+		{name: "old_kubelet_p384_key_encipherment", opts: []csrtest.Option{csrtest.Key(csrtest.ECDSAP384), csrtest.Usages(sa, ds, ke)}, want: approved()},
+		// The kubelet reads Node addresses with ParseIPSloppy: leading zeros are the same address.
+		{name: "node_address_leading_zeros", facts: func(f *fakeFacts) {
+			f.nodes["node-a"] = node("node-a", "Hostname=node-a", "InternalIP=010.000.000.010")
+		}, want: approved()},
+		{name: "node_hostname_ip_leading_zeros", opts: []csrtest.Option{csrtest.DNSNames(), csrtest.IPAddresses("10.0.0.50")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"] = node("node-a", "Hostname=010.0.0.050")
+		}, want: approved()},
+		{name: "dns_numbers_inside_labels", opts: []csrtest.Option{csrtest.DNSNames("node-a", "1node.rack-2.example.com")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=1node.rack-2.example.com")
+		}, want: approved()},
+		{name: "dns_two_labels_not_a_namespace", opts: []csrtest.Option{csrtest.DNSNames("node-a", "node-a.lab")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=node-a.lab")
+		}, want: approved()},
+		{name: "fqdn_first_label_is_own_name", opts: []csrtest.Option{csrtest.DNSNames("node-a.internal.example")}, want: approved()},
+		// An address node-a owns stays node-a's while another node squats it.
+		{name: "owner_while_squatted", facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "InternalIP=10.0.0.10")
+			f.claims["10.0.0.10"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-time.Hour)}
+		}, want: approved()},
+		{name: "owner_of_name_while_squatted", opts: []csrtest.Option{csrtest.DNSNames("node-a.example.com"), csrtest.IPAddresses()}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "ExternalDNS=node-a.example.com")
+			f.claims["node-a.example.com"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-time.Hour)}
+		}, want: approved()},
+		{name: "claim_run_out", opts: []csrtest.Option{csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.20")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "InternalIP=10.0.0.20")
+			f.claims["10.0.0.20"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-24 * time.Hour), Released: csrtest.Created}
+		}, want: approved()},
+
 		// signer
 		{name: "signer_kube_apiserver_client_kubelet", opts: []csrtest.Option{csrtest.SignerName("kubernetes.io/kube-apiserver-client-kubelet")}, want: denied("signer", policy.SignerNotKubeletServing)},
 		{name: "signer_empty", opts: []csrtest.Option{csrtest.SignerName("")}, want: denied("signer", policy.SignerNotKubeletServing)},
@@ -200,6 +232,16 @@ func TestEvaluate(t *testing.T) {
 		{name: "dns_name_too_long", opts: []csrtest.Option{csrtest.DNSNames(strings.Repeat("abcdefgh.", 28) + "example")}, want: denied("san-types", policy.DNSNameInvalid)},
 		{name: "dns_underscore", opts: []csrtest.Option{csrtest.DNSNames("node_a")}, want: denied("san-types", policy.DNSNameInvalid)},
 		{name: "dns_leading_hyphen", opts: []csrtest.Option{csrtest.DNSNames("-node-a")}, want: denied("san-types", policy.DNSNameInvalid)},
+		{name: "dns_ip_literal", opts: []csrtest.Option{csrtest.DNSNames("10.96.0.1")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_ip_literal_of_own_node", opts: []csrtest.Option{csrtest.DNSNames("node-a", "10.0.0.10")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=10.0.0.10")
+		}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_ip_leading_zeros", opts: []csrtest.Option{csrtest.DNSNames("010.000.000.001")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_ip_short_form", opts: []csrtest.Option{csrtest.DNSNames("10.1")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_ip_integer", opts: []csrtest.Option{csrtest.DNSNames("167772161")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_ip_hex", opts: []csrtest.Option{csrtest.DNSNames("0x0A000001")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_ip_hex_empty", opts: []csrtest.Option{csrtest.DNSNames("node-a.0x")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_numeric_last_label", opts: []csrtest.Option{csrtest.DNSNames("node-a.123")}, want: denied("san-types", policy.DNSNameIsAddress)},
 		{name: "dns_with_space", opts: []csrtest.Option{csrtest.DNSNames("node-a example.com")}, want: denied("san-types", policy.DNSNameInvalid)},
 
 		// usages
@@ -208,8 +250,8 @@ func TestEvaluate(t *testing.T) {
 		{name: "usages_missing_digital_signature", opts: []csrtest.Option{csrtest.Usages(sa)}, want: denied("usages", policy.UsagesInvalid)},
 		{name: "usages_empty", opts: []csrtest.Option{csrtest.Usages()}, want: denied("usages", policy.UsagesInvalid)},
 		{name: "usages_duplicate", opts: []csrtest.Option{csrtest.Usages(ds, sa, sa)}, want: denied("usages", policy.UsagesInvalid)},
-		{name: "usages_key_encipherment_ecdsa", opts: []csrtest.Option{csrtest.Usages(ke, ds, sa)}, want: denied("usages", policy.UsagesInvalid)},
-		{name: "usages_key_encipherment_ed25519", opts: []csrtest.Option{csrtest.Key(csrtest.Ed25519), csrtest.Usages(ke, ds, sa)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_key_encipherment_client_auth", opts: []csrtest.Option{csrtest.Usages(ke, ds, sa, ca)}, want: denied("usages", policy.UsagesInvalid)},
+		{name: "usages_key_encipherment_without_server_auth", opts: []csrtest.Option{csrtest.Usages(ke, ds)}, want: denied("usages", policy.UsagesInvalid)},
 		{name: "usages_rsa_key_encipherment_twice", opts: []csrtest.Option{csrtest.Key(csrtest.RSA2048), csrtest.Usages(ke, ds, sa, ke)}, want: denied("usages", policy.UsagesInvalid)},
 		{name: "usages_rsa_key_encipherment_client_auth", opts: []csrtest.Option{csrtest.Key(csrtest.RSA2048), csrtest.Usages(ke, ds, ca)}, want: denied("usages", policy.UsagesInvalid)},
 
@@ -231,6 +273,13 @@ func TestEvaluate(t *testing.T) {
 		{name: "reserved_service_svc", opts: []csrtest.Option{csrtest.DNSNames("vault.vault.svc")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_service_fqdn", opts: []csrtest.Option{csrtest.DNSNames("vault.vault.svc.cluster.local")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_pod_name", opts: []csrtest.Option{csrtest.DNSNames("10-244-0-5.default.pod.cluster.local")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_pod_short_name", opts: []csrtest.Option{csrtest.DNSNames("10-244-0-5.default.pod")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_pod_suffix", opts: []csrtest.Option{csrtest.DNSNames("anything.pod")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_service_short_name", opts: []csrtest.Option{csrtest.DNSNames("vault.vault")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=vault.vault")
+		}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_service_short_name_kube_system", opts: []csrtest.Option{csrtest.DNSNames("Kube-DNS.Kube-System")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_any_name_in_existing_namespace", opts: []csrtest.Option{csrtest.DNSNames("not-yet-a-service.default")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_cluster_domain", opts: []csrtest.Option{csrtest.DNSNames("cluster.local")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_custom_cluster_domain", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default.svc.k8s.example")}, cfg: func(c *policy.Config) { c.ClusterDomain = "k8s.example" }, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_localhost", opts: []csrtest.Option{csrtest.DNSNames("localhost")}, want: denied("reserved", policy.ReservedName)},
@@ -255,11 +304,11 @@ func TestEvaluate(t *testing.T) {
 		{name: "reserved_unspecified_v4", opts: []csrtest.Option{csrtest.IPAddresses("0.0.0.0")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_unspecified_v6", opts: []csrtest.Option{csrtest.IPAddresses("::")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_broadcast", opts: []csrtest.Option{csrtest.IPAddresses("255.255.255.255")}, want: denied("reserved", policy.ReservedAddress)},
-		{name: "reserved_api_server_v4", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, want: denied("reserved", policy.ReservedAddress)},
-		{name: "reserved_api_server_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00::1")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_api_server_v4", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, want: denied("apiserver", policy.ReservedAddress)},
+		{name: "reserved_api_server_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00::1")}, want: denied("apiserver", policy.ReservedAddress)},
 		{name: "reserved_api_server_mapped_in_facts", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.2")}, facts: func(f *fakeFacts) {
 			f.cluster.APIServerAddresses = append(f.cluster.APIServerAddresses, netip.MustParseAddr("::ffff:10.0.0.2"))
-		}, want: denied("reserved", policy.ReservedAddress)},
+		}, want: denied("apiserver", policy.ReservedAddress)},
 		{name: "reserved_service_ip_v4", opts: []csrtest.Option{csrtest.IPAddresses("10.96.0.1")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_service_ip_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00:96::a")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_service_ip_mapped_san", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, ipGN("::ffff:10.96.0.10")))}, want: denied("reserved", policy.ReservedAddress)},
@@ -269,33 +318,97 @@ func TestEvaluate(t *testing.T) {
 		{name: "reserved_extra_cidr", opts: []csrtest.Option{csrtest.IPAddresses("203.0.113.10")}, cfg: func(c *policy.Config) {
 			c.ExtraReservedCIDRs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
 		}, want: denied("reserved", policy.ReservedAddress)},
-		{name: "reserved_dns_ip_literal", opts: []csrtest.Option{csrtest.DNSNames("10.96.0.1")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_api_server_reported_by_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "InternalIP=10.0.0.1")
-		}, want: denied("reserved", policy.ReservedAddress)},
+		}, want: denied("apiserver", policy.ReservedAddress)},
+		{name: "reserved_api_server_reported_by_node_unsettled", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+		}, age: time.Second, want: held("apiserver", policy.ReservedAddress)},
 		// A control-plane node's kubelet asks for its own IP, where its API server listens too.
 		{name: "api_server_address_of_own_control_plane_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "10.0.0.1")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "InternalIP=10.0.0.1")
-			f.nodes["node-a"].ControlPlane = true
+			f.controlPlane("node-a")
+		}, want: approved()},
+		{name: "api_server_address_legacy_master_label", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "10.0.0.1")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+			f.nodes["node-a"].Labels = map[string]string{policy.LegacyControlPlaneLabel: "true"}
 		}, want: approved()},
 		{name: "api_server_address_control_plane_node_does_not_report", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
-			f.nodes["node-a"].ControlPlane = true
+			f.controlPlane("node-a")
 		}, want: denied("san-ownership", policy.SANNotOnNode)},
 		{name: "api_server_address_of_other_control_plane_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
-			f.nodes["node-a"].ControlPlane = true
+			f.controlPlane("node-a")
 			f.addAddresses("node-a", "InternalIP=10.0.0.1")
-			f.nodes["node-b"].ControlPlane = true
+			f.controlPlane("node-b")
 			f.addAddresses("node-b", "InternalIP=10.0.0.1")
 		}, want: denied("san-ownership", policy.SANOfOtherNode)},
-		{name: "api_server_address_node_not_found", opts: []csrtest.Option{csrtest.Node("node-z"), csrtest.IPAddresses("10.0.0.1")}, want: held("reserved", policy.NodeNotFound)},
+		{name: "api_server_address_node_not_found", opts: []csrtest.Option{csrtest.Node("node-z"), csrtest.IPAddresses("10.0.0.1")}, want: held("apiserver", policy.NodeNotFound)},
 		{name: "api_server_dns_literal_even_for_control_plane", opts: []csrtest.Option{csrtest.DNSNames("10.0.0.1")}, facts: func(f *fakeFacts) {
-			f.nodes["node-a"].ControlPlane = true
+			f.controlPlane("node-a")
 			f.addAddresses("node-a", "InternalIP=10.0.0.1")
-		}, want: denied("reserved", policy.ReservedAddress)},
+		}, want: denied("san-types", policy.DNSNameIsAddress)},
 		{name: "service_ip_even_for_control_plane", opts: []csrtest.Option{csrtest.IPAddresses("10.96.0.1")}, facts: func(f *fakeFacts) {
-			f.nodes["node-a"].ControlPlane = true
+			f.controlPlane("node-a")
 			f.addAddresses("node-a", "InternalIP=10.96.0.1")
 		}, want: denied("reserved", policy.ReservedAddress)},
+		// The control-plane exemption lifts the API server rule only: an API server address that
+		// is also a Service IP or in --reserved-cidrs stays refused, even to a control-plane node.
+		{name: "api_server_address_in_service_cidr_even_for_control_plane", opts: []csrtest.Option{csrtest.IPAddresses("10.96.0.1")}, facts: func(f *fakeFacts) {
+			f.cluster.APIServerAddresses = append(f.cluster.APIServerAddresses, netip.MustParseAddr("10.96.0.1"))
+			f.controlPlane("node-a")
+			f.addAddresses("node-a", "InternalIP=10.96.0.1")
+		}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "api_server_address_in_reserved_cidr_even_for_control_plane", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, cfg: func(c *policy.Config) {
+			c.ExtraReservedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/31")}
+		}, facts: func(f *fakeFacts) {
+			f.controlPlane("node-a")
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+		}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "api_server_address_metadata_even_for_control_plane", opts: []csrtest.Option{csrtest.IPAddresses("169.254.169.254")}, facts: func(f *fakeFacts) {
+			f.cluster.APIServerAddresses = append(f.cluster.APIServerAddresses, netip.MustParseAddr("169.254.169.254"))
+			f.controlPlane("node-a")
+			f.addAddresses("node-a", "InternalIP=169.254.169.254")
+		}, want: denied("reserved", policy.ReservedAddress)},
+		// Names in the API server's certificate are its identity as much as its addresses.
+		{name: "api_server_name", opts: []csrtest.Option{csrtest.DNSNames("api.k8s.example")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "ExternalDNS=api.k8s.example")
+		}, want: denied("apiserver", policy.ReservedName)},
+		{name: "api_server_name_uppercase", opts: []csrtest.Option{csrtest.DNSNames("API.K8s.Example")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "ExternalDNS=api.k8s.example")
+		}, want: denied("apiserver", policy.ReservedName)},
+		{name: "api_server_name_unsettled", opts: []csrtest.Option{csrtest.DNSNames("api.k8s.example")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "ExternalDNS=api.k8s.example")
+		}, age: time.Second, want: held("apiserver", policy.ReservedName)},
+		{name: "api_server_name_of_own_control_plane_node", opts: []csrtest.Option{csrtest.DNSNames("node-a")}, facts: func(f *fakeFacts) {
+			f.cluster.APIServerNames = append(f.cluster.APIServerNames, "node-a")
+			f.controlPlane("node-a")
+		}, want: approved()},
+		{name: "api_server_name_worker", opts: []csrtest.Option{csrtest.DNSNames("node-a")}, facts: func(f *fakeFacts) {
+			f.cluster.APIServerNames = append(f.cluster.APIServerNames, "node-a")
+		}, want: denied("apiserver", policy.ReservedName)},
+		// Control-plane labels are configurable; a label a kubelet may set is refused by Validate.
+		{name: "api_server_address_custom_control_plane_label", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, cfg: func(c *policy.Config) {
+			c.ControlPlaneLabels = []string{"node-role.kubernetes.io/controlplane=true"}
+		}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+			f.nodes["node-a"].Labels = map[string]string{"node-role.kubernetes.io/controlplane": "true"}
+		}, want: approved()},
+		{name: "api_server_address_custom_control_plane_label_other_value", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, cfg: func(c *policy.Config) {
+			c.ControlPlaneLabels = []string{"node-role.kubernetes.io/controlplane=true"}
+		}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+			f.nodes["node-a"].Labels = map[string]string{"node-role.kubernetes.io/controlplane": "false"}
+		}, want: denied("apiserver", policy.ReservedAddress)},
+		{name: "api_server_address_default_labels_miss_rke", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+			f.nodes["node-a"].Labels = map[string]string{"node-role.kubernetes.io/controlplane": "true"}
+		}, want: denied("apiserver", policy.ReservedAddress)},
+		{name: "api_server_address_no_control_plane_labels", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.1")}, cfg: func(c *policy.Config) {
+			c.ControlPlaneLabels = nil
+		}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalIP=10.0.0.1")
+			f.controlPlane("node-a")
+		}, want: denied("apiserver", policy.ReservedAddress)},
 		{name: "loopback_reported_by_node", opts: []csrtest.Option{csrtest.IPAddresses("127.0.0.10")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "InternalIP=127.0.0.10")
 		}, want: denied("reserved", policy.ReservedAddress)},
@@ -305,7 +418,7 @@ func TestEvaluate(t *testing.T) {
 		{name: "loopback_insecure_still_denies_api_server", opts: []csrtest.Option{csrtest.IPAddresses("127.0.0.1")}, cfg: func(c *policy.Config) { c.InsecureAllowLoopback = true }, facts: func(f *fakeFacts) {
 			f.cluster.APIServerAddresses = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
 			f.addAddresses("node-a", "InternalIP=127.0.0.1")
-		}, want: denied("reserved", policy.ReservedAddress)},
+		}, want: denied("apiserver", policy.ReservedAddress)},
 
 		// allowed-cidrs
 		{name: "allowed_cidrs_inside", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "fd00::10")}, cfg: func(c *policy.Config) {
@@ -347,7 +460,7 @@ func TestEvaluate(t *testing.T) {
 		{name: "dns_not_on_node", opts: []csrtest.Option{csrtest.DNSNames("node-a", "evil.example.com")}, want: denied("san-ownership", policy.SANNotOnNode)},
 		{name: "dns_not_on_node_unsettled", opts: []csrtest.Option{csrtest.DNSNames("evil.example.com")}, age: 30 * time.Second, want: held("san-ownership", policy.SANNotOnNode)},
 		{name: "dns_of_other_node", opts: []csrtest.Option{csrtest.DNSNames("node-b")}, want: denied("san-ownership", policy.SANNotOnNode)},
-		{name: "dns_san_is_node_ip", opts: []csrtest.Option{csrtest.DNSNames("10.0.0.10")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "dns_san_is_node_ip", opts: []csrtest.Option{csrtest.DNSNames("10.0.0.10")}, want: denied("san-types", policy.DNSNameIsAddress)},
 		// The kubelet turns a Hostname that is an IP into an IP SAN.
 		{name: "ip_san_is_node_hostname", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.50")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "Hostname=10.0.0.50")
@@ -368,6 +481,45 @@ func TestEvaluate(t *testing.T) {
 			f.addAddresses("node-a", "ExternalDNS=shared.example.com")
 			f.addAddresses("node-b", "InternalDNS=Shared.Example.com.")
 		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "dns_name_of_other_node_without_hostname", opts: []csrtest.Option{csrtest.DNSNames("node-b")}, facts: func(f *fakeFacts) {
+			f.nodes["node-b"] = node("node-b", "InternalIP=10.0.0.11")
+			f.addAddresses("node-a", "InternalDNS=node-b")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "dns_name_of_other_node_uppercase", opts: []csrtest.Option{csrtest.DNSNames("NODE-B")}, facts: func(f *fakeFacts) {
+			f.nodes["node-b"] = node("node-b", "InternalIP=10.0.0.11")
+			f.addAddresses("node-a", "InternalDNS=Node-B")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "dns_first_label_of_other_node", opts: []csrtest.Option{csrtest.DNSNames("node-b.example.com")}, facts: func(f *fakeFacts) {
+			f.nodes["node-b"] = node("node-b", "InternalIP=10.0.0.11")
+			f.addAddresses("node-a", "ExternalDNS=node-b.example.com")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "dns_name_of_other_fqdn_node", opts: []csrtest.Option{csrtest.DNSNames("node-c.example.com")}, facts: func(f *fakeFacts) {
+			f.nodes["node-c.example.com"] = node("node-c.example.com", "InternalIP=10.0.0.12")
+			f.addAddresses("node-a", "ExternalDNS=node-c.example.com")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "dns_name_of_other_node_unsettled", opts: []csrtest.Option{csrtest.DNSNames("node-b")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=node-b")
+		}, age: time.Second, want: held("san-ownership", policy.SANOfOtherNode)},
+		{name: "other_node_address_leading_zeros", facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "InternalIP=010.0.0.10")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "squatter_refused", opts: []csrtest.Option{csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.10")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "InternalIP=10.0.0.10")
+			f.claims["10.0.0.10"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-time.Hour)}
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "squatter_refused_alone", opts: []csrtest.Option{csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.10")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"] = node("node-a", "Hostname=node-a")
+			f.addAddresses("node-b", "InternalIP=10.0.0.10")
+			f.claims["10.0.0.10"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-time.Hour)}
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "squatter_of_name_refused", opts: []csrtest.Option{csrtest.Node("node-b"), csrtest.DNSNames("node-a.example.com"), csrtest.IPAddresses()}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "ExternalDNS=node-a.example.com")
+			f.claims["node-a.example.com"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-time.Hour)}
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "claim_released_holds_new_holder", opts: []csrtest.Option{csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.20")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "InternalIP=10.0.0.20")
+			f.claims["10.0.0.20"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-24 * time.Hour), Released: csrtest.Created.Add(time.Hour - 10*time.Second)}
+		}, want: held("san-ownership", policy.SANOfOtherNode)},
 
 		// The first deny wins, over holds and over later denies.
 		{name: "first_deny_wins", opts: []csrtest.Option{csrtest.CommonName("system:node:node-b"), csrtest.IPAddresses("127.0.0.1")}, want: denied("subject", policy.SubjectMismatch)},
@@ -403,8 +555,8 @@ func TestEvaluate(t *testing.T) {
 			if diff := cmp.Diff(decidedBy(got), tt.want); diff != "" {
 				t.Errorf("Evaluate() mismatch (-got +want):\n%s\nmessage: %s", diff, got.Message)
 			}
-			if len(got.Checks) != 13 {
-				t.Errorf("Evaluate() ran %d checks, want 13", len(got.Checks))
+			if len(got.Checks) != 14 {
+				t.Errorf("Evaluate() ran %d checks, want 14", len(got.Checks))
 			}
 			if !strings.HasPrefix(got.Message, tt.want.Check+": ") && got.Verdict != policy.Approve {
 				t.Errorf("Evaluate() message %q does not name check %q", got.Message, tt.want.Check)
@@ -425,7 +577,7 @@ func TestEvaluateChecks(t *testing.T) {
 		Outcome policy.Outcome
 		Reason  policy.Reason
 	}
-	ids := []string{"signer", "requester", "request-encoding", "subject", "san-types", "usages", "key", "expiration", "reserved", "allowed-cidrs", "dns-regex", "node-exists", "san-ownership"}
+	ids := []string{"signer", "requester", "request-encoding", "subject", "san-types", "usages", "key", "expiration", "reserved", "apiserver", "allowed-cidrs", "dns-regex", "node-exists", "san-ownership"}
 	// trace lists every check as passed except those in failed and skipped.
 	trace := func(failed map[string]policy.Reason, skipped ...string) []row {
 		var rows []row
@@ -450,7 +602,7 @@ func TestEvaluateChecks(t *testing.T) {
 		{name: "approved", want: trace(nil, "allowed-cidrs", "dns-regex")},
 		{name: "malformed_request", opts: []csrtest.Option{csrtest.PEM([]byte("garbage"))}, want: trace(
 			map[string]policy.Reason{"request-encoding": policy.MalformedRequest},
-			"subject", "san-types", "usages", "key", "reserved", "allowed-cidrs", "dns-regex", "san-ownership")},
+			"subject", "san-types", "usages", "key", "reserved", "apiserver", "allowed-cidrs", "dns-regex", "san-ownership")},
 		{name: "not_a_node", opts: []csrtest.Option{csrtest.Username("alice")}, want: trace(
 			map[string]policy.Reason{"requester": policy.RequesterNotNode, "subject": policy.SubjectMismatch},
 			"allowed-cidrs", "dns-regex", "node-exists", "san-ownership")},
@@ -502,7 +654,7 @@ func TestEvaluateMessage(t *testing.T) {
 		{name: "reserved_address", opts: []csrtest.Option{csrtest.IPAddresses("10.96.0.1")}, age: time.Hour,
 			want: `reserved: IP SAN 10.96.0.1 is a Service IP`},
 		{name: "reserved_name", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default.svc")}, age: time.Hour,
-			want: `reserved: DNS SAN "kubernetes.default.svc" is a reserved name`},
+			want: `reserved: DNS SAN "kubernetes.default.svc" is the API server's in-cluster name`},
 		{name: "other_name", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, otherNameGN(t)))}, age: time.Hour,
 			want: `san-types: SAN of type otherName is not allowed`},
 		{name: "node_not_found", opts: []csrtest.Option{csrtest.Node("node-c")}, age: time.Hour,
@@ -534,6 +686,8 @@ func TestEvaluateError(t *testing.T) {
 		{name: "node_lookup", facts: func(f *fakeFacts) { f.nodeErr = errLookup }, wantErr: errLookup},
 		{name: "address_lookup", facts: func(f *fakeFacts) { f.addressErr = errLookup }, wantErr: errLookup},
 		{name: "cluster_lookup", facts: func(f *fakeFacts) { f.clusterErr = errLookup }, wantErr: errLookup},
+		{name: "claim_lookup", facts: func(f *fakeFacts) { f.claimErr = errLookup }, wantErr: errLookup},
+		{name: "namespace_lookup", opts: []csrtest.Option{csrtest.DNSNames("node-a.lab")}, facts: func(f *fakeFacts) { f.namespaceErr = errLookup }, wantErr: errLookup},
 		// Checks keep running after a deny, so a failed lookup still leaves the request undecided.
 		{name: "node_lookup_after_deny", opts: []csrtest.Option{csrtest.PEM([]byte("garbage"))}, facts: func(f *fakeFacts) { f.nodeErr = errLookup }, wantErr: errLookup},
 		{name: "invalid_config", cfg: func(c *policy.Config) { c.MaxExpiration = 0 }},
@@ -581,6 +735,18 @@ func TestConfigValidate(t *testing.T) {
 		{name: "extra_reserved_name_empty", cfg: func(c *policy.Config) { c.ExtraReservedNames = []string{""} }, wantField: "ExtraReservedNames"},
 		{name: "allowed_cidr_invalid", cfg: func(c *policy.Config) { c.AllowedNodeCIDRs = []netip.Prefix{{}} }, wantField: "AllowedNodeCIDRs"},
 		{name: "extra_reserved_cidr_invalid", cfg: func(c *policy.Config) { c.ExtraReservedCIDRs = []netip.Prefix{{}} }, wantField: "ExtraReservedCIDRs"},
+		{name: "control_plane_labels_none", cfg: func(c *policy.Config) { c.ControlPlaneLabels = nil }},
+		{name: "control_plane_label_rke", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"node-role.kubernetes.io/controlplane=true"} }},
+		{name: "control_plane_label_node_restriction", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"node-restriction.kubernetes.io/control-plane"} }},
+		{name: "control_plane_label_k8s_io", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"example.k8s.io/control-plane"} }},
+		// Labels a kubelet may set on itself cannot mark control-plane nodes.
+		{name: "control_plane_label_foreign_domain", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"example.com/control-plane"} }, wantField: "ControlPlaneLabels"},
+		{name: "control_plane_label_unprefixed", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"control-plane"} }, wantField: "ControlPlaneLabels"},
+		{name: "control_plane_label_kubelet_namespace", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"node.kubernetes.io/control-plane"} }, wantField: "ControlPlaneLabels"},
+		{name: "control_plane_label_kubelet_subdomain", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"role.kubelet.kubernetes.io/cp"} }, wantField: "ControlPlaneLabels"},
+		{name: "control_plane_label_hostname", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"kubernetes.io/hostname=cp-1"} }, wantField: "ControlPlaneLabels"},
+		{name: "control_plane_label_bad_key", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"node-role.kubernetes.io/"} }, wantField: "ControlPlaneLabels"},
+		{name: "control_plane_label_bad_value", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"node-role.kubernetes.io/cp=a b"} }, wantField: "ControlPlaneLabels"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -37,18 +37,27 @@ const (
 	// DNSNameInvalid (Deny): a DNS SAN is not an RFC 1123 name (wildcard, trailing dot, empty or
 	// long label, bad character).
 	DNSNameInvalid Reason = "DNSNameInvalid"
-	// UsagesInvalid (Deny): spec.usages is not {digital signature, server auth}, or for RSA keys
-	// also {key encipherment, digital signature, server auth}, without duplicates.
+	// DNSNameIsAddress (Deny): a DNS SAN reads as an IP address to resolvers and URL parsers (its
+	// last label is a number: 10.0.0.1, 010.0.0.1, 10.1, 0x0a000001). Kubelets put addresses
+	// into IP SANs only.
+	DNSNameIsAddress Reason = "DNSNameIsAddress"
+	// UsagesInvalid (Deny): spec.usages is not {digital signature, server auth} or {key
+	// encipherment, digital signature, server auth} (what kubelets before v1.27 send for every
+	// key type), without duplicates.
 	UsagesInvalid Reason = "UsagesInvalid"
 	// KeyNotAllowed (Deny): the key is not ECDSA P-256/P-384, RSA 2048-8192 bits or Ed25519.
 	KeyNotAllowed Reason = "KeyNotAllowed"
 	// ExpirationTooLong (Deny): spec.expirationSeconds exceeds Config.MaxExpiration.
 	ExpirationTooLong Reason = "ExpirationTooLong"
-	// ReservedName (Deny): a DNS SAN is a cluster-internal or otherwise reserved name.
+	// ReservedName (Deny; Hold first for API server names): a DNS SAN is a cluster-internal name
+	// (kubernetes.default.svc, *.svc, *.pod, the cluster domain, <service>.<namespace> of an
+	// existing namespace), localhost, a --reserved-names entry, or a name of the API server's
+	// certificate that only its own control-plane node may hold.
 	ReservedName Reason = "ReservedName"
-	// ReservedAddress (Deny): an IP SAN, or a DNS SAN that is an IP literal, is loopback,
-	// link-local, multicast, unspecified, broadcast, a metadata address, an API server address, a
-	// Service IP or in Config.ExtraReservedCIDRs.
+	// ReservedAddress (Deny; Hold first for API server addresses): an IP SAN is loopback,
+	// link-local, multicast, unspecified, broadcast, a metadata address, a Service IP, in
+	// Config.ExtraReservedCIDRs, or an API server address (current or remembered) that only its
+	// own control-plane node may hold.
 	ReservedAddress Reason = "ReservedAddress"
 	// AddressNotAllowed (Deny): an IP SAN is outside every Config.AllowedNodeCIDRs.
 	AddressNotAllowed Reason = "AddressNotAllowed"
@@ -59,7 +68,9 @@ const (
 	// SANNotOnNode (Hold, then Deny after Config.AddressSettleTime): a SAN is not among the
 	// requesting Node's status.addresses.
 	SANNotOnNode Reason = "SANNotOnNode"
-	// SANOfOtherNode (Hold, then Deny after Config.AddressSettleTime): another Node reports one
-	// of the SANs as its address.
+	// SANOfOtherNode (Hold, then Deny after Config.AddressSettleTime): a SAN belongs to another
+	// Node: that Node owns the address (it reported it first), or reports it too and neither
+	// owns it, or a DNS SAN is (or starts with) another Node's name. While the owner's claim
+	// runs out after it stopped reporting the address, the request is held, never denied.
 	SANOfOtherNode Reason = "SANOfOtherNode"
 )

@@ -5,26 +5,38 @@ import (
 	"slices"
 )
 
-// snapshotFacts answers lookups from a fixed list of nodes and cluster
-// addresses, read once: what CLI commands (explain, approve, doctor) decide
-// with, where the controller uses its caches.
-type snapshotFacts struct {
-	nodes   map[string]*Node
-	byKey   map[string][]string
-	cluster Cluster
+// Snapshot is everything the policy looks up, read once: what CLI commands (explain, approve,
+// doctor, preflight) decide with, where the controller uses its caches.
+type Snapshot struct {
+	Nodes   []Node
+	Cluster Cluster
+	// Claims holds the recorded address claims by address key (see AddressKey).
+	Claims map[string]Claim
+	// Namespaces holds the names of the namespaces that exist.
+	Namespaces []string
 }
 
-// NewSnapshotFacts returns Facts over nodes and cluster. It indexes nodes by
-// AddressKeys, exactly as the controller's cache index does, so a CLI
-// command decides as the controller would.
-func NewSnapshotFacts(nodes []Node, cluster Cluster) Facts {
-	f := &snapshotFacts{nodes: map[string]*Node{}, byKey: map[string][]string{}, cluster: cluster}
-	for i := range nodes {
-		n := &nodes[i]
+// snapshotFacts answers lookups from a Snapshot.
+type snapshotFacts struct {
+	s          Snapshot
+	nodes      map[string]*Node
+	byKey      map[string][]string
+	namespaces map[string]bool
+}
+
+// NewSnapshotFacts returns Facts over s. It indexes the nodes by AddressKeys, exactly as the
+// controller's cache index does, so a CLI command decides as the controller would.
+func NewSnapshotFacts(s Snapshot) Facts {
+	f := &snapshotFacts{s: s, nodes: map[string]*Node{}, byKey: map[string][]string{}, namespaces: map[string]bool{}}
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
 		f.nodes[n.Name] = n
 		for _, k := range AddressKeys(n.Addresses) {
 			f.byKey[k] = append(f.byKey[k], n.Name)
 		}
+	}
+	for _, ns := range s.Namespaces {
+		f.namespaces[ns] = true
 	}
 	return f
 }
@@ -37,4 +49,13 @@ func (f *snapshotFacts) NodesWithAddress(_ context.Context, key string) ([]strin
 	return slices.Clone(f.byKey[key]), nil
 }
 
-func (f *snapshotFacts) Cluster(context.Context) (Cluster, error) { return f.cluster, nil }
+func (f *snapshotFacts) AddressClaim(_ context.Context, key string) (Claim, bool, error) {
+	c, ok := f.s.Claims[key]
+	return c, ok, nil
+}
+
+func (f *snapshotFacts) NamespaceExists(_ context.Context, name string) (bool, error) {
+	return f.namespaces[name], nil
+}
+
+func (f *snapshotFacts) Cluster(context.Context) (Cluster, error) { return f.s.Cluster, nil }

@@ -1,0 +1,226 @@
+// Package history is csrguard's memory of the cluster, which a snapshot of the API cannot give:
+// which Node reported each address first (its claim), and every address and name the API
+// server has been seen at. The policy needs both: the first so that a node that copies
+// another's address into its own status is refused it while the owner keeps rotating, the
+// second so that an API server address that drops out of the kubernetes EndpointSlice for a
+// while is not handed to a node in that window.
+//
+// Claims and Identity are plain bookkeeping, driven by the caller with the time; Store keeps
+// them in ConfigMaps in csrguard's namespace, so that a restart or a new leader remembers. The
+// package decides nothing: policy reads a Claim and judges it.
+package history
+
+import (
+	"cmp"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+// Claims tracks which Node owns each address key (policy.AddressKey): the first Node seen
+// reporting it alone. It is safe for concurrent use.
+//
+// A Node that starts reporting a key another Node owns is a squatter: the claim stays with the
+// owner. A key two Nodes report with no claim (both were there before csrguard looked) is
+// contested and stays unclaimed until one of them stops. A claim ends Settle after its owner
+// stopped reporting the key or was deleted, so that a Node that is replaced, or re-registers,
+// keeps its addresses against a squatter for that long, while reused addresses still move on.
+type Claims struct {
+	// Settle is how long a released claim lasts: policy.Config.AddressSettleTime.
+	Settle time.Duration
+
+	mu        sync.Mutex
+	claims    map[string]policy.Claim
+	reporters map[string]map[string]bool // key -> nodes reporting it
+	nodeKeys  map[string][]string        // node -> keys it reports, sorted
+	synced    bool
+	version   uint64 // bumped on every change to claims
+}
+
+// NewClaims returns empty Claims whose released claims last settle.
+func NewClaims(settle time.Duration) *Claims {
+	return &Claims{Settle: settle, claims: map[string]policy.Claim{}, reporters: map[string]map[string]bool{}, nodeKeys: map[string][]string{}}
+}
+
+// Get returns the claim on key. It reports synced false until Sync has run: before that,
+// nobody can say who was first.
+func (c *Claims) Get(key string) (claim policy.Claim, ok, synced bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	claim, ok = c.claims[key]
+	return claim, ok, c.synced
+}
+
+// Snapshot returns a copy of every claim and a version that changes whenever they do.
+func (c *Claims) Snapshot() (map[string]policy.Claim, uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.claims), c.version
+}
+
+// Sync starts the bookkeeping from recorded claims (a Store's, possibly empty) and every Node's
+// current keys, at now. Recorded claims of Nodes that are gone, or that no longer report the
+// key, are released now (they end Settle later), and those whose Node reports the key again are
+// not released any more; keys that exactly one Node reports and nobody
+// claims are claimed by it. Keys several Nodes report without a claim stay contested: there is
+// no telling who was first.
+func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]string, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.claims = maps.Clone(recorded)
+	if c.claims == nil {
+		c.claims = map[string]policy.Claim{}
+	}
+	c.reporters, c.nodeKeys = map[string]map[string]bool{}, map[string][]string{}
+	for node, keys := range nodes {
+		c.setKeys(node, keys)
+	}
+	for key, cl := range c.claims {
+		switch reports := c.reporters[key][cl.Node]; {
+		case reports && !cl.Released.IsZero():
+			cl.Released = time.Time{}
+		case !reports && cl.Released.IsZero():
+			cl.Released = now
+		}
+		c.claims[key] = cl
+	}
+	for key := range c.reporters {
+		c.settle(key, now)
+	}
+	c.synced = true
+	c.version++
+}
+
+// SetNode records the keys a Node reports now, as a Node watch event gives them.
+func (c *Claims) SetNode(node string, keys []string, now time.Time) {
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old := c.nodeKeys[node]
+	if slices.Equal(old, keys) {
+		return
+	}
+	c.setKeys(node, keys)
+	for _, key := range keys {
+		if cl, ok := c.claims[key]; ok && cl.Node == node && !cl.Released.IsZero() {
+			cl.Released = time.Time{} // reporting it again
+			c.claims[key] = cl
+			c.version++
+		}
+	}
+	for _, key := range old {
+		if slices.Contains(keys, key) {
+			continue
+		}
+		if cl, ok := c.claims[key]; ok && cl.Node == node && cl.Released.IsZero() {
+			cl.Released = now
+			c.claims[key] = cl
+			c.version++
+		}
+	}
+	for _, key := range append(old, keys...) {
+		c.settle(key, now)
+	}
+}
+
+// DeleteNode records that a Node is gone: its claims are released now.
+func (c *Claims) DeleteNode(node string, now time.Time) {
+	c.SetNode(node, nil, now)
+	c.mu.Lock()
+	delete(c.nodeKeys, node)
+	c.mu.Unlock()
+}
+
+// Expire ends the claims released at least Settle before now, and lets a key that one Node
+// alone reports pass to it. It returns the Nodes that gained a claim so.
+func (c *Claims) Expire(now time.Time) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var gained []string
+	for key, cl := range c.claims {
+		if !cl.Released.IsZero() && !now.Before(cl.Released.Add(c.Settle)) {
+			delete(c.claims, key)
+			c.version++
+			if node := c.settle(key, now); node != "" {
+				gained = append(gained, node)
+			}
+		}
+	}
+	return slices.Compact(slices.Sorted(slices.Values(gained)))
+}
+
+// NextExpiry returns when the earliest released claim ends, or false when none is released.
+func (c *Claims) NextExpiry() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var next time.Time
+	for _, cl := range c.claims {
+		if end := cl.Released.Add(c.Settle); !cl.Released.IsZero() && (next.IsZero() || end.Before(next)) {
+			next = end
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// Conflict is a Node reporting an address that another Node owns or also reports.
+type Conflict struct {
+	// Node reports Key; Owner owns it, or is empty when Key is contested (nobody owns it).
+	Node, Key, Owner string
+}
+
+// Conflicts lists every Node reporting an address it does not own that another Node owns or
+// reports too, sorted by node and key.
+func (c *Claims) Conflicts() []Conflict {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Conflict
+	for key, nodes := range c.reporters {
+		cl, claimed := c.claims[key]
+		for node := range nodes {
+			switch {
+			case claimed && cl.Node != node:
+				out = append(out, Conflict{Node: node, Key: key, Owner: cl.Node})
+			case !claimed && len(nodes) > 1:
+				out = append(out, Conflict{Node: node, Key: key})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b Conflict) int {
+		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Key, b.Key))
+	})
+	return out
+}
+
+// setKeys replaces a Node's reported keys in the reporter index. c.mu is held.
+func (c *Claims) setKeys(node string, keys []string) {
+	for _, key := range c.nodeKeys[node] {
+		delete(c.reporters[key], node)
+		if len(c.reporters[key]) == 0 {
+			delete(c.reporters, key)
+		}
+	}
+	c.nodeKeys[node] = keys
+	for _, key := range keys {
+		if c.reporters[key] == nil {
+			c.reporters[key] = map[string]bool{}
+		}
+		c.reporters[key][node] = true
+	}
+}
+
+// settle claims key for the Node that alone reports it, if nobody claims it, and returns that
+// Node. c.mu is held.
+func (c *Claims) settle(key string, now time.Time) string {
+	if _, ok := c.claims[key]; ok || len(c.reporters[key]) != 1 {
+		return ""
+	}
+	for node := range c.reporters[key] {
+		c.claims[key] = policy.Claim{Node: node, Since: now}
+		c.version++
+		return node
+	}
+	return ""
+}

@@ -1,0 +1,192 @@
+package history_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+var t0 = time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+
+// at returns t0 plus s seconds.
+func at(s int) time.Time { return t0.Add(time.Duration(s) * time.Second) }
+
+// step is one thing that happens to Claims: a Node's keys change, it is deleted, or time passes.
+type step struct {
+	at     int      // seconds after t0
+	node   string   // with keys: SetNode; with del: DeleteNode; empty: Expire
+	keys   []string //
+	del    bool
+	gained []string // for Expire: the Nodes that must gain a claim
+}
+
+func TestClaims(t *testing.T) {
+	const settle = 60 // seconds
+	tests := []struct {
+		name       string
+		recorded   map[string]policy.Claim
+		initial    map[string][]string
+		steps      []step
+		want       map[string]policy.Claim
+		conflicts  []history.Conflict
+		wantSynced bool
+	}{
+		{
+			name:    "sole_reporters_claim_at_sync",
+			initial: map[string][]string{"a": {"10.0.0.1", "a"}, "b": {"10.0.0.2"}},
+			want: map[string]policy.Claim{
+				"10.0.0.1": {Node: "a", Since: t0}, "a": {Node: "a", Since: t0}, "10.0.0.2": {Node: "b", Since: t0},
+			},
+		},
+		{
+			name:      "shared_at_sync_is_contested",
+			initial:   map[string][]string{"a": {"10.0.0.1"}, "b": {"10.0.0.1"}},
+			want:      map[string]policy.Claim{},
+			conflicts: []history.Conflict{{Node: "a", Key: "10.0.0.1"}, {Node: "b", Key: "10.0.0.1"}},
+		},
+		{
+			name:    "squatter_after_owner",
+			initial: map[string][]string{"a": {"10.0.0.1"}, "b": {"10.0.0.2"}},
+			steps:   []step{{at: 5, node: "b", keys: []string{"10.0.0.2", "10.0.0.1"}}},
+			want: map[string]policy.Claim{
+				"10.0.0.1": {Node: "a", Since: t0}, "10.0.0.2": {Node: "b", Since: t0},
+			},
+			conflicts: []history.Conflict{{Node: "b", Key: "10.0.0.1", Owner: "a"}},
+		},
+		{
+			name: "recorded_owner_beats_squatter_that_came_while_down",
+			recorded: map[string]policy.Claim{
+				"10.0.0.1": {Node: "a", Since: at(-3600)},
+			},
+			initial:   map[string][]string{"a": {"10.0.0.1"}, "b": {"10.0.0.1"}},
+			want:      map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: at(-3600)}},
+			conflicts: []history.Conflict{{Node: "b", Key: "10.0.0.1", Owner: "a"}},
+		},
+		{
+			name:     "recorded_claim_of_gone_node_is_released",
+			recorded: map[string]policy.Claim{"10.0.0.1": {Node: "gone", Since: at(-3600)}},
+			initial:  map[string][]string{"b": {"10.0.0.1"}},
+			want:     map[string]policy.Claim{"10.0.0.1": {Node: "gone", Since: at(-3600), Released: t0}},
+			conflicts: []history.Conflict{
+				{Node: "b", Key: "10.0.0.1", Owner: "gone"},
+			},
+		},
+		{
+			name:     "recorded_released_claim_reported_again",
+			recorded: map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: at(-3600), Released: at(-10)}},
+			initial:  map[string][]string{"a": {"10.0.0.1"}},
+			want:     map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: at(-3600)}},
+		},
+		{
+			name:    "owner_stops_then_claim_runs_out_to_new_holder",
+			initial: map[string][]string{"a": {"10.0.0.1"}},
+			steps: []step{
+				{at: 10, node: "a", keys: []string{"10.0.0.9"}},
+				{at: 20, node: "c", keys: []string{"10.0.0.1"}},
+				{at: 69}, // not yet: released at 10, ends at 70
+				{at: 70, gained: []string{"c"}},
+			},
+			want: map[string]policy.Claim{"10.0.0.1": {Node: "c", Since: at(70)}, "10.0.0.9": {Node: "a", Since: at(10)}},
+		},
+		{
+			name:    "owner_reports_again_before_claim_runs_out",
+			initial: map[string][]string{"a": {"10.0.0.1"}},
+			steps: []step{
+				{at: 10, node: "a", keys: nil},
+				{at: 30, node: "a", keys: []string{"10.0.0.1"}},
+				{at: 200},
+			},
+			want: map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: t0}},
+		},
+		{
+			name:    "deleted_owner_keeps_claim_for_settle_time",
+			initial: map[string][]string{"a": {"10.0.0.1"}, "b": {"10.0.0.1"}},
+			steps: []step{
+				{at: 1, node: "a", del: true},
+			},
+			// Contested at sync: nobody owns it; once a is gone b alone reports it.
+			want: map[string]policy.Claim{"10.0.0.1": {Node: "b", Since: at(1)}},
+		},
+		{
+			name:    "deleted_owner_reregisters_and_keeps_its_address",
+			initial: map[string][]string{"a": {"10.0.0.1"}},
+			steps: []step{
+				{at: 5, node: "b", keys: []string{"10.0.0.1"}}, // squatter
+				{at: 10, node: "a", del: true},
+				{at: 40, node: "a", keys: []string{"10.0.0.1"}}, // replaced within the settle time
+				{at: 500},
+			},
+			want:      map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: t0}},
+			conflicts: []history.Conflict{{Node: "b", Key: "10.0.0.1", Owner: "a"}},
+		},
+		{
+			name:    "contest_resolves_when_one_stops",
+			initial: map[string][]string{"a": {"10.0.0.1"}, "b": {"10.0.0.1"}},
+			steps:   []step{{at: 7, node: "b", keys: []string{"10.0.0.2"}}},
+			want:    map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: at(7)}, "10.0.0.2": {Node: "b", Since: at(7)}},
+		},
+		{
+			name:    "new_node_claims_new_address",
+			initial: map[string][]string{},
+			steps:   []step{{at: 3, node: "n", keys: []string{"n", "10.0.0.3"}}},
+			want:    map[string]policy.Claim{"n": {Node: "n", Since: at(3)}, "10.0.0.3": {Node: "n", Since: at(3)}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := history.NewClaims(settle * time.Second)
+			if _, _, synced := c.Get("x"); synced {
+				t.Fatal("Get before Sync reports synced")
+			}
+			c.Sync(tt.recorded, tt.initial, t0)
+			for _, s := range tt.steps {
+				switch {
+				case s.del:
+					c.DeleteNode(s.node, at(s.at))
+				case s.node != "":
+					c.SetNode(s.node, s.keys, at(s.at))
+				default:
+					if diff := cmp.Diff(c.Expire(at(s.at)), s.gained); diff != "" {
+						t.Errorf("Expire(%ds) gained (-got +want):\n%s", s.at, diff)
+					}
+				}
+			}
+			got, _ := c.Snapshot()
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("claims (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(c.Conflicts(), tt.conflicts); diff != "" {
+				t.Errorf("Conflicts (-got +want):\n%s", diff)
+			}
+			for key, want := range tt.want {
+				if got, ok, synced := c.Get(key); !ok || !synced || got != want {
+					t.Errorf("Get(%q) = %v, %v, %v; want %v", key, got, ok, synced, want)
+				}
+			}
+		})
+	}
+}
+
+func TestClaimsNextExpiryAndVersion(t *testing.T) {
+	c := history.NewClaims(time.Minute)
+	c.Sync(nil, map[string][]string{"a": {"10.0.0.1"}}, t0)
+	if _, ok := c.NextExpiry(); ok {
+		t.Error("NextExpiry with no released claim reports one")
+	}
+	_, v1 := c.Snapshot()
+	c.SetNode("a", []string{"10.0.0.1"}, at(1)) // no change
+	if _, v := c.Snapshot(); v != v1 {
+		t.Errorf("version changed from %d to %d without a change", v1, v)
+	}
+	c.SetNode("a", nil, at(2))
+	if next, ok := c.NextExpiry(); !ok || !next.Equal(at(62)) {
+		t.Errorf("NextExpiry = %v, %v; want %v", next, ok, at(62))
+	}
+	if _, v := c.Snapshot(); v == v1 {
+		t.Error("version did not change when a claim was released")
+	}
+}

@@ -1,0 +1,265 @@
+package history
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+// The ConfigMaps a Store keeps, in its namespace. Claims are spread over ClaimShards objects by
+// node name, so that each stays far below the API server's 1 MiB object limit: about 85 KiB
+// each with 10,000 nodes of three addresses.
+const (
+	IdentityConfigMap = "csrguard-apiserver-identity"
+	claimsConfigMap   = "csrguard-address-claims-%02d"
+	ClaimShards       = 16
+	identityDataKey      = "sightings"
+)
+
+// ClaimConfigMaps returns the names of the claim ConfigMaps, for RBAC and tests.
+func ClaimConfigMaps() []string {
+	names := make([]string, ClaimShards)
+	for i := range names {
+		names[i] = fmt.Sprintf(claimsConfigMap, i)
+	}
+	return names
+}
+
+// Store keeps Identity and Claims in ConfigMaps of one namespace. Reads go to the API server
+// (reader should be uncached, so no ConfigMap informer is started); writes use optimistic
+// concurrency. It is safe for concurrent use.
+type Store struct {
+	reader    client.Reader
+	writer    client.Client
+	namespace string
+
+	mu    sync.Mutex
+	saved map[string]map[string]string // claim ConfigMap name -> data last written or read
+}
+
+// NewStore returns a Store in namespace. writer may be nil for a read-only Store.
+func NewStore(reader client.Reader, writer client.Client, namespace string) *Store {
+	return &Store{reader: reader, writer: writer, namespace: namespace, saved: map[string]map[string]string{}}
+}
+
+// Namespace returns the namespace the Store keeps its ConfigMaps in.
+func (s *Store) Namespace() string { return s.namespace }
+
+// LoadIdentity reads the recorded Identity; an absent ConfigMap is an empty one.
+func (s *Store) LoadIdentity(ctx context.Context) (Identity, error) {
+	cm, err := s.get(ctx, IdentityConfigMap)
+	if err != nil || cm == nil {
+		return Identity{}, err
+	}
+	return decodeIdentity(cm.Data[identityDataKey])
+}
+
+// SaveIdentity merges id into the recorded Identity, writes the result and returns it.
+// Concurrent writers (every replica discovers) lose nothing: merging is a union.
+func (s *Store) SaveIdentity(ctx context.Context, id Identity) (Identity, error) {
+	var merged Identity
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := s.get(ctx, IdentityConfigMap)
+		if err != nil {
+			return err
+		}
+		merged = Identity{}
+		if cm != nil {
+			if merged, err = decodeIdentity(cm.Data[identityDataKey]); err != nil {
+				return err
+			}
+		}
+		merged.Merge(id)
+		return s.put(ctx, cm, IdentityConfigMap, map[string]string{identityDataKey: encodeIdentity(merged)})
+	})
+	return merged, err
+}
+
+// LoadClaims reads every recorded claim, by address key.
+func (s *Store) LoadClaims(ctx context.Context) (map[string]policy.Claim, error) {
+	claims := map[string]policy.Claim{}
+	for _, name := range ClaimConfigMaps() {
+		cm, err := s.get(ctx, name)
+		if err != nil {
+			return nil, err
+		}
+		if cm == nil {
+			continue
+		}
+		for node, text := range cm.Data {
+			if err := decodeClaims(claims, node, text); err != nil {
+				return nil, fmt.Errorf("configmap %s/%s key %q: %w", s.namespace, name, node, err)
+			}
+		}
+		s.mu.Lock()
+		s.saved[name] = maps.Clone(cm.Data)
+		s.mu.Unlock()
+	}
+	return claims, nil
+}
+
+// SaveClaims writes claims, replacing what is recorded; it writes only the ConfigMaps whose
+// content changed since they were last loaded or saved. Only the leader saves claims.
+func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim) error {
+	shards := make([]map[string]string, ClaimShards)
+	byNode := map[string][]string{}
+	for key, c := range claims {
+		byNode[c.Node] = append(byNode[c.Node], encodeClaim(key, c))
+	}
+	for node, lines := range byNode {
+		i := shard(node)
+		if shards[i] == nil {
+			shards[i] = map[string]string{}
+		}
+		slices.Sort(lines)
+		shards[i][node] = strings.Join(lines, "\n") + "\n"
+	}
+	for i, name := range ClaimConfigMaps() {
+		s.mu.Lock()
+		prev, known := s.saved[name]
+		s.mu.Unlock()
+		if known && maps.Equal(prev, shards[i]) || !known && len(shards[i]) == 0 {
+			continue
+		}
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			cm, err := s.get(ctx, name)
+			if err != nil {
+				return err
+			}
+			return s.put(ctx, cm, name, shards[i])
+		})
+		if err != nil {
+			return err
+		}
+		s.mu.Lock()
+		s.saved[name] = shards[i]
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+// get reads a ConfigMap; nil and no error when it does not exist.
+func (s *Store) get(ctx context.Context, name string) (*corev1.ConfigMap, error) {
+	var cm corev1.ConfigMap
+	err := s.reader.Get(ctx, client.ObjectKey{Namespace: s.namespace, Name: name}, &cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("read configmap %s/%s: %w", s.namespace, name, err)
+	}
+	return &cm, nil
+}
+
+// put creates the ConfigMap (cm nil) or updates cm, with data.
+func (s *Store) put(ctx context.Context, cm *corev1.ConfigMap, name string, data map[string]string) error {
+	if s.writer == nil {
+		return fmt.Errorf("write configmap %s/%s: read-only store", s.namespace, name)
+	}
+	if cm == nil {
+		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{
+			Namespace: s.namespace, Name: name,
+			Labels: map[string]string{"app.kubernetes.io/name": "csrguard", "app.kubernetes.io/component": "history"},
+		}}
+		cm.Data = data
+		if err := s.writer.Create(ctx, cm); err != nil {
+			return fmt.Errorf("create configmap %s/%s: %w", s.namespace, name, err)
+		}
+		return nil
+	}
+	cm = cm.DeepCopy()
+	cm.Data = data
+	if err := s.writer.Update(ctx, cm); err != nil {
+		return fmt.Errorf("update configmap %s/%s: %w", s.namespace, name, err)
+	}
+	return nil
+}
+
+func shard(node string) int {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(node))
+	return int(h.Sum32() % ClaimShards)
+}
+
+// A claim is one line under its owner's key: "<address key> <since> [<released>]", times in
+// RFC 3339.
+func encodeClaim(key string, c policy.Claim) string {
+	line := key + " " + c.Since.UTC().Format(time.RFC3339)
+	if !c.Released.IsZero() {
+		line += " " + c.Released.UTC().Format(time.RFC3339)
+	}
+	return line
+}
+
+func decodeClaims(into map[string]policy.Claim, node, text string) error {
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for n := 1; sc.Scan(); n++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) > 3 || len(f) < 2 {
+			return fmt.Errorf("line %d: want \"<address> <since> [<released>]\", got %q", n, sc.Text())
+		}
+		c := policy.Claim{Node: node}
+		var err error
+		if c.Since, err = time.Parse(time.RFC3339, f[1]); err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
+		}
+		if len(f) == 3 {
+			if c.Released, err = time.Parse(time.RFC3339, f[2]); err != nil {
+				return fmt.Errorf("line %d: %w", n, err)
+			}
+		}
+		// Two owners recorded for one key (a hand edit): the earlier wins, as it would have.
+		if prev, ok := into[f[0]]; !ok || c.Since.Before(prev.Since) {
+			into[f[0]] = c
+		}
+	}
+	return sc.Err()
+}
+
+// An Identity is one line per key: "<address or name> <first seen> <last seen> <sources>".
+func encodeIdentity(id Identity) string {
+	var b strings.Builder
+	for _, key := range slices.Sorted(maps.Keys(id)) {
+		s := id[key]
+		fmt.Fprintf(&b, "%s %s %s %s\n", key, s.FirstSeen.UTC().Format(time.RFC3339), s.LastSeen.UTC().Format(time.RFC3339), strings.Join(s.Sources, ","))
+	}
+	return b.String()
+}
+
+func decodeIdentity(text string) (Identity, error) {
+	id := Identity{}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	for n := 1; sc.Scan(); n++ {
+		f := strings.Fields(sc.Text())
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 4 || identityKey(f[0]) == "" {
+			return nil, fmt.Errorf("configmap %s line %d: want \"<address or name> <first seen> <last seen> <sources>\", got %q", IdentityConfigMap, n, sc.Text())
+		}
+		first, err1 := time.Parse(time.RFC3339, f[1])
+		last, err2 := time.Parse(time.RFC3339, f[2])
+		if err1 != nil || err2 != nil {
+			return nil, fmt.Errorf("configmap %s line %d: bad time in %q", IdentityConfigMap, n, sc.Text())
+		}
+		id.Merge(Identity{identityKey(f[0]): {FirstSeen: first, LastSeen: last, Sources: strings.Split(f[3], ",")}})
+	}
+	return id, sc.Err()
+}

@@ -1,0 +1,159 @@
+package history_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
+
+	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+func TestStoreClaimsRoundTrip(t *testing.T) {
+	ctx := t.Context()
+	var writes int
+	c := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
+			writes++
+			return c.Create(ctx, o, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.UpdateOption) error {
+			writes++
+			return c.Update(ctx, o, opts...)
+		},
+	}).Build()
+	s := history.NewStore(c, c, "csrguard")
+
+	empty, err := s.LoadClaims(ctx)
+	if err != nil || len(empty) != 0 {
+		t.Fatalf("LoadClaims on an empty namespace = %v, %v", empty, err)
+	}
+	claims := map[string]policy.Claim{
+		"10.0.0.1":           {Node: "node-a", Since: t0},
+		"node-a":             {Node: "node-a", Since: t0},
+		"2001:db8::1":        {Node: "node-b", Since: at(5), Released: at(60)},
+		"node-b.example.com": {Node: "node-b", Since: at(5)},
+	}
+	if err := s.SaveClaims(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	firstWrites := writes
+	if firstWrites == 0 || firstWrites > 2 {
+		t.Errorf("first save wrote %d ConfigMaps, want one per shard in use (1 or 2)", firstWrites)
+	}
+	// Saving the same claims again writes nothing.
+	if err := s.SaveClaims(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	if writes != firstWrites {
+		t.Errorf("saving unchanged claims wrote %d more ConfigMaps", writes-firstWrites)
+	}
+
+	got, err := history.NewStore(c, nil, "csrguard").LoadClaims(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, claims); diff != "" {
+		t.Errorf("claims after a round trip (-got +want):\n%s", diff)
+	}
+
+	// Claims of a node that lost them all are removed from its shard.
+	delete(claims, "10.0.0.1")
+	delete(claims, "node-a")
+	if err := s.SaveClaims(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.LoadClaims(ctx)
+	if diff := cmp.Diff(got, claims); diff != "" {
+		t.Errorf("claims after removal (-got +want):\n%s", diff)
+	}
+}
+
+func TestStoreClaimsCorrupt(t *testing.T) {
+	for _, text := range []string{"10.0.0.1\n", "10.0.0.1 yesterday\n", "10.0.0.1 2026-11-30T12:00:00Z soon\n", "a b c d\n"} {
+		t.Run(strings.Fields(text)[len(strings.Fields(text))-1], func(t *testing.T) {
+			cm := &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Namespace: "csrguard", Name: history.ClaimConfigMaps()[3]},
+				Data:       map[string]string{"node-a": text},
+			}
+			c := fake.NewClientBuilder().WithObjects(cm).Build()
+			if _, err := history.NewStore(c, c, "csrguard").LoadClaims(t.Context()); err == nil || !strings.Contains(err.Error(), "line 1") {
+				t.Errorf("LoadClaims(%q) error = %v, want one naming line 1", text, err)
+			}
+		})
+	}
+}
+
+func TestStoreIdentityMerges(t *testing.T) {
+	ctx := t.Context()
+	c := fake.NewClientBuilder().Build()
+	a, b := history.NewStore(c, c, "csrguard"), history.NewStore(c, c, "csrguard")
+
+	idA := history.Identity{}
+	idA.Observe(map[string]string{"192.0.2.10": "endpointslice", "API.K8s.Example.": "certificate"}, t0)
+	idB := history.Identity{}
+	idB.Observe(map[string]string{"192.0.2.10": "certificate", "192.0.2.11": "endpointslice"}, at(7200))
+	// Two replicas save what each saw; neither loses the other's.
+	if _, err := a.SaveIdentity(ctx, idA); err != nil {
+		t.Fatal(err)
+	}
+	merged, err := b.SaveIdentity(ctx, idB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.LoadIdentity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := history.Identity{
+		"192.0.2.10":      {FirstSeen: t0, LastSeen: at(7200), Sources: []string{"certificate", "endpointslice"}},
+		"192.0.2.11":      {FirstSeen: at(7200), LastSeen: at(7200), Sources: []string{"endpointslice"}},
+		"api.k8s.example": {FirstSeen: t0, LastSeen: t0, Sources: []string{"certificate"}},
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("identity (-got +want):\n%s", diff)
+	}
+	if diff := cmp.Diff(merged, want); diff != "" {
+		t.Errorf("SaveIdentity returned (-got +want):\n%s", diff)
+	}
+	addrs, names := got.Split()
+	if diff := cmp.Diff(fmt.Sprint(addrs, names), fmt.Sprint([]netip.Addr{netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("192.0.2.11")}, []string{"api.k8s.example"})); diff != "" {
+		t.Errorf("Split (-got +want):\n%s", diff)
+	}
+}
+
+func TestIdentityObserveAndExpire(t *testing.T) {
+	id := history.Identity{}
+	if !id.Observe(map[string]string{"::ffff:192.0.2.10": "endpointslice"}, t0) {
+		t.Error("Observe of a new address reports no change")
+	}
+	if id.Observe(map[string]string{"192.0.2.10": "endpointslice"}, t0.Add(59*time.Minute)) {
+		t.Error("Observe within the hour reports a change: writes would not stay rare")
+	}
+	if !id.Observe(map[string]string{"192.0.2.10": "endpointslice"}, t0.Add(time.Hour)) {
+		t.Error("Observe an hour later reports no change: LastSeen would not advance")
+	}
+	if !id.Observe(map[string]string{"192.0.2.10": "certificate"}, t0.Add(time.Hour)) {
+		t.Error("Observe from a new source reports no change")
+	}
+	if id.Observe(map[string]string{"": "flag", "*.example.com": "certificate"}, t0) || len(id) != 1 {
+		t.Errorf("Observe kept an empty key or a wildcard: %v", id)
+	}
+	retention := 8760 * time.Hour
+	if id.Expire(t0.Add(time.Hour+retention), retention) {
+		t.Error("Expire at exactly the retention forgot the address")
+	}
+	if !id.Expire(t0.Add(time.Hour+retention+time.Second), retention) || len(id) != 0 {
+		t.Errorf("Expire after the retention kept %v", id)
+	}
+}

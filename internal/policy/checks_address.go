@@ -1,0 +1,207 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+var (
+	metadataAddresses = []netip.Addr{netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254")}
+	broadcast         = netip.MustParseAddr("255.255.255.255")
+)
+
+// reserved denies names and addresses no node may hold, whoever it is: there is no exemption
+// here, so a control-plane node is refused them too (its exemption is apiServer's alone).
+func (e *evaluation) reserved(ctx context.Context) (CheckResult, error) {
+	if e.csr == nil {
+		return skipped(skipNoRequest)
+	}
+	cluster, err := e.clusterFacts(ctx)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	// Kubelet-serving certificates are often signed by the cluster CA that every pod trusts: one
+	// for a cluster name or address would let a node impersonate the API server or a Service.
+	for _, name := range e.dnsNames {
+		why, err := e.reservedName(ctx, name)
+		if err != nil {
+			return CheckResult{}, err
+		}
+		if why != "" {
+			return failed(Deny, ReservedName, "DNS SAN %q is %s", name, why)
+		}
+	}
+	for _, ip := range e.ips {
+		if why := e.reservedAddress(ip, cluster); why != "" {
+			return failed(Deny, ReservedAddress, "IP SAN %s is %s", ip, why)
+		}
+	}
+	return passed("no reserved name or address")
+}
+
+// reservedName says why the normalised DNS name belongs to the cluster or to the local host, so
+// that no node may hold a certificate for it, or returns "".
+func (e *evaluation) reservedName(ctx context.Context, name string) (string, error) {
+	domain := e.cfg.ClusterDomain
+	switch name {
+	case "kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc." + domain:
+		return "the API server's in-cluster name", nil
+	case domain:
+		return "the cluster domain", nil
+	case "localhost":
+		return "the local host", nil
+	}
+	// ".svc."+domain and ".pod."+domain are within "."+domain. Pods resolve "<service>.<ns>.svc"
+	// and "<a-b-c-d>.<ns>.pod" through their DNS search path, with or without the domain.
+	for _, suffix := range []struct{ s, why string }{
+		{".svc", "a Service name (*.svc)"},
+		{".pod", "a Pod name (*.pod)"},
+		{"." + domain, "in the cluster domain " + domain},
+		{".localhost", "under localhost"},
+	} {
+		if strings.HasSuffix(name, suffix.s) {
+			return suffix.why, nil
+		}
+	}
+	if slices.ContainsFunc(e.cfg.ExtraReservedNames, func(r string) bool { return normaliseDNS(r) == name }) {
+		return "a reserved name (--reserved-names)", nil
+	}
+	// "<service>.<namespace>" is a Service's short name: a pod's search path completes it to
+	// "<service>.<namespace>.svc.<domain>". Any Service may be created in an existing
+	// namespace while the certificate lives, so the whole namespace is reserved.
+	if first, ns, ok := strings.Cut(name, "."); ok && first != "" && !strings.Contains(ns, ".") {
+		exists, err := e.facts.NamespaceExists(ctx, ns)
+		if err != nil {
+			return "", fmt.Errorf("look up namespace %q: %w", ns, err)
+		}
+		if exists {
+			return fmt.Sprintf("<service>.<namespace> for namespace %q, which pods resolve to a Service", ns), nil
+		}
+	}
+	return "", nil
+}
+
+// reservedAddress says why the unmapped addr may not be a node's serving address, or returns "".
+// API server addresses are apiServer's to judge.
+func (e *evaluation) reservedAddress(addr netip.Addr, cluster Cluster) string {
+	switch {
+	case addr.IsLoopback() && !e.cfg.InsecureAllowLoopback:
+		return "a loopback address"
+	case slices.Contains(metadataAddresses, addr):
+		return "a cloud metadata address"
+	case addr.IsLinkLocalUnicast(), addr.IsLinkLocalMulticast():
+		return "a link-local address"
+	case addr.IsMulticast():
+		return "a multicast address"
+	case addr.IsUnspecified():
+		return "the unspecified address"
+	case addr == broadcast:
+		return "the broadcast address"
+	case inAny(cluster.ServiceCIDRs, addr):
+		return "a Service IP"
+	case inAny(e.cfg.ExtraReservedCIDRs, addr):
+		return "in a reserved CIDR (--reserved-cidrs)"
+	}
+	return ""
+}
+
+func inAny(prefixes []netip.Prefix, addr netip.Addr) bool {
+	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return normalisePrefix(p).Contains(addr) })
+}
+
+// apiServer keeps the API server's addresses and names for the API server. On kubeadm and Talos
+// it listens on each control-plane node's own IP and its certificate names that node, so that
+// node's kubelet asks for them too: a Node with a control-plane label (which NodeRestriction
+// forbids a kubelet to set on itself) may hold them, and san-ownership then checks they are
+// its own. This is the only exemption in the policy, and it lifts this rule alone.
+func (e *evaluation) apiServer(ctx context.Context) (CheckResult, error) {
+	if e.csr == nil {
+		return skipped(skipNoRequest)
+	}
+	cluster, err := e.clusterFacts(ctx)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	var hits []string
+	for _, name := range e.dnsNames {
+		if slices.ContainsFunc(cluster.APIServerNames, func(n string) bool { return normaliseDNS(n) == name }) {
+			hits = append(hits, fmt.Sprintf("DNS SAN %q", name))
+		}
+	}
+	for _, ip := range e.ips {
+		if slices.ContainsFunc(cluster.APIServerAddresses, func(a netip.Addr) bool { return normaliseAddr(a) == ip }) {
+			hits = append(hits, "IP SAN "+ip.String())
+		}
+	}
+	if len(hits) == 0 {
+		return passed("no API server address or name")
+	}
+	what := strings.Join(hits, ", ")
+	reason := ReservedAddress
+	if strings.HasPrefix(hits[0], "DNS") {
+		reason = ReservedName
+	}
+	node, err := e.requestingNode(ctx)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	if node == nil {
+		if e.nodeName == "" {
+			return failed(Deny, reason, "%s: the API server's, and the requester is no node", what)
+		}
+		return failed(Hold, NodeNotFound, "%s: the API server's; only its own control-plane node may hold it, and node %q does not exist (yet)", what, e.nodeName)
+	}
+	if label, ok := e.cfg.isControlPlane(node.Labels); ok {
+		return passed("%s: the API server's; node %q is a control-plane node (label %s) and may hold its own", what, e.nodeName, label)
+	}
+	// Installers label a control-plane Node just after its kubelet registers, so hold for the
+	// settle time before denying.
+	return e.unsettled(reason, "%s: the API server's, and node %q is not a control-plane node (labels %s)", what, e.nodeName, strings.Join(e.cfg.ControlPlaneLabels, ", "))
+}
+
+func (e *evaluation) allowedCIDRs(context.Context) (CheckResult, error) {
+	if len(e.cfg.AllowedNodeCIDRs) == 0 {
+		return skipped("skipped: no allowed node CIDRs configured")
+	}
+	if e.csr == nil {
+		return skipped(skipNoRequest)
+	}
+	for _, ip := range e.ips {
+		if !inAny(e.cfg.AllowedNodeCIDRs, ip) {
+			return failed(Deny, AddressNotAllowed, "IP SAN %s is outside the allowed node CIDRs", ip)
+		}
+	}
+	return passed("every IP SAN is inside the allowed node CIDRs")
+}
+
+func (e *evaluation) dnsRegex(context.Context) (CheckResult, error) {
+	re := e.cfg.DNSNameRegex
+	if re == nil {
+		return skipped("skipped: no DNS name pattern configured")
+	}
+	if e.csr == nil {
+		return skipped(skipNoRequest)
+	}
+	for _, name := range e.dnsNames {
+		// Require a full match even if the pattern is not anchored.
+		if loc := re.FindStringIndex(name); loc == nil || loc[0] != 0 || loc[1] != len(name) {
+			return failed(Deny, DNSNameNotAllowed, "DNS SAN %q does not match the allowed DNS name pattern", name)
+		}
+	}
+	return passed("every DNS SAN matches the allowed DNS name pattern")
+}
+
+// clusterFacts looks up the cluster's reserved addresses once per evaluation.
+func (e *evaluation) clusterFacts(ctx context.Context) (Cluster, error) {
+	if e.cluster == nil {
+		c, err := e.facts.Cluster(ctx)
+		if err != nil {
+			return Cluster{}, fmt.Errorf("get cluster addresses: %w", err)
+		}
+		e.cluster = &c
+	}
+	return *e.cluster, nil
+}

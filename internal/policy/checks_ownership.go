@@ -1,0 +1,182 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+func (e *evaluation) nodeExists(ctx context.Context) (CheckResult, error) {
+	if e.nodeName == "" {
+		return skipped(skipNoNode)
+	}
+	node, err := e.requestingNode(ctx)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	if node == nil {
+		// The kubelet may ask before its Node is visible here: wait for it rather than deny.
+		return failed(Hold, NodeNotFound, "node %q does not exist (yet)", e.nodeName)
+	}
+	return passed("node %q exists", e.nodeName)
+}
+
+// sanOwnership checks that every SAN is the requesting Node's own: among its status.addresses,
+// not the name of another Node, and not an address another Node owns. Ownership goes to the
+// Node that reported an address first (its Claim): a Node that copies another's address into
+// its own status is refused it, while the owner keeps rotating. Without a claim (csrguard has
+// not seen who was first), an address reported by two Nodes belongs to neither.
+func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
+	if e.csr == nil {
+		return skipped(skipNoRequest)
+	}
+	if e.node == nil {
+		return skipped("skipped: the node was not found")
+	}
+	ownNames, ownIPs := ownAddresses(e.node.Addresses)
+	var keys []string // lookup keys, one per SAN
+	for _, name := range e.dnsNames {
+		if !ownNames[name] {
+			return e.unsettled(SANNotOnNode, "DNS SAN %q is not an address of node %q", name, e.nodeName)
+		}
+		keys = append(keys, name)
+	}
+	for _, ip := range e.ips {
+		if !ownIPs[ip] {
+			return e.unsettled(SANNotOnNode, "IP SAN %s is not an address of node %q", ip, e.nodeName)
+		}
+		keys = append(keys, ip.String())
+	}
+	// A Node's name is its own even when it reports no Hostname, and so is a name whose first
+	// label is a Node's name: nodes are reached by short name through DNS search domains.
+	for _, name := range e.dnsNames {
+		first, _, _ := strings.Cut(name, ".")
+		for _, candidate := range slices.Compact([]string{name, first}) {
+			if candidate == e.nodeName {
+				continue
+			}
+			other, err := e.facts.Node(ctx, candidate)
+			if err != nil {
+				return CheckResult{}, fmt.Errorf("get node %q: %w", candidate, err)
+			}
+			if other != nil {
+				return e.unsettled(SANOfOtherNode, "DNS SAN %q is, or starts with, the name of node %q", name, candidate)
+			}
+		}
+	}
+	slices.Sort(keys)
+	for _, key := range slices.Compact(keys) {
+		if r, err := e.owner(ctx, key); err != nil || r.Outcome == Fail {
+			return r, err
+		}
+	}
+	return passed("every SAN is an address of node %q that no other node owns", e.nodeName)
+}
+
+// owner checks that no other Node owns the address key.
+func (e *evaluation) owner(ctx context.Context, key string) (CheckResult, error) {
+	claim, ok, err := e.facts.AddressClaim(ctx, key)
+	if err != nil {
+		return CheckResult{}, fmt.Errorf("get claim on address %q: %w", key, err)
+	}
+	if ok && !claim.Released.IsZero() && !e.now.Before(claim.Released.Add(e.cfg.AddressSettleTime)) {
+		ok = false // the claim has run out; it will be dropped
+	}
+	switch {
+	case ok && claim.Node == e.nodeName:
+		// Ours, whoever else reports it now.
+		return CheckResult{Outcome: Pass}, nil
+	case ok && !claim.Released.IsZero():
+		// The owner stopped reporting it: the address is moving. Wait for the claim to end
+		// rather than deny the new holder.
+		return failed(Hold, SANOfOtherNode, "SAN %q was an address of node %q until %s; its claim ends at %s",
+			key, claim.Node, claim.Released.UTC().Format(time.RFC3339), claim.Released.Add(e.cfg.AddressSettleTime).UTC().Format(time.RFC3339))
+	case ok:
+		return e.unsettled(SANOfOtherNode, "SAN %q is owned by node %q, which has reported it since %s", key, claim.Node, claim.Since.UTC().Format(time.RFC3339))
+	}
+	names, err := e.facts.NodesWithAddress(ctx, key)
+	if err != nil {
+		return CheckResult{}, fmt.Errorf("find nodes with address %q: %w", key, err)
+	}
+	for _, other := range slices.Sorted(slices.Values(names)) {
+		if other != e.nodeName {
+			return e.unsettled(SANOfOtherNode, "SAN %q is also an address of node %q, and neither has a claim on it", key, other)
+		}
+	}
+	return CheckResult{Outcome: Pass}, nil
+}
+
+// ownAddresses returns the DNS names and IPs a Node's addresses give its kubelet, as
+// pkg/kubelet/certificate builds its CSR template: Hostname, InternalDNS and ExternalDNS are
+// names (a Hostname that parses as an IP is an IP instead), InternalIP and ExternalIP are IPs,
+// all parsed as ParseNodeIP does.
+func ownAddresses(addrs []corev1.NodeAddress) (map[string]bool, map[netip.Addr]bool) {
+	names, ips := map[string]bool{}, map[netip.Addr]bool{}
+	for _, a := range addrs {
+		ip, isIP := ParseNodeIP(a.Address)
+		switch a.Type {
+		case corev1.NodeHostName:
+			if isIP {
+				ips[ip] = true
+			} else {
+				names[normaliseDNS(a.Address)] = true
+			}
+		case corev1.NodeInternalDNS, corev1.NodeExternalDNS:
+			names[normaliseDNS(a.Address)] = true
+		case corev1.NodeInternalIP, corev1.NodeExternalIP:
+			if isIP {
+				ips[ip] = true
+			}
+		}
+	}
+	return names, ips
+}
+
+// unsettled fails an ownership check: Hold while the request is younger than the settle time,
+// since the address caches may not yet show a Node's new addresses, and Deny after that.
+func (e *evaluation) unsettled(reason Reason, format string, args ...any) (CheckResult, error) {
+	msg := fmt.Sprintf(format, args...)
+	if age := e.now.Sub(e.req.Created); age < e.cfg.AddressSettleTime {
+		return failed(Hold, reason, "%s; holding until the request is %v old in case node addresses lag", msg, e.cfg.AddressSettleTime)
+	}
+	return failed(Deny, reason, "%s", msg)
+}
+
+// requestingNode looks up the requesting Node once; nil when it does not exist or the username
+// names no valid node.
+func (e *evaluation) requestingNode(ctx context.Context) (*Node, error) {
+	if e.nodeName == "" {
+		return nil, nil
+	}
+	if e.node == nil {
+		node, err := e.facts.Node(ctx, e.nodeName)
+		if err != nil {
+			return nil, fmt.Errorf("get node %q: %w", e.nodeName, err)
+		}
+		e.node = node
+	}
+	return e.node, nil
+}
+
+// normaliseDNS returns name as it is compared: lowercased, without a trailing dot.
+func normaliseDNS(name string) string {
+	return strings.ToLower(strings.TrimSuffix(name, "."))
+}
+
+// normaliseAddr returns addr as it is compared: IPv4-mapped IPv6 as IPv4, without a zone.
+func normaliseAddr(addr netip.Addr) netip.Addr {
+	return addr.Unmap().WithZone("")
+}
+
+// normalisePrefix returns an IPv4-mapped IPv6 prefix as the IPv4 prefix it covers.
+func normalisePrefix(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p
+}
