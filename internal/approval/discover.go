@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -44,19 +45,22 @@ const (
 //     kubeconfig) and apiServer's own host;
 //   - every ServiceCIDR (absent before 1.33, which is fine).
 //
-// It also returns where each API server address and name was found. Failing
+// It also returns where each API server address and name was found.
+// Wildcard names in the certificate are left out: a node may hold a name under
+// the wildcard's domain (its own FQDN), which the wildcard does not make the
+// API server's. Failing
 // to read the Service, its EndpointSlices or ServiceCIDRs is an error; the
 // certificate and cluster-info are best effort (apiServer may be nil).
-func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config) (policy.Cluster, map[string]string, error) {
+func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config) (policy.Cluster, map[string][]string, error) {
 	var c policy.Cluster
-	seen := map[string]string{}
+	seen := map[string][]string{}
 	add := func(host, source string) {
 		if a, err := netip.ParseAddr(host); err == nil {
 			c.APIServerAddresses = append(c.APIServerAddresses, a.Unmap())
-			seen[a.Unmap().String()] = cmp.Or(seen[a.Unmap().String()], source)
-		} else if host != "" {
+			seen[a.Unmap().String()] = append(seen[a.Unmap().String()], source)
+		} else if host = strings.ToLower(strings.TrimSuffix(host, ".")); host != "" && host[0] != '*' {
 			c.APIServerNames = append(c.APIServerNames, host)
-			seen[host] = cmp.Or(seen[host], source)
+			seen[host] = append(seen[host], source)
 		}
 	}
 
@@ -109,9 +113,6 @@ func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config)
 	for _, host := range clusterInfoHosts(ctx, reader) {
 		add(host, SourceClusterInfo)
 	}
-	// Wildcards and loopback names are never a node's anyway; keep the lists
-	// to names a node could ask for.
-	c.APIServerNames = slices.DeleteFunc(c.APIServerNames, func(n string) bool { return n == "" || n[0] == '*' })
 	c.APIServerAddresses = uniqueSorted(c.APIServerAddresses, netip.Addr.Compare)
 	c.APIServerNames = uniqueSorted(c.APIServerNames, compareString)
 	c.ServiceCIDRs = uniqueSorted(c.ServiceCIDRs, comparePrefix)

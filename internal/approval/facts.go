@@ -226,7 +226,7 @@ func (d *ClusterDiscovery) refresh(ctx context.Context) (policy.Cluster, error) 
 		return policy.Cluster{}, err
 	}
 	for _, a := range d.static.APIServerAddresses {
-		seen[a.String()] = SourceFlag
+		seen[a.String()] = append(seen[a.String()], SourceFlag)
 	}
 	now := d.clock.Now()
 	changed := identity.Observe(seen, now)

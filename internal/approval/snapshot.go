@@ -125,4 +125,3 @@ func SortCSRs(csrs []certificatesv1.CertificateSigningRequest) {
 		return csrs[i].Name < csrs[j].Name
 	})
 }
-

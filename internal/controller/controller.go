@@ -47,9 +47,9 @@ type Config struct {
 	Namespace        string
 	LeaderElection   bool
 	LeaderElectionID string
-	LeaseDuration           time.Duration
-	RenewDeadline           time.Duration
-	RetryPeriod             time.Duration
+	LeaseDuration    time.Duration
+	RenewDeadline    time.Duration
+	RetryPeriod      time.Duration
 
 	MetricsBindAddress string
 	HealthBindAddress  string

@@ -28,11 +28,11 @@ type Sighting struct {
 const lastSeenStep = time.Hour
 
 // Observe records that the API server was seen at each key of seen (an IP address or a DNS name)
-// by the source its value names, at now. It reports whether the Identity changed enough to be
-// worth saving: a new key or source, or a LastSeen an hour old.
-func (id Identity) Observe(seen map[string]string, now time.Time) bool {
+// through the sources its value names, at now. It reports whether the Identity changed enough
+// to be worth saving: a new key or source, or a LastSeen an hour old.
+func (id Identity) Observe(seen map[string][]string, now time.Time) bool {
 	changed := false
-	for key, source := range seen {
+	for key, sources := range seen {
 		key = identityKey(key)
 		if key == "" {
 			continue
@@ -46,9 +46,11 @@ func (id Identity) Observe(seen map[string]string, now time.Time) bool {
 			s.LastSeen = now
 			changed = true
 		}
-		if !slices.Contains(s.Sources, source) {
-			s.Sources = slices.Sorted(slices.Values(append(slices.Clone(s.Sources), source)))
-			changed = true
+		for _, source := range sources {
+			if !slices.Contains(s.Sources, source) {
+				s.Sources = slices.Sorted(slices.Values(append(slices.Clone(s.Sources), source)))
+				changed = true
+			}
 		}
 		id[key] = s
 	}

@@ -27,7 +27,7 @@ const (
 	IdentityConfigMap = "csrguard-apiserver-identity"
 	claimsConfigMap   = "csrguard-address-claims-%02d"
 	ClaimShards       = 16
-	identityDataKey      = "sightings"
+	identityDataKey   = "sightings"
 )
 
 // ClaimConfigMaps returns the names of the claim ConfigMaps, for RBAC and tests.

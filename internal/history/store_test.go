@@ -100,9 +100,9 @@ func TestStoreIdentityMerges(t *testing.T) {
 	a, b := history.NewStore(c, c, "csrguard"), history.NewStore(c, c, "csrguard")
 
 	idA := history.Identity{}
-	idA.Observe(map[string]string{"192.0.2.10": "endpointslice", "API.K8s.Example.": "certificate"}, t0)
+	idA.Observe(map[string][]string{"192.0.2.10": {"endpointslice"}, "API.K8s.Example.": {"certificate"}}, t0)
 	idB := history.Identity{}
-	idB.Observe(map[string]string{"192.0.2.10": "certificate", "192.0.2.11": "endpointslice"}, at(7200))
+	idB.Observe(map[string][]string{"192.0.2.10": {"certificate"}, "192.0.2.11": {"endpointslice"}}, at(7200))
 	// Two replicas save what each saw; neither loses the other's.
 	if _, err := a.SaveIdentity(ctx, idA); err != nil {
 		t.Fatal(err)
@@ -134,19 +134,19 @@ func TestStoreIdentityMerges(t *testing.T) {
 
 func TestIdentityObserveAndExpire(t *testing.T) {
 	id := history.Identity{}
-	if !id.Observe(map[string]string{"::ffff:192.0.2.10": "endpointslice"}, t0) {
+	if !id.Observe(map[string][]string{"::ffff:192.0.2.10": {"endpointslice"}}, t0) {
 		t.Error("Observe of a new address reports no change")
 	}
-	if id.Observe(map[string]string{"192.0.2.10": "endpointslice"}, t0.Add(59*time.Minute)) {
+	if id.Observe(map[string][]string{"192.0.2.10": {"endpointslice"}}, t0.Add(59*time.Minute)) {
 		t.Error("Observe within the hour reports a change: writes would not stay rare")
 	}
-	if !id.Observe(map[string]string{"192.0.2.10": "endpointslice"}, t0.Add(time.Hour)) {
+	if !id.Observe(map[string][]string{"192.0.2.10": {"endpointslice"}}, t0.Add(time.Hour)) {
 		t.Error("Observe an hour later reports no change: LastSeen would not advance")
 	}
-	if !id.Observe(map[string]string{"192.0.2.10": "certificate"}, t0.Add(time.Hour)) {
+	if !id.Observe(map[string][]string{"192.0.2.10": {"certificate"}}, t0.Add(time.Hour)) {
 		t.Error("Observe from a new source reports no change")
 	}
-	if id.Observe(map[string]string{"": "flag", "*.example.com": "certificate"}, t0) || len(id) != 1 {
+	if id.Observe(map[string][]string{"": {"flag"}, "*.example.com": {"certificate"}}, t0) || len(id) != 1 {
 		t.Errorf("Observe kept an empty key or a wildcard: %v", id)
 	}
 	retention := 8760 * time.Hour

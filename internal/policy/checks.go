@@ -262,4 +262,3 @@ func (e *evaluation) expiration(context.Context) (CheckResult, error) {
 	}
 	return passed("expirationSeconds %d", *exp)
 }
-

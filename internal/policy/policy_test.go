@@ -737,7 +737,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "extra_reserved_cidr_invalid", cfg: func(c *policy.Config) { c.ExtraReservedCIDRs = []netip.Prefix{{}} }, wantField: "ExtraReservedCIDRs"},
 		{name: "control_plane_labels_none", cfg: func(c *policy.Config) { c.ControlPlaneLabels = nil }},
 		{name: "control_plane_label_rke", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"node-role.kubernetes.io/controlplane=true"} }},
-		{name: "control_plane_label_node_restriction", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"node-restriction.kubernetes.io/control-plane"} }},
+		{name: "control_plane_label_node_restriction", cfg: func(c *policy.Config) {
+			c.ControlPlaneLabels = []string{"node-restriction.kubernetes.io/control-plane"}
+		}},
 		{name: "control_plane_label_k8s_io", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"example.k8s.io/control-plane"} }},
 		// Labels a kubelet may set on itself cannot mark control-plane nodes.
 		{name: "control_plane_label_foreign_domain", cfg: func(c *policy.Config) { c.ControlPlaneLabels = []string{"example.com/control-plane"} }, wantField: "ControlPlaneLabels"},

@@ -258,6 +258,21 @@ var ruleCases = []ruleCase{
 		},
 	},
 	{
+		name: "address_conflict_for_5m",
+		series: []promtest.Series{
+			// A squatter from minute 2 on, seen by both replicas.
+			s(`csrguard_node_address_conflicts{job="csrguard",instance="a",node="squatter"}`, "_x2 1x20"),
+			s(`csrguard_node_address_conflicts{job="csrguard",instance="b",node="squatter"}`, "_x2 1x20"),
+			// An address moving between nodes: a conflict while the old claim runs out.
+			s(`csrguard_node_address_conflicts{job="csrguard",instance="a",node="mover"}`, "_ 1x2 stale"),
+		},
+		tests: []promtest.AlertTest{
+			none(6, "CSRGuardAddressConflict"),
+			fires(7, "CSRGuardAddressConflict", node("squatter", "critical")),
+			fires(20, "CSRGuardAddressConflict", node("squatter", "critical")),
+		},
+	},
+	{
 		name: "breaker_open",
 		series: []promtest.Series{
 			s(`csrguard_breaker_open{job="csrguard",instance="a"}`, "0 0 1x20"),

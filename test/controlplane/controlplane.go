@@ -40,6 +40,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"k8s.io/utils/ptr"
+
+	"github.com/csrguard/csrguard/test/netns"
 )
 
 // BinDirEnv names the environment variable that points at the directory holding
@@ -61,11 +63,13 @@ type Options struct {
 	// csrsigning, csrapproving and csrcleaner.
 	Controllers []string
 	// AdvertiseAddress is the address the API server publishes in the
-	// kubernetes Service's EndpointSlice. The API server listens on 127.0.0.1,
-	// which EndpointSlices may not hold, so it advertises this address
-	// instead: default 192.0.2.10 (TEST-NET-1), standing in for a real
-	// control-plane address that no node may claim.
+	// kubernetes Service's EndpointSlice, a real control-plane address that no
+	// node may claim: default netns.APIServer (192.0.2.10, TEST-NET-1).
 	AdvertiseAddress string
+	// BindAddress is where the API server listens: default AdvertiseAddress
+	// in a private network namespace (netns.Inside), else 127.0.0.1 (the
+	// advertised address then only stands in for one).
+	BindAddress string
 	// Logf reports progress; default discards.
 	Logf func(format string, args ...any)
 }
@@ -132,7 +136,13 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 		opts.Logf = func(string, ...any) {}
 	}
 	if opts.AdvertiseAddress == "" {
-		opts.AdvertiseAddress = "192.0.2.10"
+		opts.AdvertiseAddress = netns.APIServer.String()
+	}
+	if opts.BindAddress == "" {
+		opts.BindAddress = "127.0.0.1"
+		if netns.Inside() {
+			opts.BindAddress = opts.AdvertiseAddress
+		}
 	}
 	for _, d := range []string{"pki", "logs", "etcd"} {
 		if err := os.MkdirAll(filepath.Join(opts.Dir, d), 0o700); err != nil {
@@ -255,12 +265,12 @@ func (cp *ControlPlane) etcdURL() string {
 
 func (cp *ControlPlane) startAPIServer(ctx context.Context, p *paths) error {
 	port := freePort()
-	cp.URL = "https://127.0.0.1:" + strconv.Itoa(port)
+	cp.URL = "https://" + net.JoinHostPort(cp.opts.BindAddress, strconv.Itoa(port))
 	cp.admin.Host = cp.URL
 	args := []string{
 		"--etcd-servers=" + cp.etcdURL(),
 		"--secure-port=" + strconv.Itoa(port),
-		"--bind-address=127.0.0.1",
+		"--bind-address=" + cp.opts.BindAddress,
 		"--advertise-address=" + cp.AdvertiseAddress.String(),
 		// With nothing listening on the advertised address the endpoint
 		// reconciler must be off; Start publishes the kubernetes EndpointSlice

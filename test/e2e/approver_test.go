@@ -39,7 +39,7 @@ func TestApproverIssuesEveryKubelet(t *testing.T) {
 	}
 	// A dual-stack node with every address type the kubelet turns into SANs.
 	c.addKubelet(ctx, "dual-stack", kubelet.Debian, kubelet.Addresses("dual-stack", c.pool.Next(),
-		corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "::1"},
+		corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "2001:db8::a1"},
 		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "dual-stack.internal.example"},
 		corev1.NodeAddress{Type: corev1.NodeExternalDNS, Address: "dual-stack.example.com"})...)
 
@@ -120,21 +120,22 @@ func TestHostileCorpus(t *testing.T) {
 	ctx := controlplane.Deadline(t, 4*time.Minute)
 	c := newCluster(t, controlplane.Options{})
 	c.startCSRGuard(ctx, "csrguard", true,
-		"--allowed-node-cidrs=127.0.0.0/8,::1/128",
+		"--allowed-node-cidrs=198.51.100.0/24,203.0.113.0/24,2001:db8::/32",
 		`--dns-name-regex=[a-z0-9-]+(\.internal\.example)?`,
 		"--reserved-names=api.internal.example",
 		"--max-expiration=720h")
 	victim := c.addKubelet(ctx, "victim", kubelet.Talos, kubelet.Addresses("victim", c.pool.Next(),
 		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "victim.internal.example"})...)
 	victimIP := victim.Addresses()[0].Address
-	// The victim got its certificate before the attacker appears. Once the
-	// attacker claims the victim's IP, the victim's next CSR is denied too
-	// (SANOfOtherNode): squatting is a denial of service csrguard cannot
-	// prevent, only make visible (see docs/threat-model.md).
+	// The victim got its certificate, and owns its address, before the
+	// attacker appears (TestSquatterCannotDenyOwner checks it keeps rotating).
 	if _, err := victim.WaitForCertificate(ctx, nil); err != nil {
 		t.Fatal(err)
 	}
+	c.waitClaim(ctx, victimIP, "victim")
 	bystander := c.addKubelet(ctx, "bystander", kubelet.Debian)
+	// A Node with no Hostname address: its name is still its own.
+	c.registerNode(ctx, c.nodeClient("nameless"), "nameless", []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: c.pool.Next().String()}})
 
 	// The attacker is a registered node that lies in its own status as a
 	// compromised kubelet can (NodeRestriction lets a node write its own
@@ -150,6 +151,12 @@ func TestHostileCorpus(t *testing.T) {
 		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "kubernetes.default.svc"},
 		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "api.internal.example"},
 		corev1.NodeAddress{Type: corev1.NodeExternalDNS, Address: "attacker.evil.example"},
+		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "nameless"},
+		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "bystander.internal.example"},
+		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "metrics-server.kube-system"},
+		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "not-yet-a-service.default"},
+		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "10-244-1-2.default.pod"},
+		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "010.096.000.001"},
 	))
 	c.allowCSRCreation(ctx, "csrguard-e2e-requesters")
 
@@ -165,8 +172,11 @@ func TestHostileCorpus(t *testing.T) {
 		{name: "victim-hostname", opts: dns("attacker", "victim"), reason: policy.SANNotOnNode},
 		{name: "victim-hostname-upper", opts: dns("VICTIM"), reason: policy.SANNotOnNode},
 		{name: "victim-internal-dns", opts: dns("victim.internal.example"), reason: policy.SANNotOnNode},
-		{name: "unclaimed-loopback", opts: ips("127.0.0.1"), reason: policy.SANNotOnNode},
-		{name: "unclaimed-ip", opts: ips("127.254.254.254"), reason: policy.SANNotOnNode},
+		{name: "unclaimed-ip", opts: ips("198.51.100.254"), reason: policy.SANNotOnNode},
+		// Names of other Nodes, even one that reports no Hostname, and names
+		// that start with another Node's name, written into its own status.
+		{name: "claimed-name-of-nameless-node", opts: dns("nameless"), reason: policy.SANOfOtherNode},
+		{name: "claimed-name-starting-with-other-node", opts: dns("bystander.internal.example"), reason: policy.SANOfOtherNode},
 		// The API server and cluster-internal names.
 		{name: "kubernetes", opts: dns("kubernetes"), reason: policy.ReservedName},
 		{name: "kubernetes-default", opts: dns("kubernetes.default"), reason: policy.ReservedName},
@@ -176,9 +186,19 @@ func TestHostileCorpus(t *testing.T) {
 		{name: "some-service", opts: dns("metrics-server.kube-system.svc"), reason: policy.ReservedName},
 		{name: "cluster-local", opts: dns("anything.cluster.local"), reason: policy.ReservedName},
 		{name: "localhost", opts: dns("localhost"), reason: policy.ReservedName},
+		{name: "loopback", opts: ips("127.0.0.1"), reason: policy.ReservedAddress},
+		{name: "loopback-v6", opts: ips("::1"), reason: policy.ReservedAddress},
+		// In-cluster names pods resolve through their DNS search path.
+		{name: "claimed-service-short-name", opts: dns("metrics-server.kube-system"), reason: policy.ReservedName},
+		{name: "claimed-name-in-existing-namespace", opts: dns("not-yet-a-service.default"), reason: policy.ReservedName},
+		{name: "claimed-pod-name", opts: dns("10-244-1-2.default.pod"), reason: policy.ReservedName},
+		{name: "pod-name-fqdn", opts: dns("10-244-1-2.default.pod.cluster.local"), reason: policy.ReservedName},
 		{name: "operator-reserved-name", opts: dns("api.internal.example"), reason: policy.ReservedName},
 		{name: "apiserver-service-ip", opts: ips("10.96.0.1"), reason: policy.ReservedAddress},
-		{name: "apiserver-service-ip-as-dns", opts: dns("10.96.0.1"), reason: policy.ReservedAddress},
+		// DNS SANs that read as IP addresses, however they are spelled.
+		{name: "apiserver-service-ip-as-dns", opts: dns("10.96.0.1"), reason: policy.DNSNameIsAddress},
+		{name: "claimed-ip-as-dns-leading-zeros", opts: dns("010.096.000.001"), reason: policy.DNSNameIsAddress},
+		{name: "ip-as-dns-short-form", opts: dns("10.1"), reason: policy.DNSNameIsAddress},
 		{name: "service-cidr", opts: ips("10.96.12.34"), reason: policy.ReservedAddress},
 		// An API server endpoint is held for the settle time (the node might yet
 		// be labelled control-plane); the allowed CIDRs deny it at once.
@@ -207,7 +227,7 @@ func TestHostileCorpus(t *testing.T) {
 		{name: "ca-extension", opts: own(csrtest.Extensions(basicConstraintsCA(t))), reason: policy.ExtensionForbidden},
 		// Wrong usages, subject, key or lifetime.
 		{name: "client-auth-usage", opts: own(csrtest.Usages(certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth, certificatesv1.UsageClientAuth)), reason: policy.UsagesInvalid},
-		{name: "ecdsa-key-encipherment", opts: own(csrtest.Usages(certificatesv1.UsageKeyEncipherment, certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth)), reason: policy.UsagesInvalid},
+		{name: "key-encipherment-client-auth", opts: own(csrtest.Usages(certificatesv1.UsageKeyEncipherment, certificatesv1.UsageDigitalSignature, certificatesv1.UsageClientAuth)), reason: policy.UsagesInvalid},
 		{name: "server-auth-only", opts: own(csrtest.Usages(certificatesv1.UsageServerAuth)), reason: policy.UsagesInvalid},
 		{name: "cert-sign-usage", opts: own(csrtest.Usages(certificatesv1.UsageDigitalSignature, certificatesv1.UsageServerAuth, certificatesv1.UsageCertSign)), reason: policy.UsagesInvalid},
 		{name: "org-masters", opts: own(csrtest.Organization("system:masters")), reason: policy.OrganizationInvalid},
@@ -321,7 +341,7 @@ func TestAPIServerRestart(t *testing.T) {
 func TestLeaderFailover(t *testing.T) {
 	ctx := controlplane.Deadline(t, 3*time.Minute)
 	c := newCluster(t, controlplane.Options{})
-	le := []string{"--leader-elect=true", "--leader-election-namespace=kube-system",
+	le := []string{"--leader-elect=true", "--namespace=csrguard",
 		"--leader-election-lease-duration=4s", "--leader-election-renew-deadline=3s", "--leader-election-retry-period=500ms"}
 	a := c.startCSRGuard(ctx, "replica-a", false, le...)
 	b := c.startCSRGuard(ctx, "replica-b", false, le...)

@@ -11,30 +11,33 @@ import (
 	"testing"
 
 	"github.com/csrguard/csrguard/test/controlplane"
+	"github.com/csrguard/csrguard/test/netns"
 )
 
 // csrguardBin is the csrguard binary built once for all tests by TestMain.
 var csrguardBin string
 
+// TestMain runs the tests in a private network namespace (netns), where
+// kubelets have addresses from the documentation ranges and csrguard runs
+// with its production policy, and builds csrguard once for them. Under
+// -short it builds nothing: every test here needs a control plane and skips.
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
+	os.Exit(netns.RunTests(m, buildCSRGuard))
 }
 
-func runTests(m *testing.M) int {
+func buildCSRGuard() (func(), error) {
 	dir, err := os.MkdirTemp("", "csrguard-e2e-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return nil, err
 	}
-	defer os.RemoveAll(dir)
 	csrguardBin = filepath.Join(dir, "csrguard")
 	build := exec.Command("go", "build", "-o", csrguardBin, "github.com/csrguard/csrguard/cmd/csrguard")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build csrguard:", err)
-		return 1
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("build csrguard: %w", err)
 	}
-	return m.Run()
+	return func() { os.RemoveAll(dir) }, nil
 }
 
 // guard is a csrguard controller process started by a test.
@@ -46,8 +49,7 @@ type guard struct {
 }
 
 // startCSRGuard runs `csrguard controller` against c as an administrator,
-// with the test-only loopback allowance the simulated kubelets need, short
-// settle and retry times, and extra flags. It waits until /readyz is ok
+// with the production policy, short settle and retry times, and extra flags. It waits until /readyz is ok
 // unless waitReady is false.
 func (c *cluster) startCSRGuard(ctx context.Context, name string, waitReady bool, extra ...string) *guard {
 	c.t.Helper()
@@ -62,7 +64,6 @@ func (c *cluster) startCSRGuard(ctx context.Context, name string, waitReady bool
 	g.health = "http://127.0.0.1:" + strconv.Itoa(hport)
 	args := append([]string{
 		"controller", "--kubeconfig=" + kubeconfig,
-		"--insecure-test-allow-loopback",
 		"--leader-elect=false",
 		"--metrics-bind-address=127.0.0.1:" + strconv.Itoa(mport),
 		"--health-probe-bind-address=127.0.0.1:" + strconv.Itoa(hport),

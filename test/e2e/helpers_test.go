@@ -15,9 +15,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/csrguard/csrguard/internal/history"
 	"github.com/csrguard/csrguard/test/controlplane"
 	"github.com/csrguard/csrguard/test/kubelet"
+	"github.com/csrguard/csrguard/test/netns"
 )
 
 // cluster is a control plane with simulated kubelets, for one test.
@@ -25,7 +28,7 @@ type cluster struct {
 	t      *testing.T
 	cp     *controlplane.ControlPlane
 	admin  kubernetes.Interface
-	pool   *kubelet.LoopbackPool
+	pool   *netns.Pool
 	nodes  []*kubelet.Kubelet
 	byName map[string]*kubelet.Kubelet
 }
@@ -37,11 +40,19 @@ func newCluster(t *testing.T, opts controlplane.Options) *cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &cluster{t: t, cp: cp, admin: admin, pool: kubelet.NewLoopbackPool(), byName: map[string]*kubelet.Kubelet{}}
+	// csrguard keeps its records in its namespace, as installed.
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: guardNamespace}}
+	if _, err := admin.CoreV1().Namespaces().Create(context.Background(), ns, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("create namespace %s: %v", guardNamespace, err)
+	}
+	return &cluster{t: t, cp: cp, admin: admin, pool: netns.NewPool(), byName: map[string]*kubelet.Kubelet{}}
 }
 
+// guardNamespace is the namespace csrguard runs in, as installed.
+const guardNamespace = "csrguard"
+
 // addKubelet starts a simulated kubelet with its own node identity. With no
-// addresses given it gets an InternalIP from the loopback pool and a Hostname.
+// addresses given it gets an InternalIP from the pool and a Hostname.
 func (c *cluster) addKubelet(ctx context.Context, name, osImage string, addrs ...corev1.NodeAddress) *kubelet.Kubelet {
 	c.t.Helper()
 	cfg, err := c.cp.NodeConfig(name)
@@ -158,4 +169,19 @@ func pool(t *testing.T, pemBytes []byte) *x509.CertPool {
 		t.Fatal("no certificate in PEM")
 	}
 	return p
+}
+
+// waitClaim waits until csrguard has recorded that node owns the address key
+// (policy.AddressKey) in its namespace.
+func (c *cluster) waitClaim(ctx context.Context, key, node string) {
+	c.t.Helper()
+	reader, err := client.New(c.cp.AdminConfig(), client.Options{})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	store := history.NewStore(reader, nil, guardNamespace)
+	controlplane.Eventually(c.t, ctx, fmt.Sprintf("csrguard to record that %s owns %s", node, key), func() bool {
+		claims, err := store.LoadClaims(ctx)
+		return err == nil && claims[key].Node == node
+	})
 }

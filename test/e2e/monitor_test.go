@@ -232,7 +232,6 @@ func (c *cluster) checkAlerts(ctx context.Context, s scrape, want map[string][]s
 // rulesFile holds csrguard's alert rules.
 const rulesFile = "../../deploy/prometheus/csrguard.rules.yaml"
 
-// ignoredAlerts fire on every capture from these tests by construction: the
-// tests run with the loopback allowance, and a captured sweep timestamp does
-// not advance in promtool's time.
-var ignoredAlerts = map[string]bool{"CSRGuardInsecureLoopbackAllowed": true, "CSRGuardProbeSweepStale": true}
+// ignoredAlerts fire on every capture from these tests by construction: a
+// captured sweep timestamp does not advance in promtool's time.
+var ignoredAlerts = map[string]bool{"CSRGuardProbeSweepStale": true}

@@ -29,7 +29,7 @@ func TestPreflight(t *testing.T) {
 	}
 	preflight := func() (map[string]string, int) {
 		t.Helper()
-		out, code := runCLI(t, ctx, "preflight", "-o", "json", "--kubeconfig="+kubeconfig, "--insecure-test-allow-loopback")
+		out, code := runCLI(t, ctx, "preflight", "-o", "json", "--kubeconfig="+kubeconfig)
 		var r struct {
 			Nodes []struct{ Node, Outcome string }
 		}
@@ -51,7 +51,7 @@ func TestPreflight(t *testing.T) {
 		t.Errorf("preflight without an approver (-got +want):\n%s", diff)
 	}
 
-	c.startCSRGuard(ctx, "csrguard", true, "--leader-elect=true", "--leader-election-namespace=kube-system")
+	c.startCSRGuard(ctx, "csrguard", true, "--leader-elect=true", "--namespace=csrguard")
 	controlplane.Eventually(t, ctx, "preflight to pass with csrguard running", func() bool {
 		got, code = preflight()
 		return code == 0
@@ -63,15 +63,18 @@ func TestPreflight(t *testing.T) {
 	shared := c.pool.Next()
 	c.registerNode(ctx, c.nodeClient("metadata-squatter"), "metadata-squatter", kubelet.Addresses("metadata-squatter", c.pool.Next(),
 		corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "169.254.169.254"}))
+	// twin-a reports the address first and so owns it (csrguard records the
+	// claim); twin-b, reporting it later, would be refused.
 	c.registerNode(ctx, c.nodeClient("twin-a"), "twin-a", kubelet.Addresses("twin-a", shared))
+	c.waitClaim(ctx, shared.String(), "twin-a")
 	c.registerNode(ctx, c.nodeClient("twin-b"), "twin-b", kubelet.Addresses("twin-b", shared))
 	got, code = preflight()
 	if code == 0 {
 		t.Error("preflight exited 0 with nodes that would be denied")
 	}
 	want := map[string]string{
-		"node-1": "would-be-issued", "node-2": "would-be-issued",
-		"metadata-squatter": "would-be-denied", "twin-a": "would-be-denied", "twin-b": "would-be-denied",
+		"node-1": "would-be-issued", "node-2": "would-be-issued", "twin-a": "would-be-issued",
+		"metadata-squatter": "would-be-denied", "twin-b": "would-be-denied",
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("preflight with bad nodes (-got +want):\n%s", diff)

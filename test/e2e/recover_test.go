@@ -46,7 +46,7 @@ func TestRecoverFromLaptop(t *testing.T) {
 	}
 	cli := func(args ...string) (string, int) {
 		t.Helper()
-		return runCLI(t, ctx, append(args, "--kubeconfig="+kubeconfig, "--insecure-test-allow-loopback")...)
+		return runCLI(t, ctx, append(args, "--kubeconfig="+kubeconfig)...)
 	}
 
 	out, code := cli("doctor")

@@ -19,13 +19,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"net/netip"
-	"sort"
 	"strconv"
 	"sync"
 	"time"
@@ -37,6 +35,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/certificate"
+
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 // ErrNoServingCertificate is the error a kubelet's TLS listener returns while it
@@ -189,50 +189,13 @@ func (k *Kubelet) register(ctx context.Context, opts Options) error {
 	return nil
 }
 
-// template is the kubelet's serving CSR template, built from the current
-// addresses the way pkg/kubelet/certificate does: Hostname/InternalDNS/
-// ExternalDNS become DNS SANs (a Hostname that is an IP becomes an IP SAN),
-// InternalIP/ExternalIP become IP SANs; sorted and de-duplicated. With no IP
-// the kubelet requests nothing.
+// template is the kubelet's serving CSR template for the current addresses:
+// servingcsr.KubeletTemplate, which mirrors pkg/kubelet/certificate and is
+// compared with the real kubelet's CSR by an e2e test.
 func (k *Kubelet) template() *x509.CertificateRequest {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	dns, ips := map[string]bool{}, map[string]bool{}
-	for _, a := range k.addresses {
-		switch a.Type {
-		case corev1.NodeHostName:
-			if net.ParseIP(a.Address) != nil {
-				ips[a.Address] = true
-			} else if a.Address != "" {
-				dns[a.Address] = true
-			}
-		case corev1.NodeInternalIP, corev1.NodeExternalIP:
-			if net.ParseIP(a.Address) != nil {
-				ips[a.Address] = true
-			}
-		case corev1.NodeInternalDNS, corev1.NodeExternalDNS:
-			if a.Address != "" {
-				dns[a.Address] = true
-			}
-		}
-	}
-	if len(ips) == 0 {
-		return nil
-	}
-	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: "system:node:" + k.name, Organization: []string{"system:nodes"}}}
-	for d := range dns {
-		tmpl.DNSNames = append(tmpl.DNSNames, d)
-	}
-	sort.Strings(tmpl.DNSNames)
-	keys := make([]string, 0, len(ips))
-	for ip := range ips {
-		keys = append(keys, ip)
-	}
-	sort.Strings(keys)
-	for _, ip := range keys {
-		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(ip))
-	}
-	return tmpl
+	return servingcsr.KubeletTemplate(k.name, k.addresses)
 }
 
 func (k *Kubelet) listenIP() (string, error) {
