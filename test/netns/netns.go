@@ -105,20 +105,20 @@ func Private() (code int, parent bool, err error) {
 }
 
 // RunTests is TestMain's body for packages that run a control plane: under
-// -short it runs m here (the tests that need the network skip), otherwise in
-// a private network namespace. It returns the exit code.
+// -short it runs setup and m here (the tests that need the network skip),
+// otherwise both in a private network namespace. setup may be nil. It
+// returns the exit code.
 func RunTests(m *testing.M, setup func() (teardown func(), err error)) int {
 	flag.Parse()
-	if testing.Short() {
-		return m.Run()
-	}
-	code, parent, err := Private()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "netns:", err)
-		return 1
-	}
-	if parent {
-		return code
+	if !testing.Short() {
+		code, parent, err := Private()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "netns:", err)
+			return 1
+		}
+		if parent {
+			return code
+		}
 	}
 	if setup != nil {
 		teardown, err := setup()

@@ -9,24 +9,24 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/csrguard/csrguard/test/netns"
 )
 
 // buildDir holds the binaries built for this test run; TestMain removes it.
 var buildDir string
 
+// TestMain runs the tests in a private network namespace (netns), as the e2e
+// suite does, so the installed csrguard runs its production policy.
 func TestMain(m *testing.M) {
-	os.Exit(runTests(m))
-}
-
-func runTests(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "csrguard-packaging-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	buildDir = dir
-	return m.Run()
+	os.Exit(netns.RunTests(m, func() (func(), error) {
+		dir, err := os.MkdirTemp("", "csrguard-packaging-")
+		if err != nil {
+			return nil, err
+		}
+		buildDir = dir
+		return func() { os.RemoveAll(dir) }, nil
+	}))
 }
 
 // goBuild builds pkg into buildDir/out with env added, once per output name.

@@ -14,6 +14,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+
+	"github.com/csrguard/csrguard/internal/history"
 )
 
 // allFeatures is a values file that turns every optional feature on.
@@ -54,9 +56,13 @@ func TestTemplateDefault(t *testing.T) {
 		"Deployment csrguard/csrguard",
 		"PodDisruptionBudget csrguard/csrguard",
 		"Role csrguard/csrguard-leader-election",
+		"Role csrguard/csrguard-records",
 		"Role default/csrguard",
+		"Role kube-public/csrguard-cluster-info",
 		"RoleBinding csrguard/csrguard-leader-election",
+		"RoleBinding csrguard/csrguard-records",
 		"RoleBinding default/csrguard",
+		"RoleBinding kube-public/csrguard-cluster-info",
 		"Service csrguard/csrguard-metrics",
 		"ServiceAccount csrguard/csrguard",
 	}
@@ -78,7 +84,7 @@ func TestTemplateDefault(t *testing.T) {
 		t.Errorf("imagePullPolicy = %q, want IfNotPresent", c.ImagePullPolicy)
 	}
 	for _, arg := range []string{
-		"--leader-elect=true", "--leader-election-namespace=$(POD_NAMESPACE)", "--leader-election-id=csrguard",
+		"--namespace=$(POD_NAMESPACE)", "--leader-elect=true", "--leader-election-id=csrguard",
 		"--log-format=json", "--mode=enforce", "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081",
 	} {
 		if !slices.Contains(c.Args, arg) {
@@ -372,6 +378,14 @@ func TestRBACRules(t *testing.T) {
 			approve,
 			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
 			{APIGroups: []string{"networking.k8s.io"}, Resources: []string{"servicecidrs"}, Verbs: []string{"list"}},
+			{APIGroups: []string{""}, Resources: []string{"namespaces"}, Verbs: []string{"list", "watch"}},
+		}},
+		{"Role", releaseNamespace, "csrguard-records", []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"create"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: append([]string{history.IdentityConfigMap}, history.ClaimConfigMaps()...), Verbs: []string{"get", "update"}},
+		}},
+		{"Role", "kube-public", "csrguard-cluster-info", []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"cluster-info"}, Verbs: []string{"get"}},
 		}},
 		{"Role", "default", "csrguard", []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"services"}, ResourceNames: []string{"kubernetes"}, Verbs: []string{"get"}},
@@ -406,14 +420,16 @@ func TestRBACRules(t *testing.T) {
 
 	// Nothing else grants anything, and every grant goes to the chart's
 	// ServiceAccount only.
-	if n := len(ofKind(objs, "ClusterRole")) + len(ofKind(objs, "Role")); n != 3 {
-		t.Errorf("want 3 roles, the chart renders %d", n)
+	if n := len(ofKind(objs, "ClusterRole")) + len(ofKind(objs, "Role")); n != 5 {
+		t.Errorf("want 5 roles, the chart renders %d", n)
 	}
 	sa := rbacv1.Subject{Kind: "ServiceAccount", Name: "csrguard", Namespace: releaseNamespace}
 	for _, b := range []struct{ kind, namespace, name, roleKind string }{
 		{"ClusterRoleBinding", "", "csrguard", "ClusterRole"},
 		{"RoleBinding", "default", "csrguard", "Role"},
 		{"RoleBinding", releaseNamespace, "csrguard-leader-election", "Role"},
+		{"RoleBinding", releaseNamespace, "csrguard-records", "Role"},
+		{"RoleBinding", "kube-public", "csrguard-cluster-info", "Role"},
 	} {
 		var subjects []rbacv1.Subject
 		var ref rbacv1.RoleRef
@@ -433,8 +449,8 @@ func TestRBACRules(t *testing.T) {
 			t.Errorf("%s %s/%s roleRef = %+v, want %+v", b.kind, b.namespace, b.name, ref, want)
 		}
 	}
-	if n := len(ofKind(objs, "ClusterRoleBinding")) + len(ofKind(objs, "RoleBinding")); n != 3 {
-		t.Errorf("want 3 bindings, the chart renders %d", n)
+	if n := len(ofKind(objs, "ClusterRoleBinding")) + len(ofKind(objs, "RoleBinding")); n != 5 {
+		t.Errorf("want 5 bindings, the chart renders %d", n)
 	}
 }
 

@@ -31,10 +31,12 @@ import (
 	"k8s.io/client-go/restmapper"
 	"k8s.io/utils/ptr"
 
+	"github.com/csrguard/csrguard/internal/history"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 	"github.com/csrguard/csrguard/test/controlplane"
 	"github.com/csrguard/csrguard/test/kubelet"
+	"github.com/csrguard/csrguard/test/netns"
 )
 
 // notApplied are the install.yaml kinds the local control plane does not
@@ -155,7 +157,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	}
 
 	// The Deployment's arguments, as the kubelet would expand them, then
-	// what running out of cluster against simulated kubelets needs.
+	// what running out of cluster needs.
 	mport, hport := controlplane.FreePort(), controlplane.FreePort()
 	args := []string{}
 	for _, a := range container(t, d).Args {
@@ -166,12 +168,11 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	}
 	args = append(args,
 		"--kubeconfig="+kubeconfig,
-		"--insecure-test-allow-loopback",
 		"--probe-interval=1s",
 		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(mport),
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(hport),
 	)
-	for _, want := range []string{"--leader-elect=true", "--leader-election-namespace=" + releaseNamespace, "--log-format=json"} {
+	for _, want := range []string{"--leader-elect=true", "--namespace=" + releaseNamespace, "--log-format=json"} {
 		if !slices.Contains(args, want) {
 			t.Fatalf("csrguard would run without %s: %q", want, args)
 		}
@@ -188,7 +189,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 		}
 	})
 
-	pool := kubelet.NewLoopbackPool()
+	pool := netns.NewPool()
 	var nodes []*kubelet.Kubelet
 	for _, name := range []string{"talos-cp-1", "talos-worker-1"} {
 		cfg, err := cp.NodeConfig(name)
@@ -374,6 +375,17 @@ func checkServiceAccountRights(t *testing.T, ctx context.Context, admin kubernet
 		refuse("create_serviceaccount_token", attrs{Namespace: releaseNamespace, Resource: "serviceaccounts", Subresource: "token", Verb: "create", Name: "csrguard"}),
 		refuse("create_pods", attrs{Namespace: releaseNamespace, Resource: "pods", Verb: "create"}),
 		refuse("get_configmaps", attrs{Namespace: releaseNamespace, Resource: "configmaps", Verb: "get", Name: "kube-root-ca.crt"}),
+		allow("get_claims_record", attrs{Namespace: releaseNamespace, Resource: "configmaps", Verb: "get", Name: history.ClaimConfigMaps()[15]}),
+		allow("update_identity_record", attrs{Namespace: releaseNamespace, Resource: "configmaps", Verb: "update", Name: history.IdentityConfigMap}),
+		allow("create_configmap_own_namespace", attrs{Namespace: releaseNamespace, Resource: "configmaps", Verb: "create"}),
+		refuse("list_configmaps_own_namespace", attrs{Namespace: releaseNamespace, Resource: "configmaps", Verb: "list"}),
+		refuse("update_other_configmap", attrs{Namespace: releaseNamespace, Resource: "configmaps", Verb: "update", Name: "kube-root-ca.crt"}),
+		refuse("create_configmap_kube_system", attrs{Namespace: "kube-system", Resource: "configmaps", Verb: "create"}),
+		allow("get_cluster_info", attrs{Namespace: "kube-public", Resource: "configmaps", Verb: "get", Name: "cluster-info"}),
+		refuse("get_other_kube_public_configmap", attrs{Namespace: "kube-public", Resource: "configmaps", Verb: "get", Name: "other"}),
+		allow("list_namespaces", attrs{Resource: "namespaces", Verb: "list"}),
+		allow("watch_namespaces", attrs{Resource: "namespaces", Verb: "watch"}),
+		refuse("delete_namespace", attrs{Resource: "namespaces", Verb: "delete", Name: "default"}),
 		refuse("bind_clusterroles", attrs{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "bind", Name: "cluster-admin"}),
 		refuse("escalate_clusterroles", attrs{Group: "rbac.authorization.k8s.io", Resource: "clusterroles", Verb: "escalate", Name: "csrguard"}),
 	}
