@@ -40,6 +40,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/csrguard/csrguard/test/netns"
 )
 
 // options are the parsed flags.
@@ -56,6 +58,13 @@ type options struct {
 }
 
 func main() {
+	// Everything runs in a private network namespace (see standInAddr).
+	if code, parent, err := netns.Private(); err != nil || parent {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "error:", err)
+		}
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()
@@ -175,7 +184,7 @@ func (o *options) validate(approvers string) error {
 	case o.probeNodes < 0:
 		return fmt.Errorf("--probe-nodes must be >= 0, got %d", o.probeNodes)
 	case o.probeNodes > maxProbeNodes:
-		return fmt.Errorf("--probe-nodes must be <= %d (one unique 127.240.0.0/16 address per node), got %d", maxProbeNodes, o.probeNodes)
+		return fmt.Errorf("--probe-nodes must be <= %d (one address of %s per node), got %d", maxProbeNodes, netns.Bench, o.probeNodes)
 	// csrguard stamps a sweep's end in whole seconds, so sweeps a second
 	// apart could end with the same stamp and one go unseen.
 	case o.probeNodes > 0 && o.probeInterval < 2*time.Second:

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/csrguard/csrguard/test/controlplane"
+	"github.com/csrguard/csrguard/test/netns"
 )
 
 // The probe phase measures what csrguard's kubelet monitor costs: every
@@ -39,21 +40,19 @@ const (
 	// kubeletPort is every node's status.daemonEndpoints.kubeletEndpoint.Port,
 	// and where the stand-ins listen.
 	kubeletPort = 10250
-	// standInOctet is the second octet of the stand-ins' loopback addresses.
-	// kubelet.LoopbackPool, which the e2e tests and localcluster use, picks
-	// one in 16–239, so a test running beside the benchmark cannot hold these
-	// addresses; everything else here listens on 127.0.0.1.
-	standInOctet = 240
 	// maxProbeNodes is how many addresses standInAddr can hand out.
-	maxProbeNodes = 256 * 250
+	maxProbeNodes = 1<<17 - 2
 )
 
-// standInAddr is node i's InternalIP in the probe phase, 127.240.(i/250).(i%250+1):
-// loopback, so the stand-ins can listen on it without configuring
-// interfaces (Linux routes all of 127.0.0.0/8 to lo), and distinct per node,
-// so each node is probed at its own address and real kubelet port.
+// standInAddr is node i's InternalIP in the probe phase, the (i+1)th address
+// of the benchmarking range 198.18.0.0/15 (netns.Bench): the benchmark runs
+// in a private network namespace whose loopback device answers for the whole
+// range, so each stand-in listens on its own address at the real kubelet port
+// without configuring an interface.
 func standInAddr(i int) netip.Addr {
-	return netip.AddrFrom4([4]byte{127, standInOctet, byte(i / 250), byte(i%250 + 1)})
+	base := netns.Bench.Addr().As4()
+	v := uint32(base[0])<<24 | uint32(base[1])<<16 | uint32(i+1)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // probeFileLimit is how many descriptors this process needs for n stand-ins
