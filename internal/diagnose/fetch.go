@@ -84,6 +84,8 @@ type Snapshot struct {
 	// why they could not be read, if so.
 	Cluster    policy.Cluster
 	ClusterErr string
+	// Policy is the policy the decisions were made with.
+	Policy policy.Config
 	// Claims and Namespaces are the rest of what the policy decides with:
 	// csrguard's recorded address claims and the namespaces that exist.
 	Claims     map[string]policy.Claim
@@ -166,7 +168,7 @@ func Fetch(ctx context.Context, cs kubernetes.Interface, reader client.Reader, o
 	if err := cfg.Validate(); err != nil {
 		return Snapshot{}, fmt.Errorf("policy: %w", err)
 	}
-	s := Snapshot{Now: now()}
+	s := Snapshot{Now: now(), Policy: cfg}
 
 	var err error
 	if s.Nodes, err = approval.ListNodes(ctx, cs); err != nil {

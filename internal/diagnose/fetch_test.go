@@ -155,6 +155,7 @@ func TestFetch(t *testing.T) {
 		"critical pending-csrs",
 		"warning pending-csrs-policy-would-deny",
 		"warning shared-ca",
+		"info allowed-node-cidrs-unset",
 		"info probe-unavailable",
 	}
 	if diff := cmp.Diff(ids(Diagnose(s)), want); diff != "" {

@@ -123,6 +123,9 @@ func Diagnose(s Snapshot) []Finding {
 		v.kubeletsUnreachable,
 		v.clusterDiscovery,
 		v.metricsServerTLS,
+		v.controlPlaneUnlabelled,
+		v.addressConflicts,
+		v.allowedNodeCIDRs,
 	}
 	out := []Finding{}
 	for _, check := range checks {

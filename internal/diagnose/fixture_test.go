@@ -11,6 +11,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -177,12 +178,20 @@ func csrguardApprover() Approver {
 	return Approver{Name: "csrguard", Namespace: "csrguard", Kind: KindCSRGuard, Where: "Deployment csrguard/csrguard", Ready: true, Mode: "enforce", Detail: "2/2 replicas ready, image ghcr.io/csrguard/csrguard:v0.1.0"}
 }
 
+// hardened is the policy of the test snapshots: the default, with the node
+// network allowed, so only tests about that finding see it.
+func hardened() policy.Config {
+	cfg := policy.DefaultConfig()
+	cfg.AllowedNodeCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}
+	return cfg
+}
+
 // healthy is a three-node cluster where everything works: csrguard runs,
 // every kubelet serves a one-year certificate from a dedicated CA, and the
 // last rotation's CSRs are issued.
 func healthy(t testing.TB, os string) Snapshot {
 	t.Helper()
-	s := Snapshot{Now: now, Probes: map[string]monitor.Result{}, Decisions: map[string]policy.Decision{}, Approvers: []Approver{csrguardApprover()}}
+	s := Snapshot{Now: now, Policy: hardened(), Probes: map[string]monitor.Result{}, Decisions: map[string]policy.Decision{}, Approvers: []Approver{csrguardApprover()}}
 	for i, name := range []string{"node-a", "node-b", "node-c"} {
 		ip := "10.0.0." + string(rune('1'+i))
 		s.Nodes = append(s.Nodes, newNode(name, ip, os, i == 0))

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -55,6 +56,8 @@ type PreflightReport struct {
 	Nodes    []NodePlan       `json:"nodes"`
 	Checks   []PreflightCheck `json:"checks"`
 	Rollback []string         `json:"rollback"`
+	// Suggestions harden the policy before the change; they do not fail it.
+	Suggestions []string `json:"suggestions,omitempty"`
 }
 
 // KubeletRequest builds the serving CSR node's kubelet would file, from
@@ -137,6 +140,9 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 		}
 	}
 	r.Rollback = rollback(v)
+	if f := v.allowedNodeCIDRs(); f != nil && len(cfg.AllowedNodeCIDRs) == 0 {
+		r.Suggestions = append(r.Suggestions, fmt.Sprintf("%s: %s", f.Title, strings.Join(f.Fix[1:], "; ")))
+	}
 	return r, nil
 }
 
@@ -229,6 +235,12 @@ func RenderPreflight(w io.Writer, r PreflightReport, format string) error {
 	fmt.Fprintln(w, "\nRollback plan:")
 	for _, l := range r.Rollback {
 		fmt.Fprintf(w, "  - %s\n", l)
+	}
+	if len(r.Suggestions) > 0 {
+		fmt.Fprintln(w, "\nSuggestions:")
+		for _, l := range r.Suggestions {
+			fmt.Fprintf(w, "  - %s\n", l)
+		}
 	}
 	if r.OK {
 		fmt.Fprintln(w, "\nSafe to enable kubelet serving-certificate rotation: every node would get a certificate.")

@@ -1,0 +1,193 @@
+package diagnose
+
+import (
+	"fmt"
+	"maps"
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+// The IDs of the findings about Node addresses.
+const (
+	IDAllowedNodeCIDRs        = "allowed-node-cidrs-unset"
+	IDControlPlaneUnlabelled  = "control-plane-node-unlabelled"
+	IDAddressConflicts        = "address-conflicts"
+	allowedNodeCIDRsHelmValue = "policy.allowedNodeCIDRs"
+)
+
+// NodeCIDRs returns a small set of CIDRs covering every IP a kubelet of nodes puts into its
+// serving CSR (InternalIP, ExternalIP, a Hostname that is an IP): each address's /24 (IPv4)
+// or /64 (IPv6), with neighbouring networks merged into their common supernet where both
+// halves are present. It never covers an address outside those networks, so it is a safe
+// --allowed-node-cidrs for today's nodes; widen it for the networks new nodes will come from.
+func NodeCIDRs(nodes []corev1.Node) []netip.Prefix {
+	var out []netip.Prefix
+	for i := range nodes {
+		for _, a := range nodes[i].Status.Addresses {
+			if a.Type != corev1.NodeInternalIP && a.Type != corev1.NodeExternalIP && a.Type != corev1.NodeHostName {
+				continue
+			}
+			ip, ok := policy.ParseNodeIP(a.Address)
+			if !ok {
+				continue
+			}
+			bits := 24
+			if ip.Is6() {
+				bits = 64
+			}
+			out = append(out, netip.PrefixFrom(ip, bits).Masked())
+		}
+	}
+	return mergePrefixes(out)
+}
+
+// mergePrefixes sorts and de-duplicates prefixes, drops those inside another, and replaces two
+// halves of a network by the network, until nothing merges.
+func mergePrefixes(ps []netip.Prefix) []netip.Prefix {
+	for {
+		slices.SortFunc(ps, func(a, b netip.Prefix) int {
+			if c := a.Addr().Compare(b.Addr()); c != 0 {
+				return c
+			}
+			return a.Bits() - b.Bits()
+		})
+		ps = slices.Compact(ps)
+		var out []netip.Prefix
+		merged := false
+		for _, p := range ps {
+			if n := len(out); n > 0 {
+				last := out[n-1]
+				switch {
+				case last.Contains(p.Addr()) && last.Bits() <= p.Bits():
+					continue // inside the previous one
+				case last.Bits() == p.Bits() && last.Bits() > 0:
+					if parent := netip.PrefixFrom(last.Addr(), last.Bits()-1).Masked(); parent.Addr() == last.Addr() && parent.Contains(p.Addr()) {
+						out[n-1], merged = parent, true
+						continue
+					}
+				}
+			}
+			out = append(out, p)
+		}
+		ps = out
+		if !merged {
+			return ps
+		}
+	}
+}
+
+// allowedNodeCIDRs recommends --allowed-node-cidrs when it is not set: without it a node can
+// get a certificate for any address nobody else holds.
+func (v *view) allowedNodeCIDRs() *Finding {
+	if len(v.Policy.AllowedNodeCIDRs) > 0 || len(v.Nodes) == 0 {
+		return nil
+	}
+	cidrs := NodeCIDRs(v.Nodes)
+	if len(cidrs) == 0 {
+		return nil
+	}
+	list := joinPrefixes(cidrs)
+	return &Finding{
+		ID: IDAllowedNodeCIDRs, Severity: Info,
+		Title: "--allowed-node-cidrs is not set: a node may get a certificate for any address no other node reports",
+		Evidence: []string{fmt.Sprintf("%s report their IPs in %s", plural(len(v.Nodes), "node"), list)},
+		Fix: []string{
+			"Restrict IP SANs to your node networks (add the ranges new nodes will come from):",
+			fmt.Sprintf("helm upgrade csrguard <chart> --reuse-values --set '%s={%s}'", allowedNodeCIDRsHelmValue, list),
+			"or run csrguard controller with --allowed-node-cidrs=" + list,
+		},
+	}
+}
+
+// joinPrefixes writes prefixes comma-separated.
+func joinPrefixes(ps []netip.Prefix) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// controlPlaneUnlabelled finds Nodes that report an API server address but carry none of the
+// control-plane labels: their kubelets' CSRs are denied, so they get no serving certificate.
+func (v *view) controlPlaneUnlabelled() *Finding {
+	cfg := v.policyConfig()
+	f := &Finding{ID: IDControlPlaneUnlabelled, Severity: Warning}
+	for _, name := range v.nodeNames {
+		n := v.nodes[name]
+		if cfg.IsControlPlane(n.Labels) {
+			continue
+		}
+		for _, a := range n.Status.Addresses {
+			ip, ok := policy.ParseNodeIP(a.Address)
+			if ok && slices.Contains(v.Cluster.APIServerAddresses, ip) {
+				f.Nodes = append(f.Nodes, name)
+				f.Evidence = append(f.Evidence, fmt.Sprintf("%s reports %s, an API server address, and has none of the labels %s", name, ip, strings.Join(cfg.ControlPlaneLabels, ", ")))
+				break
+			}
+		}
+	}
+	if len(f.Nodes) == 0 {
+		return nil
+	}
+	f.Title = fmt.Sprintf("%s report an API server address but are not labelled control-plane: their serving CSRs are denied", plural(len(f.Nodes), "node"))
+	f.Fix = []string{
+		"If they are control-plane nodes, label them (a kubelet cannot set this label on itself): kubectl label node " + strings.Join(f.Nodes, " ") + " node-role.kubernetes.io/control-plane=",
+		"If your distribution marks control-plane nodes with another label (RKE1: node-role.kubernetes.io/controlplane=true), tell csrguard: --control-plane-labels (Helm value policy.controlPlaneLabels).",
+		"If they are not control-plane nodes, find out why they report the API server's address.",
+	}
+	return f
+}
+
+// addressConflicts finds Nodes reporting addresses another Node owns, or that two Nodes report
+// with neither owning them, from csrguard's recorded claims.
+func (v *view) addressConflicts() *Finding {
+	reporters := map[string][]string{}
+	for _, name := range v.nodeNames {
+		for _, key := range policy.AddressKeys(v.nodes[name].Status.Addresses) {
+			reporters[key] = append(reporters[key], name)
+		}
+	}
+	f := &Finding{ID: IDAddressConflicts, Severity: Warning}
+	for _, key := range slices.Sorted(maps.Keys(reporters)) {
+		nodes := reporters[key]
+		claim, claimed := v.Claims[key]
+		switch {
+		case claimed && (len(nodes) > 1 || nodes[0] != claim.Node):
+			for _, n := range nodes {
+				if n != claim.Node {
+					f.Nodes = append(f.Nodes, n)
+					f.Evidence = append(f.Evidence, fmt.Sprintf("%s reports %s, which node %s owns (reported it first, at %s)", n, key, claim.Node, claim.Since.UTC().Format("2006-01-02 15:04")))
+				}
+			}
+		case !claimed && len(nodes) > 1:
+			f.Nodes = append(f.Nodes, nodes...)
+			f.Evidence = append(f.Evidence, fmt.Sprintf("%s all report %s, and none owns it: each is refused certificates for it", strings.Join(nodes, ", "), key))
+		}
+	}
+	if len(f.Nodes) == 0 {
+		return nil
+	}
+	slices.Sort(f.Nodes)
+	f.Nodes = slices.Compact(f.Nodes)
+	f.Title = fmt.Sprintf("%s report addresses that belong to another node", plural(len(f.Nodes), "node"))
+	f.Fix = []string{
+		"Find out which machine really has the address (your IPAM or DHCP; Talos: talosctl -n <node> get addresses).",
+		"A misconfigured node: give it its own address and restart its kubelet. A node that copied a neighbour's address into its status may be compromised: cordon it and follow your incident process.",
+	}
+	return f
+}
+
+// policyConfig is the policy the snapshot was decided with; the default one for hand-built
+// snapshots.
+func (v *view) policyConfig() policy.Config {
+	if v.Policy.MaxSANs == 0 {
+		return policy.DefaultConfig()
+	}
+	return v.Policy
+}

@@ -1,0 +1,136 @@
+package diagnose
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+func TestNodeCIDRs(t *testing.T) {
+	nodes := []corev1.Node{
+		newNode("a", "10.0.0.7", ubuntuOS, false),
+		newNode("b", "10.0.1.9", ubuntuOS, false),    // 10.0.1.0/24 merges with 10.0.0.0/24
+		newNode("c", "10.0.3.1", ubuntuOS, false),    // 10.0.2.0/24 is absent: no merge
+		newNode("d", "010.0.0.8", ubuntuOS, false),   // the kubelet's reading: 10.0.0.8
+		newNode("e", "2001:db8::5", ubuntuOS, false), // IPv6: its /64
+	}
+	nodes[0].Status.Addresses = append(nodes[0].Status.Addresses,
+		corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "203.0.113.10"},
+		corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: "a.example.com"})
+	var got []string
+	for _, p := range NodeCIDRs(nodes) {
+		got = append(got, p.String())
+	}
+	want := []string{"10.0.0.0/23", "10.0.3.0/24", "203.0.113.0/24", "2001:db8::/64"}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("NodeCIDRs (-got +want):\n%s", diff)
+	}
+}
+
+func TestMergePrefixes(t *testing.T) {
+	p := func(ss ...string) []netip.Prefix {
+		var out []netip.Prefix
+		for _, s := range ss {
+			out = append(out, netip.MustParsePrefix(s))
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		in   []netip.Prefix
+		want []netip.Prefix
+	}{
+		{"siblings_cascade", p("10.0.0.0/24", "10.0.1.0/24", "10.0.2.0/24", "10.0.3.0/24"), p("10.0.0.0/22")},
+		{"not_siblings", p("10.0.1.0/24", "10.0.2.0/24"), p("10.0.1.0/24", "10.0.2.0/24")},
+		{"contained", p("10.0.0.0/16", "10.0.5.0/24"), p("10.0.0.0/16")},
+		{"duplicates", p("10.0.0.0/24", "10.0.0.0/24"), p("10.0.0.0/24")},
+		{"empty", nil, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(mergePrefixes(tt.in), tt.want, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
+				t.Errorf("mergePrefixes (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestAddressFindings(t *testing.T) {
+	tests := []struct {
+		name   string
+		modify func(*Snapshot)
+		want   []string
+		check  func(t *testing.T, f []Finding)
+	}{
+		{name: "hardened_healthy", want: nil},
+		{name: "allowed_node_cidrs_unset", modify: func(s *Snapshot) { s.Policy = policy.DefaultConfig() },
+			want: []string{"info allowed-node-cidrs-unset"},
+			check: func(t *testing.T, f []Finding) {
+				if !strings.Contains(strings.Join(f[0].Fix, "\n"), "policy.allowedNodeCIDRs={10.0.0.0/24}") {
+					t.Errorf("fix does not give the Helm value: %q", f[0].Fix)
+				}
+			}},
+		{name: "api_server_address_on_unlabelled_node", modify: func(s *Snapshot) {
+			s.Cluster.APIServerAddresses = []netip.Addr{netip.MustParseAddr("10.0.0.2")} // node-b's
+		}, want: []string{"warning control-plane-node-unlabelled"},
+			check: func(t *testing.T, f []Finding) {
+				if diff := cmp.Diff(f[0].Nodes, []string{"node-b"}); diff != "" {
+					t.Errorf("nodes (-got +want):\n%s", diff)
+				}
+			}},
+		{name: "api_server_address_on_labelled_node", modify: func(s *Snapshot) {
+			s.Cluster.APIServerAddresses = []netip.Addr{netip.MustParseAddr("10.0.0.1")} // node-a, control plane
+		}},
+		{name: "api_server_address_rke_label", modify: func(s *Snapshot) {
+			s.Cluster.APIServerAddresses = []netip.Addr{netip.MustParseAddr("10.0.0.2")}
+			s.Nodes[1].Labels = map[string]string{"node-role.kubernetes.io/controlplane": "true"}
+			s.Policy.ControlPlaneLabels = []string{"node-role.kubernetes.io/controlplane=true"}
+		}},
+		{name: "squatter", modify: func(s *Snapshot) {
+			s.Nodes[2].Status.Addresses = append(s.Nodes[2].Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.0.0.1"})
+			s.Claims = map[string]policy.Claim{"10.0.0.1": {Node: "node-a", Since: now.Add(-time.Hour)}}
+		}, want: []string{"warning address-conflicts"},
+			check: func(t *testing.T, f []Finding) {
+				if diff := cmp.Diff(f[0].Nodes, []string{"node-c"}); diff != "" {
+					t.Errorf("nodes (-got +want):\n%s", diff)
+				}
+			}},
+		{name: "shared_without_claim", modify: func(s *Snapshot) {
+			s.Nodes[2].Status.Addresses = append(s.Nodes[2].Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.0.0.1"})
+		}, want: []string{"warning address-conflicts"},
+			check: func(t *testing.T, f []Finding) {
+				if diff := cmp.Diff(f[0].Nodes, []string{"node-a", "node-c"}); diff != "" {
+					t.Errorf("nodes (-got +want):\n%s", diff)
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := healthy(t, ubuntuOS)
+			if tt.modify != nil {
+				tt.modify(&s)
+			}
+			v := newView(s)
+			var got []Finding
+			var ids []string
+			for _, check := range []func() *Finding{v.allowedNodeCIDRs, v.controlPlaneUnlabelled, v.addressConflicts} {
+				if f := check(); f != nil {
+					got = append(got, *f)
+					ids = append(ids, f.Severity.String()+" "+f.ID)
+				}
+			}
+			if diff := cmp.Diff(ids, tt.want); diff != "" {
+				t.Fatalf("findings (-got +want):\n%s", diff)
+			}
+			if tt.check != nil {
+				tt.check(t, got)
+			}
+		})
+	}
+}
