@@ -26,6 +26,9 @@ import (
 // normalised as policy.AddressKey does.
 const nodeAddressIndex = "csrguard.status.addresses"
 
+// nodeShortNameIndex indexes cached Nodes by policy.ShortName of their name.
+const nodeShortNameIndex = "csrguard.metadata.shortname"
+
 // csrNodeIndex indexes cached CSRs by the node that requested them.
 const csrNodeIndex = "csrguard.spec.node"
 
@@ -59,6 +62,18 @@ func (f *cacheFacts) NodesWithAddress(ctx context.Context, key string) ([]string
 	var nodes corev1.NodeList
 	if err := f.reader.List(ctx, &nodes, client.MatchingFields{nodeAddressIndex: key}); err != nil {
 		return nil, fmt.Errorf("list nodes with address %q: %w", key, err)
+	}
+	names := make([]string, 0, len(nodes.Items))
+	for _, n := range nodes.Items {
+		names = append(names, n.Name)
+	}
+	return names, nil
+}
+
+func (f *cacheFacts) NodesWithShortName(ctx context.Context, label string) ([]string, error) {
+	var nodes corev1.NodeList
+	if err := f.reader.List(ctx, &nodes, client.MatchingFields{nodeShortNameIndex: label}); err != nil {
+		return nil, fmt.Errorf("list nodes named %q: %w", label, err)
 	}
 	names := make([]string, 0, len(nodes.Items))
 	for _, n := range nodes.Items {
@@ -115,6 +130,7 @@ const SignerDefaultLifetime = 8760 * time.Hour
 // Cluster returns an error and every CSR is held.
 type ClusterDiscovery struct {
 	reader    client.Reader
+	nodes     client.Reader
 	apiServer *rest.Config
 	store     *history.Store
 	static    policy.Cluster
@@ -131,9 +147,11 @@ type ClusterDiscovery struct {
 
 // DiscoveryConfig configures a ClusterDiscovery.
 type DiscoveryConfig struct {
-	// Reader reads uncached; APIServer is how csrguard reaches the API server
-	// (its certificate and host are sources of the API server's identity).
+	// Reader reads uncached; Nodes reads the Node cache (their pod CIDRs are
+	// reserved; nil skips them); APIServer is how csrguard reaches the API
+	// server (its certificate and host are sources of its identity).
 	Reader    client.Reader
+	Nodes     client.Reader
 	APIServer *rest.Config
 	// Store remembers what was discovered; Static is added from flags.
 	Store  *history.Store
@@ -148,7 +166,7 @@ type DiscoveryConfig struct {
 // NewClusterDiscovery returns a discovery configured by cfg.
 func NewClusterDiscovery(cfg DiscoveryConfig) *ClusterDiscovery {
 	return &ClusterDiscovery{
-		reader: cfg.Reader, apiServer: cfg.APIServer, store: cfg.Store, static: cfg.Static,
+		reader: cfg.Reader, nodes: cfg.Nodes, apiServer: cfg.APIServer, store: cfg.Store, static: cfg.Static,
 		interval: cfg.Interval, retention: cfg.Retention, clock: cfg.Clock, errs: cfg.Metrics,
 	}
 }
@@ -177,9 +195,10 @@ func (d *ClusterDiscovery) Start(ctx context.Context) error {
 			// Keep the last good value: a transient error must not un-reserve
 			// the API server's addresses.
 			logger.Error(err, "Failed to discover API server addresses and service CIDRs")
-		} else if !slices.Equal(c.APIServerAddresses, last.APIServerAddresses) || !slices.Equal(c.APIServerNames, last.APIServerNames) || !slices.Equal(c.ServiceCIDRs, last.ServiceCIDRs) {
-			logger.Info("Reserved the API server's identity and the service CIDRs", "apiServerAddresses", c.APIServerAddresses,
-				"apiServerNames", c.APIServerNames, "serviceCIDRs", c.ServiceCIDRs)
+		} else if !slices.Equal(c.APIServerAddresses, last.APIServerAddresses) || !slices.Equal(c.APIServerNames, last.APIServerNames) ||
+			!slices.Equal(c.ServiceCIDRs, last.ServiceCIDRs) || !slices.Equal(c.PodCIDRs, last.PodCIDRs) {
+			logger.Info("Reserved the API server's identity, the service CIDRs and the pod CIDRs", "apiServerAddresses", c.APIServerAddresses,
+				"apiServerNames", c.APIServerNames, "serviceCIDRs", c.ServiceCIDRs, "podCIDRs", c.PodCIDRs)
 			last = c
 		}
 		select {
@@ -246,6 +265,13 @@ func (d *ClusterDiscovery) refresh(ctx context.Context) (policy.Cluster, error) 
 	d.identity = identity
 	d.mu.Unlock()
 
+	if d.nodes != nil {
+		var nodes corev1.NodeList
+		if err := d.nodes.List(ctx, &nodes); err != nil {
+			return policy.Cluster{}, fmt.Errorf("list nodes for their pod CIDRs: %w", err)
+		}
+		c.PodCIDRs = policy.PodCIDRs(policy.FromNodes(nodes.Items))
+	}
 	addrs, names := identity.Split()
 	c.APIServerAddresses = uniqueSorted(append(c.APIServerAddresses, addrs...), netip.Addr.Compare)
 	c.APIServerNames = uniqueSorted(append(c.APIServerNames, names...), compareString)

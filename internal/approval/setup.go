@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -28,8 +29,8 @@ import (
 
 // CacheOptions trims the manager's caches to what the policy needs, so memory
 // stays small with thousands of nodes: only kubelet-serving CSRs are listed
-// (a server-side field selector); Nodes keep their name, addresses, the
-// control-plane labels of cfg, kubelet endpoint and OS image — no images,
+// (a server-side field selector), and an oversized request is cut; Nodes keep their name, addresses, the
+// control-plane labels of cfg, pod CIDRs, kubelet endpoint and OS image — no images,
 // conditions or other labels; Namespaces are cached as names only.
 func CacheOptions(cfg policy.Config) cache.Options {
 	return cache.Options{
@@ -37,7 +38,7 @@ func CacheOptions(cfg policy.Config) cache.Options {
 		ByObject: map[client.Object]cache.ByObject{
 			&certificatesv1.CertificateSigningRequest{}: {
 				Field:     fields.OneTermEqualSelector("spec.signerName", certificatesv1.KubeletServingSignerName),
-				Transform: cache.TransformStripManagedFields(),
+				Transform: trimCSR,
 			},
 			&corev1.Node{}:      {Transform: trimNode(cfg.ControlPlaneLabelKeys())},
 			namespaceMetadata(): {Transform: trimNamespace},
@@ -66,6 +67,7 @@ func trimNode(labelKeys []string) func(any) (any, error) {
 				Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp,
 				Labels: labels,
 			},
+			Spec: corev1.NodeSpec{PodCIDRs: n.Spec.PodCIDRs},
 			Status: corev1.NodeStatus{
 				Addresses:       n.Status.Addresses,
 				DaemonEndpoints: n.Status.DaemonEndpoints,
@@ -73,6 +75,21 @@ func trimNode(labelKeys []string) func(any) (any, error) {
 			},
 		}, nil
 	}
+}
+
+// trimCSR drops managed fields and cuts a request longer than servingcsr.MaxRequestBytes
+// (which Parse refuses anyway) to one byte more, so that no node can fill the cache.
+func trimCSR(obj any) (any, error) {
+	csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
+	if !ok {
+		return obj, nil
+	}
+	csr.ManagedFields = nil
+	if len(csr.Spec.Request) > servingcsr.MaxRequestBytes {
+		// A copy: a sub-slice would keep the whole array alive.
+		csr.Spec.Request = bytes.Clone(csr.Spec.Request[:servingcsr.MaxRequestBytes+1])
+	}
+	return csr, nil
 }
 
 // trimNamespace keeps a Namespace's name only: the policy asks whether one exists.
@@ -95,6 +112,11 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *Clu
 		return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
 	}); err != nil {
 		return fmt.Errorf("index nodes by address: %w", err)
+	}
+	if err := idx.IndexField(ctx, &corev1.Node{}, nodeShortNameIndex, func(o client.Object) []string {
+		return []string{policy.ShortName(o.GetName())}
+	}); err != nil {
+		return fmt.Errorf("index nodes by short name: %w", err)
 	}
 	if err := idx.IndexField(ctx, &certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
 		if n, ok := servingcsr.NodeName(o.(*certificatesv1.CertificateSigningRequest).Spec.Username); ok {

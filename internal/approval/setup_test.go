@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 )
 
@@ -169,4 +170,29 @@ func TestCacheOptions(t *testing.T) {
 		return
 	}
 	t.Errorf("CacheOptions().ByObject has no CSR entry")
+}
+
+func TestTrimCSR(t *testing.T) {
+	csr := csrtest.New(t)
+	csr.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+	big := csr.DeepCopy()
+	big.Spec.Request = make([]byte, 10<<20)
+	for _, tc := range []struct {
+		in      *certificatesv1.CertificateSigningRequest
+		wantLen int
+	}{{csr, len(csr.Spec.Request)}, {big, servingcsr.MaxRequestBytes + 1}} {
+		got, err := trimCSR(tc.in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := got.(*certificatesv1.CertificateSigningRequest)
+		// The capacity too: a sub-slice of the 10 MB array would keep it alive.
+		if len(c.Spec.Request) != tc.wantLen || cap(c.Spec.Request) > 2*servingcsr.MaxRequestBytes || c.ManagedFields != nil {
+			t.Errorf("trimCSR: request %d bytes (cap %d), managed fields %v; want %d bytes and none", len(c.Spec.Request), cap(c.Spec.Request), c.ManagedFields, tc.wantLen)
+		}
+	}
+	// The cut request is refused, as the whole one would be.
+	if _, err := servingcsr.Parse(big.Spec.Request); err == nil {
+		t.Error("Parse accepted a request over MaxRequestBytes")
+	}
 }

@@ -22,7 +22,8 @@ import (
 // that decide from a laptop (explain, approve, doctor, preflight): the given
 // Nodes, the Namespaces, the API server's identity and the service CIDRs
 // (Discover, what csrguard's record in namespace remembers, and static), and
-// the address claims csrguard recorded there. reader should be uncached.
+// the address claims csrguard recorded there, and the Nodes' pod CIDRs.
+// reader should be uncached.
 //
 // Failing to read the record is an error, not an empty record: without it an
 // address the API server once had, or the owner of a squatted address, is
@@ -43,13 +44,15 @@ func ReadSnapshot(ctx context.Context, reader client.Reader, apiServer *rest.Con
 	if err != nil {
 		return s, fmt.Errorf("read csrguard's record of the API server's addresses: %w", err)
 	}
-	if s.Claims, err = store.LoadClaims(ctx); err != nil {
+	// Unusable entries are left out (LoadClaims): they can only make the policy stricter.
+	if s.Claims, _, err = store.LoadClaims(ctx); err != nil {
 		return s, fmt.Errorf("read csrguard's record of address claims: %w", err)
 	}
 	addrs, names := identity.Split()
 	cluster.APIServerAddresses = uniqueSorted(append(append(cluster.APIServerAddresses, addrs...), static.APIServerAddresses...), netip.Addr.Compare)
 	cluster.APIServerNames = uniqueSorted(append(cluster.APIServerNames, names...), compareString)
 	cluster.ServiceCIDRs = uniqueSorted(append(cluster.ServiceCIDRs, static.ServiceCIDRs...), comparePrefix)
+	cluster.PodCIDRs = policy.PodCIDRs(s.Nodes)
 	s.Cluster = cluster
 	return s, nil
 }

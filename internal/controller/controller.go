@@ -113,7 +113,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return fmt.Errorf("add address claims: %w", err)
 	}
 	discovery := approval.NewClusterDiscovery(approval.DiscoveryConfig{
-		Reader: mgr.GetAPIReader(), APIServer: restCfg, Store: store, Static: cfg.Static,
+		Reader: mgr.GetAPIReader(), Nodes: mgr.GetClient(), APIServer: restCfg, Store: store, Static: cfg.Static,
 		Interval: cfg.DiscoveryInterval, Retention: max(cfg.Approval.Policy.MaxExpiration, approval.SignerDefaultLifetime),
 		Clock: clock.RealClock{}, Metrics: m,
 	})
@@ -146,6 +146,14 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if err := mgr.AddReadyzCheck("cluster-discovery", func(req *http.Request) error {
 		_, err := discovery.Cluster(req.Context())
 		return err
+	}); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("address-claims", func(*http.Request) error {
+		if _, _, synced := claims.Get(""); !synced {
+			return history.ErrNotSynced
+		}
+		return nil
 	}); err != nil {
 		return err
 	}

@@ -43,42 +43,7 @@ func NodeCIDRs(nodes []corev1.Node) []netip.Prefix {
 			out = append(out, netip.PrefixFrom(ip, bits).Masked())
 		}
 	}
-	return mergePrefixes(out)
-}
-
-// mergePrefixes sorts and de-duplicates prefixes, drops those inside another, and replaces two
-// halves of a network by the network, until nothing merges.
-func mergePrefixes(ps []netip.Prefix) []netip.Prefix {
-	for {
-		slices.SortFunc(ps, func(a, b netip.Prefix) int {
-			if c := a.Addr().Compare(b.Addr()); c != 0 {
-				return c
-			}
-			return a.Bits() - b.Bits()
-		})
-		ps = slices.Compact(ps)
-		var out []netip.Prefix
-		merged := false
-		for _, p := range ps {
-			if n := len(out); n > 0 {
-				last := out[n-1]
-				switch {
-				case last.Contains(p.Addr()) && last.Bits() <= p.Bits():
-					continue // inside the previous one
-				case last.Bits() == p.Bits() && last.Bits() > 0:
-					if parent := netip.PrefixFrom(last.Addr(), last.Bits()-1).Masked(); parent.Addr() == last.Addr() && parent.Contains(p.Addr()) {
-						out[n-1], merged = parent, true
-						continue
-					}
-				}
-			}
-			out = append(out, p)
-		}
-		ps = out
-		if !merged {
-			return ps
-		}
-	}
+	return policy.Aggregate(out)
 }
 
 // allowedNodeCIDRs recommends --allowed-node-cidrs when it is not set: without it a node can
@@ -94,7 +59,7 @@ func (v *view) allowedNodeCIDRs() *Finding {
 	list := joinPrefixes(cidrs)
 	return &Finding{
 		ID: IDAllowedNodeCIDRs, Severity: Info,
-		Title: "--allowed-node-cidrs is not set: a node may get a certificate for any address no other node reports",
+		Title:    "--allowed-node-cidrs is not set: a node may get a certificate for any address no other node reports",
 		Evidence: []string{fmt.Sprintf("%s report their IPs in %s", plural(len(v.Nodes), "node"), list)},
 		Fix: []string{
 			"Restrict IP SANs to your node networks (add the ranges new nodes will come from):",

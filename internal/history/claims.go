@@ -12,6 +12,7 @@ package history
 
 import (
 	"cmp"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -36,13 +37,19 @@ type Claims struct {
 	claims    map[string]policy.Claim
 	reporters map[string]map[string]bool // key -> nodes reporting it
 	nodeKeys  map[string][]string        // node -> keys it reports, sorted
+	overLimit map[string]int             // node -> keys it reports, when over MaxKeysPerNode
 	synced    bool
 	version   uint64 // bumped on every change to claims
 }
 
+// MaxKeysPerNode bounds the addresses of one Node that Claims tracks. A kubelet's CSR carries a
+// few; a Node reporting more is abnormal, and its sorted first MaxKeysPerNode are kept, so that
+// no Node can make the record, or the work under its lock, grow without bound.
+const MaxKeysPerNode = 64
+
 // NewClaims returns empty Claims whose released claims last settle.
 func NewClaims(settle time.Duration) *Claims {
-	return &Claims{Settle: settle, claims: map[string]policy.Claim{}, reporters: map[string]map[string]bool{}, nodeKeys: map[string][]string{}}
+	return &Claims{Settle: settle, claims: map[string]policy.Claim{}, reporters: map[string]map[string]bool{}, nodeKeys: map[string][]string{}, overLimit: map[string]int{}}
 }
 
 // Get returns the claim on key. It reports synced false until Sync has run: before that,
@@ -74,8 +81,12 @@ func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]strin
 	if c.claims == nil {
 		c.claims = map[string]policy.Claim{}
 	}
-	c.reporters, c.nodeKeys = map[string]map[string]bool{}, map[string][]string{}
+	c.reporters, c.nodeKeys, c.overLimit = map[string]map[string]bool{}, map[string][]string{}, map[string]int{}
 	for node, keys := range nodes {
+		keys, n := bounded(keys)
+		if n > MaxKeysPerNode {
+			c.overLimit[node] = n
+		}
 		c.setKeys(node, keys)
 	}
 	for key, cl := range c.claims {
@@ -96,15 +107,22 @@ func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]strin
 
 // SetNode records the keys a Node reports now, as a Node watch event gives them.
 func (c *Claims) SetNode(node string, keys []string, now time.Time) {
-	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	keys, n := bounded(keys)
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if n > MaxKeysPerNode {
+		c.overLimit[node] = n
+	} else {
+		delete(c.overLimit, node)
+	}
 	old := c.nodeKeys[node]
 	if slices.Equal(old, keys) {
 		return
 	}
 	c.setKeys(node, keys)
+	current := make(map[string]bool, len(keys))
 	for _, key := range keys {
+		current[key] = true
 		if cl, ok := c.claims[key]; ok && cl.Node == node && !cl.Released.IsZero() {
 			cl.Released = time.Time{} // reporting it again
 			c.claims[key] = cl
@@ -112,7 +130,7 @@ func (c *Claims) SetNode(node string, keys []string, now time.Time) {
 		}
 	}
 	for _, key := range old {
-		if slices.Contains(keys, key) {
+		if current[key] {
 			continue
 		}
 		if cl, ok := c.claims[key]; ok && cl.Node == node && cl.Released.IsZero() {
@@ -165,7 +183,8 @@ func (c *Claims) NextExpiry() (time.Time, bool) {
 	return next, !next.IsZero()
 }
 
-// Conflict is a Node reporting an address that another Node owns or also reports.
+// Conflict is a Node reporting an address that another Node owns or also reports, or more
+// addresses than MaxKeysPerNode (then Key says how many, and Owner is empty).
 type Conflict struct {
 	// Node reports Key; Owner owns it, or is empty when Key is contested (nobody owns it).
 	Node, Key, Owner string
@@ -188,10 +207,24 @@ func (c *Claims) Conflicts() []Conflict {
 			}
 		}
 	}
+	for node, n := range c.overLimit {
+		out = append(out, Conflict{Node: node, Key: fmt.Sprintf("(%d addresses, over %d)", n, MaxKeysPerNode)})
+	}
 	slices.SortFunc(out, func(a, b Conflict) int {
 		return cmp.Or(cmp.Compare(a.Node, b.Node), cmp.Compare(a.Key, b.Key))
 	})
 	return out
+}
+
+// bounded returns keys sorted, without duplicates, and cut to MaxKeysPerNode, and how many
+// distinct keys there were.
+func bounded(keys []string) ([]string, int) {
+	keys = slices.Compact(slices.Sorted(slices.Values(keys)))
+	n := len(keys)
+	if n > MaxKeysPerNode {
+		keys = keys[:MaxKeysPerNode]
+	}
+	return keys, n
 }
 
 // setKeys replaces a Node's reported keys in the reporter index. c.mu is held.

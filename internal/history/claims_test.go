@@ -1,6 +1,7 @@
 package history_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -188,5 +189,27 @@ func TestClaimsNextExpiryAndVersion(t *testing.T) {
 	}
 	if _, v := c.Snapshot(); v == v1 {
 		t.Error("version did not change when a claim was released")
+	}
+}
+
+// TestClaimsBounded: a Node reporting more than MaxKeysPerNode addresses keeps only that many in
+// the bookkeeping, and is reported in conflict.
+func TestClaimsBounded(t *testing.T) {
+	var many []string
+	for i := range 1000 {
+		many = append(many, fmt.Sprintf("10.1.%d.%d", i/256, i%256))
+	}
+	c := history.NewClaims(time.Minute)
+	c.Sync(nil, map[string][]string{"greedy": many}, t0)
+	if got, _ := c.Snapshot(); len(got) != history.MaxKeysPerNode {
+		t.Errorf("%d claims for a node reporting 1000 addresses, want %d", len(got), history.MaxKeysPerNode)
+	}
+	want := []history.Conflict{{Node: "greedy", Key: "(1000 addresses, over 64)"}}
+	if diff := cmp.Diff(c.Conflicts(), want); diff != "" {
+		t.Errorf("Conflicts (-got +want):\n%s", diff)
+	}
+	c.SetNode("greedy", many[:3], at(1))
+	if len(c.Conflicts()) != 0 {
+		t.Errorf("Conflicts after the node reports 3 addresses = %v, want none", c.Conflicts())
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/csrguard/csrguard/internal/policy"
 )
 
 // Identity is every address and DNS name the API server has been seen at, and when. An entry
@@ -102,14 +104,4 @@ func (id Identity) Split() ([]netip.Addr, []string) {
 }
 
 // identityKey normalises an address or a name; "" for neither.
-func identityKey(s string) string {
-	s = strings.TrimSpace(s)
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap().WithZone("").String()
-	}
-	s = strings.ToLower(strings.TrimSuffix(s, "."))
-	if s == "" || strings.ContainsAny(s, " \t\n*") {
-		return ""
-	}
-	return s
-}
+func identityKey(s string) string { return policy.AddressKey(strings.TrimSpace(s)) }

@@ -134,8 +134,12 @@ func (k *Keeper) load(ctx context.Context) (map[string]policy.Claim, error) {
 	logger := log.FromContext(ctx).WithName("address-claims")
 	delay := time.Second
 	for {
-		recorded, err := k.store.LoadClaims(ctx)
+		recorded, problems, err := k.store.LoadClaims(ctx)
 		if err == nil {
+			for _, p := range problems {
+				// Left out, so no entry can give an address away; the next save drops it.
+				logger.Info("Ignored an unusable recorded address claim", "problem", p)
+			}
 			return recorded, nil
 		}
 		k.errs.Inc()

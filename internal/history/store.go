@@ -3,6 +3,8 @@ package history
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"maps"
@@ -89,50 +91,100 @@ func (s *Store) SaveIdentity(ctx context.Context, id Identity) (Identity, error)
 	return merged, err
 }
 
-// LoadClaims reads every recorded claim, by address key.
-func (s *Store) LoadClaims(ctx context.Context) (map[string]policy.Claim, error) {
-	claims := map[string]policy.Claim{}
+// LoadClaims reads every recorded claim, by address key. It fails only when a ConfigMap
+// cannot be read. What it cannot use, it leaves out and reports in problems: an entry that is
+// not JSON, a key that is not an address key, a bad time; a key recorded for two Nodes is
+// contested and left out too (neither owns it), so that no hand edit or smuggled entry can
+// hand an address to a Node.
+func (s *Store) LoadClaims(ctx context.Context) (claims map[string]policy.Claim, problems []string, err error) {
+	claims = map[string]policy.Claim{}
+	contested := map[string]bool{}
 	for _, name := range ClaimConfigMaps() {
 		cm, err := s.get(ctx, name)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if cm == nil {
 			continue
 		}
-		for node, text := range cm.Data {
-			if err := decodeClaims(claims, node, text); err != nil {
-				return nil, fmt.Errorf("configmap %s/%s key %q: %w", s.namespace, name, node, err)
+		for _, node := range slices.Sorted(maps.Keys(cm.Data)) {
+			var entries map[string]claimEntry
+			if err := json.Unmarshal([]byte(cm.Data[node]), &entries); err != nil {
+				problems = append(problems, fmt.Sprintf("configmap %s/%s key %q: not a JSON object of claims: %v", s.namespace, name, node, err))
+				continue
+			}
+			for _, key := range slices.Sorted(maps.Keys(entries)) {
+				e := entries[key]
+				switch {
+				case policy.AddressKey(key) != key:
+					problems = append(problems, fmt.Sprintf("configmap %s/%s key %q: %q is not an address key", s.namespace, name, node, key))
+					continue
+				case e.Since.IsZero():
+					problems = append(problems, fmt.Sprintf("configmap %s/%s key %q: claim on %q has no time", s.namespace, name, node, key))
+					continue
+				}
+				if prev, ok := claims[key]; ok && prev.Node != node || contested[key] {
+					problems = append(problems, fmt.Sprintf("configmap %s/%s: %q is recorded for nodes %q and %q: neither owns it", s.namespace, name, key, claims[key].Node, node))
+					contested[key] = true
+					delete(claims, key)
+					continue
+				}
+				claims[key] = policy.Claim{Node: node, Since: e.Since, Released: e.Released}
 			}
 		}
 		s.mu.Lock()
 		s.saved[name] = maps.Clone(cm.Data)
 		s.mu.Unlock()
 	}
-	return claims, nil
+	return claims, problems, nil
 }
 
+// claimEntry is one claim as recorded, under its owner's key.
+type claimEntry struct {
+	Since    time.Time `json:"since"`
+	Released time.Time `json:"released,omitzero"`
+}
+
+// maxShardBytes keeps a claim ConfigMap well under the API server's 1 MiB object limit.
+const maxShardBytes = 900 << 10
+
 // SaveClaims writes claims, replacing what is recorded; it writes only the ConfigMaps whose
-// content changed since they were last loaded or saved. Only the leader saves claims.
+// content changed since they were last loaded or saved, and every one of those even when
+// another fails. Only the leader saves claims.
 func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim) error {
 	shards := make([]map[string]string, ClaimShards)
-	byNode := map[string][]string{}
+	byNode := map[string]map[string]claimEntry{}
 	for key, c := range claims {
-		byNode[c.Node] = append(byNode[c.Node], encodeClaim(key, c))
+		if byNode[c.Node] == nil {
+			byNode[c.Node] = map[string]claimEntry{}
+		}
+		byNode[c.Node][key] = claimEntry{Since: c.Since.UTC(), Released: c.Released.UTC()}
 	}
-	for node, lines := range byNode {
+	for node, entries := range byNode {
+		b, err := json.Marshal(entries) // map keys are sorted: the encoding is stable
+		if err != nil {
+			return fmt.Errorf("encode claims of node %q: %w", node, err)
+		}
 		i := shard(node)
 		if shards[i] == nil {
 			shards[i] = map[string]string{}
 		}
-		slices.Sort(lines)
-		shards[i][node] = strings.Join(lines, "\n") + "\n"
+		shards[i][node] = string(b)
 	}
+	var errs []error
 	for i, name := range ClaimConfigMaps() {
 		s.mu.Lock()
 		prev, known := s.saved[name]
 		s.mu.Unlock()
 		if known && maps.Equal(prev, shards[i]) || !known && len(shards[i]) == 0 {
+			continue
+		}
+		size := 0
+		for k, v := range shards[i] {
+			size += len(k) + len(v)
+		}
+		if size > maxShardBytes {
+			errs = append(errs, fmt.Errorf("configmap %s/%s would hold %d bytes of claims, over %d", s.namespace, name, size, maxShardBytes))
 			continue
 		}
 		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -143,13 +195,14 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim) 
 			return s.put(ctx, cm, name, shards[i])
 		})
 		if err != nil {
-			return err
+			errs = append(errs, err)
+			continue
 		}
 		s.mu.Lock()
 		s.saved[name] = shards[i]
 		s.mu.Unlock()
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // get reads a ConfigMap; nil and no error when it does not exist.
@@ -193,44 +246,6 @@ func shard(node string) int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(node))
 	return int(h.Sum32() % ClaimShards)
-}
-
-// A claim is one line under its owner's key: "<address key> <since> [<released>]", times in
-// RFC 3339.
-func encodeClaim(key string, c policy.Claim) string {
-	line := key + " " + c.Since.UTC().Format(time.RFC3339)
-	if !c.Released.IsZero() {
-		line += " " + c.Released.UTC().Format(time.RFC3339)
-	}
-	return line
-}
-
-func decodeClaims(into map[string]policy.Claim, node, text string) error {
-	sc := bufio.NewScanner(strings.NewReader(text))
-	for n := 1; sc.Scan(); n++ {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) > 3 || len(f) < 2 {
-			return fmt.Errorf("line %d: want \"<address> <since> [<released>]\", got %q", n, sc.Text())
-		}
-		c := policy.Claim{Node: node}
-		var err error
-		if c.Since, err = time.Parse(time.RFC3339, f[1]); err != nil {
-			return fmt.Errorf("line %d: %w", n, err)
-		}
-		if len(f) == 3 {
-			if c.Released, err = time.Parse(time.RFC3339, f[2]); err != nil {
-				return fmt.Errorf("line %d: %w", n, err)
-			}
-		}
-		// Two owners recorded for one key (a hand edit): the earlier wins, as it would have.
-		if prev, ok := into[f[0]]; !ok || c.Since.Before(prev.Since) {
-			into[f[0]] = c
-		}
-	}
-	return sc.Err()
 }
 
 // An Identity is one line per key: "<address or name> <first seen> <last seen> <sources>".

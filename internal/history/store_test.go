@@ -2,6 +2,7 @@ package history_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
@@ -34,7 +35,7 @@ func TestStoreClaimsRoundTrip(t *testing.T) {
 	}).Build()
 	s := history.NewStore(c, c, "csrguard")
 
-	empty, err := s.LoadClaims(ctx)
+	empty, _, err := s.LoadClaims(ctx)
 	if err != nil || len(empty) != 0 {
 		t.Fatalf("LoadClaims on an empty namespace = %v, %v", empty, err)
 	}
@@ -59,7 +60,7 @@ func TestStoreClaimsRoundTrip(t *testing.T) {
 		t.Errorf("saving unchanged claims wrote %d more ConfigMaps", writes-firstWrites)
 	}
 
-	got, err := history.NewStore(c, nil, "csrguard").LoadClaims(ctx)
+	got, _, err := history.NewStore(c, nil, "csrguard").LoadClaims(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,24 +74,74 @@ func TestStoreClaimsRoundTrip(t *testing.T) {
 	if err := s.SaveClaims(ctx, claims); err != nil {
 		t.Fatal(err)
 	}
-	got, _ = s.LoadClaims(ctx)
+	got, _, _ = s.LoadClaims(ctx)
 	if diff := cmp.Diff(got, claims); diff != "" {
 		t.Errorf("claims after removal (-got +want):\n%s", diff)
 	}
 }
 
-func TestStoreClaimsCorrupt(t *testing.T) {
-	for _, text := range []string{"10.0.0.1\n", "10.0.0.1 yesterday\n", "10.0.0.1 2026-11-30T12:00:00Z soon\n", "a b c d\n"} {
-		t.Run(strings.Fields(text)[len(strings.Fields(text))-1], func(t *testing.T) {
-			cm := &corev1.ConfigMap{
-				ObjectMeta: metav1.ObjectMeta{Namespace: "csrguard", Name: history.ClaimConfigMaps()[3]},
-				Data:       map[string]string{"node-a": text},
-			}
+// TestStoreClaimsUnusable: entries that are not claims are left out and reported, never an
+// error that would stop every decision, and never a claim: not an entry for a key that is no
+// address key, nor one of two Nodes recorded for the same key.
+func TestStoreClaimsUnusable(t *testing.T) {
+	good := `{"10.0.0.9":{"since":"2026-11-30T12:00:00Z"}}`
+	tests := []struct {
+		name         string
+		data         map[string]string // by node, in shard 3
+		want         map[string]policy.Claim
+		wantProblems int
+	}{
+		{name: "not_json", data: map[string]string{"node-a": "10.0.0.1 2026-11-30T12:00:00Z\n", "node-b": good}, wantProblems: 1,
+			want: map[string]policy.Claim{"10.0.0.9": {Node: "node-b", Since: t0}}},
+		{name: "key_with_blank", data: map[string]string{"node-a": `{"10.0.0.5 ":{"since":"2026-11-30T12:00:00Z"}}`}, wantProblems: 1, want: map[string]policy.Claim{}},
+		{name: "key_not_canonical", data: map[string]string{"node-a": `{"010.0.0.5":{"since":"2026-11-30T12:00:00Z"}}`}, wantProblems: 1, want: map[string]policy.Claim{}},
+		{name: "no_time", data: map[string]string{"node-a": `{"10.0.0.5":{}}`}, wantProblems: 1, want: map[string]policy.Claim{}},
+		{name: "two_owners", data: map[string]string{
+			"node-a": `{"10.0.0.5":{"since":"2026-11-30T12:00:00Z"}}`,
+			"node-b": `{"10.0.0.5":{"since":"2020-01-01T00:00:00Z"},"10.0.0.9":{"since":"2026-11-30T12:00:00Z"}}`,
+		}, wantProblems: 1, want: map[string]policy.Claim{"10.0.0.9": {Node: "node-b", Since: t0}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "csrguard", Name: history.ClaimConfigMaps()[3]}, Data: tt.data}
 			c := fake.NewClientBuilder().WithObjects(cm).Build()
-			if _, err := history.NewStore(c, c, "csrguard").LoadClaims(t.Context()); err == nil || !strings.Contains(err.Error(), "line 1") {
-				t.Errorf("LoadClaims(%q) error = %v, want one naming line 1", text, err)
+			got, problems, err := history.NewStore(c, c, "csrguard").LoadClaims(t.Context())
+			if err != nil {
+				t.Fatalf("LoadClaims() error = %v, want none", err)
+			}
+			if diff := cmp.Diff(got, tt.want); diff != "" {
+				t.Errorf("claims (-got +want):\n%s", diff)
+			}
+			if len(problems) != tt.wantProblems {
+				t.Errorf("problems = %q, want %d", problems, tt.wantProblems)
 			}
 		})
+	}
+}
+
+// TestStoreSaveClaimsEveryShard: a shard that cannot be written does not keep the others from
+// being written, and the error says which.
+func TestStoreSaveClaimsEveryShard(t *testing.T) {
+	failing := history.ClaimConfigMaps()[0]
+	c := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
+			if o.GetName() == failing {
+				return errors.New("quota exceeded")
+			}
+			return c.Create(ctx, o, opts...)
+		},
+	}).Build()
+	claims := map[string]policy.Claim{}
+	for i := range 64 {
+		claims[fmt.Sprintf("10.0.1.%d", i)] = policy.Claim{Node: fmt.Sprintf("node-%d", i), Since: t0}
+	}
+	err := history.NewStore(c, c, "csrguard").SaveClaims(t.Context(), claims)
+	if err == nil || !strings.Contains(err.Error(), "quota exceeded") {
+		t.Fatalf("SaveClaims() error = %v, want the failed shard's", err)
+	}
+	got, _, _ := history.NewStore(c, nil, "csrguard").LoadClaims(t.Context())
+	if len(got) == 0 || len(got) == len(claims) {
+		t.Errorf("%d of %d claims saved, want all but those of the failing shard", len(got), len(claims))
 	}
 }
 

@@ -138,9 +138,11 @@ func (e *evaluation) sanTypes(context.Context) (CheckResult, error) {
 		if why := invalidDNSName(name); why != "" {
 			return failed(Deny, DNSNameInvalid, "DNS SAN %q is not a valid DNS name: %s", name, why)
 		}
-		// The kubelet turns every address that parses as an IP into an IP SAN, so a DNS SAN
-		// that reads as one never comes from a kubelet, and some clients match it against the
-		// address they dialled. Deny it rather than run it through every address rule.
+		// Some clients match a DNS SAN that reads as an IP against the address they dialled,
+		// and resolvers turn "10.1" or "167772161" into addresses without asking DNS. The
+		// kubelet puts a Hostname that parses as an IP into an IP SAN; only an InternalDNS or
+		// ExternalDNS holding an IP, or a host name ending in a number (which RFC 1123 rules
+		// out), becomes such a DNS SAN. Deny it rather than run it through every address rule.
 		if label, ok := endsInNumber(name); ok {
 			return failed(Deny, DNSNameIsAddress, "DNS SAN %q reads as an IP address: its last label %q is a number to resolvers (inet_aton) and URL parsers", name, label)
 		}

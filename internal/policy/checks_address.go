@@ -9,8 +9,16 @@ import (
 )
 
 var (
-	metadataAddresses = []netip.Addr{netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254")}
-	broadcast         = netip.MustParseAddr("255.255.255.255")
+	// metadataAddresses are the clouds' instance metadata and host services: 169.254.169.254
+	// (AWS, GCP, Azure, OpenStack, most others), fd00:ec2::254 (AWS IPv6), 100.100.100.200
+	// (Alibaba Cloud), 168.63.129.16 (Azure WireServer).
+	metadataAddresses = []netip.Addr{
+		netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254"),
+		netip.MustParseAddr("100.100.100.200"), netip.MustParseAddr("168.63.129.16"),
+	}
+	// metadataNames are the names of metadata services.
+	metadataNames = []string{"metadata.google.internal", "metadata"}
+	broadcast     = netip.MustParseAddr("255.255.255.255")
 )
 
 // reserved denies names and addresses no node may hold, whoever it is: there is no exemption
@@ -54,11 +62,12 @@ func (e *evaluation) reservedName(ctx context.Context, name string) (string, err
 	case "localhost":
 		return "the local host", nil
 	}
+	if slices.Contains(metadataNames, name) {
+		return "a cloud metadata service's name", nil
+	}
 	// ".svc."+domain and ".pod."+domain are within "."+domain. Pods resolve "<service>.<ns>.svc"
 	// and "<a-b-c-d>.<ns>.pod" through their DNS search path, with or without the domain.
 	for _, suffix := range []struct{ s, why string }{
-		{".svc", "a Service name (*.svc)"},
-		{".pod", "a Pod name (*.pod)"},
 		{"." + domain, "in the cluster domain " + domain},
 		{".localhost", "under localhost"},
 	} {
@@ -66,19 +75,29 @@ func (e *evaluation) reservedName(ctx context.Context, name string) (string, err
 			return suffix.why, nil
 		}
 	}
+	labels := strings.Split(name, ".")
+	// A "svc" or "pod" label after the first is a Service or Pod name in some cluster domain:
+	// this one with or without the domain, or another if --cluster-domain is wrong.
+	for _, l := range labels[1:] {
+		if l == "svc" || l == "pod" {
+			return fmt.Sprintf("a Service or Pod name (it has a %q label)", l), nil
+		}
+	}
 	if slices.ContainsFunc(e.cfg.ExtraReservedNames, func(r string) bool { return normaliseDNS(r) == name }) {
 		return "a reserved name (--reserved-names)", nil
 	}
-	// "<service>.<namespace>" is a Service's short name: a pod's search path completes it to
-	// "<service>.<namespace>.svc.<domain>". Any Service may be created in an existing
-	// namespace while the certificate lives, so the whole namespace is reserved.
-	if first, ns, ok := strings.Cut(name, "."); ok && first != "" && !strings.Contains(ns, ".") {
+	// "<service>.<ns>" and "<pod>.<service>.<ns>" (headless Services, StatefulSets) are what a
+	// pod's search path completes to "….<ns>.svc.<domain>". Any Service may be created in an
+	// existing namespace while the certificate lives, so such names of every existing
+	// namespace are reserved.
+	if n := len(labels); n == 2 || n == 3 {
+		ns := labels[n-1]
 		exists, err := e.facts.NamespaceExists(ctx, ns)
 		if err != nil {
 			return "", fmt.Errorf("look up namespace %q: %w", ns, err)
 		}
 		if exists {
-			return fmt.Sprintf("<service>.<namespace> for namespace %q, which pods resolve to a Service", ns), nil
+			return fmt.Sprintf("<service>.<namespace> or <pod>.<service>.<namespace> for namespace %q, which pods resolve to a Service or a Pod", ns), nil
 		}
 	}
 	return "", nil
@@ -102,6 +121,8 @@ func (e *evaluation) reservedAddress(addr netip.Addr, cluster Cluster) string {
 		return "the broadcast address"
 	case inAny(cluster.ServiceCIDRs, addr):
 		return "a Service IP"
+	case inAny(cluster.PodCIDRs, addr):
+		return "a Pod IP (in a Node's pod CIDR)"
 	case inAny(e.cfg.ExtraReservedCIDRs, addr):
 		return "in a reserved CIDR (--reserved-cidrs)"
 	}

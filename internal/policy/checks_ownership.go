@@ -52,20 +52,22 @@ func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
 		}
 		keys = append(keys, ip.String())
 	}
-	// A Node's name is its own even when it reports no Hostname, and so is a name whose first
-	// label is a Node's name: nodes are reached by short name through DNS search domains.
+	// A Node's name is its own even when it reports no Hostname, and so is its short name (its
+	// first label), by which nodes are reached through DNS search domains: a DNS SAN whose
+	// first label is another Node's short name is that Node's. The requester's own full name is
+	// always its own, even where two Nodes share a short name.
 	for _, name := range e.dnsNames {
+		if name == normaliseDNS(e.nodeName) {
+			continue
+		}
 		first, _, _ := strings.Cut(name, ".")
-		for _, candidate := range slices.Compact([]string{name, first}) {
-			if candidate == e.nodeName {
-				continue
-			}
-			other, err := e.facts.Node(ctx, candidate)
-			if err != nil {
-				return CheckResult{}, fmt.Errorf("get node %q: %w", candidate, err)
-			}
-			if other != nil {
-				return e.unsettled(SANOfOtherNode, "DNS SAN %q is, or starts with, the name of node %q", name, candidate)
+		others, err := e.facts.NodesWithShortName(ctx, first)
+		if err != nil {
+			return CheckResult{}, fmt.Errorf("find nodes named %q: %w", first, err)
+		}
+		for _, other := range slices.Sorted(slices.Values(others)) {
+			if other != e.nodeName {
+				return e.unsettled(SANOfOtherNode, "DNS SAN %q has the short name %q of node %q", name, first, other)
 			}
 		}
 	}
@@ -80,6 +82,10 @@ func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
 
 // owner checks that no other Node owns the address key.
 func (e *evaluation) owner(ctx context.Context, key string) (CheckResult, error) {
+	if key == normaliseDNS(e.nodeName) {
+		// A Node's name is bound to its credential (NodeRestriction): no claim can take it.
+		return CheckResult{Outcome: Pass}, nil
+	}
 	claim, ok, err := e.facts.AddressClaim(ctx, key)
 	if err != nil {
 		return CheckResult{}, fmt.Errorf("get claim on address %q: %w", key, err)

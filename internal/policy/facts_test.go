@@ -77,6 +77,19 @@ func (f *fakeFacts) NodesWithAddress(_ context.Context, key string) ([]string, e
 	return names, nil
 }
 
+func (f *fakeFacts) NodesWithShortName(_ context.Context, label string) ([]string, error) {
+	if f.nodeErr != nil {
+		return nil, f.nodeErr
+	}
+	var names []string
+	for name := range f.nodes {
+		if policy.ShortName(name) == label {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
+
 func (f *fakeFacts) AddressClaim(_ context.Context, key string) (policy.Claim, bool, error) {
 	if f.claimErr != nil {
 		return policy.Claim{}, false, f.claimErr

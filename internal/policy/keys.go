@@ -3,8 +3,10 @@ package policy
 import (
 	"net/netip"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	netutils "k8s.io/utils/net"
 )
 
@@ -23,7 +25,9 @@ func ParseNodeIP(s string) (netip.Addr, bool) {
 
 // AddressKey returns the key under which Facts.NodesWithAddress and Facts.AddressClaim find a
 // Node status address: the IP as ParseNodeIP reads it, else the name lowercased without a
-// trailing dot. It is "" for an empty address.
+// trailing dot. It is "" for an address that could never be a SAN: neither an IP nor a valid
+// RFC 1123 DNS name. Such an address is neither indexed nor claimed, so a Node cannot smuggle
+// blanks, newlines or megabytes into the bookkeeping.
 func AddressKey(address string) string {
 	if address == "" {
 		return ""
@@ -31,7 +35,18 @@ func AddressKey(address string) string {
 	if ip, ok := ParseNodeIP(address); ok {
 		return ip.String()
 	}
-	return normaliseDNS(address)
+	name := normaliseDNS(address)
+	if strings.Contains(name, "*") || len(validation.IsDNS1123Subdomain(name)) > 0 {
+		return ""
+	}
+	return name
+}
+
+// ShortName returns a Node name's first label: how nodes are reached through DNS search
+// domains, and the key under which Facts.NodesWithShortName finds the Node.
+func ShortName(nodeName string) string {
+	first, _, _ := strings.Cut(normaliseDNS(nodeName), ".")
+	return first
 }
 
 // AddressKeys returns AddressKey of every one of addrs, sorted, without duplicates and empty

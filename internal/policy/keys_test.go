@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -21,9 +22,14 @@ func TestAddressKeys(t *testing.T) {
 		{Type: corev1.NodeHostName, Address: "10.0.0.50"},
 		{Type: corev1.NodeExternalIP, Address: "fe80::1%eth0"},
 		{Type: corev1.NodeExternalDNS, Address: ""},
+		{Type: corev1.NodeInternalDNS, Address: "10.0.0.5 "},
+		{Type: corev1.NodeInternalDNS, Address: "x\ny"},
+		{Type: corev1.NodeInternalDNS, Address: "*.example.com"},
+		{Type: corev1.NodeInternalDNS, Address: strings.Repeat("a", 300)},
 	})
 	// The kubelet's ParseIPSloppy takes leading zeros but no zone: a zoned address is no IP.
-	want := []string{"10.0.0.10", "10.0.0.50", "fd00::1", "fe80::1%eth0", "node-a"}
+	// Addresses that are neither an IP nor a DNS name can never be SANs: they get no key.
+	want := []string{"10.0.0.10", "10.0.0.50", "fd00::1", "node-a"}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("AddressKeys (-got +want):\n%s", diff)
 	}
@@ -110,5 +116,13 @@ func TestIsControlPlane(t *testing.T) {
 				t.Errorf("IsControlPlane(%v) = %v, want %v", tt.labels, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestShortName(t *testing.T) {
+	for name, want := range map[string]string{"node-a": "node-a", "ip-10-0-0-22.ec2.internal": "ip-10-0-0-22", "Web.DC1.": "web"} {
+		if got := policy.ShortName(name); got != want {
+			t.Errorf("ShortName(%q) = %q, want %q", name, got, want)
+		}
 	}
 }

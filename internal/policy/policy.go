@@ -98,6 +98,8 @@ type CheckResult struct {
 type Node struct {
 	Name      string
 	Addresses []corev1.NodeAddress
+	// PodCIDRs is spec.podCIDRs.
+	PodCIDRs []string
 	// Labels are the Node's labels, or at least those Config.ControlPlaneLabels names: a Node
 	// that carries one is a control-plane node, which may hold its own API server addresses and
 	// names in its certificate.
@@ -106,7 +108,7 @@ type Node struct {
 
 // FromNode returns what the policy looks at of a Node.
 func FromNode(n *corev1.Node) Node {
-	return Node{Name: n.Name, Addresses: n.Status.Addresses, Labels: n.Labels}
+	return Node{Name: n.Name, Addresses: n.Status.Addresses, PodCIDRs: n.Spec.PodCIDRs, Labels: n.Labels}
 }
 
 // FromNodes returns FromNode of each of nodes.
@@ -132,6 +134,9 @@ type Cluster struct {
 	// ServiceCIDRs are the ranges Service cluster IPs come from. No node may hold one, control
 	// plane or not.
 	ServiceCIDRs []netip.Prefix
+	// PodCIDRs are the Nodes' spec.podCIDRs, where Pod IPs come from with CNIs that use them.
+	// No node may hold one.
+	PodCIDRs []netip.Prefix
 }
 
 // Claim records which Node owns an address: the first to report it while csrguard watched.
@@ -155,6 +160,9 @@ type Facts interface {
 	// NodesWithAddress returns the names of the nodes reporting an address with this key (see
 	// AddressKeys).
 	NodesWithAddress(ctx context.Context, key string) ([]string, error)
+	// NodesWithShortName returns the names of the nodes whose name's first label is label (see
+	// ShortName).
+	NodesWithShortName(ctx context.Context, label string) ([]string, error)
 	// AddressClaim returns the claim on the address with this key, and false when there is none.
 	AddressClaim(ctx context.Context, key string) (Claim, bool, error)
 	// NamespaceExists reports whether the namespace exists.

@@ -164,6 +164,12 @@ func TestEvaluate(t *testing.T) {
 		{name: "dns_two_labels_not_a_namespace", opts: []csrtest.Option{csrtest.DNSNames("node-a", "node-a.lab")}, facts: func(f *fakeFacts) {
 			f.addAddresses("node-a", "InternalDNS=node-a.lab")
 		}, want: approved()},
+		{name: "dns_three_labels_not_a_namespace", opts: []csrtest.Option{csrtest.DNSNames("node-a", "node-a.rack1.lab")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=node-a.rack1.lab")
+		}, want: approved()},
+		{name: "dns_four_labels_ending_in_namespace", opts: []csrtest.Option{csrtest.DNSNames("node-a", "node-a.dc1.corp.vault")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=node-a.dc1.corp.vault")
+		}, want: approved()},
 		{name: "fqdn_first_label_is_own_name", opts: []csrtest.Option{csrtest.DNSNames("node-a.internal.example")}, want: approved()},
 		// An address node-a owns stays node-a's while another node squats it.
 		{name: "owner_while_squatted", facts: func(f *fakeFacts) {
@@ -280,6 +286,11 @@ func TestEvaluate(t *testing.T) {
 		}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_service_short_name_kube_system", opts: []csrtest.Option{csrtest.DNSNames("Kube-DNS.Kube-System")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_any_name_in_existing_namespace", opts: []csrtest.Option{csrtest.DNSNames("not-yet-a-service.default")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_statefulset_pod_name", opts: []csrtest.Option{csrtest.DNSNames("vault-0.vault-internal.vault")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_headless_pod_kube_system", opts: []csrtest.Option{csrtest.DNSNames("etcd-0.etcd.kube-system")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_svc_under_other_domain", opts: []csrtest.Option{csrtest.DNSNames("vault.vault.svc.k8s.internal")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_pod_under_other_domain", opts: []csrtest.Option{csrtest.DNSNames("10-244-0-5.default.pod.k8s.internal")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_metadata_name", opts: []csrtest.Option{csrtest.DNSNames("Metadata.Google.Internal")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_cluster_domain", opts: []csrtest.Option{csrtest.DNSNames("cluster.local")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_custom_cluster_domain", opts: []csrtest.Option{csrtest.DNSNames("kubernetes.default.svc.k8s.example")}, cfg: func(c *policy.Config) { c.ClusterDomain = "k8s.example" }, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_localhost", opts: []csrtest.Option{csrtest.DNSNames("localhost")}, want: denied("reserved", policy.ReservedName)},
@@ -296,6 +307,12 @@ func TestEvaluate(t *testing.T) {
 		{name: "reserved_loopback_mapped", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, ipGN("::ffff:127.0.0.1")))}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_metadata_v4", opts: []csrtest.Option{csrtest.IPAddresses("169.254.169.254")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_metadata_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00:ec2::254")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_metadata_alibaba", opts: []csrtest.Option{csrtest.IPAddresses("100.100.100.200")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_azure_wireserver", opts: []csrtest.Option{csrtest.IPAddresses("168.63.129.16")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_pod_ip", opts: []csrtest.Option{csrtest.IPAddresses("10.244.3.7")}, facts: func(f *fakeFacts) {
+			f.cluster.PodCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}
+			f.addAddresses("node-a", "InternalIP=10.244.3.7")
+		}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_link_local_v4", opts: []csrtest.Option{csrtest.IPAddresses("169.254.1.1")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_link_local_v6", opts: []csrtest.Option{csrtest.IPAddresses("fe80::1")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_multicast_v4", opts: []csrtest.Option{csrtest.IPAddresses("224.0.0.1")}, want: denied("reserved", policy.ReservedAddress)},
@@ -520,6 +537,27 @@ func TestEvaluate(t *testing.T) {
 			f.addAddresses("node-b", "InternalIP=10.0.0.20")
 			f.claims["10.0.0.20"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-24 * time.Hour), Released: csrtest.Created.Add(time.Hour - 10*time.Second)}
 		}, want: held("san-ownership", policy.SANOfOtherNode)},
+
+		// Short names: with FQDN node names (EKS), a SAN whose first label is another Node's
+		// short name is that Node's; a Node's own full name is its own even where short names
+		// collide, and no claim can take it.
+		{name: "short_name_of_fqdn_node", opts: []csrtest.Option{csrtest.DNSNames("ip-10-0-0-22")}, facts: func(f *fakeFacts) {
+			f.nodes["ip-10-0-0-22.ec2.internal"] = node("ip-10-0-0-22.ec2.internal", "InternalIP=10.0.0.22")
+			f.addAddresses("node-a", "InternalDNS=ip-10-0-0-22")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "alias_of_fqdn_node", opts: []csrtest.Option{csrtest.DNSNames("ip-10-0-0-22.us-west-2.compute.internal")}, facts: func(f *fakeFacts) {
+			f.nodes["ip-10-0-0-22.ec2.internal"] = node("ip-10-0-0-22.ec2.internal", "InternalIP=10.0.0.22")
+			f.addAddresses("node-a", "InternalDNS=ip-10-0-0-22.us-west-2.compute.internal")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		{name: "own_fqdn_name_beside_short_named_node", opts: []csrtest.Option{csrtest.Node("ip-10-0-0-22.ec2.internal"), csrtest.IPAddresses("10.0.0.22")}, facts: func(f *fakeFacts) {
+			f.nodes["ip-10-0-0-22.ec2.internal"] = node("ip-10-0-0-22.ec2.internal", "Hostname=ip-10-0-0-22.ec2.internal", "InternalIP=10.0.0.22")
+			f.nodes["ip-10-0-0-22"] = node("ip-10-0-0-22", "InternalIP=10.0.0.99")
+		}, want: approved()},
+		{name: "own_name_claimed_by_another_before_it_joined", opts: []csrtest.Option{csrtest.Node("node-c"), csrtest.IPAddresses("10.0.0.12")}, facts: func(f *fakeFacts) {
+			f.nodes["node-c"] = node("node-c", "Hostname=node-c", "InternalIP=10.0.0.12")
+			f.addAddresses("node-b", "Hostname=node-c")
+			f.claims["node-c"] = policy.Claim{Node: "node-b", Since: csrtest.Created.Add(-24 * time.Hour)}
+		}, want: approved()},
 
 		// The first deny wins, over holds and over later denies.
 		{name: "first_deny_wins", opts: []csrtest.Option{csrtest.CommonName("system:node:node-b"), csrtest.IPAddresses("127.0.0.1")}, want: denied("subject", policy.SubjectMismatch)},

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 )
 
@@ -21,16 +22,31 @@ type snapshotFacts struct {
 	s          Snapshot
 	nodes      map[string]*Node
 	byKey      map[string][]string
+	byShort    map[string][]string
 	namespaces map[string]bool
+}
+
+// PodCIDRs returns the pod CIDRs of nodes, merged (see Aggregate).
+func PodCIDRs(nodes []Node) []netip.Prefix {
+	var out []netip.Prefix
+	for _, n := range nodes {
+		for _, c := range n.PodCIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				out = append(out, normalisePrefix(p.Masked()))
+			}
+		}
+	}
+	return Aggregate(out)
 }
 
 // NewSnapshotFacts returns Facts over s. It indexes the nodes by AddressKeys, exactly as the
 // controller's cache index does, so a CLI command decides as the controller would.
 func NewSnapshotFacts(s Snapshot) Facts {
-	f := &snapshotFacts{s: s, nodes: map[string]*Node{}, byKey: map[string][]string{}, namespaces: map[string]bool{}}
+	f := &snapshotFacts{s: s, nodes: map[string]*Node{}, byKey: map[string][]string{}, byShort: map[string][]string{}, namespaces: map[string]bool{}}
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		f.nodes[n.Name] = n
+		f.byShort[ShortName(n.Name)] = append(f.byShort[ShortName(n.Name)], n.Name)
 		for _, k := range AddressKeys(n.Addresses) {
 			f.byKey[k] = append(f.byKey[k], n.Name)
 		}
@@ -47,6 +63,10 @@ func (f *snapshotFacts) Node(_ context.Context, name string) (*Node, error) {
 
 func (f *snapshotFacts) NodesWithAddress(_ context.Context, key string) ([]string, error) {
 	return slices.Clone(f.byKey[key]), nil
+}
+
+func (f *snapshotFacts) NodesWithShortName(_ context.Context, label string) ([]string, error) {
+	return slices.Clone(f.byShort[label]), nil
 }
 
 func (f *snapshotFacts) AddressClaim(_ context.Context, key string) (Claim, bool, error) {

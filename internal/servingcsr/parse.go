@@ -20,6 +20,11 @@ const (
 // pemType is the only PEM block type a kubelet writes into spec.request.
 const pemType = "CERTIFICATE REQUEST"
 
+// MaxRequestBytes bounds spec.request. A kubelet's is under 1 KiB (an 8192-bit RSA key with 20
+// SANs stays under 4 KiB); the API server sets no limit, so a node could otherwise file
+// megabyte requests that csrguard's cache would hold for the hour until they are deleted.
+const MaxRequestBytes = 64 << 10
+
 // ParseError is the error Parse returns.
 type ParseError struct {
 	// Reason is MalformedRequest or InvalidSignature.
@@ -31,12 +36,15 @@ type ParseError struct {
 // Error returns the message.
 func (e *ParseError) Error() string { return e.Msg }
 
-// Parse decodes exactly one PEM "CERTIFICATE REQUEST" block with no headers and nothing but
+// Parse decodes, from at most MaxRequestBytes, exactly one PEM "CERTIFICATE REQUEST" block with no headers and nothing but
 // whitespace around it, parses it with x509.ParseCertificateRequest, and verifies its signature.
 // Errors are of type *ParseError.
 func Parse(pemBytes []byte) (*x509.CertificateRequest, error) {
 	malformed := func(format string, args ...any) error {
 		return &ParseError{Reason: MalformedRequest, Msg: fmt.Sprintf(format, args...)}
+	}
+	if len(pemBytes) > MaxRequestBytes {
+		return nil, malformed("request is over %d bytes", MaxRequestBytes)
 	}
 	// pem.Decode skips text before a block and even past a broken block to the next one, so
 	// insist on a single BEGIN line at the very start: what we check is what the signer signs.

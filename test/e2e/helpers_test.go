@@ -181,7 +181,7 @@ func (c *cluster) waitClaim(ctx context.Context, key, node string) {
 	}
 	store := history.NewStore(reader, nil, guardNamespace)
 	controlplane.Eventually(c.t, ctx, fmt.Sprintf("csrguard to record that %s owns %s", node, key), func() bool {
-		claims, err := store.LoadClaims(ctx)
+		claims, _, err := store.LoadClaims(ctx)
 		return err == nil && claims[key].Node == node
 	})
 }

@@ -139,6 +139,25 @@ func TestTemplateDefault(t *testing.T) {
 	if term.TopologyKey != "kubernetes.io/hostname" || !cmp.Equal(term.LabelSelector.MatchLabels, d.Spec.Selector.MatchLabels) {
 		t.Errorf("anti-affinity term = %+v, want hostname spreading of the controller's own pods", term)
 	}
+	// Only control-plane nodes: a compromised worker must not read a token that may approve
+	// serving certificates.
+	wantNodeAffinity := &corev1.NodeAffinity{RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{
+		{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "node-role.kubernetes.io/control-plane", Operator: corev1.NodeSelectorOpExists}}},
+		{MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "node-role.kubernetes.io/master", Operator: corev1.NodeSelectorOpExists}}},
+	}}}
+	if diff := cmp.Diff(pod.Affinity.NodeAffinity, wantNodeAffinity); diff != "" {
+		t.Errorf("node affinity (-got +want):\n%s", diff)
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "GOMEMLIMIT" && e.ValueFrom != nil && e.ValueFrom.ResourceFieldRef != nil && e.ValueFrom.ResourceFieldRef.Resource == "limits.memory"
+	}) {
+		t.Errorf("no GOMEMLIMIT from the memory limit: %+v", c.Env)
+	}
+	var anywhere appsv1.Deployment
+	convert(t, find(t, decodeAll(t, render(t, "--set", "placement=any")), "Deployment", releaseNamespace, "csrguard"), &anywhere)
+	if a := anywhere.Spec.Template.Spec.Affinity; a == nil || a.NodeAffinity != nil || a.PodAntiAffinity == nil {
+		t.Errorf("placement=any: affinity %+v, want the pod anti-affinity only", a)
+	}
 
 	var pdb policyv1.PodDisruptionBudget
 	convert(t, find(t, objs, "PodDisruptionBudget", releaseNamespace, "csrguard"), &pdb)
@@ -285,6 +304,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"string_for_int", []string{"--set", "policy.maxSANs=many"}, "/policy/maxSANs"},
 		{"cidr_with_comma", []string{"--set-json", `policy.allowedNodeCIDRs=["10.0.0.0/8,0.0.0.0/0"]`}, "/policy/allowedNodeCIDRs/0"},
 		{"log_format", []string{"--set", "logging.format=xml"}, "/logging/format"},
+		{"placement_workers", []string{"--set", "placement=workers"}, "/placement"},
 		{"unknown_value", []string{"--set", "policy.allowEverything=true"}, "allowEverything"},
 		{"unknown_top_level", []string{"--set", "replicas=3"}, "replicas"},
 		{"cluster_domain_dot", []string{"--set", "policy.clusterDomain=cluster.local."}, "/policy/clusterDomain"},
