@@ -1,29 +1,41 @@
 #!/usr/bin/env bash
-# build-kube.sh builds etcd, kube-apiserver, kube-controller-manager and kubectl
-# from their Go modules (no prebuilt downloads) and prints the directory that
-# holds them. Versions come from hack/versions.env (K8S_VERSION, ETCD_VERSION).
+# build-kube.sh builds the cluster's real components from their Go modules (no
+# prebuilt downloads) and prints the directory that holds them:
+#   etcd, kube-apiserver, kube-controller-manager, kubectl   (K8S_VERSION, ETCD_VERSION)
+#   hollowkubelet: the kubelet's own code with a fake runtime (test/hollowkubelet)
+#   metrics-server                                            (METRICS_SERVER_VERSION)
+# Versions come from hack/versions.env.
 #
-# The result is cached in $CSRGUARD_CACHE/kube/v$K8S_VERSION and
-# $CSRGUARD_CACHE/etcd/v$ETCD_VERSION; a present cache is reused without
-# touching the network. A cold build takes about 15 minutes on 2 cores.
+# Each is cached in $CSRGUARD_CACHE/<component>/v<version> (the hollow kubelet
+# also by the hash of its source); a present cache is reused without touching
+# the network. Each build prints one line when it starts and one when it ends,
+# with its time; the go tool's output goes to $CSRGUARD_CACHE/logs/, which a
+# failure names. Cold, on 2 cores: Kubernetes about 12 minutes, the hollow
+# kubelet 3 more, metrics-server 9, etcd 1.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 K8S_VERSION="$(strip_v "$K8S_VERSION")"
 ETCD_VERSION="$(strip_v "$ETCD_VERSION")"
+METRICS_SERVER_VERSION="$(strip_v "$METRICS_SERVER_VERSION")"
+HOLLOW_SRC="$REPO_ROOT/test/hollowkubelet/main.go"
+HOLLOW_HASH="$(sha256sum "$HOLLOW_SRC" | cut -c1-12)"
+
 KUBE_DIR="$CSRGUARD_CACHE/kube/v$K8S_VERSION"
 ETCD_DIR="$CSRGUARD_CACHE/etcd/v$ETCD_VERSION"
-BIN_DIR="$CSRGUARD_CACHE/bin/k8s-v$K8S_VERSION-etcd-v$ETCD_VERSION"
+HOLLOW_DIR="$CSRGUARD_CACHE/hollowkubelet/v$K8S_VERSION-$HOLLOW_HASH"
+MS_DIR="$CSRGUARD_CACHE/metrics-server/v$METRICS_SERVER_VERSION"
+BIN_DIR="$CSRGUARD_CACHE/bin/k8s-v$K8S_VERSION-etcd-v$ETCD_VERSION-ms-v$METRICS_SERVER_VERSION-hk-$HOLLOW_HASH"
 
 export CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
 
-build_kube() {
-  local work="$KUBE_DIR.work"
-  rm -rf "$work" && mkdir -p "$work"
-  log "building Kubernetes v$K8S_VERSION from k8s.io/kubernetes (cold: ~12 min on 2 cores)"
-  local gomod
-  gomod="$(cd "$work" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
-  [[ -f "$gomod" ]] || { echo "cannot download k8s.io/kubernetes@v$K8S_VERSION" >&2; exit 1; }
-  local goversion staging="0.${K8S_VERSION#1.}"
+# kube_module DIR writes a tools module into DIR that requires k8s.io/kubernetes
+# at K8S_VERSION. k8s.io/kubernetes replaces its staging modules with ./staging
+# paths, which only apply inside its own repository; point each at the
+# published module of the matching version instead (v1.37.2 -> v0.37.2).
+kube_module() {
+  local dir="$1" gomod goversion staging="0.${K8S_VERSION#1.}"
+  gomod="$(cd "$dir" && go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
+  [[ -f "$gomod" ]] || { echo "cannot download k8s.io/kubernetes@v$K8S_VERSION" >&2; return 1; }
   goversion="$(sed -n 's/^go \(.*\)/\1/p' "$gomod")"
   {
     echo "module csrguard.local/kubetools"
@@ -32,49 +44,82 @@ build_kube() {
     echo
     echo "require k8s.io/kubernetes v$K8S_VERSION"
     echo
-    # k8s.io/kubernetes replaces its staging modules with ./staging paths, which
-    # only apply inside its own repository. Point each at the published module of
-    # the matching version instead (v1.37.2 -> v0.37.2).
     sed -n 's#^[[:space:]]*\(k8s.io/[^ ]*\) => ./staging/.*#replace \1 => \1 v'"$staging"'#p' "$gomod"
-  } > "$work/go.mod"
-  (cd "$work" && go mod tidy >/dev/null 2>&1 || true)
-  local pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl)
-  (cd "$work" && for p in "${pkgs[@]}"; do go get "k8s.io/kubernetes/$p@v$K8S_VERSION"; done)
-  local date minor
+  } > "$dir/go.mod"
+}
+
+# kube_ldflags stamps the version as Kubernetes' own build does, so that
+# kubectl version and the kubelet's Node status report it.
+kube_ldflags() {
+  local date minor ldflags="-s -w"
   date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
   minor="${K8S_VERSION#1.}"; minor="${minor%%.*}"
-  local ldflags="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=v$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
     ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date -X $pkg.gitCommit=module-v$K8S_VERSION"
   done
-  mkdir -p "$work/bin"
+  printf '%s' "$ldflags"
+}
+
+build_kube() {
+  local work="$KUBE_DIR.work" pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl)
+  rm -rf "$work" && mkdir -p "$work/bin"
+  kube_module "$work"
+  (cd "$work" && for p in "${pkgs[@]}"; do go get "k8s.io/kubernetes/$p@v$K8S_VERSION"; done)
+  local ldflags; ldflags="$(kube_ldflags)"
   for p in "${pkgs[@]}"; do
-    log "go build k8s.io/kubernetes/$p"
+    echo "--- go build k8s.io/kubernetes/$p"
     (cd "$work" && go build -trimpath -ldflags "$ldflags" -o "bin/$(basename "$p")" "k8s.io/kubernetes/$p")
   done
   rm -rf "$KUBE_DIR" && mkdir -p "$KUBE_DIR"
   mv "$work/bin/"* "$KUBE_DIR/" && rm -rf "$work"
 }
 
+build_hollow() {
+  local work="$HOLLOW_DIR.work"
+  rm -rf "$work" && mkdir -p "$work"
+  kube_module "$work"
+  cp "$HOLLOW_SRC" "$work/main.go"
+  sed -i '/^\/\/go:build ignore$/d' "$work/main.go"
+  (cd "$work" && go mod tidy && go build -trimpath -ldflags "$(kube_ldflags)" -o hollowkubelet .)
+  # Builds of older versions of the source are of no more use.
+  find "$CSRGUARD_CACHE/hollowkubelet" -maxdepth 1 -name "v$K8S_VERSION-*" ! -name '*.work' -exec rm -rf {} +
+  rm -rf "$HOLLOW_DIR" && mkdir -p "$HOLLOW_DIR"
+  mv "$work/hollowkubelet" "$HOLLOW_DIR/" && rm -rf "$work"
+}
+
 build_etcd() {
   local work="$ETCD_DIR.work"
   rm -rf "$work" && mkdir -p "$work/bin"
-  log "building etcd v$ETCD_VERSION from go.etcd.io/etcd/server/v3"
-  (cd "$work" && go mod init csrguard.local/etcdtools >/dev/null 2>&1 &&
+  (cd "$work" && go mod init csrguard.local/etcdtools &&
     go get "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" &&
     go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=module" -o bin/etcd go.etcd.io/etcd/server/v3)
   rm -rf "$ETCD_DIR" && mkdir -p "$ETCD_DIR"
   mv "$work/bin/etcd" "$ETCD_DIR/" && rm -rf "$work"
 }
 
-for b in kube-apiserver kube-controller-manager kubectl; do
-  [[ -x "$KUBE_DIR/$b" ]] || { build_kube; break; }
-done
-[[ -x "$ETCD_DIR/etcd" ]] || build_etcd
+build_metrics_server() {
+  local work="$MS_DIR.work" pkg=k8s.io/client-go/pkg/version
+  rm -rf "$work" && mkdir -p "$work"
+  (cd "$work" && go mod init csrguard.local/metricsserver &&
+    go get "sigs.k8s.io/metrics-server@v$METRICS_SERVER_VERSION" &&
+    go build -trimpath -ldflags "-s -w -X $pkg.gitVersion=v$METRICS_SERVER_VERSION -X $pkg.gitCommit=module" \
+      -o metrics-server sigs.k8s.io/metrics-server/cmd/metrics-server)
+  rm -rf "$MS_DIR" && mkdir -p "$MS_DIR"
+  mv "$work/metrics-server" "$MS_DIR/" && rm -rf "$work"
+}
 
-# One directory with all four, which is what tests and the demo are given.
+for b in kube-apiserver kube-controller-manager kubectl; do
+  [[ -x "$KUBE_DIR/$b" ]] || { build_step "Kubernetes v$K8S_VERSION (kube-apiserver, kube-controller-manager, kubectl)" "kube-v$K8S_VERSION" "~12 min" build_kube; break; }
+done
+[[ -x "$ETCD_DIR/etcd" ]] || build_step "etcd v$ETCD_VERSION" "etcd-v$ETCD_VERSION" "~1 min" build_etcd
+[[ -x "$HOLLOW_DIR/hollowkubelet" ]] || build_step "the kubelet v$K8S_VERSION (hollow: fake runtime)" "hollowkubelet-v$K8S_VERSION" "~3 min after Kubernetes" build_hollow
+[[ -x "$MS_DIR/metrics-server" ]] || build_step "metrics-server v$METRICS_SERVER_VERSION" "metrics-server-v$METRICS_SERVER_VERSION" "~9 min" build_metrics_server
+
+# One directory with every binary, which is what tests and the demo are given.
 mkdir -p "$BIN_DIR"
 for b in kube-apiserver kube-controller-manager kubectl; do ln -sf "$KUBE_DIR/$b" "$BIN_DIR/$b"; done
 ln -sf "$ETCD_DIR/etcd" "$BIN_DIR/etcd"
+ln -sf "$HOLLOW_DIR/hollowkubelet" "$BIN_DIR/hollowkubelet"
+ln -sf "$MS_DIR/metrics-server" "$BIN_DIR/metrics-server"
 echo "$BIN_DIR"

@@ -13,19 +13,20 @@ build() {
   local name="$1" module="$2" version="$3" pkg="$4"
   local dir="$CSRGUARD_CACHE/tools/$name-v$version"
   [[ -x "$dir/$name" ]] && return 0
-  log "building $name v$version from $module (first time only)"
   local work="$dir.work"
-  rm -rf "$work" && mkdir -p "$work"
-  (cd "$work" && go mod init "csrguard.local/$name" >/dev/null 2>&1 &&
-    go get "$module@v$version" >/dev/null 2>&1 &&
-    go build -trimpath -ldflags "-s -w" -o "$name" "$pkg")
-  mkdir -p "$dir" && mv "$work/$name" "$dir/$name" && rm -rf "$work"
+  tool() {
+    rm -rf "$work" && mkdir -p "$work"
+    (cd "$work" && go mod init "csrguard.local/$name" && go get "$module@v$version" &&
+      go build -trimpath -ldflags "-s -w" -o "$name" "$pkg")
+    mkdir -p "$dir" && mv "$work/$name" "$dir/$name" && rm -rf "$work"
+  }
+  build_step "$name v$version" "$name-v$version" "$5" tool
 }
 
 PROMETHEUS_VERSION="$(strip_v "$PROMETHEUS_VERSION")"
 HELM_VERSION="$(strip_v "$HELM_VERSION")"
-build promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool
-build helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+build promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool "~4 min"
+build helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "~3 min"
 
 BIN_DIR="$CSRGUARD_CACHE/bin/tools-prom-v$PROMETHEUS_VERSION-helm-v$HELM_VERSION"
 mkdir -p "$BIN_DIR"

@@ -22,3 +22,29 @@ log() { printf '==> %s\n' "$*" >&2; }
 
 # strip_v prints a version without a leading "v".
 strip_v() { printf '%s' "${1#v}"; }
+
+# elapsed START prints the time since START (a $SECONDS value) as 2m05s.
+elapsed() { local s=$((SECONDS - $1)); printf '%dm%02ds' $((s / 60)) $((s % 60)); }
+
+# build_step TITLE LOGNAME ESTIMATE FUNC runs FUNC with all its output in
+# $CSRGUARD_CACHE/logs/LOGNAME.log, and prints one line when it starts and one
+# when it ends, with the time taken. On failure it prints the log's tail, names
+# a module the proxy refused if that is why, and exits.
+build_step() {
+  local title="$1" logname="$2" estimate="$3" fn="$4"
+  local logdir="$CSRGUARD_CACHE/logs" start=$SECONDS
+  mkdir -p "$logdir"
+  local logfile="$logdir/$logname.log"
+  log "building $title from Go modules (first time only; cold $estimate; log: $logfile)"
+  if ! ("$fn") >"$logfile" 2>&1; then
+    echo "error: building $title failed after $(elapsed "$start"); the end of $logfile:" >&2
+    tail -n 20 "$logfile" >&2
+    local refused
+    refused="$(grep -Eo '[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)+@v[0-9][^: ]*: .*(not found|404|410 Gone|unknown revision|invalid version)' "$logfile" | head -n 1 || true)"
+    if [[ -n "$refused" ]]; then
+      echo "error: the Go module proxy does not serve a module this version needs: ${refused%%:*}" >&2
+    fi
+    exit 1
+  fi
+  log "built $title in $(elapsed "$start")"
+}

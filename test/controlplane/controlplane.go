@@ -34,6 +34,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -70,6 +71,9 @@ type Options struct {
 	// in a private network namespace (netns.Inside), else 127.0.0.1 (the
 	// advertised address then only stands in for one).
 	BindAddress string
+	// MetricsServer runs metrics-server beside the control plane, registered
+	// as the v1beta1.metrics.k8s.io APIService (see startMetricsServer).
+	MetricsServer bool
 	// Logf reports progress; default discards.
 	Logf func(format string, args ...any)
 }
@@ -95,6 +99,7 @@ type ControlPlane struct {
 	opts     Options
 	clientCA *authority
 	admin    *rest.Config
+	files    *paths
 
 	mu        sync.Mutex
 	procs     map[string]*Process
@@ -114,7 +119,11 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 	if opts.BinDir == "" {
 		return nil, fmt.Errorf("controlplane: no binaries: set %s (run hack/build-kube.sh, or make test)", BinDirEnv)
 	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager"} {
+	bins := []string{"etcd", "kube-apiserver", "kube-controller-manager"}
+	if opts.MetricsServer {
+		bins = append(bins, "metrics-server")
+	}
+	for _, b := range bins {
 		if _, err := os.Stat(filepath.Join(opts.BinDir, b)); err != nil {
 			return nil, fmt.Errorf("controlplane: %s missing in %s=%s: %w", b, BinDirEnv, opts.BinDir, err)
 		}
@@ -178,8 +187,44 @@ func Start(ctx context.Context, opts Options) (cp *ControlPlane, err error) {
 	if err := cp.publishEndpoints(ctx); err != nil {
 		return nil, err
 	}
+	if err := cp.bindKubeletClient(ctx); err != nil {
+		return nil, err
+	}
+	if opts.MetricsServer {
+		if err := cp.startMetricsServer(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return cp, nil
 }
+
+// kubeletClientUser is the API server's user name at kubelets.
+const kubeletClientUser = "kube-apiserver-kubelet-client"
+
+// bindKubeletClient lets the API server's kubelet client use the kubelet API
+// (logs, exec, proxy), as kubeadm and Talos set up.
+func (cp *ControlPlane) bindKubeletClient(ctx context.Context) error {
+	cs, err := kubernetes.NewForConfig(cp.AdminConfig())
+	if err != nil {
+		return err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: kubeletClientUser},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "system:kubelet-api-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: kubeletClientUser}},
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("bind %s to system:kubelet-api-admin: %w", kubeletClientUser, err)
+	}
+	return nil
+}
+
+// ClusterCAFile is the cluster CA's certificate file: what kubelets verify
+// client certificates with.
+func (cp *ControlPlane) ClusterCAFile() string { return cp.files.clusterCA }
+
+// KubeletServingCAFile is the kubelet-serving CA's certificate file.
+func (cp *ControlPlane) KubeletServingCAFile() string { return cp.files.servingCA }
 
 // paths are the files written by writePKI.
 type paths struct {
@@ -187,6 +232,11 @@ type paths struct {
 	clusterCAKey                               string
 	servingCA, servingCAKey                    string
 	saPriv, saPub, kcmKubeconfig, etcdEndpoint string
+	// kubeletClientCert/Key is how the API server authenticates to kubelets.
+	kubeletClientCert, kubeletClientKey string
+	// frontProxyCA and frontProxyClient* authenticate the aggregator to
+	// extension API servers (metrics-server).
+	frontProxyCA, frontProxyClientCert, frontProxyClientKey string
 }
 
 func (cp *ControlPlane) writePKI() (*paths, error) {
@@ -203,7 +253,7 @@ func (cp *ControlPlane) writePKI() (*paths, error) {
 	cp.ClusterCAPEM = clusterCA.certPEM
 	cp.KubeletServingCAPEM = servingCA.certPEM
 
-	var p paths
+	p := &paths{}
 	if p.clusterCA, p.clusterCAKey, err = clusterCA.writeFiles(dir, "cluster-ca"); err != nil {
 		return nil, err
 	}
@@ -226,11 +276,35 @@ func (cp *ControlPlane) writePKI() (*paths, error) {
 	if p.saPriv, p.saPub, err = writeRSAKey(dir, "service-account"); err != nil {
 		return nil, err
 	}
+	// The API server's client certificate to kubelets; RBAC binds its user to
+	// system:kubelet-api-admin, which kubelets' webhook authorizer checks.
+	certPEM, keyPEM, err = clusterCA.issue(leaf{cn: kubeletClientUser, usage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return nil, err
+	}
+	if p.kubeletClientCert, p.kubeletClientKey, err = writePair(dir, "apiserver-kubelet-client", certPEM, keyPEM); err != nil {
+		return nil, err
+	}
+	frontProxyCA, err := newAuthority("csrguard-local-front-proxy-ca")
+	if err != nil {
+		return nil, err
+	}
+	if p.frontProxyCA, _, err = frontProxyCA.writeFiles(dir, "front-proxy-ca"); err != nil {
+		return nil, err
+	}
+	certPEM, keyPEM, err = frontProxyCA.issue(leaf{cn: "front-proxy-client", usage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		return nil, err
+	}
+	if p.frontProxyClientCert, p.frontProxyClientKey, err = writePair(dir, "front-proxy-client", certPEM, keyPEM); err != nil {
+		return nil, err
+	}
+	cp.files = p
 	cp.admin, err = cp.UserConfig("csrguard-admin", "system:masters")
 	if err != nil {
 		return nil, err
 	}
-	return &p, nil
+	return p, nil
 }
 
 func (cp *ControlPlane) startEtcd(ctx context.Context) error {
@@ -285,6 +359,23 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, p *paths) error {
 		"--authorization-mode=Node,RBAC",
 		"--enable-admission-plugins=NodeRestriction",
 		"--service-cluster-ip-range=" + cp.ServiceCIDR.String(),
+		// The API server verifies kubelets with the kubelet-serving CA, as the
+		// incident's clusters should: logs, exec and proxy fail exactly while a
+		// kubelet has no certificate from it.
+		"--kubelet-certificate-authority=" + p.servingCA,
+		"--kubelet-client-certificate=" + p.kubeletClientCert,
+		"--kubelet-client-key=" + p.kubeletClientKey,
+		"--kubelet-preferred-address-types=InternalIP",
+		// The aggregation layer, for metrics-server; with no kube-proxy, the
+		// aggregator dials the endpoints of a Service itself.
+		"--requestheader-client-ca-file=" + p.frontProxyCA,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + p.frontProxyClientCert,
+		"--proxy-client-key-file=" + p.frontProxyClientKey,
+		"--enable-aggregator-routing=true",
 		// Benchmarks create thousands of objects from many clients at once.
 		"--max-requests-inflight=2000",
 		"--max-mutating-requests-inflight=1000",
@@ -448,7 +539,7 @@ func (cp *ControlPlane) Stop() error {
 	}
 	cp.stopped = true
 	var errs []error
-	for _, name := range []string{"kube-controller-manager", "kube-apiserver", "etcd"} {
+	for _, name := range []string{"metrics-server", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		if p := cp.procs[name]; p != nil {
 			errs = append(errs, p.Stop())
 		}

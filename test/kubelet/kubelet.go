@@ -67,6 +67,12 @@ type Options struct {
 	Lifetime time.Duration
 	// Labels are added to the Node.
 	Labels map[string]string
+	// SkipRegistration uses the Node as it is instead of creating it and
+	// writing its status: to compare with a real kubelet of the same name.
+	SkipRegistration bool
+	// Template, if set, replaces servingcsr.KubeletTemplate: to show that a
+	// drifted simulation is caught.
+	Template func(nodeName string, addrs []corev1.NodeAddress) *x509.CertificateRequest
 }
 
 // Addresses builds a kubelet's typical status.addresses: InternalIP and
@@ -88,6 +94,7 @@ type Kubelet struct {
 	srv    *http.Server
 	ln     net.Listener
 
+	tmpl      func(string, []corev1.NodeAddress) *x509.CertificateRequest
 	mu        sync.Mutex
 	addresses []corev1.NodeAddress
 }
@@ -108,13 +115,18 @@ func Start(ctx context.Context, opts Options) (*Kubelet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubelet %s: client: %w", opts.Name, err)
 	}
-	k := &Kubelet{name: opts.Name, client: client, port: opts.Port, addresses: opts.Addresses}
+	k := &Kubelet{name: opts.Name, client: client, port: opts.Port, addresses: opts.Addresses, tmpl: opts.Template}
+	if k.tmpl == nil {
+		k.tmpl = servingcsr.KubeletTemplate
+	}
 	ip, err := k.listenIP()
 	if err != nil {
 		return nil, err
 	}
-	if err := k.register(ctx, opts); err != nil {
-		return nil, err
+	if !opts.SkipRegistration {
+		if err := k.register(ctx, opts); err != nil {
+			return nil, err
+		}
 	}
 
 	cfg := &certificate.Config{
@@ -195,7 +207,7 @@ func (k *Kubelet) register(ctx context.Context, opts Options) error {
 func (k *Kubelet) template() *x509.CertificateRequest {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return servingcsr.KubeletTemplate(k.name, k.addresses)
+	return k.tmpl(k.name, k.addresses)
 }
 
 func (k *Kubelet) listenIP() (string, error) {
