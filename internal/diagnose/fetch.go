@@ -13,6 +13,7 @@ package diagnose
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"slices"
@@ -102,6 +103,9 @@ type Snapshot struct {
 	// MetricsServers lists the metrics-server Deployments found; they scrape
 	// every kubelet over TLS.
 	MetricsServers []MetricsServer
+	// NodeMetrics is what the metrics API (kubectl top nodes) serves, read
+	// when a metrics-server was found; nil otherwise.
+	NodeMetrics *NodeMetrics
 }
 
 // MetricsServer is a metrics-server Deployment and how it verifies kubelets.
@@ -114,6 +118,13 @@ type MetricsServer struct {
 	InsecureTLS bool `json:"insecureTLS"`
 	// CAFile is --kubelet-certificate-authority, if set.
 	CAFile string `json:"caFile,omitempty"`
+}
+
+// NodeMetrics is the metrics API's answer: the nodes it has metrics for, or
+// why it failed.
+type NodeMetrics struct {
+	Nodes []string `json:"nodes"`
+	Err   string   `json:"error,omitempty"`
 }
 
 // The kinds of approvers Fetch recognises.
@@ -197,6 +208,9 @@ func Fetch(ctx context.Context, cs kubernetes.Interface, reader client.Reader, o
 	}
 	if err := s.readPodTrustedCAs(ctx, cs); err != nil {
 		return Snapshot{}, err
+	}
+	if len(s.MetricsServers) > 0 {
+		s.NodeMetrics = readNodeMetrics(ctx, cs)
 	}
 
 	if !opts.Probe {
@@ -451,6 +465,29 @@ func flagValue(args []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// readNodeMetrics asks the metrics API for every node's metrics, as kubectl
+// top nodes does.
+func readNodeMetrics(ctx context.Context, cs kubernetes.Interface) *NodeMetrics {
+	b, err := cs.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/nodes").DoRaw(ctx)
+	if err != nil {
+		return &NodeMetrics{Err: err.Error()}
+	}
+	var list struct {
+		Items []struct {
+			Metadata metav1.ObjectMeta `json:"metadata"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(b, &list); err != nil {
+		return &NodeMetrics{Err: "decode NodeMetricsList: " + err.Error()}
+	}
+	m := &NodeMetrics{Nodes: []string{}}
+	for _, it := range list.Items {
+		m.Nodes = append(m.Nodes, it.Metadata.Name)
+	}
+	slices.Sort(m.Nodes)
+	return m
 }
 
 // readPodTrustedCAs reads the CA bundle every pod trusts.

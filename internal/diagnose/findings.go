@@ -181,6 +181,11 @@ func (v *view) kubeletsWithoutCert() *Finding {
 		}
 	}
 	f.Evidence = append(f.Evidence, v.approverEvidence()...)
+	for _, m := range v.MetricsServers {
+		if missing, _ := v.nodesWithoutMetrics(); len(missing) > 0 {
+			f.Evidence = append(f.Evidence, fmt.Sprintf("metrics-server %s/%s (%s) has no metrics for %s, so kubectl top fails", m.Namespace, m.Name, m.tlsMode(), names(missing, 5)))
+		}
+	}
 
 	if len(newest) > 0 {
 		f.Fix = append(f.Fix, v.breakGlassFixes(newest)...)

@@ -1,6 +1,7 @@
 package diagnose
 
 import (
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -54,5 +55,48 @@ func TestMetricsServerTLS(t *testing.T) {
 				t.Errorf("metrics-server finding severity = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+// TestMetricsServerCannotScrape: in the incident the metrics API lacks the
+// nodes whose kubelets serve no certificate; the finding names them with
+// metrics-server's TLS mode, and the incident finding cites it.
+func TestMetricsServerCannotScrape(t *testing.T) {
+	s := incident(t, talosOS)
+	m, _ := metricsServer(metricsServerDeployment(1, "--kubelet-certificate-authority=/ca/kubelet-serving.crt"))
+	s.MetricsServers = []MetricsServer{m}
+	s.NodeMetrics = &NodeMetrics{Nodes: []string{"node-c"}}
+	var tls, noCert *Finding
+	findings := Diagnose(s)
+	for i, f := range findings {
+		switch f.ID {
+		case IDMetricsServerTLS:
+			tls = &findings[i]
+		case IDKubeletsWithoutCert:
+			noCert = &findings[i]
+		}
+	}
+	if tls == nil || noCert == nil {
+		t.Fatalf("findings %v, want %s and %s", ids(findings), IDMetricsServerTLS, IDKubeletsWithoutCert)
+	}
+	if tls.Severity != Warning || tls.Title != "metrics-server cannot scrape 2 kubelets: they have no serving certificate" {
+		t.Errorf("metrics-server finding: %v %q", tls.Severity, tls.Title)
+	}
+	evidence := strings.Join(tls.Evidence, "\n")
+	for _, want := range []string{"--kubelet-certificate-authority=/ca/kubelet-serving.crt", "no metrics for node-a node-b"} {
+		if !strings.Contains(evidence, want) {
+			t.Errorf("metrics-server evidence lacks %q:\n%s", want, evidence)
+		}
+	}
+	if !strings.Contains(strings.Join(noCert.Evidence, "\n"), "metrics-server kube-system/metrics-server (verifies kubelet certificates against --kubelet-certificate-authority=/ca/kubelet-serving.crt) has no metrics for node-a node-b, so kubectl top fails") {
+		t.Errorf("incident evidence does not cite metrics-server:\n%s", strings.Join(noCert.Evidence, "\n"))
+	}
+
+	// The metrics API itself failing is evidence too.
+	s.NodeMetrics = &NodeMetrics{Err: "the server is currently unable to handle the request"}
+	for _, f := range Diagnose(s) {
+		if f.ID == IDMetricsServerTLS && !strings.Contains(strings.Join(f.Evidence, "\n"), "the metrics API (kubectl top nodes) fails") {
+			t.Errorf("evidence lacks the metrics API's failure: %q", f.Evidence)
+		}
 	}
 }

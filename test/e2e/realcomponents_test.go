@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -67,6 +68,35 @@ func TestIncidentWithRealComponents(t *testing.T) {
 	})
 	if out, err := c.kubectl(ctx, "top", "nodes"); err == nil {
 		t.Errorf("kubectl top nodes worked without a kubelet certificate:\n%s", out)
+	}
+	// csrguard doctor names the incident, with metrics-server's failure and
+	// how it verifies kubelets as evidence.
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := controlplane.WriteKubeconfig(kubeconfig, c.cp.AdminConfig()); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLI(t, ctx, "doctor", "-o", "json", "--kubeconfig="+kubeconfig)
+	var report struct {
+		Findings []struct {
+			ID       string   `json:"id"`
+			Title    string   `json:"title"`
+			Evidence []string `json:"evidence"`
+		} `json:"findings"`
+	}
+	if err := json.Unmarshal([]byte(out), &report); err != nil {
+		t.Fatalf("doctor -o json: %v\n%s", err, out)
+	}
+	evidence := map[string]string{}
+	for _, f := range report.Findings {
+		evidence[f.ID] = f.Title + "\n" + strings.Join(f.Evidence, "\n")
+	}
+	if code != 1 || !strings.Contains(evidence["kubelets-without-serving-certificate"], "tls: internal error") {
+		t.Errorf("doctor exit %d, incident finding:\n%s", code, evidence["kubelets-without-serving-certificate"])
+	}
+	for _, want := range []string{"metrics-server cannot scrape 1 kubelet", "--kubelet-certificate-authority=" + c.cp.KubeletServingCAFile(), "no metrics for real-1"} {
+		if !strings.Contains(evidence["metrics-server-kubelet-tls"], want) {
+			t.Errorf("doctor's metrics-server finding lacks %q:\n%s", want, evidence["metrics-server-kubelet-tls"])
+		}
 	}
 
 	// csrguard, with its production policy and no test-only flag.

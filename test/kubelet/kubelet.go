@@ -12,7 +12,8 @@
 // kubelet's does: the server reports "no serving certificate available for the
 // kubelet" and the client sees "remote error: tls: internal error".
 //
-// It does not run pods or report readiness beyond a Ready condition.
+// It runs no pods and reports no readiness beyond a Ready condition; it serves
+// the node metrics metrics-server scrapes, so that kubectl top counts it.
 package kubelet
 
 import (
@@ -31,6 +32,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -150,7 +152,7 @@ func Start(ctx context.Context, opts Options) (*Kubelet, error) {
 	}
 	k.ln = ln
 	k.srv = &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) }),
+		Handler: k.handler(),
 		TLSConfig: &tls.Config{
 			MinVersion: tls.VersionTLS12,
 			// The kubelet's own GetCertificate: with no certificate the
@@ -170,6 +172,23 @@ func Start(ctx context.Context, opts Options) (*Kubelet, error) {
 	return k, nil
 }
 
+// handler answers /metrics/resource with the node metrics metrics-server
+// scrapes (a steady 1% of a CPU and 64 MiB), and anything else with "ok".
+func (k *Kubelet) handler() http.Handler {
+	start := time.Now()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics/resource", func(w http.ResponseWriter, _ *http.Request) {
+		now := time.Now()
+		ms := now.UnixMilli()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE node_cpu_usage_seconds_total counter\nnode_cpu_usage_seconds_total %g %d\n", 0.01*now.Sub(start).Seconds(), ms)
+		fmt.Fprintf(w, "# TYPE node_memory_working_set_bytes gauge\nnode_memory_working_set_bytes %d %d\n", 64<<20, ms)
+		fmt.Fprintf(w, "# TYPE resource_scrape_error gauge\nresource_scrape_error 0\n")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	return mux
+}
+
 // register creates the Node as the node itself and writes its status.
 func (k *Kubelet) register(ctx context.Context, opts Options) error {
 	labels := map[string]string{"kubernetes.io/hostname": opts.Name, "kubernetes.io/os": "linux"}
@@ -186,6 +205,8 @@ func (k *Kubelet) register(ctx context.Context, opts Options) error {
 	}
 	created.Status.Addresses = opts.Addresses
 	created.Status.DaemonEndpoints.KubeletEndpoint.Port = int32(opts.Port)
+	resources := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi"), corev1.ResourcePods: resource.MustParse("110")}
+	created.Status.Capacity, created.Status.Allocatable = resources, resources
 	created.Status.NodeInfo = corev1.NodeSystemInfo{
 		OSImage: opts.OSImage, KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64",
 		ContainerRuntimeVersion: "containerd://2.1.0", KernelVersion: "6.12.0",

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -23,78 +24,115 @@ import (
 
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/test/controlplane"
-	"github.com/csrguard/csrguard/test/kubelet"
 )
 
 // demo tells the incident's story: kubelets without serving certificates,
-// then csrguard approving exactly what each node owns and denying a node's
-// attempt to get a certificate for the API server's name.
+// kubectl logs and kubectl top failing, then csrguard approving exactly what
+// each node owns and denying a node's attempt to get a certificate for the
+// API server's name, and everything working again.
 func demo(ctx context.Context, dir string, n int, image, csrguard string) error {
 	if _, err := os.Stat(csrguard); err != nil {
 		return fmt.Errorf("csrguard binary: %w (run make build)", err)
 	}
-	cp, ks, kubeconfig, err := cluster(ctx, dir, n, image)
-	defer shutdown(cp, ks)
+	l, err := start(ctx, dir, n, image, demoLoopback)
 	if err != nil {
 		return err
 	}
-	admin, err := kubernetes.NewForConfig(cp.AdminConfig())
+	defer l.stop()
+	admin, err := kubernetes.NewForConfig(l.cp.AdminConfig())
 	if err != nil {
 		return err
 	}
 
 	step("Waiting for every kubelet to ask for a serving certificate")
-	if err := waitFor(ctx, 60*time.Second, func() bool { return countState(ctx, admin, "Pending") >= len(ks) }); err != nil {
+	if err := waitFor(ctx, 90*time.Second, func() bool { return countState(ctx, admin, "Pending") >= len(l.nodes) }); err != nil {
 		return fmt.Errorf("kubelets did not file CSRs: %w", err)
 	}
 	fmt.Println("\nThe incident: nothing approves kubelet-serving CSRs, so no kubelet can serve TLS.")
-	fmt.Println("kubectl logs/exec, metrics-server and kubectl top all fail exactly like this:")
-	table(ctx, admin, ks)
+	table(ctx, admin, l.nodes)
+	if !l.loopback {
+		// metrics-server fails its first scrape within its 10s resolution.
+		_ = waitFor(ctx, 30*time.Second, func() bool { return l.kubectlFails(ctx, "top", "nodes") })
+		fmt.Println("kubectl logs, exec and port-forward go API server → kubelet, and metrics-server scrapes kubelets: all fail alike.")
+		l.show(ctx, "logs", l.pod)
+		l.show(ctx, "top", "nodes")
+		fmt.Println()
+	}
 
 	step("A compromised node asks for a certificate for the API server's name")
-	hostile, err := hostileCSR(ctx, cp, ks[0].Name())
+	hostile, err := hostileCSR(ctx, l.cp, l.nodes[len(l.nodes)-1].Name())
 	if err != nil {
 		return err
 	}
 
-	step("Starting csrguard controller (policy enforced; loopback node addresses allowed for this local cluster only)")
-	proc, err := controlplane.StartProcess(csrguard, []string{
-		"controller", "--kubeconfig=" + kubeconfig, "--insecure-test-allow-loopback",
-		"--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0",
-	}, filepath.Join(dir, "logs", "csrguard.log"))
+	args := []string{"controller", "--kubeconfig=" + l.kubeconfig, "--leader-elect=false", "--metrics-bind-address=0", "--health-probe-bind-address=0"}
+	if l.loopback {
+		step("Starting csrguard controller (policy enforced; TEST ONLY: loopback node addresses allowed)")
+		args = append(args, "--insecure-test-allow-loopback")
+	} else {
+		step("Starting csrguard controller (production policy, no test-only flag)")
+	}
+	logFile := filepath.Join(dir, "logs", "csrguard.log")
+	proc, err := controlplane.StartProcess(csrguard, args, logFile)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = proc.Stop() }()
 
-	start := time.Now()
-	err = waitFor(ctx, 60*time.Second, func() bool {
-		for _, k := range ks {
-			if k.Current() == nil {
+	begin := time.Now()
+	err = waitFor(ctx, 90*time.Second, func() bool {
+		for _, k := range l.nodes {
+			if !strings.HasPrefix(handshake(ctx, k.Endpoint()), "ok") {
 				return false
 			}
 		}
 		return true
 	})
 	if err != nil {
-		return fmt.Errorf("kubelets did not get certificates: %w; csrguard log:\n%s", err, controlplane.Tail(filepath.Join(dir, "logs", "csrguard.log"), 20))
+		return fmt.Errorf("kubelets did not get certificates: %w; csrguard log:\n%s", err, controlplane.Tail(logFile, 20))
 	}
-	step(fmt.Sprintf("Every kubelet has a serving certificate %s after csrguard started", time.Since(start).Round(100*time.Millisecond)))
-	table(ctx, admin, ks)
+	step(fmt.Sprintf("Every kubelet serves a certificate %s after csrguard started", time.Since(begin).Round(100*time.Millisecond)))
+	table(ctx, admin, l.nodes)
+	if !l.loopback {
+		_ = waitFor(ctx, 60*time.Second, func() bool { return !l.kubectlFails(ctx, "top", "nodes") })
+		l.show(ctx, "logs", l.pod)
+		l.show(ctx, "top", "nodes")
+		fmt.Println()
+	}
 
-	_ = waitFor(ctx, 10*time.Second, func() bool {
+	_ = waitFor(ctx, 15*time.Second, func() bool {
 		c, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, hostile, metav1.GetOptions{})
 		return err == nil && servingcsr.State(c) == "Denied"
 	})
 	if c, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, hostile, metav1.GetOptions{}); err == nil {
 		for _, cond := range c.Status.Conditions {
 			if cond.Type == certificatesv1.CertificateDenied {
-				fmt.Printf("\nThe compromised node's CSR %s: Denied, reason %s\n  %s\n", hostile, cond.Reason, cond.Message)
+				fmt.Printf("The compromised node's CSR %s: Denied, reason %s\n  %s\n", hostile, cond.Reason, cond.Message)
 			}
 		}
 	}
-	fmt.Printf("\ncsrguard's log: %s\n", filepath.Join(dir, "logs", "csrguard.log"))
+	fmt.Printf("\ncsrguard's log: %s\n", logFile)
 	return nil
+}
+
+// show runs kubectl with args and prints the command and its output.
+func (l *local) show(ctx context.Context, args ...string) {
+	out, _ := l.kubectl(ctx, args...)
+	fmt.Printf("\n$ kubectl %s\n%s", strings.Join(args, " "), out)
+}
+
+// kubectlFails reports whether kubectl with args fails.
+func (l *local) kubectlFails(ctx context.Context, args ...string) bool {
+	_, err := l.kubectl(ctx, args...)
+	return err != nil
+}
+
+func (l *local) kubectl(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(os.Getenv(controlplane.BinDirEnv), "kubectl"), append([]string{"--kubeconfig=" + l.kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // hostileCSR files, as node, a CSR for its own name plus kubernetes.default.svc
@@ -151,7 +189,7 @@ func countState(ctx context.Context, cs kubernetes.Interface, state string) int 
 }
 
 // table prints each node's newest CSR and what a TLS client sees at its kubelet.
-func table(ctx context.Context, cs kubernetes.Interface, ks []*kubelet.Kubelet) {
+func table(ctx context.Context, cs kubernetes.Interface, ks []node) {
 	list, _ := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
 	newest := map[string]*certificatesv1.CertificateSigningRequest{}
 	for i := range list.Items {
