@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 include hack/versions.env
-export K8S_VERSION ETCD_VERSION PROMETHEUS_VERSION HELM_VERSION
+export K8S_VERSION ETCD_VERSION PROMETHEUS_VERSION HELM_VERSION METRICS_SERVER_VERSION
 
 OUT      := _output
 NODES    ?= 3
@@ -32,7 +32,7 @@ build: ## Build csrguard and the kubectl plugin kubectl-csrguard into _output/bi
 	@ln -sf csrguard $(OUT)/bin/kubectl-csrguard
 
 .PHONY: dev-cluster
-dev-cluster: ## A local control plane with NODES simulated kubelets until Ctrl-C
+dev-cluster: ## A local cluster (a real kubelet, NODES-1 simulated, metrics-server) until Ctrl-C; root: reachable from this host
 	@CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/localcluster dev --nodes $(NODES) --dir $(OUT)/dev
 
 .PHONY: unit
@@ -40,13 +40,14 @@ unit: ## Unit tests only, no control plane (go test -short)
 	go test -short -race ./...
 
 .PHONY: kube-binaries
-kube-binaries: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl from Go modules (cached by version)
+kube-binaries: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl, the kubelet and metrics-server from Go modules (cached by version)
 	@hack/build-kube.sh
 
 .PHONY: fuzz
-fuzz: ## Fuzz CSR parsing, the policy and the config reader for FUZZTIME each (default 2m)
+fuzz: ## Fuzz CSR parsing, the policy, Node address parsing and the config reader for FUZZTIME each (default 2m)
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/servingcsr
 	go test -run='^$$' -fuzz=FuzzEvaluate -fuzztime=$(FUZZTIME) ./internal/policy
+	go test -run='^$$' -fuzz=FuzzNodeAddress -fuzztime=$(FUZZTIME) ./internal/policy
 	go test -run='^$$' -fuzz=FuzzCheck -fuzztime=$(FUZZTIME) ./internal/configcheck
 
 .PHONY: bench

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # test.sh runs csrguard's whole suite, the way `make test` and CI do: static
 # checks, every Go test with the race detector (unit, integration and e2e on a
-# real control plane built by build-kube.sh), and a short fuzz run.
+# real control plane, real kubelet and metrics-server built by build-kube.sh,
+# in private network namespaces), and a short fuzz run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
-log "Kubernetes binaries (K8S_VERSION=$K8S_VERSION, ETCD_VERSION=$ETCD_VERSION)"
+log "cluster components (Kubernetes v$K8S_VERSION with the kubelet, etcd v$ETCD_VERSION, metrics-server v$METRICS_SERVER_VERSION)"
 CSRGUARD_KUBE_BIN="$(hack/build-kube.sh)"
 export CSRGUARD_KUBE_BIN
 log "using $CSRGUARD_KUBE_BIN"
@@ -39,6 +40,7 @@ go test -race -count=1 -timeout 40m ./...
 log "fuzz smoke (10s each; make fuzz runs longer)"
 go test -run='^$' -fuzz=FuzzParse -fuzztime=10s -fuzzminimizetime=2s ./internal/servingcsr
 go test -run='^$' -fuzz=FuzzEvaluate -fuzztime=10s -fuzzminimizetime=2s ./internal/policy
+go test -run='^$' -fuzz=FuzzNodeAddress -fuzztime=10s -fuzzminimizetime=2s ./internal/policy
 go test -run='^$' -fuzz=FuzzCheck -fuzztime=10s -fuzzminimizetime=2s ./internal/configcheck
 
 log "all tests passed"
