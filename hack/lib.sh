@@ -18,7 +18,7 @@ while IFS= read -r line; do
   fi
 done < "$REPO_ROOT/hack/versions.env"
 
-log() { printf '==> %s\n' "$*" >&2; }
+log() { printf '==> %s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # strip_v prints a version without a leading "v".
 strip_v() { printf '%s' "${1#v}"; }
