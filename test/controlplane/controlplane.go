@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -496,6 +497,21 @@ func WriteKubeconfig(path string, cfg *rest.Config) error {
 		return err
 	}
 	return clientcmd.WriteToFile(*kc, path)
+}
+
+// Kubectl runs the kubectl built with the control plane as an administrator
+// and returns its combined output.
+func (cp *ControlPlane) Kubectl(ctx context.Context, args ...string) (string, error) {
+	kubeconfig := filepath.Join(cp.Dir, "admin.kubeconfig")
+	if _, err := os.Stat(kubeconfig); err != nil {
+		if err := WriteKubeconfig(kubeconfig, cp.AdminConfig()); err != nil {
+			return "", err
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, filepath.Join(cp.opts.BinDir, "kubectl"), append([]string{"--kubeconfig=" + kubeconfig}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // RestartAPIServer stops kube-apiserver and starts it again with the same

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,7 +20,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 
 	"github.com/csrguard/csrguard/internal/approval"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -276,22 +274,10 @@ func (c *cluster) addRealKubelet(ctx context.Context, name string, args ...any) 
 	return k
 }
 
-// runPod creates a Pod on node (there is no scheduler) and waits until the
-// kubelet runs it.
+// runPod runs a Pod on node (a real kubelet) and waits until it runs.
 func (c *cluster) runPod(ctx context.Context, name, node string) {
 	c.t.Helper()
-	// No service-account controller runs: the ServiceAccount admission needs
-	// the namespace's default ServiceAccount to exist.
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
-	if _, err := c.admin.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		c.t.Fatal(err)
-	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
-			Containers: []corev1.Container{{Name: name, Image: "registry.k8s.io/pause:3.10"}}},
-	}
-	if _, err := c.admin.CoreV1().Pods(metav1.NamespaceDefault).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+	if err := realkubelet.RunPod(ctx, c.admin, name, node); err != nil {
 		c.t.Fatal(err)
 	}
 	controlplane.Eventually(c.t, ctx, "pod "+name+" running", func() bool {
@@ -308,20 +294,9 @@ func (c *cluster) proxyHealthz(ctx context.Context, node string) (string, error)
 	return strings.TrimSpace(string(b)), err
 }
 
-// kubectl runs the kubectl built with the control plane as an administrator
-// and returns its combined output.
+// kubectl runs kubectl against c as an administrator.
 func (c *cluster) kubectl(ctx context.Context, args ...string) (string, error) {
-	kubeconfig := filepath.Join(c.cp.Dir, "admin.kubeconfig")
-	if _, err := os.Stat(kubeconfig); err != nil {
-		if err := controlplane.WriteKubeconfig(kubeconfig, c.cp.AdminConfig()); err != nil {
-			return "", err
-		}
-	}
-	cmd := exec.CommandContext(ctx, filepath.Join(os.Getenv(controlplane.BinDirEnv), "kubectl"), append([]string{"--kubeconfig=" + kubeconfig}, args...)...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	err := cmd.Run()
-	return out.String(), err
+	return c.cp.Kubectl(ctx, args...)
 }
 
 // waitServing waits until the TLS server at endpoint presents a certificate

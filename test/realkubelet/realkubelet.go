@@ -12,6 +12,7 @@
 package realkubelet
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -20,7 +21,12 @@ import (
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 
 	"github.com/csrguard/csrguard/test/controlplane"
 	"github.com/csrguard/csrguard/test/netns"
@@ -120,3 +126,23 @@ func (k *Kubelet) LogFile() string { return k.log }
 
 // Stop stops the kubelet and waits for it.
 func (k *Kubelet) Stop() { _ = k.Process.Stop() }
+
+// RunPod creates a Pod for a container named name on node (no scheduler
+// runs), which a real kubelet then runs with its fake runtime: kubectl logs
+// shows one line, exec echoes the command. No service-account controller runs
+// either, so it creates the namespace's default ServiceAccount if needed.
+func RunPod(ctx context.Context, cs kubernetes.Interface, name, node string) error {
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
+	if _, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create ServiceAccount default/default: %w", err)
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Spec: corev1.PodSpec{NodeName: node, AutomountServiceAccountToken: ptr.To(false),
+			Containers: []corev1.Container{{Name: name, Image: "registry.k8s.io/pause:3.10"}}},
+	}
+	if _, err := cs.CoreV1().Pods(metav1.NamespaceDefault).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("create Pod default/%s: %w", name, err)
+	}
+	return nil
+}

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -128,11 +127,7 @@ func (l *local) kubectlFails(ctx context.Context, args ...string) bool {
 }
 
 func (l *local) kubectl(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(os.Getenv(controlplane.BinDirEnv), "kubectl"), append([]string{"--kubeconfig=" + l.kubeconfig}, args...)...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return l.cp.Kubectl(ctx, args...)
 }
 
 // hostileCSR files, as node, a CSR for its own name plus kubernetes.default.svc

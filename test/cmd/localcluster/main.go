@@ -34,7 +34,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/utils/ptr"
 
 	"github.com/csrguard/csrguard/test/controlplane"
 	"github.com/csrguard/csrguard/test/kubelet"
@@ -180,10 +179,16 @@ func start(ctx context.Context, dir string, n int, image string, loopback bool) 
 		}
 		l.nodes = append(l.nodes, k)
 		first = 1
-		if err := l.runPod(ctx, "web", k.Name()); err != nil {
+		cs, err := kubernetes.NewForConfig(cp.AdminConfig())
+		if err != nil {
 			l.stop()
 			return nil, err
 		}
+		if err := realkubelet.RunPod(ctx, cs, "web", k.Name()); err != nil {
+			l.stop()
+			return nil, err
+		}
+		l.pod = "web"
 	} else {
 		step(fmt.Sprintf("Starting %d simulated kubelets with serving-certificate rotation on (%s)", n, image))
 	}
@@ -218,29 +223,6 @@ func (l *local) createNamespace(ctx context.Context, name string) error {
 	}
 	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	return err
-}
-
-// runPod starts a pod on the real kubelet, whose logs kubectl can then show.
-func (l *local) runPod(ctx context.Context, name, nodeName string) error {
-	cs, err := kubernetes.NewForConfig(l.cp.AdminConfig())
-	if err != nil {
-		return err
-	}
-	// No service-account controller runs here.
-	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}
-	if _, err := cs.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Create(ctx, sa, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name},
-		Spec: corev1.PodSpec{NodeName: nodeName, AutomountServiceAccountToken: ptr.To(false),
-			Containers: []corev1.Container{{Name: name, Image: "registry.k8s.io/pause:3.10"}}},
-	}
-	if _, err := cs.CoreV1().Pods(metav1.NamespaceDefault).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		return err
-	}
-	l.pod = name
-	return nil
 }
 
 // stop stops everything and removes the host addresses.
