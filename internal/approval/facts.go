@@ -59,21 +59,18 @@ func (f *cacheFacts) Node(ctx context.Context, name string) (*policy.Node, error
 }
 
 func (f *cacheFacts) NodesWithAddress(ctx context.Context, key string) ([]string, error) {
-	var nodes corev1.NodeList
-	if err := f.reader.List(ctx, &nodes, client.MatchingFields{nodeAddressIndex: key}); err != nil {
-		return nil, fmt.Errorf("list nodes with address %q: %w", key, err)
-	}
-	names := make([]string, 0, len(nodes.Items))
-	for _, n := range nodes.Items {
-		names = append(names, n.Name)
-	}
-	return names, nil
+	return f.nodesIndexed(ctx, nodeAddressIndex, key)
 }
 
 func (f *cacheFacts) NodesWithShortName(ctx context.Context, label string) ([]string, error) {
+	return f.nodesIndexed(ctx, nodeShortNameIndex, label)
+}
+
+// nodesIndexed returns the names of the cached Nodes index holds under key.
+func (f *cacheFacts) nodesIndexed(ctx context.Context, index, key string) ([]string, error) {
 	var nodes corev1.NodeList
-	if err := f.reader.List(ctx, &nodes, client.MatchingFields{nodeShortNameIndex: label}); err != nil {
-		return nil, fmt.Errorf("list nodes named %q: %w", label, err)
+	if err := f.reader.List(ctx, &nodes, client.MatchingFields{index: key}); err != nil {
+		return nil, fmt.Errorf("list nodes by %s %q: %w", index, key, err)
 	}
 	names := make([]string, 0, len(nodes.Items))
 	for _, n := range nodes.Items {

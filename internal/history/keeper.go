@@ -11,6 +11,7 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/csrguard/csrguard/internal/metrics"
@@ -23,7 +24,7 @@ import (
 type Keeper struct {
 	claims  *Claims
 	store   *Store
-	cache   cache.Cache
+	cache   NodeSource
 	clock   clock.WithTicker
 	elected <-chan struct{}
 	// gained is called with the Nodes that gained a claim because another's ran out, so that
@@ -32,9 +33,16 @@ type Keeper struct {
 	errs   prometheus.Counter
 }
 
+// NodeSource is the part of the controller's cache the Keeper reads Nodes from.
+type NodeSource interface {
+	WaitForCacheSync(ctx context.Context) bool
+	List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error
+	GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error)
+}
+
 // NewKeeper returns a Keeper of claims over the Nodes of c. elected closes when this replica
 // leads (nil: never write); gained may be nil; errs counts failed reads and writes.
-func NewKeeper(claims *Claims, store *Store, c cache.Cache, clk clock.WithTicker, elected <-chan struct{}, gained func([]string), errs prometheus.Counter) *Keeper {
+func NewKeeper(claims *Claims, store *Store, c NodeSource, clk clock.WithTicker, elected <-chan struct{}, gained func([]string), errs prometheus.Counter) *Keeper {
 	return &Keeper{claims: claims, store: store, cache: c, clock: clk, elected: elected, gained: gained, errs: errs}
 }
 
@@ -92,6 +100,8 @@ func (k *Keeper) Start(ctx context.Context) error {
 	elected := k.elected
 	leading := false
 	var saved uint64
+	var retryAt time.Time  // after a failed save, not before
+	backoff := time.Second // doubles with each failure, up to a minute
 	for {
 		wait := time.Minute
 		if next, ok := k.claims.NextExpiry(); ok {
@@ -105,26 +115,31 @@ func (k *Keeper) Start(ctx context.Context) error {
 		case <-elected:
 			leading, elected = true, nil
 		case <-expiry.C():
-			if nodes := k.claims.Expire(k.clock.Now()); len(nodes) > 0 && k.gained != nil {
-				k.gained(nodes)
-			}
 		case <-flush.C():
 		}
 		expiry.Stop()
+		// Whichever woke us, end the claims that are due.
+		if next, ok := k.claims.NextExpiry(); ok && !k.clock.Now().Before(next) {
+			if nodes := k.claims.Expire(k.clock.Now()); len(nodes) > 0 && k.gained != nil {
+				k.gained(nodes)
+			}
+		}
 		if !leading {
 			continue
 		}
-		// Only the leader writes, and only what changed; a failure is retried at the next tick.
+		// Only the leader writes, and only what changed; a failure is retried
+		// with backoff (a missing namespace or RBAC must not flood the log).
 		claims, version := k.claims.Snapshot()
-		if version == saved {
+		if version == saved || k.clock.Now().Before(retryAt) {
 			continue
 		}
 		if err := k.store.SaveClaims(ctx, claims); err != nil {
 			k.errs.Inc()
-			logger.Error(err, "Failed to save address claims; keeping them in memory and retrying")
+			logger.Error(err, "Failed to save address claims; keeping them in memory and retrying", "retryIn", backoff)
+			retryAt, backoff = k.clock.Now().Add(backoff), min(2*backoff, time.Minute)
 			continue
 		}
-		saved = version
+		saved, backoff = version, time.Second
 	}
 }
 

@@ -1,0 +1,141 @@
+package history_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	toolscache "k8s.io/client-go/tools/cache"
+	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllertest"
+
+	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/policy"
+)
+
+// nodeSource is a Node cache: List from a fake client, events from a fake
+// informer whose handler registration the test can wait for.
+type nodeSource struct {
+	client.Client
+	informer *informer
+}
+
+func (s *nodeSource) WaitForCacheSync(context.Context) bool { return true }
+
+func (s *nodeSource) GetInformer(context.Context, client.Object, ...cache.InformerGetOption) (cache.Informer, error) {
+	return s.informer, nil
+}
+
+// informer is a fake informer that says when a handler is registered.
+type informer struct {
+	*controllertest.FakeInformer
+	registered chan struct{}
+}
+
+func (i *informer) AddEventHandler(h toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
+	r, err := i.FakeInformer.AddEventHandler(h)
+	close(i.registered)
+	return r, err
+}
+
+func nodeWith(name string, ips ...string) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	for _, ip := range ips {
+		n.Status.Addresses = append(n.Status.Addresses, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: ip})
+	}
+	return n
+}
+
+// TestKeeper runs the Keeper over a recorded claim and a squatter that came
+// while csrguard was down: the record wins; events move claims; nothing is
+// written before this replica leads; once it leads the record follows; a
+// claim that runs out passes to the new holder, who is requeued.
+func TestKeeper(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	records := fake.NewClientBuilder().Build()
+	store := history.NewStore(records, records, "csrguard")
+	if err := store.SaveClaims(ctx, map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0}}); err != nil {
+		t.Fatal(err)
+	}
+	nodes := &nodeSource{
+		Client:   fake.NewClientBuilder().WithObjects(nodeWith("owner", "10.0.0.1"), nodeWith("squatter", "10.0.0.2", "10.0.0.1")).Build(),
+		informer: &informer{FakeInformer: controllertest.NewFakeInformer(controllertest.Synced), registered: make(chan struct{})},
+	}
+	clock := clocktesting.NewFakeClock(at(3600))
+	claims := history.NewClaims(time.Minute)
+	elected := make(chan struct{})
+	var mu sync.Mutex
+	var gained []string
+	keeper := history.NewKeeper(claims, history.NewStore(records, records, "csrguard"), nodes, clock, elected,
+		func(n []string) { mu.Lock(); gained = append(gained, n...); mu.Unlock() }, prometheus.NewCounter(prometheus.CounterOpts{Name: "errors"}))
+	state := func() string {
+		snap, _ := claims.Snapshot()
+		mu.Lock()
+		defer mu.Unlock()
+		return fmt.Sprintf(": claims %v, gained %v, now %v", snap, gained, clock.Now())
+	}
+	done := make(chan error)
+	go func() { done <- keeper.Start(ctx) }()
+
+	<-nodes.informer.registered
+	if c, ok, synced := claims.Get("10.0.0.1"); !synced || !ok || c.Node != "owner" || !c.Since.Equal(t0) {
+		t.Fatalf("Get(10.0.0.1) = %v, %v, %v; want the recorded owner", c, ok, synced)
+	}
+	if c, _, _ := claims.Get("10.0.0.2"); c.Node != "squatter" {
+		t.Errorf("Get(10.0.0.2) = %v, want the squatter's own address claimed by it", c)
+	}
+
+	// The owner moves away; the squatter then alone reports the address.
+	nodes.informer.Update(nodeWith("owner", "10.0.0.1"), nodeWith("owner", "10.0.0.9"))
+	if c, _, _ := claims.Get("10.0.0.1"); c.Released.IsZero() {
+		t.Errorf("Get(10.0.0.1) = %v after the owner stopped reporting it, want released", c)
+	}
+	// Not leading: nothing written yet.
+	recorded, _, _ := store.LoadClaims(ctx)
+	if _, ok := recorded["10.0.0.9"]; ok {
+		t.Error("a standby wrote claims")
+	}
+	close(elected)
+	waitFor(t, "the leader to save the claims", func() bool {
+		recorded, _, _ := store.LoadClaims(ctx)
+		return recorded["10.0.0.9"].Node == "owner" && !recorded["10.0.0.1"].Released.IsZero()
+	}, state)
+	// The released claim runs out: the squatter, now the only one to report
+	// the address, gets it and its CSRs are decided again.
+	waitFor(t, "the claim to pass to the squatter", func() bool {
+		clock.Step(5 * time.Second) // the keeper's timers fire as time passes
+		c, _, _ := claims.Get("10.0.0.1")
+		mu.Lock()
+		defer mu.Unlock()
+		return c.Node == "squatter" && len(gained) == 1 && gained[0] == "squatter"
+	}, state)
+	nodes.informer.Delete(nodeWith("squatter", "10.0.0.2", "10.0.0.1"))
+	if c, _, _ := claims.Get("10.0.0.2"); c.Released.IsZero() {
+		t.Errorf("Get(10.0.0.2) = %v after the Node was deleted, want released", c)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Start() = %v", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing t after 10 s with state().
+func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s%s", what, state())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
