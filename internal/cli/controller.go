@@ -55,7 +55,7 @@ func (o *policyOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.serviceCIDRs, "service-cidrs", nil, "Service CIDRs never approved, added to the ServiceCIDR objects discovered (set it on clusters older than 1.33).")
 	fs.DurationVar(&o.addressSettleTime, "address-settle-time", d.AddressSettleTime, "How long a CSR whose SANs are not (yet) its Node's addresses is held before it is denied; covers cache lag after an address change.")
 	fs.StringSliceVar(&o.controlPlaneLabels, "control-plane-labels", d.ControlPlaneLabels, `Labels, as "key" or "key=value", that mark a control-plane Node, which may hold its own API server addresses and names (RKE1: node-role.kubernetes.io/controlplane=true). Each must be a label NodeRestriction forbids kubelets to set on themselves.`)
-	fs.BoolVar(&o.insecureAllowLoopback, "insecure-test-allow-loopback", false, "TEST ONLY: approve loopback SANs (127.0.0.0/8, ::1), as local test clusters with simulated kubelets need. Never set it in a real cluster.")
+	fs.BoolVar(&o.insecureAllowLoopback, "insecure-test-allow-loopback", false, "TEST ONLY: approve loopback SANs (127.0.0.0/8, ::1), for csrguard's own local cluster when it falls back to loopback addresses. Never set it in a real cluster.")
 }
 
 // config validates the flags and returns the parsed policy and the static
