@@ -29,12 +29,17 @@ import (
 // contested and stays unclaimed until one of them stops. A claim ends Settle after its owner
 // stopped reporting the key or was deleted, so that a Node that is replaced, or re-registers,
 // keeps its addresses against a squatter for that long, while reused addresses still move on.
+//
+// A Node holds at most MaxKeysPerNode claims, released ones included: a Node that keeps
+// changing its addresses loses its oldest released claims first, so that it cannot grow the
+// record without bound.
 type Claims struct {
 	// Settle is how long a released claim lasts: policy.Config.AddressSettleTime.
 	Settle time.Duration
 
 	mu        sync.Mutex
 	claims    map[string]policy.Claim
+	owned     map[string]map[string]bool // node -> keys it holds a claim on
 	reporters map[string]map[string]bool // key -> nodes reporting it
 	nodeKeys  map[string][]string        // node -> keys it reports, sorted
 	overLimit map[string]int             // node -> keys it reports, when over MaxKeysPerNode
@@ -42,14 +47,15 @@ type Claims struct {
 	version   uint64 // bumped on every change to claims
 }
 
-// MaxKeysPerNode bounds the addresses of one Node that Claims tracks. A kubelet's CSR carries a
-// few; a Node reporting more is abnormal, and its sorted first MaxKeysPerNode are kept, so that
-// no Node can make the record, or the work under its lock, grow without bound.
+// MaxKeysPerNode bounds the addresses of one Node that Claims tracks, and the claims it holds.
+// A kubelet's CSR carries a few; a Node reporting more is abnormal, and its sorted first
+// MaxKeysPerNode are kept, so that no Node can make the record, or the work under its lock,
+// grow without bound.
 const MaxKeysPerNode = 64
 
 // NewClaims returns empty Claims whose released claims last settle.
 func NewClaims(settle time.Duration) *Claims {
-	return &Claims{Settle: settle, claims: map[string]policy.Claim{}, reporters: map[string]map[string]bool{}, nodeKeys: map[string][]string{}, overLimit: map[string]int{}}
+	return &Claims{Settle: settle, claims: map[string]policy.Claim{}, owned: map[string]map[string]bool{}, reporters: map[string]map[string]bool{}, nodeKeys: map[string][]string{}, overLimit: map[string]int{}}
 }
 
 // Get returns the claim on key. It reports synced false until Sync has run: before that,
@@ -69,17 +75,19 @@ func (c *Claims) Snapshot() (map[string]policy.Claim, uint64) {
 }
 
 // Sync starts the bookkeeping from recorded claims (a Store's, possibly empty) and every Node's
-// current keys, at now. Recorded claims of Nodes that are gone, or that no longer report the
-// key, are released now (they end Settle later), and those whose Node reports the key again are
-// not released any more; keys that exactly one Node reports and nobody
-// claims are claimed by it. Keys several Nodes report without a claim stay contested: there is
-// no telling who was first.
+// current keys, at now. Recorded claims that ran out while nobody watched are dropped first.
+// Recorded claims of Nodes that are gone, or that no longer report the key, are released now
+// (they end Settle later), and those whose Node reports the key again are not released any
+// more; keys that exactly one Node reports and nobody claims are claimed by it. Keys several
+// Nodes report without a claim stay contested: there is no telling who was first.
 func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.claims = maps.Clone(recorded)
-	if c.claims == nil {
-		c.claims = map[string]policy.Claim{}
+	c.claims, c.owned = map[string]policy.Claim{}, map[string]map[string]bool{}
+	for key, cl := range recorded {
+		if !c.ended(cl, now) {
+			c.put(key, cl)
+		}
 	}
 	c.reporters, c.nodeKeys, c.overLimit = map[string]map[string]bool{}, map[string][]string{}, map[string]int{}
 	for node, keys := range nodes {
@@ -100,6 +108,9 @@ func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]strin
 	}
 	for key := range c.reporters {
 		c.settle(key, now)
+	}
+	for node := range c.owned {
+		c.bound(node, now)
 	}
 	c.synced = true
 	c.version++
@@ -144,6 +155,13 @@ func (c *Claims) SetNode(node string, keys []string, now time.Time) {
 	}
 }
 
+// Nodes returns the Nodes whose addresses are tracked, sorted.
+func (c *Claims) Nodes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.nodeKeys))
+}
+
 // DeleteNode records that a Node is gone: its claims are released now.
 func (c *Claims) DeleteNode(node string, now time.Time) {
 	c.SetNode(node, nil, now)
@@ -159,9 +177,8 @@ func (c *Claims) Expire(now time.Time) []string {
 	defer c.mu.Unlock()
 	var gained []string
 	for key, cl := range c.claims {
-		if !cl.Released.IsZero() && !now.Before(cl.Released.Add(c.Settle)) {
-			delete(c.claims, key)
-			c.version++
+		if c.ended(cl, now) {
+			c.drop(key)
 			if node := c.settle(key, now); node != "" {
 				gained = append(gained, node)
 			}
@@ -251,9 +268,57 @@ func (c *Claims) settle(key string, now time.Time) string {
 		return ""
 	}
 	for node := range c.reporters[key] {
-		c.claims[key] = policy.Claim{Node: node, Since: now}
-		c.version++
+		c.put(key, policy.Claim{Node: node, Since: now})
+		c.bound(node, now)
 		return node
 	}
 	return ""
+}
+
+// bound ends a Node's oldest released claims while it holds more than MaxKeysPerNode. Its
+// unreleased claims are on keys it reports, which are bounded already. c.mu is held.
+func (c *Claims) bound(node string, now time.Time) {
+	for len(c.owned[node]) > MaxKeysPerNode {
+		oldest := ""
+		for key := range c.owned[node] {
+			cl := c.claims[key]
+			if cl.Released.IsZero() {
+				continue
+			}
+			if o := c.claims[oldest]; oldest == "" || cl.Released.Before(o.Released) || cl.Released.Equal(o.Released) && key < oldest {
+				oldest = key
+			}
+		}
+		if oldest == "" {
+			return
+		}
+		c.drop(oldest)
+		c.settle(oldest, now)
+	}
+}
+
+// ended reports whether a released claim has run out at now.
+func (c *Claims) ended(cl policy.Claim, now time.Time) bool {
+	return !cl.Released.IsZero() && !now.Before(cl.Released.Add(c.Settle))
+}
+
+// put sets the claim on key, which nobody holds. c.mu is held.
+func (c *Claims) put(key string, cl policy.Claim) {
+	c.claims[key] = cl
+	if c.owned[cl.Node] == nil {
+		c.owned[cl.Node] = map[string]bool{}
+	}
+	c.owned[cl.Node][key] = true
+	c.version++
+}
+
+// drop ends the claim on key. c.mu is held.
+func (c *Claims) drop(key string) {
+	node := c.claims[key].Node
+	delete(c.claims, key)
+	delete(c.owned[node], key)
+	if len(c.owned[node]) == 0 {
+		delete(c.owned, node)
+	}
+	c.version++
 }

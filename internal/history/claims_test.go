@@ -83,6 +83,15 @@ func TestClaims(t *testing.T) {
 			want:     map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: at(-3600)}},
 		},
 		{
+			// csrguard was down longer than the settle time: a's claim ran out meanwhile, and
+			// it is not revived by a reporting the address again beside b.
+			name:      "recorded_claim_that_ran_out_while_down_is_dropped",
+			recorded:  map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: at(-3600), Released: at(-61)}},
+			initial:   map[string][]string{"a": {"10.0.0.1"}, "b": {"10.0.0.1"}},
+			want:      map[string]policy.Claim{},
+			conflicts: []history.Conflict{{Node: "a", Key: "10.0.0.1"}, {Node: "b", Key: "10.0.0.1"}},
+		},
+		{
 			name:    "owner_stops_then_claim_runs_out_to_new_holder",
 			initial: map[string][]string{"a": {"10.0.0.1"}},
 			steps: []step{
@@ -211,5 +220,23 @@ func TestClaimsBounded(t *testing.T) {
 	c.SetNode("greedy", many[:3], at(1))
 	if len(c.Conflicts()) != 0 {
 		t.Errorf("Conflicts after the node reports 3 addresses = %v, want none", c.Conflicts())
+	}
+
+	// A Node that keeps changing its addresses holds at most MaxKeysPerNode claims, released
+	// ones included: it loses its oldest released claims, never its current ones.
+	c = history.NewClaims(time.Hour)
+	c.Sync(nil, map[string][]string{"churner": many[:history.MaxKeysPerNode]}, t0)
+	for round := 1; round < 10; round++ {
+		current := many[round*history.MaxKeysPerNode/2 : round*history.MaxKeysPerNode/2+history.MaxKeysPerNode]
+		c.SetNode("churner", current, at(round))
+		got, _ := c.Snapshot()
+		if len(got) > history.MaxKeysPerNode {
+			t.Fatalf("round %d: %d claims, want at most %d", round, len(got), history.MaxKeysPerNode)
+		}
+		for _, key := range current {
+			if cl, ok := got[key]; !ok || !cl.Released.IsZero() {
+				t.Fatalf("round %d: current address %s has claim %v, %v; want a live one", round, key, cl, ok)
+			}
+		}
 	}
 }

@@ -94,14 +94,29 @@ func (k *Keeper) Start(ctx context.Context) error {
 		return fmt.Errorf("watch nodes for address claims: %w", err)
 	}
 	defer func() { _ = informer.RemoveEventHandler(reg) }()
+	// A Node deleted between the List and the registration sends no event: once the handler
+	// has seen the cache, release whatever a Node that is no longer there still holds.
+	if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+		return nil
+	}
+	if err := k.cache.List(ctx, &nodes); err != nil {
+		return fmt.Errorf("list nodes for address claims: %w", err)
+	}
+	present := make(map[string]bool, len(nodes.Items))
+	for _, n := range nodes.Items {
+		present[n.Name] = true
+	}
+	for _, node := range k.claims.Nodes() {
+		if !present[node] {
+			k.claims.DeleteNode(node, k.clock.Now())
+		}
+	}
 
 	flush := k.clock.NewTicker(time.Second)
 	defer flush.Stop()
 	elected := k.elected
 	leading := false
 	var saved uint64
-	var retryAt time.Time  // after a failed save, not before
-	backoff := time.Second // doubles with each failure, up to a minute
 	for {
 		wait := time.Minute
 		if next, ok := k.claims.NextExpiry(); ok {
@@ -127,19 +142,21 @@ func (k *Keeper) Start(ctx context.Context) error {
 		if !leading {
 			continue
 		}
-		// Only the leader writes, and only what changed; a failure is retried
-		// with backoff (a missing namespace or RBAC must not flood the log).
+		// Only the leader writes, and only what changed. The Store backs off each ConfigMap
+		// it failed to write, so this retries every second without flooding the API server
+		// or the log, and one ConfigMap that cannot be written does not hold up the others.
 		claims, version := k.claims.Snapshot()
-		if version == saved || k.clock.Now().Before(retryAt) {
+		if version == saved {
 			continue
 		}
-		if err := k.store.SaveClaims(ctx, claims); err != nil {
+		pending, err := k.store.SaveClaims(ctx, claims, k.clock.Now())
+		if err != nil {
 			k.errs.Inc()
-			logger.Error(err, "Failed to save address claims; keeping them in memory and retrying", "retryIn", backoff)
-			retryAt, backoff = k.clock.Now().Add(backoff), min(2*backoff, time.Minute)
-			continue
+			logger.Error(err, "Failed to save address claims; keeping them in memory and retrying with backoff")
 		}
-		saved, backoff = version, time.Second
+		if !pending {
+			saved = version
+		}
 	}
 }
 

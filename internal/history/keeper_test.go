@@ -34,13 +34,18 @@ func (s *nodeSource) GetInformer(context.Context, client.Object, ...cache.Inform
 	return s.informer, nil
 }
 
-// informer is a fake informer that says when a handler is registered.
+// informer is a fake informer that says when a handler is registered, and runs
+// beforeRegister first (a Node deleted then sends the handler no event).
 type informer struct {
 	*controllertest.FakeInformer
-	registered chan struct{}
+	registered     chan struct{}
+	beforeRegister func()
 }
 
 func (i *informer) AddEventHandler(h toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
+	if i.beforeRegister != nil {
+		i.beforeRegister()
+	}
 	r, err := i.FakeInformer.AddEventHandler(h)
 	close(i.registered)
 	return r, err
@@ -55,20 +60,26 @@ func nodeWith(name string, ips ...string) *corev1.Node {
 }
 
 // TestKeeper runs the Keeper over a recorded claim and a squatter that came
-// while csrguard was down: the record wins; events move claims; nothing is
-// written before this replica leads; once it leads the record follows; a
-// claim that runs out passes to the new holder, who is requeued.
+// while csrguard was down: the record wins; a Node deleted before the watch
+// began is released all the same; events move claims; nothing is written
+// before this replica leads; once it leads the record follows; a claim that
+// runs out passes to the new holder, who is requeued.
 func TestKeeper(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	records := fake.NewClientBuilder().Build()
 	store := history.NewStore(records, records, "csrguard")
-	if err := store.SaveClaims(ctx, map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0}}); err != nil {
+	if _, err := store.SaveClaims(ctx, map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0}}, t0); err != nil {
 		t.Fatal(err)
 	}
 	nodes := &nodeSource{
-		Client:   fake.NewClientBuilder().WithObjects(nodeWith("owner", "10.0.0.1"), nodeWith("squatter", "10.0.0.2", "10.0.0.1")).Build(),
+		Client:   fake.NewClientBuilder().WithObjects(nodeWith("owner", "10.0.0.1"), nodeWith("squatter", "10.0.0.2", "10.0.0.1"), nodeWith("departed", "10.0.0.3")).Build(),
 		informer: &informer{FakeInformer: controllertest.NewFakeInformer(controllertest.Synced), registered: make(chan struct{})},
+	}
+	nodes.informer.beforeRegister = func() {
+		if err := nodes.Delete(ctx, nodeWith("departed")); err != nil {
+			t.Error(err)
+		}
 	}
 	clock := clocktesting.NewFakeClock(at(3600))
 	claims := history.NewClaims(time.Minute)
@@ -93,6 +104,10 @@ func TestKeeper(t *testing.T) {
 	if c, _, _ := claims.Get("10.0.0.2"); c.Node != "squatter" {
 		t.Errorf("Get(10.0.0.2) = %v, want the squatter's own address claimed by it", c)
 	}
+	waitFor(t, "the claim of the Node deleted before the watch to be released", func() bool {
+		c, _, _ := claims.Get("10.0.0.3")
+		return c.Node == "departed" && !c.Released.IsZero()
+	}, state)
 
 	// The owner moves away; the squatter then alone reports the address.
 	nodes.informer.Update(nodeWith("owner", "10.0.0.1"), nodeWith("owner", "10.0.0.9"))

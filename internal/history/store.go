@@ -49,13 +49,20 @@ type Store struct {
 	writer    client.Client
 	namespace string
 
-	mu    sync.Mutex
-	saved map[string]map[string]string // claim ConfigMap name -> data last written or read
+	mu      sync.Mutex
+	saved   map[string]map[string]string // claim ConfigMap name -> data last written or read
+	backoff map[string]retryAfter        // claim ConfigMap name -> when its failed write may be retried
+}
+
+// retryAfter is the backoff of a claim ConfigMap whose last write failed.
+type retryAfter struct {
+	at    time.Time
+	delay time.Duration
 }
 
 // NewStore returns a Store in namespace. writer may be nil for a read-only Store.
 func NewStore(reader client.Reader, writer client.Client, namespace string) *Store {
-	return &Store{reader: reader, writer: writer, namespace: namespace, saved: map[string]map[string]string{}}
+	return &Store{reader: reader, writer: writer, namespace: namespace, saved: map[string]map[string]string{}, backoff: map[string]retryAfter{}}
 }
 
 // Namespace returns the namespace the Store keeps its ConfigMaps in.
@@ -148,10 +155,13 @@ type claimEntry struct {
 // maxShardBytes keeps a claim ConfigMap well under the API server's 1 MiB object limit.
 const maxShardBytes = 900 << 10
 
-// SaveClaims writes claims, replacing what is recorded; it writes only the ConfigMaps whose
-// content changed since they were last loaded or saved, and every one of those even when
-// another fails. Only the leader saves claims.
-func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim) error {
+// SaveClaims writes claims at now, replacing what is recorded; it writes only the ConfigMaps
+// whose content changed since they were last loaded or saved, and every one of those even when
+// another fails. A ConfigMap whose write failed is retried no sooner than its backoff (a
+// second, doubling to a minute) after the failure, so that one that cannot be written neither
+// floods the API server nor delays the others. It reports pending while any change is not
+// written yet; err joins the writes that failed in this call. Only the leader saves claims.
+func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, now time.Time) (pending bool, err error) {
 	shards := make([]map[string]string, ClaimShards)
 	byNode := map[string]map[string]claimEntry{}
 	for key, c := range claims {
@@ -163,7 +173,7 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim) 
 	for node, entries := range byNode {
 		b, err := json.Marshal(entries) // map keys are sorted: the encoding is stable
 		if err != nil {
-			return fmt.Errorf("encode claims of node %q: %w", node, err)
+			return true, fmt.Errorf("encode claims of node %q: %w", node, err)
 		}
 		i := shard(node)
 		if shards[i] == nil {
@@ -175,34 +185,48 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim) 
 	for i, name := range ClaimConfigMaps() {
 		s.mu.Lock()
 		prev, known := s.saved[name]
+		back := s.backoff[name]
 		s.mu.Unlock()
 		if known && maps.Equal(prev, shards[i]) || !known && len(shards[i]) == 0 {
 			continue
 		}
-		size := 0
-		for k, v := range shards[i] {
-			size += len(k) + len(v)
-		}
-		if size > maxShardBytes {
-			errs = append(errs, fmt.Errorf("configmap %s/%s would hold %d bytes of claims, over %d", s.namespace, name, size, maxShardBytes))
+		if now.Before(back.at) {
+			pending = true
 			continue
 		}
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			cm, err := s.get(ctx, name)
-			if err != nil {
-				return err
-			}
-			return s.put(ctx, cm, name, shards[i])
-		})
-		if err != nil {
+		if err := s.writeShard(ctx, name, shards[i]); err != nil {
+			pending = true
 			errs = append(errs, err)
+			back.delay = min(max(2*back.delay, time.Second), time.Minute)
+			s.mu.Lock()
+			s.backoff[name] = retryAfter{at: now.Add(back.delay), delay: back.delay}
+			s.mu.Unlock()
 			continue
 		}
 		s.mu.Lock()
 		s.saved[name] = shards[i]
+		delete(s.backoff, name)
 		s.mu.Unlock()
 	}
-	return errors.Join(errs...)
+	return pending, errors.Join(errs...)
+}
+
+// writeShard replaces the data of one claim ConfigMap.
+func (s *Store) writeShard(ctx context.Context, name string, data map[string]string) error {
+	size := 0
+	for k, v := range data {
+		size += len(k) + len(v)
+	}
+	if size > maxShardBytes {
+		return fmt.Errorf("configmap %s/%s would hold %d bytes of claims, over %d", s.namespace, name, size, maxShardBytes)
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cm, err := s.get(ctx, name)
+		if err != nil {
+			return err
+		}
+		return s.put(ctx, cm, name, data)
+	})
 }
 
 // get reads a ConfigMap; nil and no error when it does not exist.

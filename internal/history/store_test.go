@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -45,7 +46,7 @@ func TestStoreClaimsRoundTrip(t *testing.T) {
 		"2001:db8::1":        {Node: "node-b", Since: at(5), Released: at(60)},
 		"node-b.example.com": {Node: "node-b", Since: at(5)},
 	}
-	if err := s.SaveClaims(ctx, claims); err != nil {
+	if _, err := s.SaveClaims(ctx, claims, t0); err != nil {
 		t.Fatal(err)
 	}
 	firstWrites := writes
@@ -53,7 +54,7 @@ func TestStoreClaimsRoundTrip(t *testing.T) {
 		t.Errorf("first save wrote %d ConfigMaps, want one per shard in use (1 or 2)", firstWrites)
 	}
 	// Saving the same claims again writes nothing.
-	if err := s.SaveClaims(ctx, claims); err != nil {
+	if _, err := s.SaveClaims(ctx, claims, t0); err != nil {
 		t.Fatal(err)
 	}
 	if writes != firstWrites {
@@ -71,7 +72,7 @@ func TestStoreClaimsRoundTrip(t *testing.T) {
 	// Claims of a node that lost them all are removed from its shard.
 	delete(claims, "10.0.0.1")
 	delete(claims, "node-a")
-	if err := s.SaveClaims(ctx, claims); err != nil {
+	if _, err := s.SaveClaims(ctx, claims, t0); err != nil {
 		t.Fatal(err)
 	}
 	got, _, _ = s.LoadClaims(ctx)
@@ -120,12 +121,15 @@ func TestStoreClaimsUnusable(t *testing.T) {
 }
 
 // TestStoreSaveClaimsEveryShard: a shard that cannot be written does not keep the others from
-// being written, and the error says which.
+// being written, the error says which, and that shard alone is retried with backoff.
 func TestStoreSaveClaimsEveryShard(t *testing.T) {
 	failing := history.ClaimConfigMaps()[0]
+	broken := true
+	attempts := map[string]int{}
 	c := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
 		Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
-			if o.GetName() == failing {
+			attempts[o.GetName()]++
+			if o.GetName() == failing && broken {
 				return errors.New("quota exceeded")
 			}
 			return c.Create(ctx, o, opts...)
@@ -135,13 +139,31 @@ func TestStoreSaveClaimsEveryShard(t *testing.T) {
 	for i := range 64 {
 		claims[fmt.Sprintf("10.0.1.%d", i)] = policy.Claim{Node: fmt.Sprintf("node-%d", i), Since: t0}
 	}
-	err := history.NewStore(c, c, "csrguard").SaveClaims(t.Context(), claims)
-	if err == nil || !strings.Contains(err.Error(), "quota exceeded") {
-		t.Fatalf("SaveClaims() error = %v, want the failed shard's", err)
+	store := history.NewStore(c, c, "csrguard")
+	pending, err := store.SaveClaims(t.Context(), claims, t0)
+	if err == nil || !strings.Contains(err.Error(), "quota exceeded") || !pending {
+		t.Fatalf("SaveClaims() = %v, %v; want pending and the failed shard's error", pending, err)
 	}
 	got, _, _ := history.NewStore(c, nil, "csrguard").LoadClaims(t.Context())
 	if len(got) == 0 || len(got) == len(claims) {
 		t.Errorf("%d of %d claims saved, want all but those of the failing shard", len(got), len(claims))
+	}
+
+	// Within its backoff the failed shard is not tried again, and nothing else is rewritten.
+	before := maps.Clone(attempts)
+	if pending, err := store.SaveClaims(t.Context(), claims, t0.Add(500*time.Millisecond)); err != nil || !pending {
+		t.Errorf("SaveClaims() within the backoff = %v, %v; want pending, no error", pending, err)
+	}
+	if !maps.Equal(attempts, before) {
+		t.Errorf("writes within the backoff: %v, want none beyond %v", attempts, before)
+	}
+	// After it, the shard is written and nothing is pending.
+	broken = false
+	if pending, err := store.SaveClaims(t.Context(), claims, t0.Add(time.Second)); err != nil || pending {
+		t.Errorf("SaveClaims() after the backoff = %v, %v; want done", pending, err)
+	}
+	if got, _, _ := history.NewStore(c, nil, "csrguard").LoadClaims(t.Context()); len(got) != len(claims) {
+		t.Errorf("%d of %d claims saved after the retry", len(got), len(claims))
 	}
 }
 
