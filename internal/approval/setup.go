@@ -77,15 +77,19 @@ func trimNode(labelKeys []string) func(any) (any, error) {
 	}
 }
 
-// trimCSR drops managed fields and cuts a request longer than servingcsr.MaxRequestBytes
-// (which Parse refuses anyway) to one byte more, so that no node can fill the cache.
+// trimCSR drops managed fields, the request of a final CSR (it is never decided again; its
+// certificate stays) and cuts a longer request than servingcsr.MaxRequestBytes (which Parse
+// refuses anyway) to one byte more, so that no node can fill the cache: CSRs live an hour.
 func trimCSR(obj any) (any, error) {
 	csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
 	if !ok {
 		return obj, nil
 	}
 	csr.ManagedFields = nil
-	if len(csr.Spec.Request) > servingcsr.MaxRequestBytes {
+	switch {
+	case servingcsr.IsFinal(csr):
+		csr.Spec.Request = nil
+	case len(csr.Spec.Request) > servingcsr.MaxRequestBytes:
 		// A copy: a sub-slice would keep the whole array alive.
 		csr.Spec.Request = bytes.Clone(csr.Spec.Request[:servingcsr.MaxRequestBytes+1])
 	}

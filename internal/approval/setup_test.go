@@ -195,4 +195,15 @@ func TestTrimCSR(t *testing.T) {
 	if _, err := servingcsr.Parse(big.Spec.Request); err == nil {
 		t.Error("Parse accepted a request over MaxRequestBytes")
 	}
+
+	// A final CSR is never decided again: its request goes, its certificate stays.
+	issued := csrtest.New(t)
+	issued.Status.Certificate = []byte("certificate")
+	got, err := trimCSR(issued)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := got.(*certificatesv1.CertificateSigningRequest); c.Spec.Request != nil || string(c.Status.Certificate) != "certificate" {
+		t.Errorf("trimCSR(issued): request %d bytes, certificate %q; want none and kept", len(c.Spec.Request), c.Status.Certificate)
+	}
 }

@@ -23,7 +23,7 @@ const pemType = "CERTIFICATE REQUEST"
 // MaxRequestBytes bounds spec.request. A kubelet's is under 1 KiB (an 8192-bit RSA key with 20
 // SANs stays under 4 KiB); the API server sets no limit, so a node could otherwise file
 // megabyte requests that csrguard's cache would hold for the hour until they are deleted.
-const MaxRequestBytes = 64 << 10
+const MaxRequestBytes = 16 << 10
 
 // ParseError is the error Parse returns.
 type ParseError struct {
