@@ -127,7 +127,6 @@ const SignerDefaultLifetime = 8760 * time.Hour
 // Cluster returns an error and every CSR is held.
 type ClusterDiscovery struct {
 	reader    client.Reader
-	nodes     client.Reader
 	apiServer *rest.Config
 	store     *history.Store
 	static    policy.Cluster
@@ -144,11 +143,9 @@ type ClusterDiscovery struct {
 
 // DiscoveryConfig configures a ClusterDiscovery.
 type DiscoveryConfig struct {
-	// Reader reads uncached; Nodes reads the Node cache (their pod CIDRs are
-	// reserved; nil skips them); APIServer is how csrguard reaches the API
-	// server (its certificate and host are sources of its identity).
+	// Reader reads uncached; APIServer is how csrguard reaches the API server
+	// (its certificate and host are sources of its identity).
 	Reader    client.Reader
-	Nodes     client.Reader
 	APIServer *rest.Config
 	// Store remembers what was discovered; Static is added from flags.
 	Store  *history.Store
@@ -163,7 +160,7 @@ type DiscoveryConfig struct {
 // NewClusterDiscovery returns a discovery configured by cfg.
 func NewClusterDiscovery(cfg DiscoveryConfig) *ClusterDiscovery {
 	return &ClusterDiscovery{
-		reader: cfg.Reader, nodes: cfg.Nodes, apiServer: cfg.APIServer, store: cfg.Store, static: cfg.Static,
+		reader: cfg.Reader, apiServer: cfg.APIServer, store: cfg.Store, static: cfg.Static,
 		interval: cfg.Interval, retention: cfg.Retention, clock: cfg.Clock, errs: cfg.Metrics,
 	}
 }
@@ -193,9 +190,9 @@ func (d *ClusterDiscovery) Start(ctx context.Context) error {
 			// the API server's addresses.
 			logger.Error(err, "Failed to discover API server addresses and service CIDRs")
 		} else if !slices.Equal(c.APIServerAddresses, last.APIServerAddresses) || !slices.Equal(c.APIServerNames, last.APIServerNames) ||
-			!slices.Equal(c.ServiceCIDRs, last.ServiceCIDRs) || !slices.Equal(c.PodCIDRs, last.PodCIDRs) {
-			logger.Info("Reserved the API server's identity, the service CIDRs and the pod CIDRs", "apiServerAddresses", c.APIServerAddresses,
-				"apiServerNames", c.APIServerNames, "serviceCIDRs", c.ServiceCIDRs, "podCIDRs", c.PodCIDRs)
+			!slices.Equal(c.ServiceCIDRs, last.ServiceCIDRs) {
+			logger.Info("Reserved the API server's identity and the service CIDRs", "apiServerAddresses", c.APIServerAddresses,
+				"apiServerNames", c.APIServerNames, "serviceCIDRs", c.ServiceCIDRs)
 			last = c
 		}
 		select {
@@ -262,13 +259,6 @@ func (d *ClusterDiscovery) refresh(ctx context.Context) (policy.Cluster, error) 
 	d.identity = identity
 	d.mu.Unlock()
 
-	if d.nodes != nil {
-		var nodes corev1.NodeList
-		if err := d.nodes.List(ctx, &nodes); err != nil {
-			return policy.Cluster{}, fmt.Errorf("list nodes for their pod CIDRs: %w", err)
-		}
-		c.PodCIDRs = policy.PodCIDRs(policy.FromNodes(nodes.Items))
-	}
 	addrs, names := identity.Split()
 	c.APIServerAddresses = uniqueSorted(append(c.APIServerAddresses, addrs...), netip.Addr.Compare)
 	c.APIServerNames = uniqueSorted(append(c.APIServerNames, names...), compareString)

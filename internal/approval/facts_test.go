@@ -3,11 +3,9 @@ package approval
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -17,15 +15,11 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
-	"github.com/csrguard/csrguard/internal/history"
-	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
-	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 )
 
 // clusterText is a policy.Cluster in comparable text form.
@@ -350,22 +344,5 @@ func TestCacheFactsNodesWithShortName(t *testing.T) {
 	plain := NewCacheFacts(fake.NewClientBuilder().WithObjects(nodeA()).Build(), discovered(t), claimsOf())
 	if _, err := plain.NodesWithShortName(t.Context(), "node-a"); err == nil {
 		t.Error("NodesWithShortName without the index: error = nil")
-	}
-}
-
-func TestClusterDiscoveryPodCIDRs(t *testing.T) {
-	withCIDR := nodeA()
-	withCIDR.Spec.PodCIDRs = []string{"10.244.0.0/24"}
-	d := NewClusterDiscovery(DiscoveryConfig{
-		Reader: fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), Nodes: newCache(withCIDR),
-		Store:    history.NewStore(fake.NewClientBuilder().Build(), nil, "csrguard"),
-		Interval: time.Minute, Retention: SignerDefaultLifetime, Clock: clocktesting.NewFakeClock(csrtest.Created), Metrics: metrics.New(),
-	})
-	c, err := d.Refresh(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(fmt.Sprint(c.PodCIDRs), "[10.244.0.0/24]"); diff != "" {
-		t.Errorf("PodCIDRs (-got +want):\n%s", diff)
 	}
 }

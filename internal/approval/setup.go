@@ -30,7 +30,7 @@ import (
 // CacheOptions trims the manager's caches to what the policy needs, so memory
 // stays small with thousands of nodes: only kubelet-serving CSRs are listed
 // (a server-side field selector), and an oversized request is cut; Nodes keep their name, addresses, the
-// control-plane labels of cfg, pod CIDRs, kubelet endpoint and OS image — no images,
+// control-plane labels of cfg, kubelet endpoint and OS image — no images,
 // conditions or other labels; Namespaces are cached as names only.
 func CacheOptions(cfg policy.Config) cache.Options {
 	return cache.Options{
@@ -67,7 +67,6 @@ func trimNode(labelKeys []string) func(any) (any, error) {
 				Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp,
 				Labels: labels,
 			},
-			Spec: corev1.NodeSpec{PodCIDRs: n.Spec.PodCIDRs},
 			Status: corev1.NodeStatus{
 				Addresses:       n.Status.Addresses,
 				DaemonEndpoints: n.Status.DaemonEndpoints,

@@ -22,8 +22,7 @@ import (
 // that decide from a laptop (explain, approve, doctor, preflight): the given
 // Nodes, the Namespaces, the API server's identity and the service CIDRs
 // (Discover, what csrguard's record in namespace remembers, and static), and
-// the address claims csrguard recorded there, and the Nodes' pod CIDRs.
-// reader should be uncached.
+// the address claims csrguard recorded there. reader should be uncached.
 //
 // Failing to read the record is an error, not an empty record: without it an
 // address the API server once had, or the owner of a squatted address, is
@@ -52,7 +51,6 @@ func ReadSnapshot(ctx context.Context, reader client.Reader, apiServer *rest.Con
 	cluster.APIServerAddresses = uniqueSorted(append(append(cluster.APIServerAddresses, addrs...), static.APIServerAddresses...), netip.Addr.Compare)
 	cluster.APIServerNames = uniqueSorted(append(cluster.APIServerNames, names...), compareString)
 	cluster.ServiceCIDRs = uniqueSorted(append(cluster.ServiceCIDRs, static.ServiceCIDRs...), comparePrefix)
-	cluster.PodCIDRs = policy.PodCIDRs(s.Nodes)
 	s.Cluster = cluster
 	return s, nil
 }

@@ -113,7 +113,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return fmt.Errorf("add address claims: %w", err)
 	}
 	discovery := approval.NewClusterDiscovery(approval.DiscoveryConfig{
-		Reader: mgr.GetAPIReader(), Nodes: mgr.GetClient(), APIServer: restCfg, Store: store, Static: cfg.Static,
+		Reader: mgr.GetAPIReader(), APIServer: restCfg, Store: store, Static: cfg.Static,
 		Interval: cfg.DiscoveryInterval, Retention: max(cfg.Approval.Policy.MaxExpiration, approval.SignerDefaultLifetime),
 		Clock: clock.RealClock{}, Metrics: m,
 	})

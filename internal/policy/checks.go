@@ -138,13 +138,14 @@ func (e *evaluation) sanTypes(context.Context) (CheckResult, error) {
 		if why := invalidDNSName(name); why != "" {
 			return failed(Deny, DNSNameInvalid, "DNS SAN %q is not a valid DNS name: %s", name, why)
 		}
-		// Some clients match a DNS SAN that reads as an IP against the address they dialled,
-		// and resolvers turn "10.1" or "167772161" into addresses without asking DNS. The
-		// kubelet puts a Hostname that parses as an IP into an IP SAN; only an InternalDNS or
-		// ExternalDNS holding an IP, or a host name ending in a number (which RFC 1123 rules
-		// out), becomes such a DNS SAN. Deny it rather than run it through every address rule.
-		if label, ok := endsInNumber(name); ok {
-			return failed(Deny, DNSNameIsAddress, "DNS SAN %q reads as an IP address: its last label %q is a number to resolvers (inet_aton) and URL parsers", name, label)
+		// Resolvers (inet_aton) and URL parsers turn "10.1", "010.0.0.1" or "0x0a000001" into
+		// an address without asking DNS, and some clients match such a DNS SAN against the
+		// address they dialled. The kubelet puts a Hostname that parses as an IP into an IP
+		// SAN; only an InternalDNS or ExternalDNS holding an IP becomes such a DNS SAN. Deny
+		// it rather than run it through every address rule. A name with a non-numeric label
+		// ("cn-hangzhou.192.168.0.5", Alibaba Cloud's node names) is a name to all of them.
+		if readsAsIPv4(name) {
+			return failed(Deny, DNSNameIsAddress, "DNS SAN %q reads as an IPv4 address: resolvers (inet_aton) and URL parsers take it for one without asking DNS", name)
 		}
 	}
 	return passed("%d DNS and %d IP SANs", len(csr.DNSNames), len(csr.IPAddresses))
@@ -170,21 +171,27 @@ func onlyDNSAndIP(der []byte) error {
 	return nil
 }
 
-// endsInNumber reports whether name's last label is a number in the sense of inet_aton and the
-// WHATWG URL standard (decimal digits, or 0x and hex digits), which makes name an IPv4 address
-// to them: "10.0.0.1", "010.0.0.010", "10.1" and "0x0a000001" all are. It returns the label.
-func endsInNumber(name string) (string, bool) {
-	label := strings.ToLower(name[strings.LastIndexByte(name, '.')+1:])
-	digits, isHex := strings.CutPrefix(label, "0x")
-	if label == "" || (isHex && digits == "") {
-		return label, isHex
+// readsAsIPv4 reports whether name is an IPv4 address to inet_aton and the WHATWG URL standard:
+// one to four labels, each a number (decimal digits, which octal "010" is too, or 0x and hex
+// digits). "10.0.0.1", "010.0.0.010", "10.1", "167772161" and "0x0a000001" all are. Values
+// out of range make it no address to them; it is denied all the same.
+func readsAsIPv4(name string) bool {
+	labels := strings.Split(strings.ToLower(name), ".")
+	if len(labels) > 4 {
+		return false
 	}
-	for _, r := range digits {
-		if !('0' <= r && r <= '9' || isHex && 'a' <= r && r <= 'f') {
-			return label, false
+	for _, label := range labels {
+		digits, isHex := strings.CutPrefix(label, "0x")
+		if label == "" {
+			return false
+		}
+		for _, r := range digits {
+			if !('0' <= r && r <= '9' || isHex && 'a' <= r && r <= 'f') {
+				return false
+			}
 		}
 	}
-	return label, true
+	return true
 }
 
 // invalidDNSName says why name is not a DNS name a serving certificate may hold, or returns "".

@@ -10,14 +10,16 @@ import (
 
 var (
 	// metadataAddresses are the clouds' instance metadata and host services: 169.254.169.254
-	// (AWS, GCP, Azure, OpenStack, most others), fd00:ec2::254 (AWS IPv6), 100.100.100.200
-	// (Alibaba Cloud), 168.63.129.16 (Azure WireServer).
+	// (AWS, GCP, Azure, OpenStack, most others; named here for a clearer message, the
+	// link-local ranges are reserved whole), AWS's IPv6 metadata, DNS and time services
+	// (fd00:ec2::254, ::253, ::123), Alibaba Cloud's metadata (100.100.100.200) and Azure's
+	// WireServer (168.63.129.16).
 	metadataAddresses = []netip.Addr{
-		netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254"),
+		netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254"), netip.MustParseAddr("fd00:ec2::253"), netip.MustParseAddr("fd00:ec2::123"),
 		netip.MustParseAddr("100.100.100.200"), netip.MustParseAddr("168.63.129.16"),
 	}
-	// metadataNames are the names of metadata services.
-	metadataNames = []string{"metadata.google.internal", "metadata"}
+	// metadataNames are the names of metadata services (GCP; AWS).
+	metadataNames = []string{"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 	broadcast     = netip.MustParseAddr("255.255.255.255")
 )
 
@@ -90,7 +92,9 @@ func (e *evaluation) reservedName(ctx context.Context, name string) (string, err
 	// pod's search path completes to "….<ns>.svc.<domain>". Any Service may be created in an
 	// existing namespace while the certificate lives, so such names of every existing
 	// namespace are reserved.
-	if n := len(labels); n == 2 || n == 3 {
+	// The requester's own Node name is exempt: it is bound to the node's credential, and
+	// whoever may create a namespace could otherwise strand every node named "<host>.<ns>".
+	if n := len(labels); (n == 2 || n == 3) && name != normaliseDNS(e.nodeName) {
 		ns := labels[n-1]
 		exists, err := e.facts.NamespaceExists(ctx, ns)
 		if err != nil {
@@ -121,8 +125,6 @@ func (e *evaluation) reservedAddress(addr netip.Addr, cluster Cluster) string {
 		return "the broadcast address"
 	case inAny(cluster.ServiceCIDRs, addr):
 		return "a Service IP"
-	case inAny(cluster.PodCIDRs, addr):
-		return "a Pod IP (in a Node's pod CIDR)"
 	case inAny(e.cfg.ExtraReservedCIDRs, addr):
 		return "in a reserved CIDR (--reserved-cidrs)"
 	}

@@ -52,10 +52,12 @@ func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
 		}
 		keys = append(keys, ip.String())
 	}
-	// A Node's name is its own even when it reports no Hostname, and so is its short name (its
-	// first label), by which nodes are reached through DNS search domains: a DNS SAN whose
-	// first label is another Node's short name is that Node's. The requester's own full name is
-	// always its own, even where two Nodes share a short name.
+	// A Node's name is its own even when it reports no Hostname, and so are the names it is
+	// reached by through DNS search domains: a DNS SAN that is a short form of another Node's
+	// name ("node-b" for "node-b.example.com") or that name under some domain
+	// ("node-b.example.com" for "node-b") is that Node's. The requester's own full name is
+	// always its own. Names that merely share a first label ("web1.dc1" and "web1.dc2") are
+	// left to the address rules, or any new Node could deny its namesakes' aliases.
 	for _, name := range e.dnsNames {
 		if name == normaliseDNS(e.nodeName) {
 			continue
@@ -66,8 +68,8 @@ func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
 			return CheckResult{}, fmt.Errorf("find nodes named %q: %w", first, err)
 		}
 		for _, other := range slices.Sorted(slices.Values(others)) {
-			if other != e.nodeName {
-				return e.unsettled(SANOfOtherNode, "DNS SAN %q has the short name %q of node %q", name, first, other)
+			if other != e.nodeName && sameHostName(name, normaliseDNS(other)) {
+				return e.unsettled(SANOfOtherNode, "DNS SAN %q names node %q (one is the other under a domain)", name, other)
 			}
 		}
 	}
@@ -82,8 +84,9 @@ func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
 
 // owner checks that no other Node owns the address key.
 func (e *evaluation) owner(ctx context.Context, key string) (CheckResult, error) {
-	if key == normaliseDNS(e.nodeName) {
+	if _, isIP := ParseNodeIP(key); !isIP && key == normaliseDNS(e.nodeName) {
 		// A Node's name is bound to its credential (NodeRestriction): no claim can take it.
+		// A Node named like an IP gets no such say over the address: that is an address key.
 		return CheckResult{Outcome: Pass}, nil
 	}
 	claim, ok, err := e.facts.AddressClaim(ctx, key)
@@ -169,9 +172,25 @@ func (e *evaluation) requestingNode(ctx context.Context) (*Node, error) {
 	return e.node, nil
 }
 
-// normaliseDNS returns name as it is compared: lowercased, without a trailing dot.
+// sameHostName reports whether the normalised names a and b are one host's name with and
+// without a domain: equal, or one is the other followed by more labels.
+func sameHostName(a, b string) bool {
+	if len(a) > len(b) {
+		a, b = b, a
+	}
+	return a == b || strings.HasPrefix(b, a+".")
+}
+
+// normaliseDNS returns name as it is compared: ASCII letters lowercased (DNS is
+// case-insensitive in ASCII only, so "\u212a" is never "k"), without a trailing dot.
 func normaliseDNS(name string) string {
-	return strings.ToLower(strings.TrimSuffix(name, "."))
+	name = strings.TrimSuffix(name, ".")
+	return strings.Map(func(r rune) rune {
+		if 'A' <= r && r <= 'Z' {
+			return r + ('a' - 'A')
+		}
+		return r
+	}, name)
 }
 
 // normaliseAddr returns addr as it is compared: IPv4-mapped IPv6 as IPv4, without a zone.

@@ -26,6 +26,8 @@ func TestAddressKeys(t *testing.T) {
 		{Type: corev1.NodeInternalDNS, Address: "x\ny"},
 		{Type: corev1.NodeInternalDNS, Address: "*.example.com"},
 		{Type: corev1.NodeInternalDNS, Address: strings.Repeat("a", 300)},
+		// U+212A KELVIN SIGN lowercases to "k" in Unicode, but DNS folds ASCII only.
+		{Type: corev1.NodeInternalDNS, Address: "NODE-\u212a"},
 	})
 	// The kubelet's ParseIPSloppy takes leading zeros but no zone: a zoned address is no IP.
 	// Addresses that are neither an IP nor a DNS name can never be SANs: they get no key.

@@ -98,8 +98,6 @@ type CheckResult struct {
 type Node struct {
 	Name      string
 	Addresses []corev1.NodeAddress
-	// PodCIDRs is spec.podCIDRs.
-	PodCIDRs []string
 	// Labels are the Node's labels, or at least those Config.ControlPlaneLabels names: a Node
 	// that carries one is a control-plane node, which may hold its own API server addresses and
 	// names in its certificate.
@@ -108,7 +106,7 @@ type Node struct {
 
 // FromNode returns what the policy looks at of a Node.
 func FromNode(n *corev1.Node) Node {
-	return Node{Name: n.Name, Addresses: n.Status.Addresses, PodCIDRs: n.Spec.PodCIDRs, Labels: n.Labels}
+	return Node{Name: n.Name, Addresses: n.Status.Addresses, Labels: n.Labels}
 }
 
 // FromNodes returns FromNode of each of nodes.
@@ -134,9 +132,6 @@ type Cluster struct {
 	// ServiceCIDRs are the ranges Service cluster IPs come from. No node may hold one, control
 	// plane or not.
 	ServiceCIDRs []netip.Prefix
-	// PodCIDRs are the Nodes' spec.podCIDRs, where Pod IPs come from with CNIs that use them.
-	// No node may hold one.
-	PodCIDRs []netip.Prefix
 }
 
 // Claim records which Node owns an address: the first to report it while csrguard watched.

@@ -246,8 +246,15 @@ func TestEvaluate(t *testing.T) {
 		{name: "dns_ip_short_form", opts: []csrtest.Option{csrtest.DNSNames("10.1")}, want: denied("san-types", policy.DNSNameIsAddress)},
 		{name: "dns_ip_integer", opts: []csrtest.Option{csrtest.DNSNames("167772161")}, want: denied("san-types", policy.DNSNameIsAddress)},
 		{name: "dns_ip_hex", opts: []csrtest.Option{csrtest.DNSNames("0x0A000001")}, want: denied("san-types", policy.DNSNameIsAddress)},
-		{name: "dns_ip_hex_empty", opts: []csrtest.Option{csrtest.DNSNames("node-a.0x")}, want: denied("san-types", policy.DNSNameIsAddress)},
-		{name: "dns_numeric_last_label", opts: []csrtest.Option{csrtest.DNSNames("node-a.123")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_ip_hex_empty", opts: []csrtest.Option{csrtest.DNSNames("0x.1")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		{name: "dns_ip_mixed_forms", opts: []csrtest.Option{csrtest.DNSNames("0x7f.1")}, want: denied("san-types", policy.DNSNameIsAddress)},
+		// A name with a non-numeric label is a name to resolvers and URL parsers: it is judged
+		// like any other name.
+		{name: "dns_numeric_last_label_not_on_node", opts: []csrtest.Option{csrtest.DNSNames("node-a.123")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "dns_five_numeric_labels_not_on_node", opts: []csrtest.Option{csrtest.DNSNames("1.2.3.4.5")}, want: denied("san-ownership", policy.SANNotOnNode)},
+		{name: "alibaba_node_name", opts: []csrtest.Option{csrtest.Node("cn-hangzhou.192.168.0.5"), csrtest.DNSNames("cn-hangzhou.192.168.0.5"), csrtest.IPAddresses("192.168.0.5")}, facts: func(f *fakeFacts) {
+			f.nodes["cn-hangzhou.192.168.0.5"] = node("cn-hangzhou.192.168.0.5", "Hostname=cn-hangzhou.192.168.0.5", "InternalIP=192.168.0.5")
+		}, want: approved()},
 		{name: "dns_with_space", opts: []csrtest.Option{csrtest.DNSNames("node-a example.com")}, want: denied("san-types", policy.DNSNameInvalid)},
 
 		// usages
@@ -285,6 +292,13 @@ func TestEvaluate(t *testing.T) {
 			f.addAddresses("node-a", "InternalDNS=vault.vault")
 		}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_service_short_name_kube_system", opts: []csrtest.Option{csrtest.DNSNames("Kube-DNS.Kube-System")}, want: denied("reserved", policy.ReservedName)},
+		// A Node's own name is bound to its credential; a new namespace must not strand it.
+		{name: "own_name_ending_in_namespace", opts: []csrtest.Option{csrtest.Node("worker1.vault"), csrtest.DNSNames("worker1.vault"), csrtest.IPAddresses("10.0.0.30")}, facts: func(f *fakeFacts) {
+			f.nodes["worker1.vault"] = node("worker1.vault", "Hostname=worker1.vault", "InternalIP=10.0.0.30")
+		}, want: approved()},
+		{name: "other_name_ending_in_namespace_beside_own", opts: []csrtest.Option{csrtest.Node("worker1.vault"), csrtest.DNSNames("worker1.vault", "worker2.vault")}, facts: func(f *fakeFacts) {
+			f.nodes["worker1.vault"] = node("worker1.vault", "Hostname=worker1.vault", "InternalDNS=worker2.vault")
+		}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_any_name_in_existing_namespace", opts: []csrtest.Option{csrtest.DNSNames("not-yet-a-service.default")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_statefulset_pod_name", opts: []csrtest.Option{csrtest.DNSNames("vault-0.vault-internal.vault")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_headless_pod_kube_system", opts: []csrtest.Option{csrtest.DNSNames("etcd-0.etcd.kube-system")}, want: denied("reserved", policy.ReservedName)},
@@ -307,12 +321,10 @@ func TestEvaluate(t *testing.T) {
 		{name: "reserved_loopback_mapped", opts: []csrtest.Option{csrtest.Extensions(csrtest.SANExtension(t, ipGN("::ffff:127.0.0.1")))}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_metadata_v4", opts: []csrtest.Option{csrtest.IPAddresses("169.254.169.254")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_metadata_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00:ec2::254")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_metadata_aws_dns_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00:ec2::253")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_metadata_aws_name", opts: []csrtest.Option{csrtest.DNSNames("instance-data.ec2.internal")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_metadata_alibaba", opts: []csrtest.Option{csrtest.IPAddresses("100.100.100.200")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_azure_wireserver", opts: []csrtest.Option{csrtest.IPAddresses("168.63.129.16")}, want: denied("reserved", policy.ReservedAddress)},
-		{name: "reserved_pod_ip", opts: []csrtest.Option{csrtest.IPAddresses("10.244.3.7")}, facts: func(f *fakeFacts) {
-			f.cluster.PodCIDRs = []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16")}
-			f.addAddresses("node-a", "InternalIP=10.244.3.7")
-		}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_link_local_v4", opts: []csrtest.Option{csrtest.IPAddresses("169.254.1.1")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_link_local_v6", opts: []csrtest.Option{csrtest.IPAddresses("fe80::1")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_multicast_v4", opts: []csrtest.Option{csrtest.IPAddresses("224.0.0.1")}, want: denied("reserved", policy.ReservedAddress)},
@@ -545,9 +557,23 @@ func TestEvaluate(t *testing.T) {
 			f.nodes["ip-10-0-0-22.ec2.internal"] = node("ip-10-0-0-22.ec2.internal", "InternalIP=10.0.0.22")
 			f.addAddresses("node-a", "InternalDNS=ip-10-0-0-22")
 		}, want: denied("san-ownership", policy.SANOfOtherNode)},
-		{name: "alias_of_fqdn_node", opts: []csrtest.Option{csrtest.DNSNames("ip-10-0-0-22.us-west-2.compute.internal")}, facts: func(f *fakeFacts) {
+		{name: "fqdn_of_short_named_node", opts: []csrtest.Option{csrtest.DNSNames("node-b.corp.example")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-a", "InternalDNS=node-b.corp.example")
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
+		// Sharing a first label is no claim on each other's names, or any new Node could deny
+		// its namesakes' aliases: the address rules judge such a name.
+		{name: "name_sharing_first_label_with_other_node", opts: []csrtest.Option{csrtest.DNSNames("ip-10-0-0-22.us-west-2.compute.internal")}, facts: func(f *fakeFacts) {
 			f.nodes["ip-10-0-0-22.ec2.internal"] = node("ip-10-0-0-22.ec2.internal", "InternalIP=10.0.0.22")
 			f.addAddresses("node-a", "InternalDNS=ip-10-0-0-22.us-west-2.compute.internal")
+		}, want: approved()},
+		{name: "own_alias_beside_namesake_in_other_domain", opts: []csrtest.Option{csrtest.Node("web1.dc2"), csrtest.DNSNames("web1.dc2", "web1.dc2.example.com"), csrtest.IPAddresses("10.0.2.1")}, facts: func(f *fakeFacts) {
+			f.nodes["web1.dc1"] = node("web1.dc1", "Hostname=web1.dc1", "InternalIP=10.0.1.1")
+			f.nodes["web1.dc2"] = node("web1.dc2", "Hostname=web1.dc2", "InternalDNS=web1.dc2.example.com", "InternalIP=10.0.2.1")
+		}, want: approved()},
+		// A Node named like an IP has no say over that address: it is an address key.
+		{name: "node_named_like_owned_ip", opts: []csrtest.Option{csrtest.Node("10.0.0.11"), csrtest.DNSNames(), csrtest.IPAddresses("10.0.0.11")}, facts: func(f *fakeFacts) {
+			f.nodes["10.0.0.11"] = node("10.0.0.11", "InternalIP=10.0.0.11")
+			f.claims["10.0.0.11"] = policy.Claim{Node: "node-b", Since: csrtest.Created.Add(-24 * time.Hour)}
 		}, want: denied("san-ownership", policy.SANOfOtherNode)},
 		{name: "own_fqdn_name_beside_short_named_node", opts: []csrtest.Option{csrtest.Node("ip-10-0-0-22.ec2.internal"), csrtest.IPAddresses("10.0.0.22")}, facts: func(f *fakeFacts) {
 			f.nodes["ip-10-0-0-22.ec2.internal"] = node("ip-10-0-0-22.ec2.internal", "Hostname=ip-10-0-0-22.ec2.internal", "InternalIP=10.0.0.22")

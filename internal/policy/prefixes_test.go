@@ -36,16 +36,3 @@ func TestAggregate(t *testing.T) {
 		})
 	}
 }
-
-func TestPodCIDRs(t *testing.T) {
-	got := policy.PodCIDRs([]policy.Node{
-		{Name: "a", PodCIDRs: []string{"10.244.0.0/24", "fd00:244::/64"}},
-		{Name: "b", PodCIDRs: []string{"10.244.1.0/24"}},
-		{Name: "c", PodCIDRs: []string{"not-a-cidr"}},
-		{Name: "d"},
-	})
-	want := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/23"), netip.MustParsePrefix("fd00:244::/64")}
-	if diff := cmp.Diff(got, want, cmp.Comparer(func(a, b netip.Prefix) bool { return a == b })); diff != "" {
-		t.Errorf("PodCIDRs (-got +want):\n%s", diff)
-	}
-}

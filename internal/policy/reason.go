@@ -37,8 +37,8 @@ const (
 	// DNSNameInvalid (Deny): a DNS SAN is not an RFC 1123 name (wildcard, trailing dot, empty or
 	// long label, bad character).
 	DNSNameInvalid Reason = "DNSNameInvalid"
-	// DNSNameIsAddress (Deny): a DNS SAN reads as an IP address to resolvers and URL parsers (its
-	// last label is a number: 10.0.0.1, 010.0.0.1, 10.1, 0x0a000001). Kubelets put addresses
+	// DNSNameIsAddress (Deny): a DNS SAN reads as an IPv4 address to resolvers and URL parsers
+	// (every label a number: 10.0.0.1, 010.0.0.1, 10.1, 0x0a000001). Kubelets put addresses
 	// into IP SANs only.
 	DNSNameIsAddress Reason = "DNSNameIsAddress"
 	// UsagesInvalid (Deny): spec.usages is not {digital signature, server auth} or {key

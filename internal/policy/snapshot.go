@@ -2,7 +2,6 @@ package policy
 
 import (
 	"context"
-	"net/netip"
 	"slices"
 )
 
@@ -24,19 +23,6 @@ type snapshotFacts struct {
 	byKey      map[string][]string
 	byShort    map[string][]string
 	namespaces map[string]bool
-}
-
-// PodCIDRs returns the pod CIDRs of nodes, merged (see Aggregate).
-func PodCIDRs(nodes []Node) []netip.Prefix {
-	var out []netip.Prefix
-	for _, n := range nodes {
-		for _, c := range n.PodCIDRs {
-			if p, err := netip.ParsePrefix(c); err == nil {
-				out = append(out, normalisePrefix(p.Masked()))
-			}
-		}
-	}
-	return Aggregate(out)
 }
 
 // NewSnapshotFacts returns Facts over s. It indexes the nodes by AddressKeys, exactly as the
