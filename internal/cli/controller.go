@@ -50,7 +50,7 @@ func (o *policyOptions) addFlags(fs *pflag.FlagSet) {
 	fs.StringSliceVar(&o.allowedNodeCIDRs, "allowed-node-cidrs", nil, "If set, every IP SAN must lie in one of these CIDRs (comma-separated).")
 	fs.StringVar(&o.dnsNameRegex, "dns-name-regex", "", "If set, every DNS SAN must match this regular expression in full.")
 	fs.StringSliceVar(&o.reservedNames, "reserved-names", nil, "Extra DNS names never approved, e.g. an API server load balancer name.")
-	fs.StringSliceVar(&o.reservedCIDRs, "reserved-cidrs", nil, "Extra addresses or CIDRs never approved, e.g. a control-plane VIP.")
+	fs.StringSliceVar(&o.reservedCIDRs, "reserved-cidrs", nil, "Extra addresses or CIDRs never approved, e.g. a control-plane VIP or the pod CIDRs (Node pod CIDRs are not read).")
 	fs.StringSliceVar(&o.apiServerAddresses, "apiserver-addresses", nil, "API server addresses never approved, added to those discovered from the kubernetes Service and its EndpointSlices.")
 	fs.StringSliceVar(&o.serviceCIDRs, "service-cidrs", nil, "Service CIDRs never approved, added to the ServiceCIDR objects discovered (set it on clusters older than 1.33).")
 	fs.DurationVar(&o.addressSettleTime, "address-settle-time", d.AddressSettleTime, "How long a CSR whose SANs are not (yet) its Node's addresses is held before it is denied; covers cache lag after an address change.")
