@@ -26,8 +26,8 @@ import (
 // normalised as policy.AddressKey does.
 const nodeAddressIndex = "csrguard.status.addresses"
 
-// nodeShortNameIndex indexes cached Nodes by policy.ShortName of their name.
-const nodeShortNameIndex = "csrguard.metadata.shortname"
+// nodeNamePrefixIndex indexes cached Nodes by policy.NamePrefixes of their name.
+const nodeNamePrefixIndex = "csrguard.metadata.nameprefix"
 
 // csrNodeIndex indexes cached CSRs by the node that requested them.
 const csrNodeIndex = "csrguard.spec.node"
@@ -62,14 +62,16 @@ func (f *cacheFacts) NodesWithAddress(ctx context.Context, key string) ([]string
 	return f.nodesIndexed(ctx, nodeAddressIndex, key)
 }
 
-func (f *cacheFacts) NodesWithShortName(ctx context.Context, label string) ([]string, error) {
-	return f.nodesIndexed(ctx, nodeShortNameIndex, label)
+func (f *cacheFacts) NodesUnderName(ctx context.Context, name string, limit int) ([]string, error) {
+	return f.nodesIndexed(ctx, nodeNamePrefixIndex, name, client.Limit(max(limit, 0)))
 }
 
-// nodesIndexed returns the names of the cached Nodes index holds under key.
-func (f *cacheFacts) nodesIndexed(ctx context.Context, index, key string) ([]string, error) {
+// nodesIndexed returns the names of the cached Nodes index holds under key. Only names are
+// read, so the Nodes are not copied.
+func (f *cacheFacts) nodesIndexed(ctx context.Context, index, key string, opts ...client.ListOption) ([]string, error) {
 	var nodes corev1.NodeList
-	if err := f.reader.List(ctx, &nodes, client.MatchingFields{index: key}); err != nil {
+	opts = append(opts, client.MatchingFields{index: key}, client.UnsafeDisableDeepCopy)
+	if err := f.reader.List(ctx, &nodes, opts...); err != nil {
 		return nil, fmt.Errorf("list nodes by %s %q: %w", index, key, err)
 	}
 	names := make([]string, 0, len(nodes.Items))

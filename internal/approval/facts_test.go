@@ -329,20 +329,32 @@ func TestCacheFactsCluster(t *testing.T) {
 	}
 }
 
-func TestCacheFactsNodesWithShortName(t *testing.T) {
-	cache := newCache(node("web.dc1.example"), node("web.dc2.example"), nodeA())
+func TestCacheFactsNodesUnderName(t *testing.T) {
+	cache := newCache(node("web.dc1.example"), node("web.dc2.example"), node("web"), nodeA())
 	facts := NewCacheFacts(cache, discovered(t), claimsOf())
-	got, err := facts.NodesWithShortName(t.Context(), "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	slices.Sort(got)
-	if diff := cmp.Diff(got, []string{"web.dc1.example", "web.dc2.example"}); diff != "" {
-		t.Errorf("NodesWithShortName(web) (-got +want):\n%s", diff)
+	for _, tt := range []struct {
+		name  string
+		limit int
+		want  []string
+	}{
+		{"web", 0, []string{"web", "web.dc1.example", "web.dc2.example"}},
+		{"web.dc1", 0, []string{"web.dc1.example"}},
+		{"web.dc1.example", 0, []string{"web.dc1.example"}},
+		{"we", 0, []string{}},
+		{"web.dc1.example.com", 0, []string{}},
+	} {
+		got, err := facts.NodesUnderName(t.Context(), tt.name, tt.limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(got)
+		if diff := cmp.Diff(got, tt.want); diff != "" {
+			t.Errorf("NodesUnderName(%q) (-got +want):\n%s", tt.name, diff)
+		}
 	}
 	// Without the index the lookup fails, and the policy holds.
 	plain := NewCacheFacts(fake.NewClientBuilder().WithObjects(nodeA()).Build(), discovered(t), claimsOf())
-	if _, err := plain.NodesWithShortName(t.Context(), "node-a"); err == nil {
-		t.Error("NodesWithShortName without the index: error = nil")
+	if _, err := plain.NodesUnderName(t.Context(), "node-a", 2); err == nil {
+		t.Error("NodesUnderName without the index: error = nil")
 	}
 }

@@ -50,8 +50,8 @@ func newCache(objs ...client.Object) client.WithWatch {
 		WithIndex(&corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
 			return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
 		}).
-		WithIndex(&corev1.Node{}, nodeShortNameIndex, func(o client.Object) []string {
-			return []string{policy.ShortName(o.GetName())}
+		WithIndex(&corev1.Node{}, nodeNamePrefixIndex, func(o client.Object) []string {
+			return policy.NamePrefixes(o.GetName())
 		}).
 		WithIndex(&certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
 			if n, ok := servingcsr.NodeName(o.(*certificatesv1.CertificateSigningRequest).Spec.Username); ok {

@@ -78,7 +78,8 @@ func trimNode(labelKeys []string) func(any) (any, error) {
 
 // trimCSR drops managed fields, the request of a final CSR (it is never decided again; its
 // certificate stays) and cuts a longer request than servingcsr.MaxRequestBytes (which Parse
-// refuses anyway) to one byte more, so that no node can fill the cache: CSRs live an hour.
+// refuses anyway) to one byte more, so that no node can fill the cache: the API server keeps
+// decided CSRs an hour and pending ones a day.
 func trimCSR(obj any) (any, error) {
 	csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
 	if !ok {
@@ -116,10 +117,10 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *Clu
 	}); err != nil {
 		return fmt.Errorf("index nodes by address: %w", err)
 	}
-	if err := idx.IndexField(ctx, &corev1.Node{}, nodeShortNameIndex, func(o client.Object) []string {
-		return []string{policy.ShortName(o.GetName())}
+	if err := idx.IndexField(ctx, &corev1.Node{}, nodeNamePrefixIndex, func(o client.Object) []string {
+		return policy.NamePrefixes(o.GetName())
 	}); err != nil {
-		return fmt.Errorf("index nodes by short name: %w", err)
+		return fmt.Errorf("index nodes by name prefix: %w", err)
 	}
 	if err := idx.IndexField(ctx, &certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
 		if n, ok := servingcsr.NodeName(o.(*certificatesv1.CertificateSigningRequest).Spec.Username); ok {

@@ -45,7 +45,7 @@ type policyOptions struct {
 func (o *policyOptions) addFlags(fs *pflag.FlagSet) {
 	d := policy.DefaultConfig()
 	fs.DurationVar(&o.maxExpiration, "max-expiration", d.MaxExpiration, "Deny CSRs whose spec.expirationSeconds asks for longer than this.")
-	fs.IntVar(&o.maxSANs, "max-sans", d.MaxSANs, "Deny CSRs with more DNS and IP SANs than this.")
+	fs.IntVar(&o.maxSANs, "max-sans", d.MaxSANs, "Deny CSRs with more DNS and IP SANs than this (at most 32).")
 	fs.StringVar(&o.clusterDomain, "cluster-domain", d.ClusterDomain, "The cluster DNS domain; names in it, *.svc, *.pod and <service>.<namespace> of an existing namespace are never approved.")
 	fs.StringSliceVar(&o.allowedNodeCIDRs, "allowed-node-cidrs", nil, "If set, every IP SAN must lie in one of these CIDRs (comma-separated).")
 	fs.StringVar(&o.dnsNameRegex, "dns-name-regex", "", "If set, every DNS SAN must match this regular expression in full.")
@@ -67,8 +67,8 @@ func (o *policyOptions) config() (policy.Config, policy.Cluster, error) {
 	if o.maxExpiration <= 0 {
 		return cfg, static, flagError("max-expiration", "must be > 0, got %v", o.maxExpiration)
 	}
-	if o.maxSANs <= 0 {
-		return cfg, static, flagError("max-sans", "must be > 0, got %d", o.maxSANs)
+	if o.maxSANs <= 0 || o.maxSANs > policy.MaxSANsLimit {
+		return cfg, static, flagError("max-sans", "must be 1 to %d, got %d", policy.MaxSANsLimit, o.maxSANs)
 	}
 	if o.addressSettleTime < 0 {
 		return cfg, static, flagError("address-settle-time", "must be >= 0, got %v", o.addressSettleTime)

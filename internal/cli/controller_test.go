@@ -71,6 +71,7 @@ func TestControllerBadFlags(t *testing.T) {
 		{"max_expiration_negative", []string{"--max-expiration=-1h"}, "max-expiration"},
 		{"max_expiration_zero", []string{"--max-expiration=0"}, "max-expiration"},
 		{"max_sans_zero", []string{"--max-sans=0"}, "max-sans"},
+		{"max_sans_over_limit", []string{"--max-sans=33"}, "max-sans"},
 		{"mode_unknown", []string{"--mode=yolo"}, "mode"},
 		{"allowed_node_cidrs_bad_prefix", []string{"--allowed-node-cidrs=10.0.0.0/33"}, "allowed-node-cidrs"},
 		{"allowed_node_cidrs_second_bad", []string{"--allowed-node-cidrs=10.0.0.0/8,10.1.0.0/99"}, "allowed-node-cidrs"},

@@ -17,7 +17,9 @@ const (
 	IDAllowedNodeCIDRs        = "allowed-node-cidrs-unset"
 	IDControlPlaneUnlabelled  = "control-plane-node-unlabelled"
 	IDAddressConflicts        = "address-conflicts"
+	IDPodCIDRsNotReserved     = "pod-cidrs-not-reserved"
 	allowedNodeCIDRsHelmValue = "policy.allowedNodeCIDRs"
+	reservedCIDRsHelmValue    = "policy.reservedCIDRs"
 )
 
 // NodeCIDRs returns a small set of CIDRs covering every IP a kubelet of nodes puts into its
@@ -65,6 +67,44 @@ func (v *view) allowedNodeCIDRs() *Finding {
 			"Restrict IP SANs to your node networks (add the ranges new nodes will come from):",
 			fmt.Sprintf("helm upgrade csrguard <chart> --reuse-values --set '%s={%s}'", allowedNodeCIDRsHelmValue, list),
 			"or run csrguard controller with --allowed-node-cidrs=" + list,
+		},
+	}
+}
+
+// podCIDRsNotReserved recommends reserving the Nodes' pod CIDRs where neither --reserved-cidrs
+// covers them nor --allowed-node-cidrs keeps them out. csrguard does not read Node pod CIDRs
+// (a kubelet may set its own, and would then deny its neighbours' addresses), so only the
+// operator can tell it where pods live.
+func (v *view) podCIDRsNotReserved() *Finding {
+	cfg := v.policyConfig()
+	var pods []netip.Prefix
+	for i := range v.Nodes {
+		for _, c := range v.Nodes[i].Spec.PodCIDRs {
+			if p, err := netip.ParsePrefix(c); err == nil {
+				pods = append(pods, p.Masked())
+			}
+		}
+	}
+	var open []netip.Prefix
+	for _, p := range policy.Aggregate(pods) {
+		covered := slices.ContainsFunc(cfg.ExtraReservedCIDRs, func(r netip.Prefix) bool { return r.Bits() <= p.Bits() && r.Contains(p.Addr()) })
+		reachable := len(cfg.AllowedNodeCIDRs) == 0 || slices.ContainsFunc(cfg.AllowedNodeCIDRs, p.Overlaps)
+		if !covered && reachable {
+			open = append(open, p)
+		}
+	}
+	if len(open) == 0 {
+		return nil
+	}
+	list := joinPrefixes(append(slices.Clone(cfg.ExtraReservedCIDRs), open...))
+	return &Finding{
+		ID: IDPodCIDRsNotReserved, Severity: Info,
+		Title:    "Pod IPs are not reserved: a node may get a certificate for a pod's address",
+		Evidence: []string{fmt.Sprintf("Nodes have pod CIDRs in %s, which --reserved-cidrs does not cover and --allowed-node-cidrs does not keep out", joinPrefixes(open))},
+		Fix: []string{
+			"Reserve the cluster's whole pod range (kube-controller-manager --cluster-cidr; your CNI's pool), not only today's nodes' CIDRs:",
+			fmt.Sprintf("helm upgrade csrguard <chart> --reuse-values --set '%s={%s}'", reservedCIDRsHelmValue, list),
+			"or run csrguard controller with --reserved-cidrs=" + list,
 		},
 	}
 }

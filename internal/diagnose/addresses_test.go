@@ -64,6 +64,28 @@ func TestAddressFindings(t *testing.T) {
 			s.Nodes[1].Labels = map[string]string{"node-role.kubernetes.io/controlplane": "true"}
 			s.Policy.ControlPlaneLabels = []string{"node-role.kubernetes.io/controlplane=true"}
 		}},
+		{name: "pod_cidrs_inside_allowed_node_cidrs", modify: func(s *Snapshot) {
+			s.Nodes[0].Spec.PodCIDRs = []string{"10.0.0.128/26"}
+			s.Nodes[1].Spec.PodCIDRs = []string{"10.0.0.192/26"}
+			s.Policy.ExtraReservedCIDRs = []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}
+		}, want: []string{"info pod-cidrs-not-reserved"},
+			check: func(t *testing.T, f []Finding) {
+				// The existing reserved CIDRs stay in the value to set.
+				if !strings.Contains(strings.Join(f[0].Fix, "\n"), "policy.reservedCIDRs={203.0.113.0/24,10.0.0.128/25}") {
+					t.Errorf("fix does not give the Helm value: %q", f[0].Fix)
+				}
+			}},
+		{name: "pod_cidrs_reserved", modify: func(s *Snapshot) {
+			s.Nodes[0].Spec.PodCIDRs = []string{"10.0.0.128/26"}
+			s.Policy.ExtraReservedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.128/25")}
+		}},
+		{name: "pod_cidrs_outside_allowed_node_cidrs", modify: func(s *Snapshot) {
+			s.Nodes[0].Spec.PodCIDRs = []string{"10.244.0.0/24"}
+		}},
+		{name: "pod_cidrs_without_allowed_node_cidrs", modify: func(s *Snapshot) {
+			s.Policy = policy.DefaultConfig()
+			s.Nodes[0].Spec.PodCIDRs = []string{"10.244.0.0/24", "fd00:244::/64"}
+		}, want: []string{"info allowed-node-cidrs-unset", "info pod-cidrs-not-reserved"}},
 		{name: "squatter", modify: func(s *Snapshot) {
 			s.Nodes[2].Status.Addresses = append(s.Nodes[2].Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.0.0.1"})
 			s.Claims = map[string]policy.Claim{"10.0.0.1": {Node: "node-a", Since: now.Add(-time.Hour)}}
@@ -91,7 +113,7 @@ func TestAddressFindings(t *testing.T) {
 			v := newView(s)
 			var got []Finding
 			var ids []string
-			for _, check := range []func() *Finding{v.allowedNodeCIDRs, v.controlPlaneUnlabelled, v.addressConflicts} {
+			for _, check := range []func() *Finding{v.allowedNodeCIDRs, v.podCIDRsNotReserved, v.controlPlaneUnlabelled, v.addressConflicts} {
 				if f := check(); f != nil {
 					got = append(got, *f)
 					ids = append(ids, f.Severity.String()+" "+f.ID)

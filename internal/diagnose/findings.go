@@ -126,6 +126,7 @@ func Diagnose(s Snapshot) []Finding {
 		v.controlPlaneUnlabelled,
 		v.addressConflicts,
 		v.allowedNodeCIDRs,
+		v.podCIDRsNotReserved,
 	}
 	out := []Finding{}
 	for _, check := range checks {

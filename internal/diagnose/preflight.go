@@ -143,6 +143,9 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 	if f := v.allowedNodeCIDRs(); f != nil && len(cfg.AllowedNodeCIDRs) == 0 {
 		r.Suggestions = append(r.Suggestions, fmt.Sprintf("%s: %s", f.Title, strings.Join(f.Fix[1:], "; ")))
 	}
+	if f := v.podCIDRsNotReserved(); f != nil {
+		r.Suggestions = append(r.Suggestions, fmt.Sprintf("%s: %s", f.Title, strings.Join(f.Fix[1:], "; ")))
+	}
 	return r, nil
 }
 

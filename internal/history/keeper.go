@@ -96,9 +96,12 @@ func (k *Keeper) Start(ctx context.Context) error {
 	defer func() { _ = informer.RemoveEventHandler(reg) }()
 	// A Node deleted between the List and the registration sends no event: once the handler
 	// has seen the cache, release whatever a Node that is no longer there still holds.
+	// Take the tracked Nodes before listing: one created in between is then in the list, not
+	// mistaken for deleted.
 	if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
 		return nil
 	}
+	tracked := k.claims.Nodes()
 	if err := k.cache.List(ctx, &nodes); err != nil {
 		return fmt.Errorf("list nodes for address claims: %w", err)
 	}
@@ -106,7 +109,7 @@ func (k *Keeper) Start(ctx context.Context) error {
 	for _, n := range nodes.Items {
 		present[n.Name] = true
 	}
-	for _, node := range k.claims.Nodes() {
+	for _, node := range tracked {
 		if !present[node] {
 			k.claims.DeleteNode(node, k.clock.Now())
 		}

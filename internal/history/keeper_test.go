@@ -22,10 +22,22 @@ import (
 )
 
 // nodeSource is a Node cache: List from a fake client, events from a fake
-// informer whose handler registration the test can wait for.
+// informer whose handler registration the test can wait for. afterList, if
+// set, runs after the n-th List (from 1), before it returns.
 type nodeSource struct {
 	client.Client
-	informer *informer
+	informer  *informer
+	lists     int
+	afterList func(n int)
+}
+
+func (s *nodeSource) List(ctx context.Context, l client.ObjectList, opts ...client.ListOption) error {
+	err := s.Client.List(ctx, l, opts...)
+	s.lists++
+	if s.afterList != nil {
+		s.afterList(s.lists)
+	}
+	return err
 }
 
 func (s *nodeSource) WaitForCacheSync(context.Context) bool { return true }
@@ -61,7 +73,7 @@ func nodeWith(name string, ips ...string) *corev1.Node {
 
 // TestKeeper runs the Keeper over a recorded claim and a squatter that came
 // while csrguard was down: the record wins; a Node deleted before the watch
-// began is released all the same; events move claims; nothing is written
+// began is released all the same, one created meanwhile is not; events move claims; nothing is written
 // before this replica leads; once it leads the record follows; a claim that
 // runs out passes to the new holder, who is requeued.
 func TestKeeper(t *testing.T) {
@@ -79,6 +91,17 @@ func TestKeeper(t *testing.T) {
 	nodes.informer.beforeRegister = func() {
 		if err := nodes.Delete(ctx, nodeWith("departed")); err != nil {
 			t.Error(err)
+		}
+	}
+	// A Node created just after the keeper's second List (its sweep for deleted
+	// Nodes) must not be taken for deleted.
+	nodes.afterList = func(n int) {
+		if n == 2 {
+			late := nodeWith("a-late", "10.0.0.50")
+			if err := nodes.Create(ctx, late.DeepCopy()); err != nil {
+				t.Error(err)
+			}
+			nodes.informer.Add(late)
 		}
 	}
 	clock := clocktesting.NewFakeClock(at(3600))
@@ -108,6 +131,10 @@ func TestKeeper(t *testing.T) {
 		c, _, _ := claims.Get("10.0.0.3")
 		return c.Node == "departed" && !c.Released.IsZero()
 	}, state)
+	// The sweep goes in name order: "a-late" came before "departed".
+	if c, ok, _ := claims.Get("10.0.0.50"); !ok || c.Node != "a-late" || !c.Released.IsZero() {
+		t.Errorf("Get(10.0.0.50) = %v, %v; want a live claim of the Node created during the sweep", c, ok)
+	}
 
 	// The owner moves away; the squatter then alone reports the address.
 	nodes.informer.Update(nodeWith("owner", "10.0.0.1"), nodeWith("owner", "10.0.0.9"))

@@ -2,6 +2,7 @@ package history
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -183,6 +184,10 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 	}
 	var errs []error
 	for i, name := range ClaimConfigMaps() {
+		if left := fitShard(shards[i]); len(left) > 0 {
+			// Better the claims of the Nodes with the most than none of the shard's.
+			errs = append(errs, fmt.Errorf("configmap %s/%s: left out the claims of nodes %s, the largest, to stay under %d bytes", s.namespace, name, strings.Join(left, ", "), maxShardBytes))
+		}
 		s.mu.Lock()
 		prev, known := s.saved[name]
 		back := s.backoff[name]
@@ -211,15 +216,35 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 	return pending, errors.Join(errs...)
 }
 
-// writeShard replaces the data of one claim ConfigMap.
-func (s *Store) writeShard(ctx context.Context, name string, data map[string]string) error {
+// fitShard removes from a shard's data the Nodes with the largest entries until it holds at
+// most maxShardBytes, and returns them. A Node's entry is bounded (MaxKeysPerNode claims of at
+// most 253 bytes each, about 22 KiB), so only many Nodes hashed to one shard, each with many
+// long names, can fill it: they lose their record, not the others.
+func fitShard(data map[string]string) []string {
 	size := 0
 	for k, v := range data {
 		size += len(k) + len(v)
 	}
-	if size > maxShardBytes {
-		return fmt.Errorf("configmap %s/%s would hold %d bytes of claims, over %d", s.namespace, name, size, maxShardBytes)
+	if size <= maxShardBytes {
+		return nil
 	}
+	nodes := slices.SortedFunc(maps.Keys(data), func(a, b string) int {
+		return cmp.Or(cmp.Compare(len(b)+len(data[b]), len(a)+len(data[a])), cmp.Compare(a, b))
+	})
+	var left []string
+	for _, node := range nodes {
+		if size <= maxShardBytes {
+			break
+		}
+		size -= len(node) + len(data[node])
+		delete(data, node)
+		left = append(left, node)
+	}
+	return left
+}
+
+// writeShard replaces the data of one claim ConfigMap.
+func (s *Store) writeShard(ctx context.Context, name string, data map[string]string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := s.get(ctx, name)
 		if err != nil {

@@ -167,6 +167,30 @@ func TestStoreSaveClaimsEveryShard(t *testing.T) {
 	}
 }
 
+// TestStoreSaveClaimsOverfullShard: Nodes that fill a shard with the longest names lose
+// their record, not the others, and the shard is still written.
+func TestStoreSaveClaimsOverfullShard(t *testing.T) {
+	c := fake.NewClientBuilder().Build()
+	claims := map[string]policy.Claim{"10.0.0.1": {Node: "node-a", Since: t0}}
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "."
+	for n := range 60 * history.ClaimShards { // about 1.3 MiB a shard
+		for k := range history.MaxKeysPerNode {
+			claims[fmt.Sprintf("%sn%04dk%02d", long, n, k)] = policy.Claim{Node: fmt.Sprintf("jam-%d", n), Since: t0, Released: t0}
+		}
+	}
+	pending, err := history.NewStore(c, c, "csrguard").SaveClaims(t.Context(), claims, t0)
+	if err == nil || !strings.Contains(err.Error(), "left out the claims of nodes jam-") || pending {
+		t.Fatalf("SaveClaims() = %v, %v; want done, saying which nodes were left out", pending, err)
+	}
+	got, _, err := history.NewStore(c, nil, "csrguard").LoadClaims(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["10.0.0.1"].Node != "node-a" || len(got) >= len(claims) {
+		t.Errorf("saved %d of %d claims, node-a's %v; want node-a's and not all", len(got), len(claims), got["10.0.0.1"])
+	}
+}
+
 func TestStoreIdentityMerges(t *testing.T) {
 	ctx := t.Context()
 	c := fake.NewClientBuilder().Build()

@@ -176,7 +176,7 @@ func onlyDNSAndIP(der []byte) error {
 // digits). "10.0.0.1", "010.0.0.010", "10.1", "167772161" and "0x0a000001" all are. Values
 // out of range make it no address to them; it is denied all the same.
 func readsAsIPv4(name string) bool {
-	labels := strings.Split(strings.ToLower(name), ".")
+	labels := strings.Split(lowerASCII(name), ".")
 	if len(labels) > 4 {
 		return false
 	}
@@ -203,7 +203,7 @@ func invalidDNSName(name string) string {
 	case strings.HasSuffix(name, "."):
 		return "trailing dot"
 	}
-	lower := strings.ToLower(name)
+	lower := lowerASCII(name)
 	if len(validation.IsDNS1123Subdomain(lower)) > 0 {
 		return "not an RFC 1123 subdomain"
 	}

@@ -11,15 +11,18 @@ import (
 var (
 	// metadataAddresses are the clouds' instance metadata and host services: 169.254.169.254
 	// (AWS, GCP, Azure, OpenStack, most others; named here for a clearer message, the
-	// link-local ranges are reserved whole), AWS's IPv6 metadata, DNS and time services
-	// (fd00:ec2::254, ::253, ::123), Alibaba Cloud's metadata (100.100.100.200) and Azure's
-	// WireServer (168.63.129.16).
+	// link-local ranges are reserved whole), AWS's IPv6 metadata, DNS, time and EKS Pod
+	// Identity services (fd00:ec2::254, ::253, ::123, ::23), GCP's IPv6 metadata
+	// (fd20:ce::254), Alibaba Cloud's metadata (100.100.100.200) and Azure's WireServer
+	// (168.63.129.16).
 	metadataAddresses = []netip.Addr{
-		netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254"), netip.MustParseAddr("fd00:ec2::253"), netip.MustParseAddr("fd00:ec2::123"),
-		netip.MustParseAddr("100.100.100.200"), netip.MustParseAddr("168.63.129.16"),
+		netip.MustParseAddr("169.254.169.254"),
+		netip.MustParseAddr("fd00:ec2::254"), netip.MustParseAddr("fd00:ec2::253"), netip.MustParseAddr("fd00:ec2::123"), netip.MustParseAddr("fd00:ec2::23"),
+		netip.MustParseAddr("fd20:ce::254"), netip.MustParseAddr("100.100.100.200"), netip.MustParseAddr("168.63.129.16"),
 	}
-	// metadataNames are the names of metadata services (GCP; AWS).
-	metadataNames = []string{"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
+	// metadataNames are the names of metadata services (GCP; AWS, which also answers to
+	// instance-data.<region>.compute.internal).
+	metadataNames = []string{"metadata.google.internal", "metadata.goog", "metadata", "instance-data", "instance-data.ec2.internal"}
 	broadcast     = netip.MustParseAddr("255.255.255.255")
 )
 
@@ -64,7 +67,7 @@ func (e *evaluation) reservedName(ctx context.Context, name string) (string, err
 	case "localhost":
 		return "the local host", nil
 	}
-	if slices.Contains(metadataNames, name) {
+	if slices.Contains(metadataNames, name) || strings.HasPrefix(name, "instance-data.") && strings.HasSuffix(name, ".compute.internal") {
 		return "a cloud metadata service's name", nil
 	}
 	// ".svc."+domain and ".pod."+domain are within "."+domain. Pods resolve "<service>.<ns>.svc"
@@ -92,9 +95,10 @@ func (e *evaluation) reservedName(ctx context.Context, name string) (string, err
 	// pod's search path completes to "….<ns>.svc.<domain>". Any Service may be created in an
 	// existing namespace while the certificate lives, so such names of every existing
 	// namespace are reserved.
-	// The requester's own Node name is exempt: it is bound to the node's credential, and
-	// whoever may create a namespace could otherwise strand every node named "<host>.<ns>".
-	if n := len(labels); (n == 2 || n == 3) && name != normaliseDNS(e.nodeName) {
+	// Not even a Node's own name is exempt: with a bootstrap token a node picks its own name,
+	// and "kube-dns.kube-system" is no node's. A Node named "<host>.<ns>" is stranded once
+	// namespace <ns> exists; doctor and preflight name it.
+	if n := len(labels); n == 2 || n == 3 {
 		ns := labels[n-1]
 		exists, err := e.facts.NamespaceExists(ctx, ns)
 		if err != nil {

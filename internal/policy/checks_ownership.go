@@ -53,24 +53,17 @@ func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
 		keys = append(keys, ip.String())
 	}
 	// A Node's name is its own even when it reports no Hostname, and so are the names it is
-	// reached by through DNS search domains: a DNS SAN that is a short form of another Node's
-	// name ("node-b" for "node-b.example.com") or that name under some domain
-	// ("node-b.example.com" for "node-b") is that Node's. The requester's own full name is
-	// always its own. Names that merely share a first label ("web1.dc1" and "web1.dc2") are
-	// left to the address rules, or any new Node could deny its namesakes' aliases.
+	// reached by through DNS search domains: a DNS SAN that is another Node's name, a short
+	// form of it ("node-b" for "node-b.example.com") or it under a domain ("node-b.example.com"
+	// for "node-b") is that Node's. The requester's own full name is always its own. Names
+	// that merely share a first label ("web1.dc1" and "web1.dc2") are left to the address
+	// rules, or any new Node could deny its namesakes' aliases.
 	for _, name := range e.dnsNames {
-		if name == normaliseDNS(e.nodeName) {
-			continue
-		}
-		first, _, _ := strings.Cut(name, ".")
-		others, err := e.facts.NodesWithShortName(ctx, first)
-		if err != nil {
-			return CheckResult{}, fmt.Errorf("find nodes named %q: %w", first, err)
-		}
-		for _, other := range slices.Sorted(slices.Values(others)) {
-			if other != e.nodeName && sameHostName(name, normaliseDNS(other)) {
-				return e.unsettled(SANOfOtherNode, "DNS SAN %q names node %q (one is the other under a domain)", name, other)
+		if other, err := e.otherNodeNamed(ctx, name); err != nil || other != "" {
+			if err != nil {
+				return CheckResult{}, err
 			}
+			return e.unsettled(SANOfOtherNode, "DNS SAN %q names node %q (one is the other under a domain)", name, other)
 		}
 	}
 	slices.Sort(keys)
@@ -172,25 +165,54 @@ func (e *evaluation) requestingNode(ctx context.Context) (*Node, error) {
 	return e.node, nil
 }
 
-// sameHostName reports whether the normalised names a and b are one host's name with and
-// without a domain: equal, or one is the other followed by more labels.
-func sameHostName(a, b string) bool {
-	if len(a) > len(b) {
-		a, b = b, a
+// otherNodeNamed returns a Node other than the requester whose name is the normalised name,
+// starts with it (a short form), or starts it (the name under a domain), or "" if none is.
+// Each lookup is exact, so a name prefix many Nodes share ("cn-hangzhou") costs no more.
+func (e *evaluation) otherNodeNamed(ctx context.Context, name string) (string, error) {
+	own := normaliseDNS(e.nodeName)
+	if name == own {
+		return "", nil
 	}
-	return a == b || strings.HasPrefix(b, a+".")
+	// Two suffice: one may be the requester.
+	under, err := e.facts.NodesUnderName(ctx, name, 2)
+	if err != nil {
+		return "", fmt.Errorf("find nodes named %q: %w", name, err)
+	}
+	for _, other := range slices.Sorted(slices.Values(under)) {
+		if other != e.nodeName {
+			return other, nil
+		}
+	}
+	prefixes := NamePrefixes(name)
+	for _, p := range prefixes[:len(prefixes)-1] {
+		if p == own {
+			continue
+		}
+		node, err := e.facts.Node(ctx, p)
+		if err != nil {
+			return "", fmt.Errorf("get node %q: %w", p, err)
+		}
+		if node != nil {
+			return node.Name, nil
+		}
+	}
+	return "", nil
 }
 
-// normaliseDNS returns name as it is compared: ASCII letters lowercased (DNS is
-// case-insensitive in ASCII only, so "\u212a" is never "k"), without a trailing dot.
+// normaliseDNS returns name as it is compared: lowercased, without a trailing dot.
 func normaliseDNS(name string) string {
-	name = strings.TrimSuffix(name, ".")
+	return lowerASCII(strings.TrimSuffix(name, "."))
+}
+
+// lowerASCII lowercases the ASCII letters of s only: DNS is case-insensitive in ASCII alone,
+// and Unicode folding would make "\u212a" (the Kelvin sign) a "k".
+func lowerASCII(s string) string {
 	return strings.Map(func(r rune) rune {
 		if 'A' <= r && r <= 'Z' {
 			return r + ('a' - 'A')
 		}
 		return r
-	}, name)
+	}, s)
 }
 
 // normaliseAddr returns addr as it is compared: IPv4-mapped IPv6 as IPv4, without a zone.

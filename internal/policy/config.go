@@ -15,7 +15,7 @@ import (
 type Config struct {
 	// MaxExpiration is the longest spec.expirationSeconds allowed.
 	MaxExpiration time.Duration
-	// MaxSANs is the most DNS and IP SANs one request may hold.
+	// MaxSANs is the most DNS and IP SANs one request may hold, at most MaxSANsLimit.
 	MaxSANs int
 	// ClusterDomain is the cluster's DNS domain; names in it are reserved.
 	ClusterDomain string
@@ -44,6 +44,10 @@ type Config struct {
 	InsecureAllowLoopback bool
 }
 
+// MaxSANsLimit bounds MaxSANs: a request with that many SANs of the longest DNS names and
+// an 8192-bit RSA key still fits servingcsr.MaxRequestBytes. A kubelet asks for a handful.
+const MaxSANsLimit = 32
+
 // DefaultConfig returns the configuration csrguard runs with unless told otherwise.
 func DefaultConfig() Config {
 	return Config{
@@ -60,8 +64,8 @@ func (c Config) Validate() error {
 	if c.MaxExpiration <= 0 {
 		return fmt.Errorf("MaxExpiration must be > 0, got %v", c.MaxExpiration)
 	}
-	if c.MaxSANs <= 0 {
-		return fmt.Errorf("MaxSANs must be > 0, got %d", c.MaxSANs)
+	if c.MaxSANs <= 0 || c.MaxSANs > MaxSANsLimit {
+		return fmt.Errorf("MaxSANs must be 1 to %d, got %d", MaxSANsLimit, c.MaxSANs)
 	}
 	if errs := validation.IsDNS1123Subdomain(c.ClusterDomain); len(errs) > 0 {
 		return fmt.Errorf("ClusterDomain must be a lowercase DNS name without a trailing dot, got %q: %s", c.ClusterDomain, strings.Join(errs, "; "))

@@ -77,13 +77,13 @@ func (f *fakeFacts) NodesWithAddress(_ context.Context, key string) ([]string, e
 	return names, nil
 }
 
-func (f *fakeFacts) NodesWithShortName(_ context.Context, label string) ([]string, error) {
+func (f *fakeFacts) NodesUnderName(_ context.Context, prefix string, limit int) ([]string, error) {
 	if f.nodeErr != nil {
 		return nil, f.nodeErr
 	}
 	var names []string
 	for name := range f.nodes {
-		if policy.ShortName(name) == label {
+		if slices.Contains(policy.NamePrefixes(name), prefix) && (limit <= 0 || len(names) < limit) {
 			names = append(names, name)
 		}
 	}

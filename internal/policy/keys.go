@@ -42,11 +42,18 @@ func AddressKey(address string) string {
 	return name
 }
 
-// ShortName returns a Node name's first label: how nodes are reached through DNS search
-// domains, and the key under which Facts.NodesWithShortName finds the Node.
-func ShortName(nodeName string) string {
-	first, _, _ := strings.Cut(normaliseDNS(nodeName), ".")
-	return first
+// NamePrefixes returns the label-prefixes of a Node name, shortest first ("a.b.c": "a", "a.b",
+// "a.b.c"): the short forms by which the Node is reached through DNS search domains, and the
+// keys under which Facts.NodesUnderName finds it.
+func NamePrefixes(nodeName string) []string {
+	name := normaliseDNS(nodeName)
+	var prefixes []string
+	for i, c := range name {
+		if c == '.' {
+			prefixes = append(prefixes, name[:i])
+		}
+	}
+	return append(prefixes, name)
 }
 
 // AddressKeys returns AddressKey of every one of addrs, sorted, without duplicates and empty

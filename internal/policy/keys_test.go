@@ -121,10 +121,14 @@ func TestIsControlPlane(t *testing.T) {
 	}
 }
 
-func TestShortName(t *testing.T) {
-	for name, want := range map[string]string{"node-a": "node-a", "ip-10-0-0-22.ec2.internal": "ip-10-0-0-22", "Web.DC1.": "web"} {
-		if got := policy.ShortName(name); got != want {
-			t.Errorf("ShortName(%q) = %q, want %q", name, got, want)
+func TestNamePrefixes(t *testing.T) {
+	for name, want := range map[string][]string{
+		"node-a":                    {"node-a"},
+		"ip-10-0-0-22.ec2.internal": {"ip-10-0-0-22", "ip-10-0-0-22.ec2", "ip-10-0-0-22.ec2.internal"},
+		"Web.DC1.":                  {"web", "web.dc1"},
+	} {
+		if diff := cmp.Diff(policy.NamePrefixes(name), want); diff != "" {
+			t.Errorf("NamePrefixes(%q) (-got +want):\n%s", name, diff)
 		}
 	}
 }

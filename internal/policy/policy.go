@@ -155,9 +155,9 @@ type Facts interface {
 	// NodesWithAddress returns the names of the nodes reporting an address with this key (see
 	// AddressKeys).
 	NodesWithAddress(ctx context.Context, key string) ([]string, error)
-	// NodesWithShortName returns the names of the nodes whose name's first label is label (see
-	// ShortName).
-	NodesWithShortName(ctx context.Context, label string) ([]string, error)
+	// NodesUnderName returns the names of up to limit nodes (all when limit <= 0) whose name
+	// is name or name followed by more labels (see NamePrefixes).
+	NodesUnderName(ctx context.Context, name string, limit int) ([]string, error)
 	// AddressClaim returns the claim on the address with this key, and false when there is none.
 	AddressClaim(ctx context.Context, key string) (Claim, bool, error)
 	// NamespaceExists reports whether the namespace exists.

@@ -292,12 +292,13 @@ func TestEvaluate(t *testing.T) {
 			f.addAddresses("node-a", "InternalDNS=vault.vault")
 		}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_service_short_name_kube_system", opts: []csrtest.Option{csrtest.DNSNames("Kube-DNS.Kube-System")}, want: denied("reserved", policy.ReservedName)},
-		// A Node's own name is bound to its credential; a new namespace must not strand it.
-		{name: "own_name_ending_in_namespace", opts: []csrtest.Option{csrtest.Node("worker1.vault"), csrtest.DNSNames("worker1.vault"), csrtest.IPAddresses("10.0.0.30")}, facts: func(f *fakeFacts) {
-			f.nodes["worker1.vault"] = node("worker1.vault", "Hostname=worker1.vault", "InternalIP=10.0.0.30")
-		}, want: approved()},
-		{name: "other_name_ending_in_namespace_beside_own", opts: []csrtest.Option{csrtest.Node("worker1.vault"), csrtest.DNSNames("worker1.vault", "worker2.vault")}, facts: func(f *fakeFacts) {
-			f.nodes["worker1.vault"] = node("worker1.vault", "Hostname=worker1.vault", "InternalDNS=worker2.vault")
+		// With a bootstrap token a node picks its own name: being its name does not make a
+		// Service's name its own.
+		{name: "own_name_is_service_short_name", opts: []csrtest.Option{csrtest.Node("kube-dns.kube-system"), csrtest.DNSNames("kube-dns.kube-system"), csrtest.IPAddresses("10.0.0.30")}, facts: func(f *fakeFacts) {
+			f.nodes["kube-dns.kube-system"] = node("kube-dns.kube-system", "Hostname=kube-dns.kube-system", "InternalIP=10.0.0.30")
+		}, want: denied("reserved", policy.ReservedName)},
+		{name: "own_name_is_statefulset_pod_name", opts: []csrtest.Option{csrtest.Node("vault-0.vault-internal.vault"), csrtest.DNSNames("vault-0.vault-internal.vault")}, facts: func(f *fakeFacts) {
+			f.nodes["vault-0.vault-internal.vault"] = node("vault-0.vault-internal.vault", "Hostname=vault-0.vault-internal.vault")
 		}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_any_name_in_existing_namespace", opts: []csrtest.Option{csrtest.DNSNames("not-yet-a-service.default")}, want: denied("reserved", policy.ReservedName)},
 		{name: "reserved_statefulset_pod_name", opts: []csrtest.Option{csrtest.DNSNames("vault-0.vault-internal.vault")}, want: denied("reserved", policy.ReservedName)},
@@ -323,6 +324,9 @@ func TestEvaluate(t *testing.T) {
 		{name: "reserved_metadata_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00:ec2::254")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_metadata_aws_dns_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd00:ec2::253")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_metadata_aws_name", opts: []csrtest.Option{csrtest.DNSNames("instance-data.ec2.internal")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_metadata_aws_regional_name", opts: []csrtest.Option{csrtest.DNSNames("Instance-Data.us-west-2.compute.internal")}, want: denied("reserved", policy.ReservedName)},
+		{name: "reserved_metadata_gcp_v6", opts: []csrtest.Option{csrtest.IPAddresses("fd20:ce::254")}, want: denied("reserved", policy.ReservedAddress)},
+		{name: "reserved_metadata_eks_pod_identity", opts: []csrtest.Option{csrtest.IPAddresses("fd00:ec2::23")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_metadata_alibaba", opts: []csrtest.Option{csrtest.IPAddresses("100.100.100.200")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_azure_wireserver", opts: []csrtest.Option{csrtest.IPAddresses("168.63.129.16")}, want: denied("reserved", policy.ReservedAddress)},
 		{name: "reserved_link_local_v4", opts: []csrtest.Option{csrtest.IPAddresses("169.254.1.1")}, want: denied("reserved", policy.ReservedAddress)},
@@ -791,6 +795,7 @@ func TestConfigValidate(t *testing.T) {
 		{name: "max_expiration_zero", cfg: func(c *policy.Config) { c.MaxExpiration = 0 }, wantField: "MaxExpiration"},
 		{name: "max_expiration_negative", cfg: func(c *policy.Config) { c.MaxExpiration = -time.Hour }, wantField: "MaxExpiration"},
 		{name: "max_sans_zero", cfg: func(c *policy.Config) { c.MaxSANs = 0 }, wantField: "MaxSANs"},
+		{name: "max_sans_over_limit", cfg: func(c *policy.Config) { c.MaxSANs = policy.MaxSANsLimit + 1 }, wantField: "MaxSANs"},
 		{name: "cluster_domain_empty", cfg: func(c *policy.Config) { c.ClusterDomain = "" }, wantField: "ClusterDomain"},
 		{name: "cluster_domain_trailing_dot", cfg: func(c *policy.Config) { c.ClusterDomain = "cluster.local." }, wantField: "ClusterDomain"},
 		{name: "cluster_domain_uppercase", cfg: func(c *policy.Config) { c.ClusterDomain = "Cluster.Local" }, wantField: "ClusterDomain"},

@@ -21,18 +21,20 @@ type snapshotFacts struct {
 	s          Snapshot
 	nodes      map[string]*Node
 	byKey      map[string][]string
-	byShort    map[string][]string
+	byPrefix   map[string][]string
 	namespaces map[string]bool
 }
 
 // NewSnapshotFacts returns Facts over s. It indexes the nodes by AddressKeys, exactly as the
 // controller's cache index does, so a CLI command decides as the controller would.
 func NewSnapshotFacts(s Snapshot) Facts {
-	f := &snapshotFacts{s: s, nodes: map[string]*Node{}, byKey: map[string][]string{}, byShort: map[string][]string{}, namespaces: map[string]bool{}}
+	f := &snapshotFacts{s: s, nodes: map[string]*Node{}, byKey: map[string][]string{}, byPrefix: map[string][]string{}, namespaces: map[string]bool{}}
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
 		f.nodes[n.Name] = n
-		f.byShort[ShortName(n.Name)] = append(f.byShort[ShortName(n.Name)], n.Name)
+		for _, p := range NamePrefixes(n.Name) {
+			f.byPrefix[p] = append(f.byPrefix[p], n.Name)
+		}
 		for _, k := range AddressKeys(n.Addresses) {
 			f.byKey[k] = append(f.byKey[k], n.Name)
 		}
@@ -51,8 +53,12 @@ func (f *snapshotFacts) NodesWithAddress(_ context.Context, key string) ([]strin
 	return slices.Clone(f.byKey[key]), nil
 }
 
-func (f *snapshotFacts) NodesWithShortName(_ context.Context, label string) ([]string, error) {
-	return slices.Clone(f.byShort[label]), nil
+func (f *snapshotFacts) NodesUnderName(_ context.Context, name string, limit int) ([]string, error) {
+	names := f.byPrefix[name]
+	if limit > 0 && len(names) > limit {
+		names = names[:limit]
+	}
+	return slices.Clone(names), nil
 }
 
 func (f *snapshotFacts) AddressClaim(_ context.Context, key string) (Claim, bool, error) {
