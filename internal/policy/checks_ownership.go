@@ -139,12 +139,19 @@ func ownAddresses(addrs []corev1.NodeAddress) (map[string]bool, map[netip.Addr]b
 	return names, ips
 }
 
-// unsettled fails an ownership check: Hold while the request is younger than the settle time,
-// since the address caches may not yet show a Node's new addresses, and Deny after that.
+// unsettled fails an ownership check: Hold while the request, or its Node if that appeared
+// later, is younger than the settle time, and Deny after that. The address caches may not yet
+// show a Node's new addresses; a Node that has just registered may not have reported them yet
+// (a cloud controller adds them after registration); installers label control-plane Nodes
+// just after. A hold never approves, so a Node that re-registers only delays its own denial.
 func (e *evaluation) unsettled(reason Reason, format string, args ...any) (CheckResult, error) {
 	msg := fmt.Sprintf(format, args...)
-	if age := e.now.Sub(e.req.Created); age < e.cfg.AddressSettleTime {
-		return failed(Hold, reason, "%s; holding until the request is %v old in case node addresses lag", msg, e.cfg.AddressSettleTime)
+	since, what := e.req.Created, "the request"
+	if e.node != nil && e.node.Created.After(since) {
+		since, what = e.node.Created, "node "+e.nodeName
+	}
+	if e.now.Sub(since) < e.cfg.AddressSettleTime {
+		return failed(Hold, reason, "%s; holding until %s is %v old in case node addresses lag", msg, what, e.cfg.AddressSettleTime)
 	}
 	return failed(Deny, reason, "%s", msg)
 }

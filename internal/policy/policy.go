@@ -98,6 +98,9 @@ type CheckResult struct {
 type Node struct {
 	Name      string
 	Addresses []corev1.NodeAddress
+	// Created is the Node's creationTimestamp: ownership failures hold for the settle time
+	// after the later of it and the request's creation.
+	Created time.Time
 	// Labels are the Node's labels, or at least those Config.ControlPlaneLabels names: a Node
 	// that carries one is a control-plane node, which may hold its own API server addresses and
 	// names in its certificate.
@@ -106,7 +109,7 @@ type Node struct {
 
 // FromNode returns what the policy looks at of a Node.
 func FromNode(n *corev1.Node) Node {
-	return Node{Name: n.Name, Addresses: n.Status.Addresses, Labels: n.Labels}
+	return Node{Name: n.Name, Addresses: n.Status.Addresses, Labels: n.Labels, Created: n.CreationTimestamp.Time}
 }
 
 // FromNodes returns FromNode of each of nodes.

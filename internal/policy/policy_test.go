@@ -487,6 +487,14 @@ func TestEvaluate(t *testing.T) {
 		{name: "ip_not_on_node_unsettled", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, age: 10 * time.Second, want: held("san-ownership", policy.SANNotOnNode)},
 		{name: "ip_not_on_node_at_settle_time", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, age: time.Minute, want: denied("san-ownership", policy.SANNotOnNode)},
 		{name: "ip_not_on_node_created_in_future", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, age: -time.Minute, want: held("san-ownership", policy.SANNotOnNode)},
+		// A Node that registered after the request may not have reported its addresses yet
+		// (a cloud controller adds them): the settle time runs from its registration.
+		{name: "ip_not_on_node_registered_just_now", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"].Created = csrtest.Created.Add(time.Hour - 10*time.Second)
+		}, want: held("san-ownership", policy.SANNotOnNode)},
+		{name: "ip_not_on_node_registered_a_settle_time_ago", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"].Created = csrtest.Created.Add(time.Hour - time.Minute)
+		}, want: denied("san-ownership", policy.SANNotOnNode)},
 		{name: "ip_not_on_node_no_settle_time", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, cfg: func(c *policy.Config) { c.AddressSettleTime = 0 }, age: time.Nanosecond, want: denied("san-ownership", policy.SANNotOnNode)},
 		{name: "ipv6_not_on_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.10", "fd00::99")}, want: denied("san-ownership", policy.SANNotOnNode)},
 		{name: "ip_of_other_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.11")}, want: denied("san-ownership", policy.SANNotOnNode)},
