@@ -186,7 +186,7 @@ func TestPolicyOptionsConfig(t *testing.T) {
 	err := fs.Parse([]string{
 		"--max-expiration=720h", "--max-sans=5", "--cluster-domain=example.internal",
 		"--allowed-node-cidrs=10.1.2.3/16, 192.168.1.7,", "--reserved-names=api.example.com",
-		"--reserved-cidrs=::ffff:203.0.113.9", "--apiserver-addresses=10.0.0.1,::ffff:10.0.0.2",
+		"--reserved-cidrs=::ffff:203.0.113.9,::ffff:198.51.100.0/120", "--apiserver-addresses=10.0.0.1,::ffff:10.0.0.2",
 		"--service-cidrs=10.96.0.0/12", "--dns-name-regex=node-[0-9]+", "--address-settle-time=30s",
 		"--insecure-test-allow-loopback",
 	})
@@ -223,7 +223,8 @@ func TestPolicyOptionsConfig(t *testing.T) {
 		// Masked; a single address is its own /32; empty entries are dropped.
 		AllowedNodeCIDRs:   []string{"10.1.0.0/16", "192.168.1.7/32"},
 		ExtraReservedNames: []string{"api.example.com"},
-		ExtraReservedCIDRs: []string{"203.0.113.9/32"},
+		// IPv4-mapped addresses and prefixes are read as IPv4.
+		ExtraReservedCIDRs: []string{"203.0.113.9/32", "198.51.100.0/24"},
 		// Anchored, so the pattern must match a whole name.
 		DNSNameRegex:       "^(?:node-[0-9]+)$",
 		AddressSettleTime:  30 * time.Second,

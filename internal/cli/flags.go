@@ -8,6 +8,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/csrguard/csrguard/internal/policy"
 )
 
 // flagSections groups a command's flags under titled sections in --help, the
@@ -75,7 +77,7 @@ func parsePrefixes(flag string, values []string) ([]netip.Prefix, error) {
 			continue
 		}
 		if p, err := netip.ParsePrefix(v); err == nil {
-			out = append(out, p.Masked())
+			out = append(out, policy.NormalisePrefix(p.Masked()))
 			continue
 		}
 		a, err := netip.ParseAddr(v)

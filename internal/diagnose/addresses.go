@@ -74,22 +74,48 @@ func (v *view) allowedNodeCIDRs() *Finding {
 // podCIDRsNotReserved recommends reserving the Nodes' pod CIDRs where neither --reserved-cidrs
 // covers them nor --allowed-node-cidrs keeps them out. csrguard does not read Node pod CIDRs
 // (a kubelet may set its own, and would then deny its neighbours' addresses), so only the
-// operator can tell it where pods live.
+// operator can tell it where pods live. For the same reason the advice leaves out a pod CIDR
+// that holds a Node or API server address, overlaps a service CIDR or is shorter than /8
+// (/32 for IPv6), and names its Node instead: reserving it would deny legitimate nodes.
 func (v *view) podCIDRsNotReserved() *Finding {
 	cfg := v.policyConfig()
-	var pods []netip.Prefix
+	var hosts []netip.Addr
 	for i := range v.Nodes {
-		for _, c := range v.Nodes[i].Spec.PodCIDRs {
-			if p, err := netip.ParsePrefix(c); err == nil {
-				pods = append(pods, p.Masked())
+		for _, a := range v.Nodes[i].Status.Addresses {
+			if ip, ok := policy.ParseNodeIP(a.Address); ok {
+				hosts = append(hosts, ip)
 			}
 		}
 	}
+	hosts = append(hosts, v.Cluster.APIServerAddresses...)
+	var pods []netip.Prefix
+	var evidence []string
+	for _, name := range v.nodeNames {
+		for _, c := range v.nodes[name].Spec.PodCIDRs {
+			p, err := netip.ParsePrefix(c)
+			if err != nil {
+				continue
+			}
+			p = policy.NormalisePrefix(p.Masked())
+			switch {
+			case p.Bits() < 8 || p.Addr().Is6() && p.Bits() < 32:
+				evidence = append(evidence, fmt.Sprintf("node %s has pod CIDR %s, implausibly large: left out; find out who set it", name, p))
+			case slices.ContainsFunc(hosts, p.Contains):
+				evidence = append(evidence, fmt.Sprintf("node %s has pod CIDR %s, which holds a node or API server address: left out; find out who set it", name, p))
+			case slices.ContainsFunc(v.Cluster.ServiceCIDRs, p.Overlaps):
+				evidence = append(evidence, fmt.Sprintf("node %s has pod CIDR %s, which overlaps the service CIDRs: left out; find out who set it", name, p))
+			default:
+				pods = append(pods, p)
+			}
+		}
+	}
+	within := func(set []netip.Prefix, f func(r, p netip.Prefix) bool, p netip.Prefix) bool {
+		return slices.ContainsFunc(set, func(r netip.Prefix) bool { return f(policy.NormalisePrefix(r), p) })
+	}
+	covers := func(r, p netip.Prefix) bool { return r.Bits() <= p.Bits() && r.Contains(p.Addr()) }
 	var open []netip.Prefix
 	for _, p := range policy.Aggregate(pods) {
-		covered := slices.ContainsFunc(cfg.ExtraReservedCIDRs, func(r netip.Prefix) bool { return r.Bits() <= p.Bits() && r.Contains(p.Addr()) })
-		reachable := len(cfg.AllowedNodeCIDRs) == 0 || slices.ContainsFunc(cfg.AllowedNodeCIDRs, p.Overlaps)
-		if !covered && reachable {
+		if !within(cfg.ExtraReservedCIDRs, covers, p) && (len(cfg.AllowedNodeCIDRs) == 0 || within(cfg.AllowedNodeCIDRs, netip.Prefix.Overlaps, p)) {
 			open = append(open, p)
 		}
 	}
@@ -99,8 +125,9 @@ func (v *view) podCIDRsNotReserved() *Finding {
 	list := joinPrefixes(append(slices.Clone(cfg.ExtraReservedCIDRs), open...))
 	return &Finding{
 		ID: IDPodCIDRsNotReserved, Severity: Info,
-		Title:    "Pod IPs are not reserved: a node may get a certificate for a pod's address",
-		Evidence: []string{fmt.Sprintf("Nodes have pod CIDRs in %s, which --reserved-cidrs does not cover and --allowed-node-cidrs does not keep out", joinPrefixes(open))},
+		Title: "Pod IPs are not reserved: a node may get a certificate for a pod's address",
+		Evidence: append([]string{fmt.Sprintf("Nodes have pod CIDRs in %s, which --reserved-cidrs does not cover and --allowed-node-cidrs does not keep out", joinPrefixes(open))},
+			evidence...),
 		Fix: []string{
 			"Reserve the cluster's whole pod range (kube-controller-manager --cluster-cidr; your CNI's pool), not only today's nodes' CIDRs:",
 			fmt.Sprintf("helm upgrade csrguard <chart> --reuse-values --set '%s={%s}'", reservedCIDRsHelmValue, list),

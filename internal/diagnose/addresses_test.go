@@ -75,6 +75,10 @@ func TestAddressFindings(t *testing.T) {
 					t.Errorf("fix does not give the Helm value: %q", f[0].Fix)
 				}
 			}},
+		{name: "pod_cidrs_inside_mapped_allowed_node_cidrs", modify: func(s *Snapshot) {
+			s.Nodes[0].Spec.PodCIDRs = []string{"10.0.0.128/26"}
+			s.Policy.AllowedNodeCIDRs = []netip.Prefix{netip.MustParsePrefix("::ffff:10.0.0.0/120")}
+		}, want: []string{"info pod-cidrs-not-reserved"}},
 		{name: "pod_cidrs_reserved", modify: func(s *Snapshot) {
 			s.Nodes[0].Spec.PodCIDRs = []string{"10.0.0.128/26"}
 			s.Policy.ExtraReservedCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.128/25")}
@@ -86,6 +90,25 @@ func TestAddressFindings(t *testing.T) {
 			s.Policy = policy.DefaultConfig()
 			s.Nodes[0].Spec.PodCIDRs = []string{"10.244.0.0/24", "fd00:244::/64"}
 		}, want: []string{"info allowed-node-cidrs-unset", "info pod-cidrs-not-reserved"}},
+		// A node may set its own pod CIDR: one that would deny nodes if reserved stays out of
+		// the advice, and is named.
+		{name: "pod_cidrs_suspicious", modify: func(s *Snapshot) {
+			s.Policy = policy.DefaultConfig()
+			s.Nodes[0].Spec.PodCIDRs = []string{"10.244.0.0/24"}
+			s.Nodes[1].Spec.PodCIDRs = []string{"0.0.0.0/0"}
+			s.Nodes[2].Spec.PodCIDRs = []string{"10.0.0.0/24"} // the nodes' own network
+		}, want: []string{"info allowed-node-cidrs-unset", "info pod-cidrs-not-reserved"},
+			check: func(t *testing.T, f []Finding) {
+				fix, evidence := strings.Join(f[1].Fix, "\n"), strings.Join(f[1].Evidence, "\n")
+				if !strings.Contains(fix, "policy.reservedCIDRs={10.244.0.0/24}") {
+					t.Errorf("fix = %q, want only the plausible pod CIDR", fix)
+				}
+				for _, want := range []string{"node node-b has pod CIDR 0.0.0.0/0", "node node-c has pod CIDR 10.0.0.0/24"} {
+					if !strings.Contains(evidence, want) {
+						t.Errorf("evidence %q does not say %q", evidence, want)
+					}
+				}
+			}},
 		{name: "squatter", modify: func(s *Snapshot) {
 			s.Nodes[2].Status.Addresses = append(s.Nodes[2].Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.0.0.1"})
 			s.Claims = map[string]policy.Claim{"10.0.0.1": {Node: "node-a", Since: now.Add(-time.Hour)}}

@@ -165,11 +165,15 @@ const maxShardBytes = 900 << 10
 func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, now time.Time) (pending bool, err error) {
 	shards := make([]map[string]string, ClaimShards)
 	byNode := map[string]map[string]claimEntry{}
+	first := map[string]time.Time{} // node -> its oldest claim
 	for key, c := range claims {
 		if byNode[c.Node] == nil {
 			byNode[c.Node] = map[string]claimEntry{}
 		}
 		byNode[c.Node][key] = claimEntry{Since: c.Since.UTC(), Released: c.Released.UTC()}
+		if f, ok := first[c.Node]; !ok || c.Since.Before(f) {
+			first[c.Node] = c.Since
+		}
 	}
 	for node, entries := range byNode {
 		b, err := json.Marshal(entries) // map keys are sorted: the encoding is stable
@@ -184,9 +188,9 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 	}
 	var errs []error
 	for i, name := range ClaimConfigMaps() {
-		if left := fitShard(shards[i]); len(left) > 0 {
-			// Better the claims of the Nodes with the most than none of the shard's.
-			errs = append(errs, fmt.Errorf("configmap %s/%s: left out the claims of nodes %s, the largest, to stay under %d bytes", s.namespace, name, strings.Join(left, ", "), maxShardBytes))
+		if left := fitShard(shards[i], first); len(left) > 0 {
+			// Better the claims of the newest Nodes lost than all of the shard's.
+			errs = append(errs, fmt.Errorf("configmap %s/%s: left out the claims of nodes %s, the newest, to stay under %d bytes", s.namespace, name, strings.Join(left, ", "), maxShardBytes))
 		}
 		s.mu.Lock()
 		prev, known := s.saved[name]
@@ -216,11 +220,12 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 	return pending, errors.Join(errs...)
 }
 
-// fitShard removes from a shard's data the Nodes with the largest entries until it holds at
-// most maxShardBytes, and returns them. A Node's entry is bounded (MaxKeysPerNode claims of at
-// most 253 bytes each, about 22 KiB), so only many Nodes hashed to one shard, each with many
-// long names, can fill it: they lose their record, not the others.
-func fitShard(data map[string]string) []string {
+// fitShard removes from a shard's data the newest Nodes (by their oldest claim) until it holds
+// at most maxShardBytes, and returns them. A Node's entry is bounded (MaxKeysPerNode claims of
+// at most 253 bytes each, about 22 KiB), so only many Nodes hashed to one shard can fill it:
+// Nodes registered to do so are newer than the Nodes they would push out, and lose their
+// record first; size does not count, or an attacker could shape its Nodes to evict a victim.
+func fitShard(data map[string]string, first map[string]time.Time) []string {
 	size := 0
 	for k, v := range data {
 		size += len(k) + len(v)
@@ -229,7 +234,7 @@ func fitShard(data map[string]string) []string {
 		return nil
 	}
 	nodes := slices.SortedFunc(maps.Keys(data), func(a, b string) int {
-		return cmp.Or(cmp.Compare(len(b)+len(data[b]), len(a)+len(data[a])), cmp.Compare(a, b))
+		return cmp.Or(first[b].Compare(first[a]), cmp.Compare(a, b))
 	})
 	var left []string
 	for _, node := range nodes {

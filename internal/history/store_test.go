@@ -167,15 +167,19 @@ func TestStoreSaveClaimsEveryShard(t *testing.T) {
 	}
 }
 
-// TestStoreSaveClaimsOverfullShard: Nodes that fill a shard with the longest names lose
-// their record, not the others, and the shard is still written.
+// TestStoreSaveClaimsOverfullShard: Nodes that fill a shard lose their record, newest first
+// whatever their size, and the shard is still written with the older Nodes' claims.
 func TestStoreSaveClaimsOverfullShard(t *testing.T) {
 	c := fake.NewClientBuilder().Build()
-	claims := map[string]policy.Claim{"10.0.0.1": {Node: "node-a", Since: t0}}
+	// node-a is old and has the largest record of all.
+	claims := map[string]policy.Claim{}
 	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "."
-	for n := range 60 * history.ClaimShards { // about 1.3 MiB a shard
-		for k := range history.MaxKeysPerNode {
-			claims[fmt.Sprintf("%sn%04dk%02d", long, n, k)] = policy.Claim{Node: fmt.Sprintf("jam-%d", n), Since: t0, Released: t0}
+	for k := range history.MaxKeysPerNode {
+		claims[fmt.Sprintf("%svictim%02d", long, k)] = policy.Claim{Node: "node-a", Since: t0.Add(-time.Hour)}
+	}
+	for n := range 150 * history.ClaimShards { // about 1.3 MiB a shard
+		for k := range history.MaxKeysPerNode / 2 {
+			claims[fmt.Sprintf("%sn%04dk%02d", long, n, k)] = policy.Claim{Node: fmt.Sprintf("jam-%d", n), Since: t0.Add(time.Duration(n) * time.Second)}
 		}
 	}
 	pending, err := history.NewStore(c, c, "csrguard").SaveClaims(t.Context(), claims, t0)
@@ -186,8 +190,17 @@ func TestStoreSaveClaimsOverfullShard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got["10.0.0.1"].Node != "node-a" || len(got) >= len(claims) {
-		t.Errorf("saved %d of %d claims, node-a's %v; want node-a's and not all", len(got), len(claims), got["10.0.0.1"])
+	kept := 0
+	for key, cl := range got {
+		if cl.Node == "node-a" {
+			kept++
+		}
+		if want := claims[key]; cl != want {
+			t.Errorf("claim on %s = %v, want %v", key, cl, want)
+		}
+	}
+	if kept != history.MaxKeysPerNode || len(got) >= len(claims) {
+		t.Errorf("saved %d of %d claims, %d of node-a's; want all of node-a's and not all", len(got), len(claims), kept)
 	}
 }
 

@@ -136,7 +136,7 @@ func (e *evaluation) reservedAddress(addr netip.Addr, cluster Cluster) string {
 }
 
 func inAny(prefixes []netip.Prefix, addr netip.Addr) bool {
-	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return normalisePrefix(p).Contains(addr) })
+	return slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return NormalisePrefix(p).Contains(addr) })
 }
 
 // apiServer keeps the API server's addresses and names for the API server. On kubeadm and Talos

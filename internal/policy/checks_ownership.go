@@ -174,7 +174,8 @@ func (e *evaluation) requestingNode(ctx context.Context) (*Node, error) {
 
 // otherNodeNamed returns a Node other than the requester whose name is the normalised name,
 // starts with it (a short form), or starts it (the name under a domain), or "" if none is.
-// Each lookup is exact, so a name prefix many Nodes share ("cn-hangzhou") costs no more.
+// Each lookup is by exact key, asks for two Nodes at most and copies none, so a name prefix
+// many Nodes share ("cn-hangzhou", on Alibaba Cloud) stays cheap.
 func (e *evaluation) otherNodeNamed(ctx context.Context, name string) (string, error) {
 	own := normaliseDNS(e.nodeName)
 	if name == own {
@@ -227,8 +228,9 @@ func normaliseAddr(addr netip.Addr) netip.Addr {
 	return addr.Unmap().WithZone("")
 }
 
-// normalisePrefix returns an IPv4-mapped IPv6 prefix as the IPv4 prefix it covers.
-func normalisePrefix(p netip.Prefix) netip.Prefix {
+// NormalisePrefix returns an IPv4-mapped IPv6 prefix as the IPv4 prefix it covers, and any
+// other prefix as it is.
+func NormalisePrefix(p netip.Prefix) netip.Prefix {
 	if p.Addr().Is4In6() && p.Bits() >= 96 {
 		return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
 	}
