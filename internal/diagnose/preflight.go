@@ -63,10 +63,9 @@ type PreflightReport struct {
 // KubeletRequest builds the serving CSR node's kubelet would file, from
 // servingcsr.KubeletTemplate: CN system:node:<name>, O system:nodes, SANs
 // from status.addresses, ECDSA key, the kubelet's default usages, signed by
-// key. It is dated settle before now, so that the policy gives its final
-// verdict rather than a settle-time hold. ok is false when the node reports
-// no IP: the kubelet then files nothing.
-func KubeletRequest(node *corev1.Node, key crypto.Signer, now time.Time, settle time.Duration) (req servingcsr.Request, ok bool, err error) {
+// key, created at created. ok is false when the node reports no IP: the
+// kubelet then files nothing.
+func KubeletRequest(node *corev1.Node, key crypto.Signer, created time.Time) (req servingcsr.Request, ok bool, err error) {
 	tmpl := servingcsr.KubeletTemplate(node.Name, node.Status.Addresses)
 	if tmpl == nil {
 		return req, false, nil
@@ -82,8 +81,18 @@ func KubeletRequest(node *corev1.Node, key crypto.Signer, now time.Time, settle 
 		Groups:     []string{"system:nodes", "system:authenticated"},
 		Usages:     certificate.DefaultKubeletServingGetUsages(key),
 		PEM:        pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}),
-		Created:    now.Add(-settle - time.Second),
+		Created:    created,
 	}, true, nil
+}
+
+// finalVerdictTime is when the policy gives node's request its final verdict
+// rather than a settle-time hold: now, or, for a Node younger than settle,
+// just after it is settle old. The request is dated settle before that.
+func finalVerdictTime(node *corev1.Node, now time.Time, settle time.Duration) time.Time {
+	if end := node.CreationTimestamp.Add(settle + time.Second); end.After(now) {
+		return end
+	}
+	return now
 }
 
 // Preflight evaluates, for every node of s, the CSR its kubelet would file,
@@ -100,7 +109,8 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 	facts := policy.NewSnapshotFacts(s.policySnapshot())
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
-		req, ok, err := KubeletRequest(n, key, s.Now, cfg.AddressSettleTime)
+		at := finalVerdictTime(n, s.Now, cfg.AddressSettleTime)
+		req, ok, err := KubeletRequest(n, key, at.Add(-cfg.AddressSettleTime-time.Second))
 		if err != nil {
 			return r, err
 		}
@@ -111,7 +121,7 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 			r.OK = false
 			continue
 		}
-		d, err := policy.Evaluate(ctx, cfg, req, facts, s.Now)
+		d, err := policy.Evaluate(ctx, cfg, req, facts, at)
 		if err != nil {
 			return r, fmt.Errorf("evaluate node %q: %w", n.Name, err)
 		}

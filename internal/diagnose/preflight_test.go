@@ -3,9 +3,11 @@ package diagnose
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csrguard/csrguard/internal/policy"
 )
@@ -42,6 +44,15 @@ func TestPreflight(t *testing.T) {
 			s.Nodes[3].Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: "no-ip"}}
 			return s
 		}, want: map[string]string{"node-a": OutcomeDenied, "node-b": OutcomeDenied, "node-c": OutcomeDenied, "no-ip": OutcomeNoRequest}},
+		// A Node that registered a moment ago with an address another Node
+		// owns is told its final verdict, not the settle-time hold before it.
+		{name: "new_node_reports_owned_address", snap: func() Snapshot {
+			s := healthy(t, "Debian")
+			s.Claims = map[string]policy.Claim{"10.0.0.2": {Node: "node-b", Since: now.Add(-time.Hour)}}
+			s.Nodes = append(s.Nodes, newNode("node-d", "10.0.0.2", "Debian", false))
+			s.Nodes[3].CreationTimestamp = metav1.NewTime(now.Add(-time.Second))
+			return s
+		}, want: map[string]string{"node-a": OutcomeIssued, "node-b": OutcomeIssued, "node-c": OutcomeIssued, "node-d": OutcomeDenied}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
