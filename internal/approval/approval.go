@@ -150,7 +150,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	case policy.Deny:
 		return r.deny(ctx, &csr, node, d)
 	case policy.Hold:
-		return r.hold(ctx, &csr, node, d, r.holdRetry(&csr, d))
+		return r.hold(ctx, &csr, node, d, r.holdRetry(d))
 	default:
 		return ctrl.Result{}, fmt.Errorf("policy returned no verdict for CSR %q: %+v", csr.Name, d)
 	}
@@ -254,15 +254,11 @@ func (r *Reconciler) hold(ctx context.Context, csr *certificatesv1.CertificateSi
 	return ctrl.Result{RequeueAfter: retry}, nil
 }
 
-// holdRetry says when a held CSR is looked at again without a watch event.
-func (r *Reconciler) holdRetry(csr *certificatesv1.CertificateSigningRequest, d policy.Decision) time.Duration {
-	switch d.Reason {
-	case policy.SANNotOnNode, policy.SANOfOtherNode:
-		// Held only while the address caches may lag; decide when that ends.
-		left := r.cfg.Policy.AddressSettleTime - r.clock.Since(csr.CreationTimestamp.Time)
-		if left > 0 && left < r.cfg.HoldRetry {
-			return left + 100*time.Millisecond
-		}
+// holdRetry says when a held CSR is looked at again without a watch event: when its hold ends,
+// if the policy knows that and it is sooner than HoldRetry.
+func (r *Reconciler) holdRetry(d policy.Decision) time.Duration {
+	if left := d.Until.Sub(r.clock.Now()); !d.Until.IsZero() && left > 0 && left < r.cfg.HoldRetry {
+		return left + 100*time.Millisecond
 	}
 	return r.cfg.HoldRetry
 }

@@ -306,23 +306,24 @@ func TestReconcileSettleTime(t *testing.T) {
 
 func TestHoldRetry(t *testing.T) {
 	tests := []struct {
-		name   string
-		reason policy.Reason
-		age    time.Duration
-		want   time.Duration
+		name  string
+		until time.Duration // from now; 0 for a hold with no known end
+		want  time.Duration
 	}{
-		{"settle_time_beyond_hold_retry", policy.SANNotOnNode, 5 * time.Second, 30 * time.Second},
-		{"settle_time_within_hold_retry", policy.SANNotOnNode, 45 * time.Second, 15*time.Second + 100*time.Millisecond},
-		{"other_node_within_hold_retry", policy.SANOfOtherNode, 59 * time.Second, time.Second + 100*time.Millisecond},
-		{"settle_time_over", policy.SANNotOnNode, 2 * time.Minute, 30 * time.Second},
-		{"node_not_found", policy.NodeNotFound, 45 * time.Second, 30 * time.Second},
+		{"ends_after_hold_retry", 55 * time.Second, 30 * time.Second},
+		{"ends_within_hold_retry", 15 * time.Second, 15*time.Second + 100*time.Millisecond},
+		{"ends_in_a_second", time.Second, time.Second + 100*time.Millisecond},
+		{"ended", -time.Minute, 30 * time.Second},
+		{"no_known_end", 0, 30 * time.Second},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			csr := csrtest.New(t)
 			f := newFixture(t, enforce())
-			f.clock.SetTime(csrtest.Created.Add(tc.age))
-			if got := f.r.holdRetry(csr, policy.Decision{Verdict: policy.Hold, Reason: tc.reason}); got != tc.want {
+			d := policy.Decision{Verdict: policy.Hold, Reason: policy.SANNotOnNode}
+			if tc.until != 0 {
+				d.Until = f.clock.Now().Add(tc.until)
+			}
+			if got := f.r.holdRetry(d); got != tc.want {
 				t.Errorf("holdRetry() = %v, want %v", got, tc.want)
 			}
 		})

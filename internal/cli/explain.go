@@ -65,7 +65,9 @@ type explanation struct {
 	Verdict   string        `json:"verdict"`
 	Reason    policy.Reason `json:"reason"`
 	Message   string        `json:"message"`
-	Checks    []checkOut    `json:"checks"`
+	// Until is, for a hold that ends at a known time, when the controller decides again.
+	Until  *time.Time `json:"until,omitempty"`
+	Checks []checkOut `json:"checks"`
 }
 
 type checkOut struct {
@@ -80,6 +82,10 @@ func renderExplain(w io.Writer, csr *certificatesv1.CertificateSigningRequest, d
 	e := explanation{
 		CSR: csr.Name, Requester: csr.Spec.Username, Signer: csr.Spec.SignerName, Created: csr.CreationTimestamp.UTC(),
 		State: servingcsr.State(csr), Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message,
+	}
+	if !d.Until.IsZero() {
+		until := d.Until.UTC()
+		e.Until = &until
 	}
 	for _, c := range d.Checks {
 		out := checkOut{Check: c.Check, Result: strings.ToLower(c.Outcome.String()), Reason: c.Reason, Message: c.Message}
@@ -114,6 +120,8 @@ func renderExplain(w io.Writer, csr *certificatesv1.CertificateSigningRequest, d
 		fmt.Fprintf(w, "\nThe CSR is already %s: the controller never changes a final CSR; this is what it would have decided.\n", e.State)
 	case d.Verdict == policy.Approve:
 		fmt.Fprintln(w, "\nThe controller would approve it, unless a per-node rate limit or the breaker holds it.")
+	case e.Until != nil:
+		fmt.Fprintf(w, "\nThe controller holds it, and decides again at %s (in %s).\n", e.Until.Format(time.RFC3339), humanDuration(e.Until.Sub(now)))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -32,6 +33,9 @@ func TestRenderExplain(t *testing.T) {
 	now := csrtest.Created.Add(3 * time.Minute)
 	good := csrtest.New(t)
 	bad := csrtest.New(t, csrtest.Name("csr-hostile"), csrtest.DNSNames("node-a", "kubernetes.default.svc"), csrtest.IPAddresses("10.0.0.10", "10.0.0.99"))
+	// Filed 20s ago for an address its Node does not report (yet): held for the settle time.
+	held := csrtest.New(t, csrtest.Name("csr-held"), csrtest.IPAddresses("10.0.0.10", "10.0.0.99"))
+	held.CreationTimestamp = metav1.NewTime(now.Add(-20 * time.Second))
 	denied := csrtest.New(t, csrtest.Name("csr-denied"))
 	denied.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue}}
 	for _, tc := range []struct {
@@ -43,6 +47,8 @@ func TestRenderExplain(t *testing.T) {
 		{"explain-deny.golden", bad, "table"},
 		{"explain-final.golden", denied, "table"},
 		{"explain-deny-json.golden", bad, "json"},
+		{"explain-hold.golden", held, "table"},
+		{"explain-hold-json.golden", held, "json"},
 	} {
 		t.Run(strings.TrimSuffix(tc.name, ".golden"), func(t *testing.T) {
 			var buf bytes.Buffer

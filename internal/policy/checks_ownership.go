@@ -96,8 +96,11 @@ func (e *evaluation) owner(ctx context.Context, key string) (CheckResult, error)
 	case ok && !claim.Released.IsZero():
 		// The owner stopped reporting it: the address is moving. Wait for the claim to end
 		// rather than deny the new holder.
-		return failed(Hold, SANOfOtherNode, "SAN %q was an address of node %q until %s; its claim ends at %s",
-			key, claim.Node, claim.Released.UTC().Format(time.RFC3339), claim.Released.Add(e.cfg.AddressSettleTime).UTC().Format(time.RFC3339))
+		end := claim.Released.Add(e.cfg.AddressSettleTime)
+		r, err := failed(Hold, SANOfOtherNode, "SAN %q was an address of node %q until %s; its claim ends at %s",
+			key, claim.Node, claim.Released.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
+		r.Until = end
+		return r, err
 	case ok:
 		return e.unsettled(SANOfOtherNode, "SAN %q is owned by node %q, which has reported it since %s", key, claim.Node, claim.Since.UTC().Format(time.RFC3339))
 	}
@@ -150,8 +153,10 @@ func (e *evaluation) unsettled(reason Reason, format string, args ...any) (Check
 	if e.node != nil && e.node.Created.After(since) {
 		since, what = e.node.Created, "node "+e.nodeName
 	}
-	if e.now.Sub(since) < e.cfg.AddressSettleTime {
-		return failed(Hold, reason, "%s; holding until %s is %v old in case node addresses lag", msg, what, e.cfg.AddressSettleTime)
+	if end := since.Add(e.cfg.AddressSettleTime); e.now.Before(end) {
+		r, err := failed(Hold, reason, "%s; holding until %s is %v old in case node addresses lag", msg, what, e.cfg.AddressSettleTime)
+		r.Until = end
+		return r, err
 	}
 	return failed(Deny, reason, "%s", msg)
 }

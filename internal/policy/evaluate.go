@@ -86,7 +86,7 @@ func Evaluate(ctx context.Context, cfg Config, req servingcsr.Request, facts Fac
 		}
 	}
 	if hold != nil {
-		return Decision{Verdict: Hold, Reason: hold.Reason, Message: hold.Check + ": " + hold.Message, Checks: results}, nil
+		return Decision{Verdict: Hold, Reason: hold.Reason, Message: hold.Check + ": " + hold.Message, Checks: results, Until: hold.Until}, nil
 	}
 	// Every skip should come with an earlier failure. Should that ever break, refuse to approve a
 	// request whose SANs were not checked against its Node.

@@ -79,6 +79,9 @@ type Decision struct {
 	Message string
 	// Checks holds one result per check, in the order the checks ran.
 	Checks []CheckResult
+	// Until is, for a Hold that ends at a known time (the settle time runs out, a released
+	// claim ends), when that is; the request is to be decided again then. Zero otherwise.
+	Until time.Time
 }
 
 // CheckResult is the result of one check.
@@ -92,6 +95,8 @@ type CheckResult struct {
 	Reason Reason
 	// Message says what was checked, what failed or why the check was skipped.
 	Message string
+	// Until is, for a Hold that ends at a known time, when that is; zero otherwise.
+	Until time.Time
 }
 
 // Node is the part of a Node object the policy looks at.

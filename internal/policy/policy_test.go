@@ -646,6 +646,49 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
+// TestHoldUntil: a hold says when it ends, if it knows, so the controller decides again then
+// rather than at its next periodic retry.
+func TestHoldUntil(t *testing.T) {
+	settle := policy.DefaultConfig().AddressSettleTime
+	now := csrtest.Created.Add(10 * time.Second)
+	tests := []struct {
+		name  string
+		opts  []csrtest.Option
+		facts func(*fakeFacts)
+		want  time.Time
+	}{
+		{name: "settle_time_from_the_request", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")},
+			want: csrtest.Created.Add(settle)},
+		{name: "settle_time_from_a_later_node", opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, facts: func(f *fakeFacts) {
+			f.nodes["node-a"].Created = now.Add(-time.Second)
+		}, want: now.Add(-time.Second).Add(settle)},
+		{name: "released_claim_ends", opts: []csrtest.Option{csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.20")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "InternalIP=10.0.0.20")
+			f.claims["10.0.0.20"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-24 * time.Hour), Released: csrtest.Created.Add(-30 * time.Second)}
+		}, want: csrtest.Created.Add(-30 * time.Second).Add(settle)},
+		{name: "node_not_found_has_no_known_end", opts: []csrtest.Option{csrtest.Node("node-c"), csrtest.IPAddresses("10.0.0.12")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			facts := defaultFacts()
+			if tt.facts != nil {
+				tt.facts(facts)
+			}
+			req := servingcsr.FromCSR(csrtest.New(t, tt.opts...))
+			d, err := policy.Evaluate(context.Background(), policy.DefaultConfig(), req, facts, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d.Verdict != policy.Hold {
+				t.Fatalf("verdict %v (%s), want Hold", d.Verdict, d.Message)
+			}
+			if !d.Until.Equal(tt.want) {
+				t.Errorf("Until = %v, want %v (%s)", d.Until, tt.want, d.Message)
+			}
+		})
+	}
+}
+
 // TestEvaluateChecks pins the trace explain prints: every check, its outcome and reason.
 func TestEvaluateChecks(t *testing.T) {
 	type row struct {
