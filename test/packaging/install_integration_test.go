@@ -78,6 +78,53 @@ func TestInstallManifestOnControlPlane(t *testing.T) {
 	t.Run("service_account_rights", func(t *testing.T) {
 		checkServiceAccountRights(t, controlplane.Deadline(t, time.Minute), admin)
 	})
+	t.Run("runbook_rbac_commands", func(t *testing.T) {
+		checkRunbookRBACCommands(t, controlplane.Deadline(t, time.Minute), cp)
+	})
+}
+
+// checkRunbookRBACCommands runs every `kubectl auth can-i` line of the runbooks
+// with the real kubectl against install.yaml's RBAC: each must answer yes (or,
+// piped to grep, print what it greps for), or the runbook sends a user after a
+// fault that is not there. The subresource written as a resource path must
+// answer no, or this check proves nothing.
+func checkRunbookRBACCommands(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane) {
+	runbooks, err := filepath.Glob(repoRoot + "/docs/runbooks/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, path := range runbooks {
+		for line := range strings.Lines(readFile(t, path)) {
+			cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "kubectl auth can-i ")
+			if !ok {
+				continue
+			}
+			cmd, _, _ = strings.Cut(cmd, "#")
+			cmd, grep, piped := strings.Cut(cmd, "| grep ")
+			out, err := cp.Kubectl(ctx, append([]string{"auth", "can-i"}, strings.Fields(cmd)...)...)
+			lines := strings.Split(strings.TrimSpace(out), "\n")
+			switch {
+			case piped:
+				grep = strings.TrimSpace(grep)
+				if i := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, grep) }); err != nil || i < 0 {
+					t.Errorf("%s: kubectl auth can-i %s: no line with %q in %q (%v)", filepath.Base(path), cmd, grep, out, err)
+				} else {
+					t.Logf("%s: kubectl auth can-i %s| grep %s: %s", filepath.Base(path), cmd, grep, lines[i])
+				}
+			case err != nil || lines[len(lines)-1] != "yes": // after any warning
+				t.Errorf("%s: kubectl auth can-i %s: %q (%v), want yes", filepath.Base(path), cmd, out, err)
+			}
+			ran++
+		}
+	}
+	if ran == 0 {
+		t.Fatal("no runbook has a kubectl auth can-i command")
+	}
+	out, _ := cp.Kubectl(ctx, "auth", "can-i", "update", "certificatesigningrequests/approval", "--as="+serviceAccountUser)
+	if !strings.HasSuffix(strings.TrimSpace(out), "\nno") {
+		t.Errorf("kubectl auth can-i update certificatesigningrequests/approval: %q, want no (kubectl reads approval as a name)", out)
+	}
 }
 
 // applyManifest server-side applies every object but notApplied, in file
