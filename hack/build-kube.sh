@@ -110,11 +110,11 @@ build_metrics_server() {
 }
 
 for b in kube-apiserver kube-controller-manager kubectl; do
-  [[ -x "$KUBE_DIR/$b" ]] || { build_step "Kubernetes v$K8S_VERSION (kube-apiserver, kube-controller-manager, kubectl)" "kube-v$K8S_VERSION" "~12 min" build_kube; break; }
+  [[ -x "$KUBE_DIR/$b" ]] || { build_step "Kubernetes v$K8S_VERSION (kube-apiserver, kube-controller-manager, kubectl)" "kube-v$K8S_VERSION" "~15 min" build_kube; break; }
 done
 [[ -x "$ETCD_DIR/etcd" ]] || build_step "etcd v$ETCD_VERSION" "etcd-v$ETCD_VERSION" "~1 min" build_etcd
-[[ -x "$HOLLOW_DIR/hollowkubelet" ]] || build_step "the kubelet v$K8S_VERSION (hollow: fake runtime)" "hollowkubelet-v$K8S_VERSION" "~3 min after Kubernetes" build_hollow
-[[ -x "$MS_DIR/metrics-server" ]] || build_step "metrics-server v$METRICS_SERVER_VERSION" "metrics-server-v$METRICS_SERVER_VERSION" "~9 min" build_metrics_server
+[[ -x "$HOLLOW_DIR/hollowkubelet" ]] || build_step "the kubelet v$K8S_VERSION (hollow: fake runtime)" "hollowkubelet-v$K8S_VERSION" "~1 min after Kubernetes" build_hollow
+[[ -x "$MS_DIR/metrics-server" ]] || build_step "metrics-server v$METRICS_SERVER_VERSION" "metrics-server-v$METRICS_SERVER_VERSION" "~5 min" build_metrics_server
 
 # One directory with every binary, which is what tests and the demo are given.
 mkdir -p "$BIN_DIR"

@@ -25,7 +25,7 @@ build() {
 
 PROMETHEUS_VERSION="$(strip_v "$PROMETHEUS_VERSION")"
 HELM_VERSION="$(strip_v "$HELM_VERSION")"
-build promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool "~4 min"
+build promtool github.com/prometheus/prometheus "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool "~7 min"
 build helm helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm "~3 min"
 
 BIN_DIR="$CSRGUARD_CACHE/bin/tools-prom-v$PROMETHEUS_VERSION-helm-v$HELM_VERSION"
