@@ -138,7 +138,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	logger := log.FromContext(ctx).WithValues("csr", klog.KObj(&csr), "node", node)
 	ctx = log.IntoContext(ctx, logger)
 
-	d, err := policy.Evaluate(ctx, r.cfg.Policy, servingcsr.FromCSR(&csr), r.facts, r.clock.Now())
+	now := r.clock.Now()
+	d, err := policy.Evaluate(ctx, r.cfg.Policy, servingcsr.FromCSR(&csr), r.facts, now)
 	if err != nil {
 		// Could not decide: never approve or deny on an error; retry with backoff.
 		r.metrics.Errors.WithLabelValues("facts").Inc()
@@ -150,7 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	case policy.Deny:
 		return r.deny(ctx, &csr, node, d)
 	case policy.Hold:
-		return r.hold(ctx, &csr, node, d, r.holdRetry(d))
+		return r.hold(ctx, &csr, node, d, r.holdRetry(d, now))
 	default:
 		return ctrl.Result{}, fmt.Errorf("policy returned no verdict for CSR %q: %+v", csr.Name, d)
 	}
@@ -254,11 +255,12 @@ func (r *Reconciler) hold(ctx context.Context, csr *certificatesv1.CertificateSi
 	return ctrl.Result{RequeueAfter: retry}, nil
 }
 
-// holdRetry says when a held CSR is looked at again without a watch event: when its hold ends,
-// if the policy knows that and it is sooner than HoldRetry.
-func (r *Reconciler) holdRetry(d policy.Decision) time.Duration {
-	if left := d.Until.Sub(r.clock.Now()); !d.Until.IsZero() && left > 0 && left < r.cfg.HoldRetry {
-		return left + 100*time.Millisecond
+// holdRetry says when a CSR held at now (the time it was decided at) is looked at again without
+// a watch event: just after its hold ends, if the policy knows when that is and it is sooner
+// than HoldRetry. Until is after now by construction, so this never spins.
+func (r *Reconciler) holdRetry(d policy.Decision, now time.Time) time.Duration {
+	if left := d.Until.Sub(now); !d.Until.IsZero() && left < r.cfg.HoldRetry {
+		return max(left, 0) + 100*time.Millisecond
 	}
 	return r.cfg.HoldRetry
 }

@@ -313,7 +313,7 @@ func TestHoldRetry(t *testing.T) {
 		{"ends_after_hold_retry", 55 * time.Second, 30 * time.Second},
 		{"ends_within_hold_retry", 15 * time.Second, 15*time.Second + 100*time.Millisecond},
 		{"ends_in_a_second", time.Second, time.Second + 100*time.Millisecond},
-		{"ended", -time.Minute, 30 * time.Second},
+		{"ended_while_deciding", -time.Millisecond, 100 * time.Millisecond},
 		{"no_known_end", 0, 30 * time.Second},
 	}
 	for _, tc := range tests {
@@ -323,7 +323,7 @@ func TestHoldRetry(t *testing.T) {
 			if tc.until != 0 {
 				d.Until = f.clock.Now().Add(tc.until)
 			}
-			if got := f.r.holdRetry(d); got != tc.want {
+			if got := f.r.holdRetry(d, f.clock.Now()); got != tc.want {
 				t.Errorf("holdRetry() = %v, want %v", got, tc.want)
 			}
 		})

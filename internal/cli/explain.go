@@ -83,7 +83,7 @@ func renderExplain(w io.Writer, csr *certificatesv1.CertificateSigningRequest, d
 		CSR: csr.Name, Requester: csr.Spec.Username, Signer: csr.Spec.SignerName, Created: csr.CreationTimestamp.UTC(),
 		State: servingcsr.State(csr), Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message,
 	}
-	if !d.Until.IsZero() {
+	if !d.Until.IsZero() && !servingcsr.IsFinal(csr) {
 		until := d.Until.UTC()
 		e.Until = &until
 	}

@@ -60,6 +60,28 @@ func TestRenderExplain(t *testing.T) {
 	}
 }
 
+// TestRenderExplainFinalHasNoUntil: the controller never decides a final CSR again, so explain
+// gives no time for it, even where the policy would hold it today.
+func TestRenderExplainFinalHasNoUntil(t *testing.T) {
+	now := csrtest.Created.Add(3 * time.Minute)
+	csr := csrtest.New(t, csrtest.Name("csr-held-then-denied"), csrtest.IPAddresses("10.0.0.10", "10.0.0.99"))
+	csr.CreationTimestamp = metav1.NewTime(now.Add(-20 * time.Second))
+	d := decide(t, csr, now)
+	if d.Until.IsZero() {
+		t.Fatal("the policy gave the held CSR no Until: the test proves nothing")
+	}
+	csr.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue}}
+	for _, format := range []string{"json", "table"} {
+		var buf bytes.Buffer
+		if err := renderExplain(&buf, csr, d, now, format); err != nil {
+			t.Fatal(err)
+		}
+		if out := buf.String(); strings.Contains(out, `"until"`) || strings.Contains(out, "decides again") {
+			t.Errorf("explain -o %s of a final CSR says when it is decided again:\n%s", format, out)
+		}
+	}
+}
+
 func TestRenderPlan(t *testing.T) {
 	now := csrtest.Created.Add(20 * time.Minute)
 	var plan []planRow

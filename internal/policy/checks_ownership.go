@@ -66,11 +66,21 @@ func (e *evaluation) sanOwnership(ctx context.Context) (CheckResult, error) {
 			return e.unsettled(SANOfOtherNode, "DNS SAN %q names node %q (one is the other under a domain)", name, other)
 		}
 	}
+	// The first denial wins over a hold on another SAN (a released claim holds whatever the
+	// settle time says), so that a SAN on its way to its new holder cannot delay a denial.
+	var hold *CheckResult
 	slices.Sort(keys)
 	for _, key := range slices.Compact(keys) {
-		if r, err := e.owner(ctx, key); err != nil || r.Outcome == Fail {
+		r, err := e.owner(ctx, key)
+		switch {
+		case err != nil || r.Outcome == Fail && r.Verdict == Deny:
 			return r, err
+		case r.Outcome == Fail && hold == nil:
+			hold = &r
 		}
+	}
+	if hold != nil {
+		return *hold, nil
 	}
 	return passed("every SAN is an address of node %q that no other node owns", e.nodeName)
 }

@@ -561,6 +561,12 @@ func TestEvaluate(t *testing.T) {
 			f.addAddresses("node-b", "InternalIP=10.0.0.20")
 			f.claims["10.0.0.20"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-24 * time.Hour), Released: csrtest.Created.Add(time.Hour - 10*time.Second)}
 		}, want: held("san-ownership", policy.SANOfOtherNode)},
+		// A SAN on its way to the requester does not delay the denial of one another Node owns.
+		{name: "claim_released_does_not_mask_owned_address", opts: []csrtest.Option{csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.20", "10.0.0.30")}, facts: func(f *fakeFacts) {
+			f.addAddresses("node-b", "InternalIP=10.0.0.20", "InternalIP=10.0.0.30")
+			f.claims["10.0.0.20"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-24 * time.Hour), Released: csrtest.Created.Add(time.Hour - 10*time.Second)}
+			f.claims["10.0.0.30"] = policy.Claim{Node: "node-a", Since: csrtest.Created.Add(-24 * time.Hour)}
+		}, want: denied("san-ownership", policy.SANOfOtherNode)},
 
 		// Short names: with FQDN node names (EKS), a SAN whose first label is another Node's
 		// short name is that Node's; a Node's own full name is its own even where short names
