@@ -29,7 +29,8 @@ import (
 
 // CacheOptions trims the manager's caches to what the policy needs, so memory
 // stays small with thousands of nodes: only kubelet-serving CSRs are listed
-// (a server-side field selector), and an oversized request is cut; Nodes keep their name, addresses, the
+// (a server-side field selector), without the request once they are final and
+// with an oversized one cut (trimCSR); Nodes keep their name, addresses, the
 // control-plane labels of cfg, kubelet endpoint and OS image — no images,
 // conditions or other labels; Namespaces are cached as names only.
 func CacheOptions(cfg policy.Config) cache.Options {

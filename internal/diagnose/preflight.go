@@ -85,9 +85,9 @@ func KubeletRequest(node *corev1.Node, key crypto.Signer, created time.Time) (re
 	}, true, nil
 }
 
-// finalVerdictTime is when the policy gives node's request its final verdict
-// rather than a settle-time hold: now, or, for a Node younger than settle,
-// just after it is settle old. The request is dated settle before that.
+// finalVerdictTime is when the policy gives a request node's kubelet filed
+// settle (and a second) earlier its final verdict rather than a settle-time
+// hold: now, or, for a Node younger than that, when it is that old.
 func finalVerdictTime(node *corev1.Node, now time.Time, settle time.Duration) time.Time {
 	if end := node.CreationTimestamp.Add(settle + time.Second); end.After(now) {
 		return end
@@ -150,11 +150,14 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 		}
 	}
 	r.Rollback = rollback(v)
-	if f := v.allowedNodeCIDRs(); f != nil && len(cfg.AllowedNodeCIDRs) == 0 {
-		r.Suggestions = append(r.Suggestions, fmt.Sprintf("%s: %s", f.Title, strings.Join(f.Fix[1:], "; ")))
+	var advice []*Finding
+	if len(cfg.AllowedNodeCIDRs) == 0 {
+		advice = append(advice, v.allowedNodeCIDRs())
 	}
-	if f := v.podCIDRsNotReserved(); f != nil {
-		r.Suggestions = append(r.Suggestions, fmt.Sprintf("%s: %s", f.Title, strings.Join(f.Fix[1:], "; ")))
+	for _, f := range append(advice, v.podCIDRsNotReserved()) {
+		if f != nil {
+			r.Suggestions = append(r.Suggestions, fmt.Sprintf("%s: %s", f.Title, strings.Join(f.Fix[1:], "; ")))
+		}
 	}
 	return r, nil
 }
