@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/csrguard/csrguard/internal/diagnose"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // setting is a Setting as the tests compare it.
@@ -205,7 +206,7 @@ func TestFiles(t *testing.T) {
 				t.Errorf("Rotation = %q, want %q", r.Rotation, tc.rotation)
 			}
 			for _, f := range r.Findings {
-				if f.Message == "" || f.Line < 1 || (f.Severity != Info && len(f.Fix) == 0) {
+				if f.Message == "" || f.Line < 1 || (f.Severity != severity.Info && len(f.Fix) == 0) {
 					t.Errorf("finding %s at %s:%d lacks a message, line or fix: %+v", f.ID, f.File, f.Line, f)
 				}
 			}
@@ -323,7 +324,7 @@ func TestInvalidFields(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := check(t, tc.yaml)
 			for _, f := range r.Findings {
-				if f.ID == IDInvalidField && f.Severity == Error && f.Line == tc.line && strings.Contains(f.Message, tc.text) && len(f.Fix) > 0 {
+				if f.ID == IDInvalidField && f.Severity == severity.Error && f.Line == tc.line && strings.Contains(f.Message, tc.text) && len(f.Fix) > 0 {
 					return
 				}
 			}
@@ -466,21 +467,5 @@ func TestCheckFilesErrors(t *testing.T) {
 	_, err := CheckFiles([]File{{Name: "a.yaml", Data: []byte("a: [\n")}, {Name: "ok.yaml", Data: []byte("a: 1\n")}, {Name: "b.yaml", Data: []byte("b: c: d\n")}})
 	if err == nil || !strings.Contains(err.Error(), "a.yaml:") || !strings.Contains(err.Error(), "b.yaml:1:") {
 		t.Errorf("CheckFiles = %v, want errors naming a.yaml and b.yaml:1", err)
-	}
-}
-
-func TestSeverityText(t *testing.T) {
-	for _, s := range []Severity{Info, Warning, Error} {
-		b, err := s.MarshalText()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var back Severity
-		if err := back.UnmarshalText(b); err != nil || back != s {
-			t.Errorf("round trip of %v = %v, %v", s, back, err)
-		}
-	}
-	if _, err := Severity(0).MarshalText(); err == nil {
-		t.Error("MarshalText of the zero Severity succeeded")
 	}
 }

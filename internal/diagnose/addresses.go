@@ -10,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // The IDs of the findings about Node addresses.
@@ -60,7 +61,7 @@ func (v *view) allowedNodeCIDRs() *Finding {
 	}
 	list := joinPrefixes(cidrs)
 	return &Finding{
-		ID: IDAllowedNodeCIDRs, Severity: Info,
+		ID: IDAllowedNodeCIDRs, Severity: severity.Info,
 		Title:    "--allowed-node-cidrs is not set: a node may get a certificate for any address no other node reports",
 		Evidence: []string{fmt.Sprintf("%s report their IPs in %s", plural(len(v.Nodes), "node"), list)},
 		Fix: []string{
@@ -124,7 +125,7 @@ func (v *view) podCIDRsNotReserved() *Finding {
 	}
 	list := joinPrefixes(append(slices.Clone(cfg.ExtraReservedCIDRs), open...))
 	return &Finding{
-		ID: IDPodCIDRsNotReserved, Severity: Info,
+		ID: IDPodCIDRsNotReserved, Severity: severity.Info,
 		Title: "Pod IPs are not reserved: a node may get a certificate for a pod's address",
 		Evidence: append([]string{fmt.Sprintf("Nodes have pod CIDRs in %s, which --reserved-cidrs does not cover and --allowed-node-cidrs does not keep out", joinPrefixes(open))},
 			evidence...),
@@ -149,7 +150,7 @@ func joinPrefixes(ps []netip.Prefix) string {
 // control-plane labels: their kubelets' CSRs are denied, so they get no serving certificate.
 func (v *view) controlPlaneUnlabelled() *Finding {
 	cfg := v.policyConfig()
-	f := &Finding{ID: IDControlPlaneUnlabelled, Severity: Warning}
+	f := &Finding{ID: IDControlPlaneUnlabelled, Severity: severity.Warning}
 	for _, name := range v.nodeNames {
 		n := v.nodes[name]
 		if cfg.IsControlPlane(n.Labels) {
@@ -185,7 +186,7 @@ func (v *view) addressConflicts() *Finding {
 			reporters[key] = append(reporters[key], name)
 		}
 	}
-	f := &Finding{ID: IDAddressConflicts, Severity: Warning}
+	f := &Finding{ID: IDAddressConflicts, Severity: severity.Warning}
 	for _, key := range slices.Sorted(maps.Keys(reporters)) {
 		nodes := reporters[key]
 		claim, claimed := v.Claims[key]

@@ -535,22 +535,6 @@ func TestHumanDuration(t *testing.T) {
 	}
 }
 
-func TestSeverityText(t *testing.T) {
-	for _, s := range []Severity{Info, Warning, Critical} {
-		b, err := s.MarshalText()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got Severity
-		if err := got.UnmarshalText(b); err != nil || got != s {
-			t.Errorf("round trip of %v: got %v, %v", s, got, err)
-		}
-	}
-	if _, err := Severity(0).MarshalText(); err == nil {
-		t.Error("zero Severity marshalled")
-	}
-}
-
 func findByID(findings []Finding, id string) *Finding {
 	for i := range findings {
 		if findings[i].ID == id {

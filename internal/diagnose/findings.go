@@ -11,54 +11,8 @@ import (
 
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/severity"
 )
-
-// Severity says how urgent a finding is. The zero value is not a severity.
-type Severity int
-
-// The severities, least urgent first.
-const (
-	// Info is worth knowing; nothing is broken.
-	Info Severity = iota + 1
-	// Warning will break something, or weakens security, if left alone.
-	Warning
-	// Critical is broken now: kubelets serve no valid certificate, or soon will not.
-	Critical
-)
-
-// String returns "info", "warning" or "critical".
-func (s Severity) String() string {
-	switch s {
-	case Info:
-		return "info"
-	case Warning:
-		return "warning"
-	case Critical:
-		return "critical"
-	default:
-		return fmt.Sprintf("Severity(%d)", int(s))
-	}
-}
-
-// MarshalText encodes s as its String.
-func (s Severity) MarshalText() ([]byte, error) {
-	switch s {
-	case Info, Warning, Critical:
-		return []byte(s.String()), nil
-	}
-	return nil, fmt.Errorf("invalid severity %d", int(s))
-}
-
-// UnmarshalText decodes "info", "warning" or "critical".
-func (s *Severity) UnmarshalText(b []byte) error {
-	for _, v := range []Severity{Info, Warning, Critical} {
-		if string(b) == v.String() {
-			*s = v
-			return nil
-		}
-	}
-	return fmt.Errorf("invalid severity %q", b)
-}
 
 // The finding IDs. They are stable: scripts match on them.
 const (
@@ -86,8 +40,9 @@ const (
 // Finding is one problem found, with the facts that show it and what to do.
 type Finding struct {
 	// ID is a stable kebab-case identifier, one of the ID* constants.
-	ID       string   `json:"id"`
-	Severity Severity `json:"severity"`
+	ID string `json:"id"`
+	// Severity is severity.Info, severity.Warning or severity.Critical.
+	Severity severity.Level `json:"severity"`
 	// Title says what is wrong in one line.
 	Title string `json:"title"`
 	// Nodes are the nodes concerned, sorted; empty when cluster-wide.
@@ -156,7 +111,7 @@ func (v *view) kubeletsWithoutCert() *Finding {
 		return nil
 	}
 	f := &Finding{
-		ID: IDKubeletsWithoutCert, Severity: Critical, Nodes: nodes,
+		ID: IDKubeletsWithoutCert, Severity: severity.Critical, Nodes: nodes,
 		Title: fmt.Sprintf("%s no TLS certificate: kubectl logs/exec/port-forward and metrics-server fail on %s", pluralVerb(len(nodes), "kubelet", "serves", "serve"), them(len(nodes))),
 	}
 	var newest, silent []string
@@ -230,11 +185,11 @@ func (v *view) noApprover() *Finding {
 			}
 		}
 	}
-	sev := Warning
+	sev := severity.Warning
 	if oldest > pendingGrace || noCert {
 		// CSRs wait beyond what any approver takes, or kubelets already
 		// serve nothing: the incident is on.
-		sev = Critical
+		sev = severity.Critical
 	}
 	f := &Finding{
 		ID: IDNoApprover, Severity: sev, Nodes: nodes,
@@ -290,7 +245,7 @@ func (v *view) pendingCSRs() *Finding {
 	if len(stuck) == 0 {
 		return nil
 	}
-	f := &Finding{ID: IDPendingCSRs, Severity: Warning}
+	f := &Finding{ID: IDPendingCSRs, Severity: severity.Warning}
 	groups := groupByWho(stuck)
 	var newest []string
 	for _, g := range groups {
@@ -300,7 +255,7 @@ func (v *view) pendingCSRs() *Finding {
 		}
 		line := fmt.Sprintf("%s: %s pending over %s that the policy would approve: %s", who, plural(len(g), "CSR"), humanDuration(pendingGrace), csrAges(g))
 		if lacks, why := v.lacksCert(who); lacks {
-			f.Severity = Critical
+			f.Severity = severity.Critical
 			line += "; " + why
 		}
 		f.Evidence = append(f.Evidence, line)
@@ -341,7 +296,7 @@ func (v *view) pendingWouldDeny() *Finding {
 		return nil
 	}
 	f := &Finding{
-		ID: IDPendingWouldDeny, Severity: Warning,
+		ID: IDPendingWouldDeny, Severity: severity.Warning,
 		Title: fmt.Sprintf("%s pending that the policy would deny", plural(len(bad), "kubelet-serving CSR")),
 	}
 	f.Evidence = append(f.Evidence, "reasons: "+countList(reasons))
@@ -378,7 +333,7 @@ func (v *view) pendingWouldHold() *Finding {
 		return nil
 	}
 	f := &Finding{
-		ID: IDPendingWouldHold, Severity: Warning,
+		ID: IDPendingWouldHold, Severity: severity.Warning,
 		Title: fmt.Sprintf("%s pending over %s that the policy would keep holding", plural(len(held), "kubelet-serving CSR"), humanDuration(pendingGrace)),
 	}
 	var csrNames []string
@@ -415,7 +370,7 @@ func (v *view) approvedNotIssued() *Finding {
 		return nil
 	}
 	f := &Finding{
-		ID: IDApprovedNotIssued, Severity: Critical,
+		ID: IDApprovedNotIssued, Severity: severity.Critical,
 		Title: fmt.Sprintf("%s approved but not issued: the signer does not sign kubernetes.io/kubelet-serving", plural(len(stuck), "kubelet-serving CSR")),
 	}
 	for _, c := range stuck {
@@ -447,7 +402,7 @@ func (v *view) signerFailed() *Finding {
 		return nil
 	}
 	f := &Finding{
-		ID: IDSignerFailed, Severity: Critical,
+		ID: IDSignerFailed, Severity: severity.Critical,
 		Title: fmt.Sprintf("The signer failed %s", plural(len(failed), "kubelet-serving CSR")),
 	}
 	var csrNames []string
@@ -488,7 +443,7 @@ func (v *view) deniedCSRs() *Finding {
 		return nil
 	}
 	sort.Strings(reasons)
-	f := &Finding{ID: IDDeniedCSRs, Severity: Warning}
+	f := &Finding{ID: IDDeniedCSRs, Severity: severity.Warning}
 	n := 0
 	for _, r := range reasons {
 		for _, c := range byReason[r] {
@@ -523,7 +478,7 @@ func (v *view) duplicatePending() *Finding {
 		return nil
 	}
 	f := &Finding{
-		ID: IDDuplicatePending, Severity: Warning, Nodes: nodes,
+		ID: IDDuplicatePending, Severity: severity.Warning, Nodes: nodes,
 		Title: fmt.Sprintf("%s with several pending kubelet-serving CSRs", plural(len(nodes), "node")),
 	}
 	var newest, stale []string
@@ -556,7 +511,7 @@ func (v *view) soonGarbageCollected() *Finding {
 		return nil
 	}
 	f := &Finding{
-		ID: IDSoonGarbageCollected, Severity: Info,
+		ID: IDSoonGarbageCollected, Severity: severity.Info,
 		Title: fmt.Sprintf("%s pending for over %s: kube-controller-manager deletes pending CSRs after 24h", plural(len(old), "kubelet-serving CSR"), humanDuration(gcWarnAge)),
 	}
 	for _, c := range old {
@@ -574,7 +529,7 @@ func (v *view) soonGarbageCollected() *Finding {
 
 // certExpired: kubelets serve (or were last issued) an expired certificate.
 func (v *view) certExpired() *Finding {
-	f := &Finding{ID: IDCertExpired, Severity: Critical}
+	f := &Finding{ID: IDCertExpired, Severity: severity.Critical}
 	for _, n := range v.nodeNames {
 		cert, source, _ := v.servingCert(n)
 		if cert == nil || cert.NotAfter.After(v.Now) {
@@ -600,7 +555,7 @@ func (v *view) certExpired() *Finding {
 // certExpiring: certificates the kubelet should have rotated already.
 // Critical when one has less than a day left, warning otherwise.
 func (v *view) certExpiring() *Finding {
-	f := &Finding{ID: IDCertExpiring, Severity: Warning}
+	f := &Finding{ID: IDCertExpiring, Severity: severity.Warning}
 	for _, n := range v.nodeNames {
 		cert, source, _ := v.servingCert(n)
 		if cert == nil || !expiring(cert, v.Now) {
@@ -608,7 +563,7 @@ func (v *view) certExpiring() *Finding {
 		}
 		left := cert.NotAfter.Sub(v.Now)
 		if left < expiryCritical {
-			f.Severity = Critical
+			f.Severity = severity.Critical
 		}
 		f.Nodes = append(f.Nodes, n)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: serving certificate (%s) issued by %s expires in %s (%s), %s of its lifetime left", n, sourceText(source), issuerName(cert), humanDuration(left), cert.NotAfter.UTC().Format(time.RFC3339), percent(left, cert.NotAfter.Sub(cert.NotBefore))))
@@ -628,7 +583,7 @@ func (v *view) certExpiring() *Finding {
 
 // certSANMismatch: a served certificate's SANs differ from the Node's addresses.
 func (v *view) certSANMismatch() *Finding {
-	f := &Finding{ID: IDCertSANMismatch, Severity: Warning}
+	f := &Finding{ID: IDCertSANMismatch, Severity: severity.Warning}
 	extra := false
 	for _, n := range v.nodeNames {
 		r, ok := v.probe(n)
@@ -665,7 +620,7 @@ func (v *view) certSANMismatch() *Finding {
 
 // certUntrusted: the served certificate does not chain to the CA the probe was given.
 func (v *view) certUntrusted() *Finding {
-	f := &Finding{ID: IDCertUntrusted, Severity: Warning}
+	f := &Finding{ID: IDCertUntrusted, Severity: severity.Warning}
 	for _, n := range v.nodeNames {
 		r, ok := v.probe(n)
 		if !ok || r.State != metrics.ProbeUntrusted {
@@ -694,7 +649,7 @@ func (v *view) sharedCA() *Finding {
 	if len(v.PodTrustedCAs) == 0 {
 		return nil
 	}
-	f := &Finding{ID: IDSharedCA, Severity: Warning}
+	f := &Finding{ID: IDSharedCA, Severity: severity.Warning}
 	for _, n := range v.nodeNames {
 		seen := map[string]bool{}
 		for _, c := range v.certsOf(n) {
@@ -735,7 +690,7 @@ func (v *view) probeUnavailable() *Finding {
 		return nil
 	}
 	return &Finding{
-		ID: IDProbeUnavailable, Severity: Info,
+		ID: IDProbeUnavailable, Severity: severity.Info,
 		Title:    "Kubelets were not probed: findings rest on what the API shows",
 		Evidence: []string{v.ProbeNote},
 		Fix: []string{
@@ -747,7 +702,7 @@ func (v *view) probeUnavailable() *Finding {
 
 // kubeletsUnreachable: some probes got no TLS verdict.
 func (v *view) kubeletsUnreachable() *Finding {
-	f := &Finding{ID: IDKubeletsUnreachable, Severity: Info}
+	f := &Finding{ID: IDKubeletsUnreachable, Severity: severity.Info}
 	for _, n := range v.nodeNames {
 		r, ok := v.probe(n)
 		if !ok || probeReached(r) {
@@ -777,7 +732,7 @@ func (v *view) clusterDiscovery() *Finding {
 		return nil
 	}
 	return &Finding{
-		ID: IDClusterDiscoveryError, Severity: Info,
+		ID: IDClusterDiscoveryError, Severity: severity.Info,
 		Title:    "API server addresses and service CIDRs could not be discovered: the policy verdicts shown miss their checks",
 		Evidence: []string{v.ClusterErr},
 		Fix: []string{
