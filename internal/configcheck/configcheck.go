@@ -23,10 +23,6 @@ import (
 // are kilobytes, so anything this big is a mistake (or an attack).
 const MaxFileSize = 10 << 20
 
-// InstallURL is csrguard's release manifest the fixes recommend, pinned to a
-// release (it matches diagnose.InstallURL).
-const InstallURL = "https://github.com/csrguard/csrguard/releases/download/v0.1.0/install.yaml"
-
 // The finding IDs. They are stable: scripts match on them.
 const (
 	// IDRotationWithoutApprover: rotation is on, and no file installs an

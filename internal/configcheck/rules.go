@@ -7,14 +7,15 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/csrguard/csrguard/internal/buildinfo"
 	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // talosLegacySnippet installs csrguard through a Talos ≤ 1.13 machine config.
-var talosLegacySnippet = "cluster:\n  extraManifests:\n    - " + InstallURL
+var talosLegacySnippet = "cluster:\n  extraManifests:\n    - " + buildinfo.InstallURL
 
 // talosDocumentSnippet installs csrguard through a Talos ≥ 1.14 document.
-var talosDocumentSnippet = "apiVersion: v1alpha1\nkind: KubeExternalManifestConfig\nname: csrguard\nurl: " + InstallURL
+var talosDocumentSnippet = "apiVersion: v1alpha1\nkind: KubeExternalManifestConfig\nname: csrguard\nurl: " + buildinfo.InstallURL
 
 // installFix is the step that installs csrguard, in the form of the
 // document format at hand.
@@ -25,7 +26,7 @@ func installFix(format, why string) string {
 	case FormatTalosDocument:
 		return why + ". Add this document to the control-plane machine config (Talos 1.14 and later):\n" + talosDocumentSnippet
 	}
-	return why + ": kubectl apply --server-side -f " + InstallURL + "\n" +
+	return why + ": kubectl apply --server-side -f " + buildinfo.InstallURL + "\n" +
 		"or: helm install csrguard oci://ghcr.io/csrguard/charts/csrguard --namespace csrguard --create-namespace"
 }
 
@@ -139,7 +140,7 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 			fix := "Pin it to a release tag or a commit"
 			switch {
 			case m.Component == ComponentCSRGuard:
-				fix += ": " + InstallURL
+				fix += ": " + buildinfo.InstallURL
 			case m.url.pinnedForm != "":
 				fix += ": " + m.url.pinnedForm + ", <tag> a release"
 			}
@@ -239,7 +240,7 @@ func postfinanceFindings(m Manifest) []Finding {
 	}
 	return []Finding{{ID: IDApproverLimitedSANBinding, Severity: severity.Info, File: m.File, Line: max(regex.line, m.Line, 1),
 		Message: fmt.Sprintf("kubelet-csr-approver (postfinance) limits DNS SANs to %q and IP SANs to %s, but not to the requesting node: a node in range may get a certificate for another node's name or address", regex.value, prefixes.value),
-		Fix:     []string{"csrguard checks every SAN against the requesting Node's own addresses; see " + InstallURL}}}
+		Fix:     []string{"csrguard checks every SAN against the requesting Node's own addresses; see " + buildinfo.InstallURL}}}
 }
 
 // anyPrefix returns a prefix in a comma-separated list that matches every

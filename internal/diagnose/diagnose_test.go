@@ -10,6 +10,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 
 	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/buildinfo"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
 )
@@ -468,7 +469,7 @@ func TestFixesTalosAndGeneric(t *testing.T) {
 			os:   ubuntuOS,
 			want: []string{
 				"kubectl apply -f https://github.com/csrguard/csrguard/releases/download/v0.1.0/install.yaml",
-				"helm install csrguard " + HelmChart,
+				"helm install csrguard " + buildinfo.HelmChart,
 				"serverTLSBootstrap: true",
 				"csrguard explain csr-",
 				"kubectl certificate approve csr-",
