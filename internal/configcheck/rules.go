@@ -27,7 +27,7 @@ func installFix(format, why string) string {
 		return why + ". Add this document to the control-plane machine config (Talos 1.14 and later):\n" + talosDocumentSnippet
 	}
 	return why + ": kubectl apply --server-side -f " + buildinfo.InstallURL + "\n" +
-		"or: helm install csrguard oci://ghcr.io/csrguard/charts/csrguard --namespace csrguard --create-namespace"
+		"or: helm install csrguard " + buildinfo.HelmChart + " --namespace csrguard --create-namespace"
 }
 
 // togetherFix says how to check the files that configure an approver along.
