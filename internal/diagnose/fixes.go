@@ -60,7 +60,7 @@ func (v *view) installFixes() []string {
 // installFixShort is one line pointing at the installation.
 func (v *view) installFixShort() string {
 	if v.talos {
-		return "Install csrguard so it does not recur: the KubeExternalManifestConfig (Talos 1.14+) or cluster.extraManifests (older) patch with " + buildinfo.InstallURL + " (see finding no-approver), then " + v.talosctlPatch()
+		return "Install csrguard so it does not recur: the KubeExternalManifestConfig (Talos 1.14+) or cluster.extraManifests (older) patch with " + buildinfo.InstallURL + " (see finding " + IDNoApprover + "), then " + v.talosctlPatch()
 	}
 	return "Install csrguard so it does not recur: kubectl apply -f " + buildinfo.InstallURL + " (or helm install csrguard " + buildinfo.HelmChart + ")"
 }

@@ -42,7 +42,7 @@ func (v *view) metricsServerTLS() *Finding {
 	if len(v.MetricsServers) == 0 {
 		return nil
 	}
-	f := &Finding{ID: IDMetricsServerTLS, Severity: severity.Info, Title: "metrics-server verifies kubelets as the cluster's certificates call for"}
+	f := &Finding{Severity: severity.Info, Title: "metrics-server verifies kubelets as the cluster's certificates call for"}
 	rotation := v.rotationOn()
 	for _, m := range v.MetricsServers {
 		where := m.Namespace + "/" + m.Name
