@@ -12,6 +12,7 @@ import (
 
 	"github.com/csrguard/csrguard/internal/diagnose"
 	"github.com/csrguard/csrguard/internal/monitor"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // diagnoseOptions are the flags doctor and certs share.
@@ -141,12 +142,12 @@ them. Exits 1 when a finding is at least as severe as --fail-on.`,
 	return cmd
 }
 
-func parseSeverity(s string) (diagnose.Severity, error) {
+func parseSeverity(s string) (severity.Level, error) {
 	switch s {
 	case "critical":
-		return diagnose.Critical, nil
+		return severity.Critical, nil
 	case "warning":
-		return diagnose.Warning, nil
+		return severity.Warning, nil
 	}
 	return 0, flagError("fail-on", `must be "critical" or "warning", got %q`, s)
 }

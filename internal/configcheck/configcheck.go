@@ -15,61 +15,13 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // MaxFileSize is the largest file Check reads: machine configs and manifests
 // are kilobytes, so anything this big is a mistake (or an attack).
 const MaxFileSize = 10 << 20
-
-// InstallURL is csrguard's release manifest the fixes recommend, pinned to a
-// release (it matches diagnose.InstallURL).
-const InstallURL = "https://github.com/csrguard/csrguard/releases/download/v0.1.0/install.yaml"
-
-// Severity says how bad a finding is. The zero value is not a severity.
-type Severity int
-
-// The severities, least urgent first.
-const (
-	// Info is worth knowing; nothing is wrong.
-	Info Severity = iota + 1
-	// Warning weakens security or will break something in some clusters.
-	Warning
-	// Error breaks the cluster when the configuration is applied.
-	Error
-)
-
-// String returns "info", "warning" or "error".
-func (s Severity) String() string {
-	switch s {
-	case Info:
-		return "info"
-	case Warning:
-		return "warning"
-	case Error:
-		return "error"
-	}
-	return fmt.Sprintf("Severity(%d)", int(s))
-}
-
-// MarshalText encodes s as its String.
-func (s Severity) MarshalText() ([]byte, error) {
-	switch s {
-	case Info, Warning, Error:
-		return []byte(s.String()), nil
-	}
-	return nil, fmt.Errorf("invalid severity %d", int(s))
-}
-
-// UnmarshalText decodes "info", "warning" or "error".
-func (s *Severity) UnmarshalText(b []byte) error {
-	for _, v := range []Severity{Info, Warning, Error} {
-		if string(b) == v.String() {
-			*s = v
-			return nil
-		}
-	}
-	return fmt.Errorf("invalid severity %q", b)
-}
 
 // The finding IDs. They are stable: scripts match on them.
 const (
@@ -113,8 +65,9 @@ const (
 // Finding is one thing found in a file, with where it is and what to do.
 type Finding struct {
 	// ID is a stable kebab-case identifier, one of the ID* constants.
-	ID       string   `json:"id"`
-	Severity Severity `json:"severity"`
+	ID string `json:"id"`
+	// Severity is severity.Info, severity.Warning or severity.Error.
+	Severity severity.Level `json:"severity"`
 	// File and Line (1-based) locate the key the finding is about.
 	File string `json:"file"`
 	Line int    `json:"line"`
@@ -327,9 +280,9 @@ func CheckFiles(files []File) (Result, error) {
 			r.Findings[i].Fix = []string{}
 		}
 		switch f.Severity {
-		case Error:
+		case severity.Error:
 			r.Summary.Error++
-		case Warning:
+		case severity.Warning:
 			r.Summary.Warning++
 		default:
 			r.Summary.Info++

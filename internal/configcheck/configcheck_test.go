@@ -10,7 +10,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/csrguard/csrguard/internal/diagnose"
+	"github.com/csrguard/csrguard/internal/buildinfo"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // setting is a Setting as the tests compare it.
@@ -205,7 +206,7 @@ func TestFiles(t *testing.T) {
 				t.Errorf("Rotation = %q, want %q", r.Rotation, tc.rotation)
 			}
 			for _, f := range r.Findings {
-				if f.Message == "" || f.Line < 1 || (f.Severity != Info && len(f.Fix) == 0) {
+				if f.Message == "" || f.Line < 1 || (f.Severity != severity.Info && len(f.Fix) == 0) {
 					t.Errorf("finding %s at %s:%d lacks a message, line or fix: %+v", f.ID, f.File, f.Line, f)
 				}
 			}
@@ -235,7 +236,7 @@ func TestRules(t *testing.T) {
 		want []string // IDs with their lines
 	}{
 		{"rotation_no_approver", rotationOn, []string{"rotation-without-approver in.yaml:5"}},
-		{"rotation_csrguard_pinned", rotationOn + manifests(InstallURL), []string{"csrguard-pinned in.yaml:8"}},
+		{"rotation_csrguard_pinned", rotationOn + manifests(buildinfo.InstallURL), []string{"csrguard-pinned in.yaml:8"}},
 		{"rotation_csrguard_latest", rotationOn + manifests("https://github.com/csrguard/csrguard/releases/latest/download/install.yaml"),
 			[]string{"manifest-unpinned in.yaml:8"}},
 		{"rotation_csrguard_dry_run", rotationOn + "---\n" + deployment("csrguard", "ghcr.io/csrguard/csrguard:v0.1.0", "controller", "--mode=dry-run"),
@@ -243,7 +244,7 @@ func TestRules(t *testing.T) {
 		{"rotation_csrguard_enforce_object", rotationOn + "---\n" + deployment("csrguard", "ghcr.io/csrguard/csrguard:v0.1.0", "controller"), nil},
 		{"rotation_alex_pinned_tag", rotationOn + manifests("https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/v0.9.1/deploy/standalone-install.yaml"),
 			[]string{"approver-no-san-binding in.yaml:8"}},
-		{"alex_beside_csrguard", rotationOn + manifests(InstallURL, "https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/refs/tags/v0.9.1/deploy/standalone-install.yaml"),
+		{"alex_beside_csrguard", rotationOn + manifests(buildinfo.InstallURL, "https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/refs/tags/v0.9.1/deploy/standalone-install.yaml"),
 			[]string{"csrguard-pinned in.yaml:8", "approver-no-san-binding in.yaml:9"}},
 		{"rotation_talos_ccm_without_csr_controller", rotationOn + "---\n" + deployment("talos-cloud-controller-manager", "ghcr.io/siderolabs/talos-cloud-controller-manager:v1.10.1", "--controllers=cloud-node"),
 			[]string{"rotation-without-approver in.yaml:5"}},
@@ -260,7 +261,7 @@ func TestRules(t *testing.T) {
 		{"unknown_host_cannot_tell", manifests("https://example.com/app.yaml"), nil},
 		{"metrics_server_insecure_rotation_on", rotationOn + "---\n" + deployment("metrics-server", "registry.k8s.io/metrics-server/metrics-server:v0.7.2", "--kubelet-insecure-tls"),
 			[]string{"rotation-without-approver in.yaml:5", "metrics-server-insecure-tls in.yaml:19"}},
-		{"metrics_server_secure_rotation_on", rotationOn + manifests(InstallURL) + "---\n" + deployment("metrics-server", "registry.k8s.io/metrics-server/metrics-server:v0.7.2", "--cert-dir=/tmp"),
+		{"metrics_server_secure_rotation_on", rotationOn + manifests(buildinfo.InstallURL) + "---\n" + deployment("metrics-server", "registry.k8s.io/metrics-server/metrics-server:v0.7.2", "--cert-dir=/tmp"),
 			[]string{"csrguard-pinned in.yaml:8"}},
 		{"metrics_server_secure_rotation_off", rotationOff + "---\n" + deployment("metrics-server", "registry.k8s.io/metrics-server/metrics-server:v0.7.2", "--cert-dir=/tmp"),
 			[]string{"metrics-server-cannot-verify-kubelets in.yaml:17"}},
@@ -323,7 +324,7 @@ func TestInvalidFields(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := check(t, tc.yaml)
 			for _, f := range r.Findings {
-				if f.ID == IDInvalidField && f.Severity == Error && f.Line == tc.line && strings.Contains(f.Message, tc.text) && len(f.Fix) > 0 {
+				if f.ID == IDInvalidField && f.Severity == severity.Error && f.Line == tc.line && strings.Contains(f.Message, tc.text) && len(f.Fix) > 0 {
 					return
 				}
 			}
@@ -417,7 +418,7 @@ func TestClassifyURL(t *testing.T) {
 		{"https://raw.githubusercontent.com/example/app/release-1.2/app.yaml", "", unpinned, "release-1.2", false, false, true},
 		{"https://github.com/kubernetes-sigs/metrics-server/releases/latest/download/components.yaml", ComponentMetricsServer, unpinned, "latest", false, false, true},
 		{"https://github.com/kubernetes-sigs/metrics-server/releases/download/v0.7.2/components.yaml", ComponentMetricsServer, pinned, "v0.7.2", false, false, false},
-		{InstallURL, ComponentCSRGuard, pinned, "v0.1.0", false, false, false},
+		{buildinfo.InstallURL, ComponentCSRGuard, pinned, "v0.1.0", false, false, false},
 		{"https://github.com/csrguard/csrguard/blob/main/deploy/install.yaml", ComponentCSRGuard, unpinned, "main", false, false, true},
 		{"https://gitlab.com/group/app/-/raw/master/app.yaml", "", unpinned, "master", false, false, true},
 		{"https://git.example.com/org/app/raw/branch/stable/app.yaml", "", unpinned, "stable", false, false, true},
@@ -455,32 +456,9 @@ func TestImageTag(t *testing.T) {
 	}
 }
 
-// TestInstallURLMatchesDiagnose: check-config and doctor recommend the same release.
-func TestInstallURLMatchesDiagnose(t *testing.T) {
-	if InstallURL != diagnose.InstallURL {
-		t.Errorf("configcheck.InstallURL = %q, diagnose.InstallURL = %q; keep them the same", InstallURL, diagnose.InstallURL)
-	}
-}
-
 func TestCheckFilesErrors(t *testing.T) {
 	_, err := CheckFiles([]File{{Name: "a.yaml", Data: []byte("a: [\n")}, {Name: "ok.yaml", Data: []byte("a: 1\n")}, {Name: "b.yaml", Data: []byte("b: c: d\n")}})
 	if err == nil || !strings.Contains(err.Error(), "a.yaml:") || !strings.Contains(err.Error(), "b.yaml:1:") {
 		t.Errorf("CheckFiles = %v, want errors naming a.yaml and b.yaml:1", err)
-	}
-}
-
-func TestSeverityText(t *testing.T) {
-	for _, s := range []Severity{Info, Warning, Error} {
-		b, err := s.MarshalText()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var back Severity
-		if err := back.UnmarshalText(b); err != nil || back != s {
-			t.Errorf("round trip of %v = %v, %v", s, back, err)
-		}
-	}
-	if _, err := Severity(0).MarshalText(); err == nil {
-		t.Error("MarshalText of the zero Severity succeeded")
 	}
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // workload is a Deployment, DaemonSet, StatefulSet, Job or Pod in a manifest.
@@ -163,7 +165,7 @@ func (c *fileScan) workload(w *workload, kindKey *yaml.Node) {
 			}
 			on, err := strconv.ParseBool(value)
 			if err != nil {
-				c.findings = append(c.findings, Finding{ID: IDInvalidField, Severity: Error, File: c.file, Line: max(line, 1),
+				c.findings = append(c.findings, Finding{ID: IDInvalidField, Severity: severity.Error, File: c.file, Line: max(line, 1),
 					Message: fmt.Sprintf("%s: %q is not a boolean: the kubelet refuses to start", path, clip(v)),
 					Fix:     []string{"Write --rotate-server-certificates=true or =false."}})
 			} else {

@@ -6,13 +6,16 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/csrguard/csrguard/internal/buildinfo"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // talosLegacySnippet installs csrguard through a Talos ≤ 1.13 machine config.
-var talosLegacySnippet = "cluster:\n  extraManifests:\n    - " + InstallURL
+var talosLegacySnippet = "cluster:\n  extraManifests:\n    - " + buildinfo.InstallURL
 
 // talosDocumentSnippet installs csrguard through a Talos ≥ 1.14 document.
-var talosDocumentSnippet = "apiVersion: v1alpha1\nkind: KubeExternalManifestConfig\nname: csrguard\nurl: " + InstallURL
+var talosDocumentSnippet = "apiVersion: v1alpha1\nkind: KubeExternalManifestConfig\nname: csrguard\nurl: " + buildinfo.InstallURL
 
 // installFix is the step that installs csrguard, in the form of the
 // document format at hand.
@@ -23,8 +26,8 @@ func installFix(format, why string) string {
 	case FormatTalosDocument:
 		return why + ". Add this document to the control-plane machine config (Talos 1.14 and later):\n" + talosDocumentSnippet
 	}
-	return why + ": kubectl apply --server-side -f " + InstallURL + "\n" +
-		"or: helm install csrguard oci://ghcr.io/csrguard/charts/csrguard --namespace csrguard --create-namespace"
+	return why + ": kubectl apply --server-side -f " + buildinfo.InstallURL + "\n" +
+		"or: helm install csrguard " + buildinfo.HelmChart + " --namespace csrguard --create-namespace"
 }
 
 // togetherFix says how to check the files that configure an approver along.
@@ -103,7 +106,7 @@ func rotationWithoutApprover(st Setting, notes []string) Finding {
 		msg += " (" + strings.Join(notes, "; ") + ")"
 	}
 	return Finding{
-		ID: IDRotationWithoutApprover, Severity: Error, File: st.File, Line: st.Line, Message: msg,
+		ID: IDRotationWithoutApprover, Severity: severity.Error, File: st.File, Line: st.Line, Message: msg,
 		Fix: []string{
 			installFix(st.format, "Install csrguard, which approves only SANs that are the requesting Node's own addresses, from a pinned release"),
 			togetherFix(st.format),
@@ -115,7 +118,7 @@ func rotationWithoutApprover(st Setting, notes []string) Finding {
 // manifestFindings are the findings about one manifest URL or workload.
 func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csrguard bool) []Finding {
 	var out []Finding
-	add := func(id string, sev Severity, line int, msg string, fix ...string) {
+	add := func(id string, sev severity.Level, line int, msg string, fix ...string) {
 		out = append(out, Finding{ID: id, Severity: sev, File: m.File, Line: max(line, 1), Message: msg, Fix: fix})
 	}
 	what := m.Component
@@ -126,7 +129,7 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 	// Where it comes from.
 	if m.Source == "url" {
 		if m.url.insecure {
-			add(IDManifestInsecureURL, Warning, m.Line, fmt.Sprintf("%s is fetched over plain http: anyone on the network path can change what the cluster installs", m.URL),
+			add(IDManifestInsecureURL, severity.Warning, m.Line, fmt.Sprintf("%s is fetched over plain http: anyone on the network path can change what the cluster installs", m.URL),
 				"Use an https URL.")
 		}
 		if m.Pin == unpinned {
@@ -137,14 +140,14 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 			fix := "Pin it to a release tag or a commit"
 			switch {
 			case m.Component == ComponentCSRGuard:
-				fix += ": " + InstallURL
+				fix += ": " + buildinfo.InstallURL
 			case m.url.pinnedForm != "":
 				fix += ": " + m.url.pinnedForm + ", <tag> a release"
 			}
 			if m.Component == ComponentAlex1989hu {
 				fix += "; better, replace it with csrguard (see " + IDApproverNoSANBinding + ")"
 			}
-			add(IDManifestUnpinned, Warning, m.Line,
+			add(IDManifestUnpinned, severity.Warning, m.Line,
 				fmt.Sprintf("%s follows %s: what it installs changes whenever that moves, and Talos applies it again whenever a cluster is bootstrapped from this config", m.URL, moving),
 				fix+".")
 		}
@@ -152,7 +155,7 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 	if m.obj != nil && m.Component != "" {
 		for _, ct := range m.obj.containers {
 			if tag, moving := imageTag(ct.image); ct.image != "" && moving {
-				add(IDImageUnpinned, Warning, ct.imageLine, fmt.Sprintf("%s's image %s follows the moving tag %q: any pod restart may run different code", what, ct.image, tag),
+				add(IDImageUnpinned, severity.Warning, ct.imageLine, fmt.Sprintf("%s's image %s follows the moving tag %q: any pod restart may run different code", what, ct.image, tag),
 					"Pin the image to a release tag or a digest.")
 			}
 		}
@@ -162,7 +165,7 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 	switch m.Component {
 	case ComponentCSRGuard:
 		if m.Source == "url" && m.Pin == pinned {
-			add(IDCSRGuardPinned, Info, m.Line, fmt.Sprintf("csrguard is installed from release %s: it approves only SANs that are the requesting Node's own addresses", m.Ref))
+			add(IDCSRGuardPinned, severity.Info, m.Line, fmt.Sprintf("csrguard is installed from release %s: it approves only SANs that are the requesting Node's own addresses", m.Ref))
 		}
 	case ComponentAlex1989hu:
 		msg := "kubelet-serving-cert-approver (alex1989hu) approves every kubelet-serving CSR a node files for itself without checking its SANs against the Node's addresses: " +
@@ -170,7 +173,7 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 		if csrguard {
 			msg += ". It runs beside csrguard and approves what csrguard would deny: remove it"
 		}
-		add(IDApproverNoSANBinding, Warning, m.Line, msg,
+		add(IDApproverNoSANBinding, severity.Warning, m.Line, msg,
 			installFix(m.format, "Replace it with csrguard, which approves only SANs that are the requesting Node's own addresses"),
 			"Remove kubelet-serving-cert-approver from the config, and from a running cluster: kubectl delete -f "+alexURL(m))
 	case ComponentPostfinance:
@@ -194,7 +197,7 @@ func alexURL(m Manifest) string {
 func postfinanceFindings(m Manifest) []Finding {
 	replace := installFix(m.format, "Or replace it with csrguard, which approves only SANs that are the requesting Node's own addresses")
 	if m.obj == nil {
-		return []Finding{{ID: IDApproverNoSANBinding, Severity: Warning, File: m.File, Line: m.Line,
+		return []Finding{{ID: IDApproverNoSANBinding, Severity: severity.Warning, File: m.File, Line: m.Line,
 			Message: "kubelet-csr-approver (postfinance) is installed from a URL, so its configuration cannot be seen here. Unless it is given --provider-regex and --provider-ip-prefixes, " +
 				"its IP check accepts 0.0.0.0/0 and it never checks SANs against the requesting Node's addresses",
 			Fix: []string{"Set PROVIDER_REGEX to your node names and PROVIDER_IP_PREFIXES to your node subnets, and check the rendered manifest: csrguard check-config kubelet-csr-approver.yaml", replace}}}
@@ -231,13 +234,13 @@ func postfinanceFindings(m Manifest) []Finding {
 		missing = append(missing, msg)
 	}
 	if len(missing) > 0 {
-		return []Finding{{ID: IDApproverNoSANBinding, Severity: Warning, File: m.File, Line: max(line, m.Line, 1),
+		return []Finding{{ID: IDApproverNoSANBinding, Severity: severity.Warning, File: m.File, Line: max(line, m.Line, 1),
 			Message: "kubelet-csr-approver (postfinance) does not bind SANs to nodes: " + strings.Join(missing, "; ") + "; and it never checks SANs against the requesting Node's addresses",
 			Fix:     []string{"Set PROVIDER_REGEX to a regex matching only your node names and PROVIDER_IP_PREFIXES to your node subnets.", replace}}}
 	}
-	return []Finding{{ID: IDApproverLimitedSANBinding, Severity: Info, File: m.File, Line: max(regex.line, m.Line, 1),
+	return []Finding{{ID: IDApproverLimitedSANBinding, Severity: severity.Info, File: m.File, Line: max(regex.line, m.Line, 1),
 		Message: fmt.Sprintf("kubelet-csr-approver (postfinance) limits DNS SANs to %q and IP SANs to %s, but not to the requesting node: a node in range may get a certificate for another node's name or address", regex.value, prefixes.value),
-		Fix:     []string{"csrguard checks every SAN against the requesting Node's own addresses; see " + InstallURL}}}
+		Fix:     []string{"csrguard checks every SAN against the requesting Node's own addresses; see " + buildinfo.InstallURL}}}
 }
 
 // anyPrefix returns a prefix in a comma-separated list that matches every
@@ -256,7 +259,7 @@ func anyPrefix(list string) string {
 func metricsServerFindings(m Manifest, state RotationState, kubeletFormat string) []Finding {
 	f := Finding{File: m.File, Line: m.Line}
 	if m.obj == nil {
-		f.ID, f.Severity = IDMetricsServerArgsUnknown, Info
+		f.ID, f.Severity = IDMetricsServerArgsUnknown, severity.Info
 		f.Message = "metrics-server is installed from " + m.URL + ", whose arguments cannot be seen here. The upstream components.yaml verifies kubelet certificates with the cluster CA"
 		switch state {
 		case RotationOn:
@@ -286,18 +289,18 @@ func metricsServerFindings(m Manifest, state RotationState, kubeletFormat string
 	}
 	switch {
 	case state == RotationUnknown:
-		f.ID, f.Severity = IDRotationStateUnknown, Info
+		f.ID, f.Severity = IDRotationStateUnknown, severity.Info
 		f.Message = "metrics-server is configured here, but no kubelet configuration is among the files: whether it should verify kubelet certificates (rotation on) or not (--kubelet-insecure-tls) cannot be told"
 		f.Fix = []string{"Check it together with the kubelet configuration: csrguard check-config machine-config.yaml " + fileArg(m.File)}
 	case state == RotationOn && insecure:
-		f.ID, f.Severity, f.Line = IDMetricsServerInsecureTLS, Warning, max(insecureLine, 1)
+		f.ID, f.Severity, f.Line = IDMetricsServerInsecureTLS, severity.Warning, max(insecureLine, 1)
 		f.Message = "metrics-server runs with --kubelet-insecure-tls and does not verify the kubelets' certificates, although rotation is on and gives every kubelet a certificate signed by the cluster CA"
 		f.Fix = []string{
 			"Once every kubelet has its approved certificate (csrguard certs shows them ok), remove --kubelet-insecure-tls: metrics-server then verifies kubelets with the cluster CA.",
 			"Not before: without the flag, metrics-server and kubectl top fail on every kubelet still without a certificate.",
 		}
 	case state == RotationOff && !insecure && !ca:
-		f.ID, f.Severity, f.Line = IDMetricsServerCannotVerify, Error, max(argsLine, m.Line, 1)
+		f.ID, f.Severity, f.Line = IDMetricsServerCannotVerify, severity.Error, max(argsLine, m.Line, 1)
 		f.Message = "metrics-server verifies kubelet certificates, but rotation is off in the kubelet configuration here: kubelets serve self-signed certificates, " +
 			"so every scrape fails (\"x509: certificate signed by unknown authority\", \"doesn't contain any IP SANs\") and kubectl top stops working"
 		f.Fix = []string{

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	yaml "go.yaml.in/yaml/v3"
+
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // maxWork bounds the nodes one file's scan visits. Aliases let a small
@@ -61,7 +63,7 @@ func (s *scan) file(name string, data []byte) error {
 	}
 	if c.kubeletDoc != nil && c.legacyKubelet != nil {
 		// Talos refuses a config that configures the kubelet both ways.
-		c.add(IDInvalidField, Error, c.kubeletDoc, fmt.Sprintf("a KubeletConfig document beside machine.kubelet (line %d): Talos rejects the config with \"kubelet config is already set in v1alpha1 config (.machine.kubelet)\"", c.line(c.legacyKubelet)),
+		c.add(IDInvalidField, severity.Error, c.kubeletDoc, fmt.Sprintf("a KubeletConfig document beside machine.kubelet (line %d): Talos rejects the config with \"kubelet config is already set in v1alpha1 config (.machine.kubelet)\"", c.line(c.legacyKubelet)),
 			"Move the kubelet settings into the KubeletConfig document and delete machine.kubelet from the v1alpha1 document (a patch deletes it with $patch: delete).")
 	}
 	if work <= 0 {
@@ -108,13 +110,13 @@ func (c *fileScan) spend(n int) bool {
 	return *c.work > 0
 }
 
-func (c *fileScan) add(id string, sev Severity, n *yaml.Node, msg string, fix ...string) {
+func (c *fileScan) add(id string, sev severity.Level, n *yaml.Node, msg string, fix ...string) {
 	c.findings = append(c.findings, Finding{ID: id, Severity: sev, File: c.file, Line: c.line(n), Message: msg, Fix: fix})
 }
 
 // invalid reports a field Talos, kubeadm, kubectl or the kubelet would reject.
 func (c *fileScan) invalid(n *yaml.Node, fix, format string, args ...any) {
-	c.add(IDInvalidField, Error, n, fmt.Sprintf(format, args...)+"; it is rejected when applied", fix)
+	c.add(IDInvalidField, severity.Error, n, fmt.Sprintf(format, args...)+"; it is rejected when applied", fix)
 }
 
 // rotateFix is how to write the rotation flag.
@@ -237,7 +239,7 @@ func (c *fileScan) document(n *yaml.Node, depth int) {
 		}
 	}
 	c.doc(root, FormatUnknown, "", "")
-	c.add(IDUnknownDocument, Info, root, "document ignored: it is not a Talos machine config, a kubeadm or kubelet configuration, or a Kubernetes object")
+	c.add(IDUnknownDocument, severity.Info, root, "document ignored: it is not a Talos machine config, a kubeadm or kubelet configuration, or a Kubernetes object")
 }
 
 func (c *fileScan) doc(n *yaml.Node, format, kind, name string) {
@@ -448,7 +450,7 @@ func (c *fileScan) inlineManifest(f field, path, name, format string) {
 				line += base
 			}
 		}
-		c.findings = append(c.findings, Finding{ID: IDInvalidField, Severity: Error, File: c.file, Line: max(c.lineOf(line), 1),
+		c.findings = append(c.findings, Finding{ID: IDInvalidField, Severity: severity.Error, File: c.file, Line: max(c.lineOf(line), 1),
 			Message: fmt.Sprintf("inline manifest %q (%s) is %s; Talos fails to apply it", name, path, msg),
 			Fix:     []string{"Correct the manifest's YAML."}})
 		return

@@ -10,14 +10,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
-// The IDs of the findings about Node addresses.
+// The Helm values the address fixes set.
 const (
-	IDAllowedNodeCIDRs        = "allowed-node-cidrs-unset"
-	IDControlPlaneUnlabelled  = "control-plane-node-unlabelled"
-	IDAddressConflicts        = "address-conflicts"
-	IDPodCIDRsNotReserved     = "pod-cidrs-not-reserved"
 	allowedNodeCIDRsHelmValue = "policy.allowedNodeCIDRs"
 	reservedCIDRsHelmValue    = "policy.reservedCIDRs"
 )
@@ -60,7 +57,7 @@ func (v *view) allowedNodeCIDRs() *Finding {
 	}
 	list := joinPrefixes(cidrs)
 	return &Finding{
-		ID: IDAllowedNodeCIDRs, Severity: Info,
+		Severity: severity.Info,
 		Title:    "--allowed-node-cidrs is not set: a node may get a certificate for any address no other node reports",
 		Evidence: []string{fmt.Sprintf("%s report their IPs in %s", plural(len(v.Nodes), "node"), list)},
 		Fix: []string{
@@ -124,14 +121,29 @@ func (v *view) podCIDRsNotReserved() *Finding {
 	}
 	list := joinPrefixes(append(slices.Clone(cfg.ExtraReservedCIDRs), open...))
 	return &Finding{
-		ID: IDPodCIDRsNotReserved, Severity: Info,
-		Title: "Pod IPs are not reserved: a node may get a certificate for a pod's address",
+		Severity: severity.Info,
+		Title:    "Pod IPs are not reserved: a node may get a certificate for a pod's address",
 		Evidence: append([]string{fmt.Sprintf("Nodes have pod CIDRs in %s, which --reserved-cidrs does not cover and --allowed-node-cidrs does not keep out", joinPrefixes(open))},
 			evidence...),
 		Fix: []string{
 			"Reserve the cluster's whole pod range (kube-controller-manager --cluster-cidr; your CNI's pool), not only today's nodes' CIDRs:",
 			fmt.Sprintf("helm upgrade csrguard <chart> --reuse-values --set '%s={%s}'", reservedCIDRsHelmValue, list),
 			"or run csrguard controller with --reserved-cidrs=" + list,
+		},
+	}
+}
+
+// clusterDiscovery: the policy's verdicts here lacked the reserved addresses.
+func (v *view) clusterDiscovery() *Finding {
+	if v.ClusterErr == "" {
+		return nil
+	}
+	return &Finding{
+		Severity: severity.Info,
+		Title:    "API server addresses and service CIDRs could not be discovered: the policy verdicts shown miss their checks",
+		Evidence: []string{v.ClusterErr},
+		Fix: []string{
+			"Allow reading Service default/kubernetes, its EndpointSlices and ServiceCIDRs, or pass --apiserver-addresses and --service-cidrs.",
 		},
 	}
 }
@@ -149,7 +161,7 @@ func joinPrefixes(ps []netip.Prefix) string {
 // control-plane labels: their kubelets' CSRs are denied, so they get no serving certificate.
 func (v *view) controlPlaneUnlabelled() *Finding {
 	cfg := v.policyConfig()
-	f := &Finding{ID: IDControlPlaneUnlabelled, Severity: Warning}
+	f := &Finding{Severity: severity.Warning}
 	for _, name := range v.nodeNames {
 		n := v.nodes[name]
 		if cfg.IsControlPlane(n.Labels) {
@@ -185,7 +197,7 @@ func (v *view) addressConflicts() *Finding {
 			reporters[key] = append(reporters[key], name)
 		}
 	}
-	f := &Finding{ID: IDAddressConflicts, Severity: Warning}
+	f := &Finding{Severity: severity.Warning}
 	for _, key := range slices.Sorted(maps.Keys(reporters)) {
 		nodes := reporters[key]
 		claim, claimed := v.Claims[key]

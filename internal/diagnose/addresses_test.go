@@ -136,8 +136,8 @@ func TestAddressFindings(t *testing.T) {
 			v := newView(s)
 			var got []Finding
 			var ids []string
-			for _, check := range []func() *Finding{v.allowedNodeCIDRs, v.podCIDRsNotReserved, v.controlPlaneUnlabelled, v.addressConflicts} {
-				if f := check(); f != nil {
+			for _, id := range []string{IDAllowedNodeCIDRs, IDPodCIDRsNotReserved, IDControlPlaneUnlabelled, IDAddressConflicts} {
+				if f := ruleOf(t, id).check(v); f != nil {
 					got = append(got, *f)
 					ids = append(ids, f.Severity.String()+" "+f.ID)
 				}

@@ -10,6 +10,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 
 	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/buildinfo"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
 )
@@ -468,7 +469,7 @@ func TestFixesTalosAndGeneric(t *testing.T) {
 			os:   ubuntuOS,
 			want: []string{
 				"kubectl apply -f https://github.com/csrguard/csrguard/releases/download/v0.1.0/install.yaml",
-				"helm install csrguard " + HelmChart,
+				"helm install csrguard " + buildinfo.HelmChart,
 				"serverTLSBootstrap: true",
 				"csrguard explain csr-",
 				"kubectl certificate approve csr-",
@@ -532,22 +533,6 @@ func TestHumanDuration(t *testing.T) {
 		if got := humanDuration(tt.d); got != tt.want {
 			t.Errorf("humanDuration(%v) = %q, want %q", tt.d, got, tt.want)
 		}
-	}
-}
-
-func TestSeverityText(t *testing.T) {
-	for _, s := range []Severity{Info, Warning, Critical} {
-		b, err := s.MarshalText()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var got Severity
-		if err := got.UnmarshalText(b); err != nil || got != s {
-			t.Errorf("round trip of %v: got %v, %v", s, got, err)
-		}
-	}
-	if _, err := Severity(0).MarshalText(); err == nil {
-		t.Error("zero Severity marshalled")
 	}
 }
 

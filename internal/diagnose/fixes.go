@@ -3,14 +3,9 @@ package diagnose
 import (
 	"fmt"
 	"strings"
+
+	"github.com/csrguard/csrguard/internal/buildinfo"
 )
-
-// InstallURL is the release manifest the fixes install csrguard from; it is
-// pinned to a release so a Talos machine config always applies the same.
-const InstallURL = "https://github.com/csrguard/csrguard/releases/download/v0.1.0/install.yaml"
-
-// HelmChart is the chart reference the generic fixes install csrguard from.
-const HelmChart = "oci://ghcr.io/csrguard/charts/csrguard"
 
 // talosPatch114 is the Talos 1.14-and-later machine-config document that
 // installs csrguard.
@@ -18,7 +13,7 @@ var talosPatch114 = strings.Join([]string{
 	"apiVersion: v1alpha1",
 	"kind: KubeExternalManifestConfig",
 	"name: csrguard",
-	"url: " + InstallURL,
+	"url: " + buildinfo.InstallURL,
 }, "\n")
 
 // talosPatchLegacy is the Talos 1.13-and-earlier machine-config patch: the
@@ -30,7 +25,7 @@ var talosPatchLegacy = strings.Join([]string{
 	"      rotate-server-certificates: true",
 	"cluster:",
 	"  extraManifests:",
-	"    - " + InstallURL,
+	"    - " + buildinfo.InstallURL,
 }, "\n")
 
 // talosctlPatch is the command that applies csrguard.yaml to the control
@@ -50,13 +45,13 @@ func (v *view) installFixes() []string {
 			"Install csrguard through the machine config of the control-plane nodes, so that every rebuilt cluster has it. Save as csrguard.yaml, on Talos 1.14 and later:\n" + talosPatch114,
 			"On Talos 1.13 and earlier, save this as csrguard.yaml instead (rotation and its approver belong together):\n" + talosPatchLegacy,
 			"Apply it: " + v.talosctlPatch(),
-			"To have it at once: kubectl apply -f " + InstallURL,
+			"To have it at once: kubectl apply -f " + buildinfo.InstallURL,
 			"No reboot and no regenerated config are needed: a kubelet picks up its certificate as soon as its newest CSR is approved and issued.",
 		}
 	}
 	return []string{
-		"Install csrguard: kubectl apply -f " + InstallURL + "\n" +
-			"or: helm install csrguard " + HelmChart + " --namespace csrguard --create-namespace",
+		"Install csrguard: kubectl apply -f " + buildinfo.InstallURL + "\n" +
+			"or: helm install csrguard " + buildinfo.HelmChart + " --namespace csrguard --create-namespace",
 		"Keep rotation on only together with an approver: serverTLSBootstrap: true in the KubeletConfiguration (kubeadm: ConfigMap kube-system/kubelet-config).",
 		"No kubelet restart is needed: a kubelet picks up its certificate as soon as its newest CSR is approved and issued.",
 	}
@@ -65,9 +60,9 @@ func (v *view) installFixes() []string {
 // installFixShort is one line pointing at the installation.
 func (v *view) installFixShort() string {
 	if v.talos {
-		return "Install csrguard so it does not recur: the KubeExternalManifestConfig (Talos 1.14+) or cluster.extraManifests (older) patch with " + InstallURL + " (see finding no-approver), then " + v.talosctlPatch()
+		return "Install csrguard so it does not recur: the KubeExternalManifestConfig (Talos 1.14+) or cluster.extraManifests (older) patch with " + buildinfo.InstallURL + " (see finding " + IDNoApprover + "), then " + v.talosctlPatch()
 	}
-	return "Install csrguard so it does not recur: kubectl apply -f " + InstallURL + " (or helm install csrguard " + HelmChart + ")"
+	return "Install csrguard so it does not recur: kubectl apply -f " + buildinfo.InstallURL + " (or helm install csrguard " + buildinfo.HelmChart + ")"
 }
 
 // breakGlassFixes approve pending CSRs once, by the policy, before an

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // tlsMode says how m verifies kubelets.
@@ -41,7 +42,7 @@ func (v *view) metricsServerTLS() *Finding {
 	if len(v.MetricsServers) == 0 {
 		return nil
 	}
-	f := &Finding{ID: IDMetricsServerTLS, Severity: Info, Title: "metrics-server verifies kubelets as the cluster's certificates call for"}
+	f := &Finding{Severity: severity.Info, Title: "metrics-server verifies kubelets as the cluster's certificates call for"}
 	rotation := v.rotationOn()
 	for _, m := range v.MetricsServers {
 		where := m.Namespace + "/" + m.Name
@@ -53,15 +54,15 @@ func (v *view) metricsServerTLS() *Finding {
 		f.Evidence = append(f.Evidence, fmt.Sprintf("metrics-server %s (%s) %s", where, ready, mode))
 		switch {
 		case rotation && m.InsecureTLS:
-			f.Severity = max(f.Severity, Warning)
+			f.Severity = max(f.Severity, severity.Warning)
 			f.Title = "metrics-server skips kubelet certificate verification although kubelets have CA-signed serving certificates"
 			f.Fix = append(f.Fix, fmt.Sprintf("In %s, remove --kubelet-insecure-tls and set --kubelet-certificate-authority to the kubelet-serving CA bundle (mounted from a ConfigMap).", where))
 		case !rotation && !m.InsecureTLS:
-			f.Severity = max(f.Severity, Critical)
+			f.Severity = max(f.Severity, severity.Critical)
 			f.Title = "metrics-server verifies kubelet certificates, but kubelets serve self-signed ones (rotation is off)"
 			f.Fix = append(f.Fix, "Either turn on serving-certificate rotation with an approver (run csrguard preflight first), or, as a stopgap, add --kubelet-insecure-tls to "+where+".")
 		case !m.Ready:
-			f.Severity = max(f.Severity, Warning)
+			f.Severity = max(f.Severity, severity.Warning)
 			f.Title = "metrics-server is not ready"
 			f.Fix = append(f.Fix, fmt.Sprintf("kubectl -n %s logs deploy/%s: 'tls: internal error' or 'x509' in 'Failed to scrape node' means the kubelet side (see the other findings).", m.Namespace, m.Name))
 		}
@@ -69,7 +70,7 @@ func (v *view) metricsServerTLS() *Finding {
 	if missing, why := v.nodesWithoutMetrics(); why != "" {
 		f.Evidence = append(f.Evidence, why)
 		if len(missing) > 0 {
-			f.Severity = max(f.Severity, Warning)
+			f.Severity = max(f.Severity, severity.Warning)
 			f.Nodes = missing
 			f.Title = fmt.Sprintf("metrics-server has no metrics for %s: kubectl top and autoscaling go blind", plural(len(missing), "node"))
 			if noCert := v.withoutCert(missing); len(noCert) > 0 {
@@ -87,7 +88,7 @@ func (v *view) metricsServerTLS() *Finding {
 	} else {
 		f.Evidence = append(f.Evidence, "no kubelet-serving CSRs and no CA-signed kubelet certificate seen: rotation looks off")
 	}
-	if f.Severity == Info {
+	if f.Severity == severity.Info {
 		f.Fix = nil
 	}
 	f.Evidence = compact(f.Evidence)

@@ -7,6 +7,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 func metricsServerDeployment(ready int32, args ...string) *appsv1.Deployment {
@@ -26,14 +28,14 @@ func TestMetricsServerTLS(t *testing.T) {
 		name string
 		snap func(*testing.T) Snapshot
 		d    *appsv1.Deployment
-		want Severity // 0: no finding
+		want severity.Level // 0: no finding
 	}{
 		{"none_installed", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, nil, 0},
-		{"rotation_on_verifying", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(1, "--kubelet-certificate-authority=/ca/ca.crt"), Info},
-		{"rotation_on_insecure", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(1, "--kubelet-insecure-tls"), Warning},
-		{"rotation_off_verifying", rotationOff, metricsServerDeployment(0), Critical},
-		{"rotation_off_insecure", rotationOff, metricsServerDeployment(1, "--kubelet-insecure-tls"), Info},
-		{"not_ready", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(0), Warning},
+		{"rotation_on_verifying", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(1, "--kubelet-certificate-authority=/ca/ca.crt"), severity.Info},
+		{"rotation_on_insecure", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(1, "--kubelet-insecure-tls"), severity.Warning},
+		{"rotation_off_verifying", rotationOff, metricsServerDeployment(0), severity.Critical},
+		{"rotation_off_insecure", rotationOff, metricsServerDeployment(1, "--kubelet-insecure-tls"), severity.Info},
+		{"not_ready", func(t *testing.T) Snapshot { return healthy(t, "Debian") }, metricsServerDeployment(0), severity.Warning},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,7 +47,7 @@ func TestMetricsServerTLS(t *testing.T) {
 				}
 				s.MetricsServers = []MetricsServer{m}
 			}
-			var got Severity
+			var got severity.Level
 			for _, f := range Diagnose(s) {
 				if f.ID == IDMetricsServerTLS {
 					got = f.Severity
@@ -79,7 +81,7 @@ func TestMetricsServerCannotScrape(t *testing.T) {
 	if tls == nil || noCert == nil {
 		t.Fatalf("findings %v, want %s and %s", ids(findings), IDMetricsServerTLS, IDKubeletsWithoutCert)
 	}
-	if tls.Severity != Warning || tls.Title != "metrics-server cannot scrape 2 kubelets: they have no serving certificate" {
+	if tls.Severity != severity.Warning || tls.Title != "metrics-server cannot scrape 2 kubelets: they have no serving certificate" {
 		t.Errorf("metrics-server finding: %v %q", tls.Severity, tls.Title)
 	}
 	evidence := strings.Join(tls.Evidence, "\n")

@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/util/certificate"
 
+	"github.com/csrguard/csrguard/internal/buildinfo"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -168,9 +169,9 @@ func approverCheck(v *view) PreflightCheck {
 		c.OK, c.Detail = true, fmt.Sprintf("%s (%s) is running and approving", a[0].Where, a[0].Kind)
 		return c
 	}
-	c.Detail = "no approver is running: install csrguard first: kubectl apply -f " + InstallURL
+	c.Detail = "no approver is running: install csrguard first: kubectl apply -f " + buildinfo.InstallURL
 	if v.talos {
-		c.Detail = "no approver is running: install csrguard first, through the machine config (KubeExternalManifestConfig on Talos 1.14+, cluster.extraManifests before) with " + InstallURL
+		c.Detail = "no approver is running: install csrguard first, through the machine config (KubeExternalManifestConfig on Talos 1.14+, cluster.extraManifests before) with " + buildinfo.InstallURL
 	}
 	return c
 }

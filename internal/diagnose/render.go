@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // The output formats.
@@ -87,9 +89,9 @@ func NewReport(s Snapshot, f []Finding) Report {
 	findings := make([]Finding, 0, len(f))
 	for _, x := range f {
 		switch x.Severity {
-		case Critical:
+		case severity.Critical:
 			sum.Critical++
-		case Warning:
+		case severity.Warning:
 			sum.Warning++
 		default:
 			sum.Info++

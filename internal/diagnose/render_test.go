@@ -14,6 +14,7 @@ import (
 
 	"github.com/csrguard/csrguard/internal/approval"
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -115,9 +116,9 @@ func TestRenderJSONShape(t *testing.T) {
 			Warning   int            `json:"warning"`
 		} `json:"summary"`
 		Findings []struct {
-			ID       string   `json:"id"`
-			Severity Severity `json:"severity"`
-			Nodes    []string `json:"nodes"`
+			ID       string         `json:"id"`
+			Severity severity.Level `json:"severity"`
+			Nodes    []string       `json:"nodes"`
 		} `json:"findings"`
 	}
 	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
@@ -126,7 +127,7 @@ func TestRenderJSONShape(t *testing.T) {
 	if got.Summary.Nodes != 3 || got.Summary.CSRs["issued"] != 3 || got.Summary.Approvers == nil || got.Summary.Warning != 1 {
 		t.Errorf("summary = %+v", got.Summary)
 	}
-	if len(got.Findings) != 1 || got.Findings[0].ID != IDNoApprover || got.Findings[0].Severity != Warning || got.Findings[0].Nodes == nil {
+	if len(got.Findings) != 1 || got.Findings[0].ID != IDNoApprover || got.Findings[0].Severity != severity.Warning || got.Findings[0].Nodes == nil {
 		t.Errorf("findings = %+v", got.Findings)
 	}
 	if !strings.Contains(buf.String(), `"nodes": []`) {
@@ -153,9 +154,9 @@ func TestVerdict(t *testing.T) {
 		want     string
 	}{
 		{nil, "No problems found"},
-		{[]Finding{{Severity: Info}}, "No problems found (1 info)"},
-		{[]Finding{{Severity: Critical}, {Severity: Warning}, {Severity: Warning}}, "1 critical, 2 warnings"},
-		{[]Finding{{Severity: Critical}, {Severity: Critical}, {Severity: Info}}, "2 critical, 1 info"},
+		{[]Finding{{Severity: severity.Info}}, "No problems found (1 info)"},
+		{[]Finding{{Severity: severity.Critical}, {Severity: severity.Warning}, {Severity: severity.Warning}}, "1 critical, 2 warnings"},
+		{[]Finding{{Severity: severity.Critical}, {Severity: severity.Critical}, {Severity: severity.Info}}, "2 critical, 1 info"},
 	}
 	for _, tt := range tests {
 		if got := NewReport(Snapshot{}, tt.findings).Verdict(); got != tt.want {
@@ -166,7 +167,7 @@ func TestVerdict(t *testing.T) {
 
 // TestRenderTableTruncates checks that long lists are cut in the table.
 func TestRenderTableTruncates(t *testing.T) {
-	f := Finding{ID: "x", Severity: Warning, Title: "many", Fix: []string{"fix"}}
+	f := Finding{ID: "x", Severity: severity.Warning, Title: "many", Fix: []string{"fix"}}
 	for i := range 30 {
 		f.Nodes = append(f.Nodes, "node-"+string(rune('a'+i%26))+string(rune('a'+i/26)))
 		f.Evidence = append(f.Evidence, "line")

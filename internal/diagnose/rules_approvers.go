@@ -1,0 +1,111 @@
+package diagnose
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/severity"
+)
+
+// noApprover: kubelet serving certificate rotation is on (kubelets file
+// CSRs, or serve no certificate) and nothing approves the CSRs.
+func (v *view) noApprover() *Finding {
+	noCert := false
+	for _, n := range v.nodeNames {
+		if r, ok := v.probe(n); ok && r.State == metrics.ProbeNoServingCertificate {
+			noCert = true
+		}
+	}
+	if (len(v.csrs) == 0 && !noCert) || len(v.approving()) > 0 {
+		return nil
+	}
+	var oldest time.Duration
+	counts := map[string]int{}
+	var nodes []string
+	for _, c := range v.csrs {
+		counts[c.state]++
+		if c.state == "Pending" {
+			oldest = max(oldest, c.age)
+			if c.node != "" && (len(nodes) == 0 || nodes[len(nodes)-1] != c.node) {
+				nodes = append(nodes, c.node)
+			}
+		}
+	}
+	sev := severity.Warning
+	if oldest > pendingGrace || noCert {
+		// CSRs wait beyond what any approver takes, or kubelets already
+		// serve nothing: the incident is on.
+		sev = severity.Critical
+	}
+	f := &Finding{
+		Severity: sev, Nodes: nodes,
+		Title: "Kubelet serving certificate rotation is on, but nothing approves the kubelets' CSRs",
+	}
+	var parts []string
+	for _, st := range []string{"Pending", "Approved", "Issued", "Denied", "Failed"} {
+		if counts[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[st], strings.ToLower(st)))
+		}
+	}
+	if len(parts) > 0 {
+		line := "kubelet-serving CSRs in the API: " + strings.Join(parts, ", ")
+		if counts["Pending"] > 0 {
+			line += fmt.Sprintf(" (oldest pending %s)", humanDuration(oldest))
+		}
+		f.Evidence = append(f.Evidence, line)
+	}
+	if noCert {
+		f.Evidence = append(f.Evidence, "kubelets answer the probe with \"tls: internal error\": they have no serving certificate (see "+IDKubeletsWithoutCert+")")
+	}
+	f.Evidence = append(f.Evidence, v.approverEvidence()...)
+	if v.talos {
+		f.Evidence = append(f.Evidence, "Kubernetes never approves kubelet-serving CSRs by itself, and Talos ships no approver")
+	} else {
+		f.Evidence = append(f.Evidence, "Kubernetes never approves kubelet-serving CSRs by itself")
+	}
+
+	for _, a := range v.Approvers {
+		switch {
+		case a.Ready && a.Mode == "dry-run":
+			f.Fix = append(f.Fix, fmt.Sprintf("csrguard in %s runs with --mode=dry-run and approves nothing: set --mode=enforce (or no-deny) once its Events show the decisions you expect.", a.Where))
+		case !a.Ready && strings.HasPrefix(a.Where, "Deployment "):
+			f.Fix = append(f.Fix, fmt.Sprintf("%s (%s) is not ready: kubectl -n %s describe deployment %s", a.Kind, a.Where, a.Namespace, a.Name))
+		}
+	}
+	f.Fix = append(f.Fix, v.installFixes()...)
+	if counts["Pending"] > 0 {
+		f.Fix = append(f.Fix, v.breakGlassFixes(v.newestPending())...)
+	}
+	return f
+}
+
+// approverEvidence describes the approvers found, or their absence.
+func (v *view) approverEvidence() []string {
+	var out []string
+	if len(v.Approvers) == 0 {
+		out = append(out, "no approver found: no csrguard Lease or Deployment, no kubelet-serving-cert-approver, kubelet-csr-approver or Talos CCM approving controller")
+	}
+	for _, a := range v.Approvers {
+		state := "not running"
+		switch {
+		case a.approves():
+			state = "running"
+		case a.Ready:
+			state = "running in dry-run mode, approving nothing"
+		}
+		out = append(out, fmt.Sprintf("approver %s (%s): %s; %s", a.Kind, a.Where, state, a.Detail))
+	}
+	return append(out, v.Notes...)
+}
+
+// newestPending returns the newest pending CSR of each node.
+func (v *view) newestPending() []string {
+	var out []string
+	for _, who := range sortedKeys(v.pending) {
+		p := v.pending[who]
+		out = append(out, p[len(p)-1].name)
+	}
+	return out
+}
