@@ -29,8 +29,8 @@ type Config struct {
 
 // Monitor probes every Node's kubelet once per Interval and exports what it
 // finds as metrics: the per-node results through its Collector, the sweep's
-// duration and time through m. It runs only on the leader, so replicas do not
-// multiply the probes.
+// duration and time through metrics.Metrics. It runs only on the leader, so
+// replicas do not multiply the probes.
 type Monitor struct {
 	reader  client.Reader
 	metrics *metrics.Metrics

@@ -24,7 +24,7 @@ func NewProbeCollector() *ProbeCollector { return &ProbeCollector{} }
 
 // Set replaces the exported sweep with results, one per node, and issued, the
 // newest certificate issued to each node (see Issued). Only nodes in results
-// are exported.
+// are exported. Set keeps both as they are: the caller must not change them.
 func (c *ProbeCollector) Set(results []Result, issued map[string]*x509.Certificate) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
