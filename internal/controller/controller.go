@@ -132,8 +132,13 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return fmt.Errorf("register CSR collector: %w", err)
 	}
 	if cfg.Monitor.Interval > 0 {
-		if err := mgr.Add(monitor.New(mgr.GetClient(), m, cfg.Monitor)); err != nil {
+		mon := monitor.New(mgr.GetClient(), m, cfg.Monitor)
+		if err := mgr.Add(mon); err != nil {
 			return fmt.Errorf("add kubelet monitor: %w", err)
+		}
+		// The per-node probe metrics are the last sweep's, exported at scrape time.
+		if err := ctrlmetrics.Registry.Register(mon.Collector()); err != nil {
+			return fmt.Errorf("register kubelet probe collector: %w", err)
 		}
 	}
 

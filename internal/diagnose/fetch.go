@@ -143,10 +143,11 @@ type Approver struct {
 	Namespace string `json:"namespace"`
 	// Kind is KindCSRGuard, KindAlex1989hu, KindPostfinance or KindTalosCCM.
 	Kind string `json:"kind"`
-	// Where is the object it was found by, as "Deployment ns/name" or "Lease ns/name".
+	// Where is the object it was found by, as "Deployment ns/name" or "Lease ns/name",
+	// or for csrguard's recent decisions "CertificateSigningRequest name" or "Event ns/name".
 	Where string `json:"where"`
 	// Ready reports whether it runs: a Deployment with a ready replica, a
-	// Lease held and renewed within twice its duration.
+	// Lease held and renewed within twice its duration, a recent decision.
 	Ready bool `json:"ready"`
 	// Mode is csrguard's --mode ("enforce", "no-deny", "dry-run") when known.
 	Mode string `json:"mode,omitempty"`
@@ -327,6 +328,7 @@ func (s *Snapshot) detectApprovers(ctx context.Context, cs kubernetes.Interface,
 			break
 		}
 	}
+	s.detectDecidingCSRGuard(ctx, cs)
 
 	// A Lease says csrguard runs, not how: take the mode of the csrguard
 	// Deployment beside it.

@@ -203,8 +203,9 @@ func healthy(t testing.TB, os string) Snapshot {
 	return s
 }
 
-// incident is §1 of the brief on Talos: rotation on, nothing approves, two
-// kubelets without a serving certificate and their CSRs piling up.
+// incident is the incident the README opens with, on Talos: rotation on,
+// nothing approves, two kubelets without a serving certificate and their CSRs
+// piling up.
 func incident(t testing.TB, os string) Snapshot {
 	t.Helper()
 	s := healthy(t, os)

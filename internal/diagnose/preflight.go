@@ -166,7 +166,7 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 func approverCheck(v *view) PreflightCheck {
 	c := PreflightCheck{Name: "approver"}
 	if a := v.approving(); len(a) > 0 {
-		c.OK, c.Detail = true, fmt.Sprintf("%s (%s) is running and approving", a[0].Where, a[0].Kind)
+		c.OK, c.Detail = true, fmt.Sprintf("%s (%s) is running and approving: %s", a[0].Where, a[0].Kind, a[0].Detail)
 		return c
 	}
 	c.Detail = "no approver is running: install csrguard first: kubectl apply -f " + buildinfo.InstallURL

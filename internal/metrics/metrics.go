@@ -1,6 +1,7 @@
 // Package metrics defines every Prometheus metric csrguard exports, in one
 // place, with its name, help and labels. It owns no logic: the controller and
-// the monitor update these collectors; docs/metrics.md documents them.
+// the monitor update these collectors, or emit these descriptions from
+// collectors of their own at scrape time; docs/metrics.md documents them.
 package metrics
 
 import (
@@ -29,19 +30,6 @@ type Metrics struct {
 	// BuildInfo is always 1, labelled with the running build.
 	BuildInfo *prometheus.GaugeVec
 
-	// ProbeResult is 1 for each node's latest kubelet probe result (one
-	// series per node; the result label changes).
-	ProbeResult *prometheus.GaugeVec
-	// ServingCertExpiry is the NotAfter of the certificate each kubelet serves.
-	ServingCertExpiry *prometheus.GaugeVec
-	// ServingCertSANsMatch is 1 when a kubelet's certificate carries exactly
-	// the SANs its Node's addresses call for, else 0.
-	ServingCertSANsMatch *prometheus.GaugeVec
-	// ServingCertInfo is 1, labelled with the issuer of each kubelet's certificate.
-	ServingCertInfo *prometheus.GaugeVec
-	// IssuedCertExpiry is the NotAfter of the newest certificate issued to
-	// each node through an approved CSR, known even where probes cannot reach.
-	IssuedCertExpiry *prometheus.GaugeVec
 	// ProbeDuration observes each kubelet TLS probe.
 	ProbeDuration prometheus.Histogram
 	// ProbeSweepDuration is how long the last sweep over every node took.
@@ -93,26 +81,6 @@ func New() *Metrics {
 			Help: "Always 1; labels describe the running csrguard build.",
 		}, []string{"version", "revision", "goversion"}),
 	}
-	m.ProbeResult = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "csrguard_kubelet_probe_result",
-		Help: "1 for the latest result of the TLS probe of each node's kubelet: ok, no-serving-certificate (the kubelet answers 'tls: internal error'), refused, timeout, untrusted or other.",
-	}, []string{"node", "result"})
-	m.ServingCertExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "csrguard_kubelet_serving_cert_expiry_timestamp_seconds",
-		Help: "NotAfter of the serving certificate each kubelet presented to the last probe, as a Unix timestamp.",
-	}, []string{"node"})
-	m.ServingCertSANsMatch = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "csrguard_kubelet_serving_cert_sans_match",
-		Help: "1 when the kubelet's serving certificate carries exactly the SANs its Node's addresses call for, else 0.",
-	}, []string{"node"})
-	m.ServingCertInfo = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "csrguard_kubelet_serving_cert_info",
-		Help: "Always 1; the issuer label names who signed the serving certificate each kubelet presented.",
-	}, []string{"node", "issuer"})
-	m.IssuedCertExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "csrguard_kubelet_issued_cert_expiry_timestamp_seconds",
-		Help: "NotAfter of the newest kubelet-serving certificate issued to each node through a CSR, as a Unix timestamp.",
-	}, []string{"node"})
 	m.ProbeDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "csrguard_kubelet_probe_duration_seconds",
 		Help:    "Duration of each kubelet TLS probe.",
@@ -135,7 +103,6 @@ func New() *Metrics {
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		m.Decisions, m.Applied, m.ApprovalLatency, m.Errors, m.BreakerOpen, m.InsecureLoopback, m.BuildInfo,
-		m.ProbeResult, m.ServingCertExpiry, m.ServingCertSANsMatch, m.ServingCertInfo, m.IssuedCertExpiry,
 		m.ProbeDuration, m.ProbeSweepDuration, m.ProbeSweepTimestamp,
 	} {
 		if err := reg.Register(c); err != nil {
@@ -160,4 +127,28 @@ var (
 		"Addresses a node reports that another node owns (it reported them first) or reports too; only nodes in conflict are listed. A node with conflicts copied another's address into its status, or two nodes share one.", []string{"node"}, nil)
 	ApprovedNotIssuedCSRs = prometheus.NewDesc("csrguard_approved_unissued_csrs",
 		"Kubelet-serving CSRs approved more than a minute ago that the signer has not issued (signer down or not configured for kubelet-serving).", nil, nil)
+)
+
+// Descriptions of the per-node metrics computed at scrape time from the last
+// probe sweep by monitor.ProbeCollector: a node that was not in the last
+// sweep has no series.
+var (
+	// ProbeResult is 1 for each node's latest kubelet probe result (one
+	// series per node; the result label changes).
+	ProbeResult = prometheus.NewDesc("csrguard_kubelet_probe_result",
+		"1 for the latest result of the TLS probe of each node's kubelet: ok, no-serving-certificate (the kubelet answers 'tls: internal error'), refused, timeout, untrusted or other.", []string{"node", "result"}, nil)
+	// ServingCertExpiry is the NotAfter of the certificate each kubelet serves.
+	ServingCertExpiry = prometheus.NewDesc("csrguard_kubelet_serving_cert_expiry_timestamp_seconds",
+		"NotAfter of the serving certificate each kubelet presented to the last probe, as a Unix timestamp.", []string{"node"}, nil)
+	// ServingCertSANsMatch is 1 when a kubelet's certificate carries exactly
+	// the SANs its Node's addresses call for, else 0.
+	ServingCertSANsMatch = prometheus.NewDesc("csrguard_kubelet_serving_cert_sans_match",
+		"1 when the kubelet's serving certificate carries exactly the SANs its Node's addresses call for, else 0.", []string{"node"}, nil)
+	// ServingCertInfo is 1, labelled with the issuer of each kubelet's certificate.
+	ServingCertInfo = prometheus.NewDesc("csrguard_kubelet_serving_cert_info",
+		"Always 1; the issuer label names who signed the serving certificate each kubelet presented.", []string{"node", "issuer"}, nil)
+	// IssuedCertExpiry is the NotAfter of the newest certificate issued to
+	// each node through an approved CSR, known even where probes cannot reach.
+	IssuedCertExpiry = prometheus.NewDesc("csrguard_kubelet_issued_cert_expiry_timestamp_seconds",
+		"NotAfter of the newest kubelet-serving certificate issued to each node through a CSR, as a Unix timestamp.", []string{"node"}, nil)
 )

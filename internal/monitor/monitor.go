@@ -14,8 +14,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
@@ -30,16 +28,14 @@ type Config struct {
 }
 
 // Monitor probes every Node's kubelet once per Interval and exports what it
-// finds as metrics. It runs only on the leader, so replicas do not multiply
-// the probes.
+// finds as metrics: the per-node results through its Collector, the sweep's
+// duration and time through metrics.Metrics. It runs only on the leader, so
+// replicas do not multiply the probes.
 type Monitor struct {
 	reader  client.Reader
 	metrics *metrics.Metrics
 	cfg     Config
-
-	mu    sync.Mutex
-	last  map[string]Result // by node
-	nodes map[string]bool   // nodes with exported series
+	probes  *ProbeCollector
 }
 
 // New returns a Monitor reading Nodes and CSRs from reader (a cache).
@@ -47,8 +43,12 @@ func New(reader client.Reader, m *metrics.Metrics, cfg Config) *Monitor {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 32
 	}
-	return &Monitor{reader: reader, metrics: m, cfg: cfg, last: map[string]Result{}, nodes: map[string]bool{}}
+	return &Monitor{reader: reader, metrics: m, cfg: cfg, probes: NewProbeCollector()}
 }
+
+// Collector returns the collector that exports the last sweep's per-node
+// results; register it once.
+func (m *Monitor) Collector() *ProbeCollector { return m.probes }
 
 // NeedLeaderElection is true: only the leader probes.
 func (m *Monitor) NeedLeaderElection() bool { return true }
@@ -77,7 +77,7 @@ func (m *Monitor) Start(ctx context.Context) error {
 }
 
 // Sweep probes every Node once, updates the metrics and returns the results
-// sorted by node.
+// sorted by node. A failed sweep leaves the previous sweep's results exported.
 func (m *Monitor) Sweep(ctx context.Context) ([]Result, error) {
 	start := time.Now()
 	var nodes corev1.NodeList
@@ -92,71 +92,10 @@ func (m *Monitor) Sweep(ctx context.Context) ([]Result, error) {
 	if err := m.reader.List(ctx, &csrs); err != nil {
 		return nil, err
 	}
-	m.export(results, Issued(csrs.Items))
+	m.probes.Set(results, Issued(csrs.Items))
 	m.metrics.ProbeSweepDuration.Set(time.Since(start).Seconds())
 	m.metrics.ProbeSweepTimestamp.Set(float64(time.Now().Unix()))
 	return results, nil
-}
-
-// Results returns the latest result per node, sorted by node.
-func (m *Monitor) Results() []Result {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	out := make([]Result, 0, len(m.last))
-	for _, r := range m.last {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
-	return out
-}
-
-// export updates the per-node series with these results; series of nodes
-// that are gone are deleted. It deletes a series only when its label values
-// change (a new result class, a new issuer), so a sweep costs O(nodes):
-// DeletePartialMatch scans a whole metric family, which made sweeps O(nodes²).
-func (m *Monitor) export(results []Result, issued map[string]*x509.Certificate) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	seen := map[string]bool{}
-	for _, r := range results {
-		seen[r.Node] = true
-		prev, had := m.last[r.Node]
-		m.last[r.Node] = r
-		if had && prev.State != r.State {
-			m.metrics.ProbeResult.DeleteLabelValues(r.Node, prev.State)
-		}
-		m.metrics.ProbeResult.WithLabelValues(r.Node, r.State).Set(1)
-		if had && prev.Cert != nil && (r.Cert == nil || prev.Cert.Issuer.CommonName != r.Cert.Issuer.CommonName) {
-			m.metrics.ServingCertInfo.DeleteLabelValues(r.Node, prev.Cert.Issuer.CommonName)
-		}
-		if r.Cert != nil {
-			m.metrics.ServingCertExpiry.WithLabelValues(r.Node).Set(float64(r.Cert.NotAfter.Unix()))
-			m.metrics.ServingCertInfo.WithLabelValues(r.Node, r.Cert.Issuer.CommonName).Set(1)
-			m.metrics.ServingCertSANsMatch.WithLabelValues(r.Node).Set(boolFloat(r.SANsMatch))
-		} else if had && prev.Cert != nil {
-			m.metrics.ServingCertExpiry.DeleteLabelValues(r.Node)
-			m.metrics.ServingCertSANsMatch.DeleteLabelValues(r.Node)
-		}
-		if c := issued[r.Node]; c != nil {
-			m.metrics.IssuedCertExpiry.WithLabelValues(r.Node).Set(float64(c.NotAfter.Unix()))
-		} else {
-			m.metrics.IssuedCertExpiry.DeleteLabelValues(r.Node)
-		}
-	}
-	for n := range m.nodes {
-		if !seen[n] {
-			m.deleteNode(n)
-			delete(m.last, n)
-		}
-	}
-	m.nodes = seen
-}
-
-func (m *Monitor) deleteNode(node string) {
-	l := prometheus.Labels{"node": node}
-	for _, v := range []*prometheus.GaugeVec{m.metrics.ProbeResult, m.metrics.ServingCertExpiry, m.metrics.ServingCertInfo, m.metrics.ServingCertSANsMatch, m.metrics.IssuedCertExpiry} {
-		v.DeletePartialMatch(l)
-	}
 }
 
 // ProbeAll probes nodes with at most concurrency probes in flight and returns

@@ -3,44 +3,83 @@ package monitor
 import (
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/csrguard/csrguard/internal/metrics"
 )
 
-func TestExportReplacesChangedSeries(t *testing.T) {
-	m := metrics.New()
-	reg := prometheus.NewRegistry()
-	if err := m.Register(reg); err != nil {
-		t.Fatal(err)
+func TestProbeCollector(t *testing.T) {
+	cert := func(issuer string, notAfter int64) *x509.Certificate {
+		return &x509.Certificate{NotAfter: time.Unix(notAfter, 0), Issuer: pkix.Name{CommonName: issuer}}
 	}
-	mon := New(nil, m, Config{})
-	expiry := time.Unix(1900000000, 0)
-	cert := &x509.Certificate{NotAfter: expiry, Issuer: pkix.Name{CommonName: "kubelet-serving-ca"}}
-
-	mon.export([]Result{{Node: "a", State: metrics.ProbeNoServingCertificate}, {Node: "b", State: metrics.ProbeOK, Cert: cert, SANsMatch: true}}, nil)
-	mon.export([]Result{{Node: "a", State: metrics.ProbeOK, Cert: cert, SANsMatch: false}}, map[string]*x509.Certificate{"a": cert})
-
-	want := `
-# HELP csrguard_kubelet_probe_result 1 for the latest result of the TLS probe of each node's kubelet: ok, no-serving-certificate (the kubelet answers 'tls: internal error'), refused, timeout, untrusted or other.
-# TYPE csrguard_kubelet_probe_result gauge
-csrguard_kubelet_probe_result{node="a",result="ok"} 1
-# HELP csrguard_kubelet_serving_cert_sans_match 1 when the kubelet's serving certificate carries exactly the SANs its Node's addresses call for, else 0.
-# TYPE csrguard_kubelet_serving_cert_sans_match gauge
-csrguard_kubelet_serving_cert_sans_match{node="a"} 0
+	const help = `
 # HELP csrguard_kubelet_issued_cert_expiry_timestamp_seconds NotAfter of the newest kubelet-serving certificate issued to each node through a CSR, as a Unix timestamp.
 # TYPE csrguard_kubelet_issued_cert_expiry_timestamp_seconds gauge
-csrguard_kubelet_issued_cert_expiry_timestamp_seconds{node="a"} 1.9e+09
-`
-	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "csrguard_kubelet_probe_result", "csrguard_kubelet_serving_cert_sans_match", "csrguard_kubelet_issued_cert_expiry_timestamp_seconds"); err != nil {
-		t.Error(err)
+%s# HELP csrguard_kubelet_probe_result 1 for the latest result of the TLS probe of each node's kubelet: ok, no-serving-certificate (the kubelet answers 'tls: internal error'), refused, timeout, untrusted or other.
+# TYPE csrguard_kubelet_probe_result gauge
+%s# HELP csrguard_kubelet_serving_cert_expiry_timestamp_seconds NotAfter of the serving certificate each kubelet presented to the last probe, as a Unix timestamp.
+# TYPE csrguard_kubelet_serving_cert_expiry_timestamp_seconds gauge
+%s# HELP csrguard_kubelet_serving_cert_info Always 1; the issuer label names who signed the serving certificate each kubelet presented.
+# TYPE csrguard_kubelet_serving_cert_info gauge
+%s# HELP csrguard_kubelet_serving_cert_sans_match 1 when the kubelet's serving certificate carries exactly the SANs its Node's addresses call for, else 0.
+# TYPE csrguard_kubelet_serving_cert_sans_match gauge
+%s`
+	c := NewProbeCollector()
+	if n := testutil.CollectAndCount(c); n != 0 {
+		t.Errorf("before the first sweep: %d series, want 0", n)
 	}
-	if n := testutil.CollectAndCount(m.ServingCertInfo); n != 1 {
-		t.Errorf("serving cert info series = %d, want 1 (node b gone)", n)
+
+	// Sweep 1: a has no certificate, b and c serve one, b's was issued
+	// through a CSR.
+	c.Set([]Result{
+		{Node: "a", State: metrics.ProbeNoServingCertificate},
+		{Node: "b", State: metrics.ProbeOK, Cert: cert("kubernetes", 1900000000), SANsMatch: true},
+		{Node: "c", State: metrics.ProbeOK, Cert: cert("old-ca", 1800000000), SANsMatch: false},
+	}, map[string]*x509.Certificate{"b": cert("kubernetes", 1900000000)})
+	want := strings.NewReader(fmt.Sprintf(help,
+		`csrguard_kubelet_issued_cert_expiry_timestamp_seconds{node="b"} 1.9e+09
+`,
+		`csrguard_kubelet_probe_result{node="a",result="no-serving-certificate"} 1
+csrguard_kubelet_probe_result{node="b",result="ok"} 1
+csrguard_kubelet_probe_result{node="c",result="ok"} 1
+`,
+		`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{node="b"} 1.9e+09
+csrguard_kubelet_serving_cert_expiry_timestamp_seconds{node="c"} 1.8e+09
+`,
+		`csrguard_kubelet_serving_cert_info{issuer="kubernetes",node="b"} 1
+csrguard_kubelet_serving_cert_info{issuer="old-ca",node="c"} 1
+`,
+		`csrguard_kubelet_serving_cert_sans_match{node="b"} 1
+csrguard_kubelet_serving_cert_sans_match{node="c"} 0
+`))
+	if err := testutil.CollectAndCompare(c, want); err != nil {
+		t.Errorf("after sweep 1: %v", err)
+	}
+
+	// Sweep 2: a got its certificate, b is gone (its Node was deleted), c
+	// refuses connections; a CSR issued to a node not swept is not exported.
+	c.Set([]Result{
+		{Node: "a", State: metrics.ProbeOK, Cert: cert("kubernetes", 1950000000), SANsMatch: true},
+		{Node: "c", State: metrics.ProbeRefused},
+	}, map[string]*x509.Certificate{"a": cert("kubernetes", 1950000000), "b": cert("kubernetes", 1900000000)})
+	want = strings.NewReader(fmt.Sprintf(help,
+		`csrguard_kubelet_issued_cert_expiry_timestamp_seconds{node="a"} 1.95e+09
+`,
+		`csrguard_kubelet_probe_result{node="a",result="ok"} 1
+csrguard_kubelet_probe_result{node="c",result="refused"} 1
+`,
+		`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{node="a"} 1.95e+09
+`,
+		`csrguard_kubelet_serving_cert_info{issuer="kubernetes",node="a"} 1
+`,
+		`csrguard_kubelet_serving_cert_sans_match{node="a"} 1
+`))
+	if err := testutil.CollectAndCompare(c, want); err != nil {
+		t.Errorf("after sweep 2: %v", err)
 	}
 }

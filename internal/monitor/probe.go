@@ -6,9 +6,9 @@
 // incident, which the kubelet's own TTL metric reports as +Inf. It also
 // reads issued certificates and the pending backlog from the CSR cache.
 //
-// The probe functions are used by the controller (Monitor, CSRCollector) and
-// by CLI commands (doctor, certs) alike. Package monitor decides nothing
-// about CSRs.
+// The probe functions are used by the controller (Monitor, ProbeCollector,
+// CSRCollector) and by CLI commands (doctor, certs) alike. Package monitor
+// decides nothing about CSRs.
 package monitor
 
 import (

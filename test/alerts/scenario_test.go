@@ -2,6 +2,8 @@ package alerts
 
 import (
 	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/test/promtest"
 )
 
@@ -69,22 +72,26 @@ func scrape(t *testing.T, probes []probe, pending pendingCSRs) string {
 	}
 	reg.MustRegister(pending)
 	at := func(d time.Duration) float64 { return float64(capturedAt.Add(d).Unix()) }
+	// The per-node series come from the monitor's own collector, fed one sweep.
+	sweep := monitor.NewProbeCollector()
+	reg.MustRegister(sweep)
+	var results []monitor.Result
+	issued := map[string]*x509.Certificate{}
+	cert := func(expiresIn time.Duration) *x509.Certificate {
+		return &x509.Certificate{NotAfter: capturedAt.Add(expiresIn), Issuer: pkix.Name{CommonName: "kubernetes"}}
+	}
 	for _, p := range probes {
-		m.ProbeResult.WithLabelValues(p.node, p.result).Set(1)
+		r := monitor.Result{Node: p.node, State: p.result, SANsMatch: p.sansMatch}
 		m.ProbeDuration.Observe(0.004)
 		if p.expiresIn != 0 {
-			m.ServingCertExpiry.WithLabelValues(p.node).Set(at(p.expiresIn))
-			m.ServingCertInfo.WithLabelValues(p.node, "kubernetes").Set(1)
-			sans := 0.0
-			if p.sansMatch {
-				sans = 1
-			}
-			m.ServingCertSANsMatch.WithLabelValues(p.node).Set(sans)
+			r.Cert = cert(p.expiresIn)
 		}
 		if p.issuedExpiresIn != 0 {
-			m.IssuedCertExpiry.WithLabelValues(p.node).Set(at(p.issuedExpiresIn))
+			issued[p.node] = cert(p.issuedExpiresIn)
 		}
+		results = append(results, r)
 	}
+	sweep.Set(results, issued)
 	m.ProbeSweepDuration.Set(0.8)
 	m.ProbeSweepTimestamp.Set(at(-30 * time.Second))
 	m.Decisions.WithLabelValues("approve", "AllChecksPassed", "enforce").Add(5)

@@ -37,6 +37,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -597,28 +598,27 @@ func (cp *ControlPlane) waitHTTP(ctx context.Context, name, url string, c *http.
 
 // poll calls f until it succeeds, the component named name exits, or timeout.
 func (cp *ControlPlane) poll(ctx context.Context, name string, timeout time.Duration, f func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	var last error
-	for {
+	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
 		last = f(attempt)
 		cancelAttempt()
 		if last == nil {
-			return nil
+			return true, nil
 		}
 		cp.mu.Lock()
 		p := cp.procs[name]
 		cp.mu.Unlock()
 		if p != nil && p.Exited() {
-			return fmt.Errorf("%s exited: %w; log tail:\n%s", name, p.Err(), Tail(cp.LogFile(name), 30))
+			// No use waiting for a component that is gone.
+			return false, fmt.Errorf("%s exited: %w; log tail:\n%s", name, p.Err(), Tail(cp.LogFile(name), 30))
 		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %w (last error: %v)", name, timeout, ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
+		return false, nil
+	})
+	if wait.Interrupted(err) {
+		return fmt.Errorf("%s not ready after %s: %w (last error: %v)", name, timeout, err, last)
 	}
+	return err
 }
 
 // Tail returns the last n lines of a file, for failure reports.

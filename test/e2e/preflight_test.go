@@ -3,11 +3,13 @@ package e2e
 import (
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/csrguard/csrguard/test/controlplane"
 	"github.com/csrguard/csrguard/test/kubelet"
@@ -78,5 +80,44 @@ func TestPreflight(t *testing.T) {
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("preflight with bad nodes (-got +want):\n%s", diff)
+	}
+}
+
+// TestPreflightWithoutLeaderElection: csrguard run with a kubeconfig elects
+// no leader and holds no Lease; preflight knows it by its recent approvals.
+func TestPreflightWithoutLeaderElection(t *testing.T) {
+	ctx := controlplane.Deadline(t, 2*time.Minute)
+	c := newCluster(t, controlplane.Options{})
+	c.startCSRGuard(ctx, "csrguard", true)
+	k := c.addKubelet(ctx, "node-1", kubelet.Debian)
+	if _, err := k.WaitForCertificate(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := controlplane.WriteKubeconfig(kubeconfig, c.cp.AdminConfig()); err != nil {
+		t.Fatal(err)
+	}
+	// The premise: there is no Lease to find csrguard by.
+	leases, err := c.admin.CoordinationV1().Leases(metav1.NamespaceAll).List(ctx, metav1.ListOptions{FieldSelector: "metadata.name=csrguard"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(leases.Items) != 0 {
+		t.Fatalf("csrguard holds a Lease: %v", leases.Items)
+	}
+	out, code := runCLI(t, ctx, "preflight", "-o", "json", "--kubeconfig="+kubeconfig)
+	var r struct {
+		Checks []struct {
+			Name   string
+			OK     bool
+			Detail string
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("preflight -o json: %v\n%s", err, out)
+	}
+	if code != 0 || len(r.Checks) == 0 || r.Checks[0].Name != "approver" || !r.Checks[0].OK ||
+		!strings.HasPrefix(r.Checks[0].Detail, "CertificateSigningRequest ") {
+		t.Errorf("preflight exited %d with checks %+v; want 0 and csrguard found by its approval", code, r.Checks)
 	}
 }

@@ -19,6 +19,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
 	"github.com/csrguard/csrguard/internal/approval"
@@ -302,19 +303,16 @@ func (c *cluster) kubectl(ctx context.Context, args ...string) (string, error) {
 // waitServing waits until the TLS server at endpoint presents a certificate
 // that verifies with roots and is not prev, and returns it.
 func waitServing(ctx context.Context, endpoint string, roots *x509.CertPool, prev *x509.Certificate) (*x509.Certificate, error) {
+	var cert *x509.Certificate
 	var last error
-	for {
-		cert, err := handshake(ctx, endpoint, roots)
-		if err == nil && (prev == nil || !cert.Equal(prev)) {
-			return cert, nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("no new serving certificate at %s: %w (last error: %v)", endpoint, ctx.Err(), last)
-		case <-time.After(200 * time.Millisecond):
-		}
+	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		cert, last = handshake(ctx, endpoint, roots)
+		return last == nil && (prev == nil || !cert.Equal(prev)), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("no new serving certificate at %s: %w (last error: %v)", endpoint, err, last)
 	}
+	return cert, nil
 }
 
 func fileContains(path, s string) bool {

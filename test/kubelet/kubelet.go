@@ -34,6 +34,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/certificate"
@@ -291,14 +292,15 @@ func (k *Kubelet) Rotate(ctx context.Context) error {
 		return errors.New("certificate manager cannot rotate on demand")
 	}
 	errc := make(chan error, 1)
+	// RotateCerts does not take ctx and may block until its CSR is decided,
+	// so it runs apart and Rotate returns when ctx ends. A failed attempt
+	// reports false (with an error only in some cases) and is retried after
+	// a pause rather than at once.
 	go func() {
-		for {
-			ok, err := r.RotateCerts()
-			if ok || ctx.Err() != nil {
-				errc <- err
-				return
-			}
-		}
+		errc <- wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+			ok, _ := r.RotateCerts()
+			return ok, nil
+		})
 	}()
 	select {
 	case err := <-errc:
@@ -311,18 +313,15 @@ func (k *Kubelet) Rotate(ctx context.Context) error {
 // WaitForCertificate waits until the kubelet serves a certificate other than
 // prev (nil: any certificate) and returns it.
 func (k *Kubelet) WaitForCertificate(ctx context.Context, prev *x509.Certificate) (*x509.Certificate, error) {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if c := k.Current(); c != nil && (prev == nil || !c.Equal(prev)) {
-			return c, nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("kubelet %s: no new serving certificate: %w", k.name, ctx.Err())
-		case <-t.C:
-		}
+	var c *x509.Certificate
+	err := wait.PollUntilContextCancel(ctx, 50*time.Millisecond, true, func(context.Context) (bool, error) {
+		c = k.Current()
+		return c != nil && (prev == nil || !c.Equal(prev)), nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kubelet %s: no new serving certificate: %w", k.name, err)
 	}
+	return c, nil
 }
 
 // Stop stops the certificate manager and the listener.

@@ -12,8 +12,9 @@
 //
 // The numbers are only comparable within one run: the control plane, the
 // approver and this program share the machine's cores, which is why every
-// approver gets the same fresh control plane and the same load. BRIEF.md §6
-// holds the bar set by other approvers on a 2-core machine.
+// approver gets the same fresh control plane and the same load. The bar is the
+// no-check ceiling measured in the same run; the README's Performance section
+// quotes a run of `make bench` and how to read it.
 //
 // Then, unless --probe-nodes=0, it measures csrguard's kubelet monitor: on
 // another fresh control plane it registers --probe-nodes Nodes whose kubelets

@@ -27,6 +27,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
@@ -508,19 +509,11 @@ func poll(ctx context.Context, timeout time.Duration, cond func() (bool, error))
 // pollEvery is poll with another interval, for conditions that cost the
 // process measured something to check.
 func pollEvery(ctx context.Context, every, timeout time.Duration, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		done, err := cond()
-		if err != nil || done {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not done after %s: %w", timeout, ctx.Err())
-		case <-time.After(every):
-		}
+	err := wait.PollUntilContextTimeout(ctx, every, timeout, true, func(context.Context) (bool, error) { return cond() })
+	if wait.Interrupted(err) {
+		return fmt.Errorf("not done after %s: %w", timeout, err)
 	}
+	return err
 }
 
 // progress prints "<label> k/n" every two seconds until stopped, and once

@@ -1,0 +1,149 @@
+package diagnose
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/csrguard/csrguard/internal/approval"
+)
+
+// csrEvent is an Event on CSR csr as csrguard's recorder writes it, seen ago before now.
+func csrEvent(name, csr, reporter, reason string, ago time.Duration) corev1.Event {
+	return corev1.Event{
+		ObjectMeta:          metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: name},
+		InvolvedObject:      corev1.ObjectReference{Kind: "CertificateSigningRequest", Name: csr},
+		Reason:              reason,
+		ReportingController: reporter,
+		EventTime:           metav1.NewMicroTime(now.Add(-ago)),
+	}
+}
+
+func TestDecisionApprover(t *testing.T) {
+	const noLease = "; no Lease: it runs without leader election (out of cluster with --kubeconfig?)"
+	approved := func(name, reason string, ago time.Duration) certificatesv1.CertificateSigningRequest {
+		return withCondition(newCSR(t, name, "node-a", "10.0.0.1", time.Hour), certificatesv1.CertificateApproved, reason, "csrguard: all checks passed", ago)
+	}
+	repeated := csrEvent("ev-repeated", "csr-r", "csrguard", approval.EventDenied, time.Hour)
+	repeated.Series = &corev1.EventSeries{Count: 2, LastObservedTime: metav1.NewMicroTime(now.Add(-3 * time.Minute))}
+	tests := []struct {
+		name   string
+		csrs   []certificatesv1.CertificateSigningRequest
+		events []corev1.Event
+		want   *Approver
+	}{
+		{name: "nothing"},
+		{name: "approved_recently", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", approval.ApprovalReason, 2*time.Minute)},
+			want: &Approver{Name: "csr-a", Kind: KindCSRGuard, Where: "CertificateSigningRequest csr-a", Ready: true, Detail: "approved CSR csr-a 2m ago" + noLease}},
+		{name: "approved_before_the_window", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", approval.ApprovalReason, 20*time.Minute)}},
+		{name: "approved_by_another_approver", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", "AutoApproved", time.Minute)}},
+		{name: "dry_run", events: []corev1.Event{csrEvent("ev-1", "csr-a", "csrguard", approval.EventWouldApprove, time.Minute)},
+			want: &Approver{Name: "ev-1", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-1", Ready: true, Mode: "dry-run",
+				Detail: "would have approved CSR csr-a 1m ago" + noLease + ", --mode=dry-run"}},
+		// Switched from dry-run to enforcing: the newest decision tells.
+		{name: "newest_decision_wins",
+			csrs:   []certificatesv1.CertificateSigningRequest{approved("csr-b", approval.ApprovalReason, time.Minute)},
+			events: []corev1.Event{csrEvent("ev-1", "csr-a", "csrguard", approval.EventWouldApprove, 10*time.Minute)},
+			want:   &Approver{Name: "csr-b", Kind: KindCSRGuard, Where: "CertificateSigningRequest csr-b", Ready: true, Detail: "approved CSR csr-b 1m ago" + noLease}},
+		{name: "denied_event", events: []corev1.Event{csrEvent("ev-1", "csr-evil", "csrguard", approval.EventDenied, 30*time.Second)},
+			want: &Approver{Name: "ev-1", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-1", Ready: true, Detail: "denied CSR csr-evil 30s ago" + noLease}},
+		{name: "repeated_event_seen_lately", events: []corev1.Event{repeated},
+			want: &Approver{Name: "ev-repeated", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-repeated", Ready: true, Detail: "denied CSR csr-r 3m ago" + noLease}},
+		// Every mode holds, and dry-run and no-deny both say WouldDeny: they
+		// do not tell whether csrguard approves.
+		{name: "held_and_would_deny_only", events: []corev1.Event{
+			csrEvent("ev-1", "csr-a", "csrguard", approval.EventHeld, time.Minute),
+			csrEvent("ev-2", "csr-b", "csrguard", approval.EventWouldDeny, time.Minute),
+		}},
+		{name: "event_of_another_controller", events: []corev1.Event{csrEvent("ev-1", "csr-a", "other-approver", approval.EventDenied, time.Minute)}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := decisionApprover(tc.csrs, tc.events, now)
+			if tc.want == nil {
+				if ok {
+					t.Errorf("decisionApprover() = %+v, want none", got)
+				}
+				return
+			}
+			if diff := cmp.Diff(got, *tc.want); diff != "" || !ok {
+				t.Errorf("decisionApprover() ok = %v (-got +want):\n%s", ok, diff)
+			}
+		})
+	}
+}
+
+// TestFetchFindsCSRGuardByDecisions: a csrguard without leader election has no
+// Lease; its recent approval makes preflight count it as the approver.
+func TestFetchFindsCSRGuardByDecisions(t *testing.T) {
+	node := newNode("node-a", "10.0.0.1", ubuntuOS, false)
+	csr := withCondition(newCSR(t, "csr-a", "node-a", "10.0.0.1", 5*time.Minute), certificatesv1.CertificateApproved, approval.ApprovalReason, "csrguard: all checks passed", 4*time.Minute)
+	fetch := func(t *testing.T, cs *fake.Clientset) Snapshot {
+		t.Helper()
+		s, err := Fetch(context.Background(), cs, nil, Options{Now: func() time.Time { return now }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+
+	t.Run("no_lease", func(t *testing.T) {
+		s := fetch(t, fake.NewClientset(&node, &csr))
+		want := []Approver{{Name: "csr-a", Kind: KindCSRGuard, Where: "CertificateSigningRequest csr-a", Ready: true,
+			Detail: "approved CSR csr-a 4m ago; no Lease: it runs without leader election (out of cluster with --kubeconfig?)"}}
+		if diff := cmp.Diff(s.Approvers, want); diff != "" {
+			t.Errorf("approvers (-got +want):\n%s", diff)
+		}
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := Preflight(context.Background(), s, s.Policy, key, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCheck := PreflightCheck{Name: "approver", OK: true, Detail: "CertificateSigningRequest csr-a (csrguard) is running and approving: " + want[0].Detail}
+		if diff := cmp.Diff(r.Checks[0], wantCheck); diff != "" {
+			t.Errorf("approver check (-got +want):\n%s", diff)
+		}
+	})
+
+	t.Run("events_forbidden", func(t *testing.T) {
+		cs := fake.NewClientset(&node)
+		cs.PrependReactor("list", "events", func(k8stesting.Action) (bool, runtime.Object, error) {
+			return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "events"}, "", errors.New("rbac"))
+		})
+		s := fetch(t, cs)
+		if diff := cmp.Diff(s.Notes, []string{"cannot list Events to find csrguard's recent decisions: forbidden"}); diff != "" || len(s.Approvers) != 0 {
+			t.Errorf("approvers %v, notes (-got +want):\n%s", s.Approvers, diff)
+		}
+	})
+
+	// With a live Lease the decisions add nothing, and Events are not read.
+	t.Run("live_lease", func(t *testing.T) {
+		cs := fake.NewClientset(&node, &csr, lease("csrguard", "csrguard-7d9f_1", 5*time.Second))
+		s := fetch(t, cs)
+		if len(s.Approvers) != 1 || s.Approvers[0].Where != "Lease csrguard/csrguard" {
+			t.Errorf("approvers = %+v, want the Lease only", s.Approvers)
+		}
+		for _, a := range cs.Actions() {
+			if a.GetResource().Resource == "events" {
+				t.Errorf("Events read although the Lease shows csrguard runs: %v", a)
+			}
+		}
+	})
+}
