@@ -7,7 +7,8 @@
 // when their Node appears or changes its addresses, when the settle time or a
 // rate limit runs out, and with backoff after errors. The package owns the
 // controller-runtime wiring (watches, indexes, trimmed caches), the per-node
-// rate limit and the global breaker; the decision itself is package policy's.
+// rate limit and the global breaker; the decision itself is package policy's,
+// and the discovery of the API server's identity package kube's.
 package approval
 
 import (

@@ -31,7 +31,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
@@ -162,7 +162,7 @@ const DefaultConcurrency = 64
 
 // Fetch reads the cluster into a Snapshot: Nodes and kubelet-serving CSRs
 // through cs, what else the policy decides with through reader
-// (approval.ReadSnapshot; a failure is recorded in ClusterErr), the policy's
+// (kube.ReadSnapshot; a failure is recorded in ClusterErr), the policy's
 // decision on every pending CSR, the approvers that run, the CA pods trust,
 // and, with opts.Probe, a TLS probe of every kubelet. Forbidden reads of the
 // optional parts are recorded in Notes; failing to list Nodes or CSRs is an
@@ -182,17 +182,17 @@ func Fetch(ctx context.Context, cs kubernetes.Interface, reader client.Reader, o
 	s := Snapshot{Now: now(), Policy: cfg}
 
 	var err error
-	if s.Nodes, err = approval.ListNodes(ctx, cs); err != nil {
+	if s.Nodes, err = kube.ListNodes(ctx, cs); err != nil {
 		return Snapshot{}, err
 	}
-	if s.CSRs, err = approval.ListServingCSRs(ctx, cs); err != nil {
+	if s.CSRs, err = kube.ListServingCSRs(ctx, cs); err != nil {
 		return Snapshot{}, err
 	}
 
 	s.Cluster = opts.Static
 	if reader == nil {
 		s.ClusterErr = "no reader to discover API server addresses and service CIDRs"
-	} else if ps, err := approval.ReadSnapshot(ctx, reader, opts.APIServer, opts.Namespace, opts.Static, s.Nodes); err != nil {
+	} else if ps, err := kube.ReadSnapshot(ctx, reader, opts.APIServer, opts.Namespace, opts.Static, s.Nodes); err != nil {
 		s.ClusterErr = err.Error()
 	} else {
 		s.Cluster, s.Claims, s.Namespaces = ps.Cluster, ps.Claims, ps.Namespaces
