@@ -58,8 +58,8 @@ const (
 	EventWouldApprove = "WouldApprove"
 )
 
-// ApprovalReason is the reason of the Approved condition csrguard writes.
-const ApprovalReason = "CSRGuardApproved"
+// Reason is the reason of the Approved condition csrguard writes.
+const Reason = "CSRGuardApproved"
 
 // Config configures the Reconciler.
 type Config struct {
@@ -83,16 +83,16 @@ type Limit struct {
 	Window time.Duration
 }
 
-// ApprovalWriter writes a CSR's approval subresource. The typed clientset's
+// Writer writes a CSR's approval subresource. The typed clientset's
 // CertificateSigningRequests() satisfies it.
-type ApprovalWriter interface {
+type Writer interface {
 	UpdateApproval(ctx context.Context, name string, csr *certificatesv1.CertificateSigningRequest, opts metav1.UpdateOptions) (*certificatesv1.CertificateSigningRequest, error)
 }
 
 // Reconciler decides one CSR per call to Reconcile.
 type Reconciler struct {
 	reader   client.Reader
-	writer   ApprovalWriter
+	writer   Writer
 	recorder events.EventRecorder
 	metrics  *metrics.Metrics
 	clock    clock.PassiveClock
@@ -107,7 +107,7 @@ type Reconciler struct {
 // NewReconciler returns a Reconciler. reader should be a cache; writer the
 // clientset's CSR interface; recorder may be nil in tests that do not look at
 // Events.
-func NewReconciler(reader client.Reader, writer ApprovalWriter, recorder events.EventRecorder, m *metrics.Metrics, clk clock.PassiveClock, facts policy.Facts, cfg Config) *Reconciler {
+func NewReconciler(reader client.Reader, writer Writer, recorder events.EventRecorder, m *metrics.Metrics, clk clock.PassiveClock, facts policy.Facts, cfg Config) *Reconciler {
 	if cfg.HoldRetry <= 0 {
 		cfg.HoldRetry = 30 * time.Second
 	}
@@ -193,7 +193,7 @@ func (r *Reconciler) approve(ctx context.Context, csr *certificatesv1.Certificat
 	approved.Status.Conditions = append(approved.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
 		Type:           certificatesv1.CertificateApproved,
 		Status:         corev1.ConditionTrue,
-		Reason:         ApprovalReason,
+		Reason:         Reason,
 		Message:        "csrguard: " + d.Message,
 		LastUpdateTime: metav1.NewTime(now),
 	})

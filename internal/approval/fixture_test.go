@@ -234,7 +234,7 @@ func (f *fixture) decide(t *testing.T, csr *certificatesv1.CertificateSigningReq
 func approvedCondition(now time.Time) certificatesv1.CertificateSigningRequestCondition {
 	return certificatesv1.CertificateSigningRequestCondition{
 		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue,
-		Reason: ApprovalReason, Message: "csrguard: all checks passed", LastUpdateTime: metav1.NewTime(now),
+		Reason: Reason, Message: "csrguard: all checks passed", LastUpdateTime: metav1.NewTime(now),
 	}
 }
 

@@ -137,7 +137,7 @@ func TestIncidentWithRealComponents(t *testing.T) {
 			t.Errorf("CSR %s of the real kubelet: %s", csr.Name, s)
 		}
 		for _, cond := range csr.Status.Conditions {
-			if cond.Type == certificatesv1.CertificateApproved && cond.Reason != approval.ApprovalReason {
+			if cond.Type == certificatesv1.CertificateApproved && cond.Reason != approval.Reason {
 				t.Errorf("CSR %s approved by %q, not csrguard", csr.Name, cond.Reason)
 			}
 		}
