@@ -248,7 +248,7 @@ func decide(ctx context.Context, cfg policy.Config, s Snapshot) map[string]polic
 	out := map[string]policy.Decision{}
 	for i := range s.CSRs {
 		csr := &s.CSRs[i]
-		if servingcsr.State(csr) != "Pending" {
+		if servingcsr.StateOf(csr) != servingcsr.Pending {
 			continue
 		}
 		d, err := policy.Evaluate(ctx, cfg, servingcsr.FromCSR(csr), facts, s.Now)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 // Severity says how urgent a finding is. The zero value is not a severity.
@@ -842,17 +843,9 @@ func sourceText(source string) string {
 	return source
 }
 
-// approvedAt is when csr was approved: the Approved condition's update time,
-// else its transition time, else its creation.
+// approvedAt is when csr was approved (servingcsr.ApprovedAt).
 func approvedAt(csr *certificatesv1.CertificateSigningRequest) time.Time {
-	c := condition(csr, certificatesv1.CertificateApproved)
-	switch {
-	case !c.LastUpdateTime.IsZero():
-		return c.LastUpdateTime.Time
-	case !c.LastTransitionTime.IsZero():
-		return c.LastTransitionTime.Time
-	}
-	return csr.CreationTimestamp.Time
+	return servingcsr.ApprovedAt(csr)
 }
 
 func condition(csr *certificatesv1.CertificateSigningRequest, t certificatesv1.RequestConditionType) certificatesv1.CertificateSigningRequestCondition {

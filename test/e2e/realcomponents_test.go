@@ -133,7 +133,7 @@ func TestIncidentWithRealComponents(t *testing.T) {
 	}
 	t.Logf("rotated: serial %s → %s", cert.SerialNumber, next.SerialNumber)
 	for _, csr := range c.csrsOf(ctx, k.Name()) {
-		if s := servingcsr.State(&csr); s != "Issued" && s != "Pending" {
+		if s := servingcsr.StateOf(&csr); s != servingcsr.Issued && s != servingcsr.Pending {
 			t.Errorf("CSR %s of the real kubelet: %s", csr.Name, s)
 		}
 		for _, cond := range csr.Status.Conditions {
