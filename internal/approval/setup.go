@@ -156,8 +156,10 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kub
 func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []reconcile.Request {
 	var csrs certificatesv1.CertificateSigningRequestList
 	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: o.GetName()}); err != nil {
-		// A cache read fails only while the cache stops; the CSRs' own
-		// requeues still decide them.
+		// A map function cannot return an error, so it is counted with the
+		// other failed reads of facts. A cache read fails only while the
+		// cache stops; the held CSRs' own requeues still decide them.
+		r.metrics.Errors.WithLabelValues("facts").Inc()
 		log.FromContext(ctx).Error(err, "Failed to list the pending CSRs of a node", "node", o.GetName())
 		return nil
 	}
