@@ -6,8 +6,9 @@
 // into a Snapshot. Diagnose and Certs are pure functions of a Snapshot, so
 // every finding can be tested with a hand-built one. RenderFindings and
 // RenderCerts print them as a table for people or as JSON/YAML for scripts.
-// The package writes nothing to the cluster and decides no CSR: what the
-// policy would decide comes from package policy, probes from package monitor.
+// The package writes nothing to the cluster and decides no CSR: Nodes, CSRs
+// and the policy's facts are read through package kube, what the policy
+// would decide comes from package policy, probes from package monitor.
 package diagnose
 
 import (
@@ -189,7 +190,8 @@ func Fetch(ctx context.Context, cs kubernetes.Interface, reader client.Reader, o
 		return Snapshot{}, err
 	}
 
-	s.Cluster = opts.Static
+	// Without discovery, the flags' values are all there is.
+	s.Cluster = kube.Merge(policy.Cluster{}, nil, opts.Static)
 	if reader == nil {
 		s.ClusterErr = "no reader to discover API server addresses and service CIDRs"
 	} else if ps, err := kube.ReadSnapshot(ctx, reader, opts.APIServer, opts.Namespace, opts.Static, s.Nodes); err != nil {
