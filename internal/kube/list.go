@@ -8,9 +8,9 @@
 // was discovered (Merge), the listing of Nodes and kubelet-serving CSRs in
 // pages (ListNodes, ListServingCSRs), and the one read of everything the
 // policy looks up that laptop commands decide with (ReadSnapshot). It decides
-// nothing (package policy does) and reads a CSR's state through package
-// servingcsr; the controller's caches and their indexes are package
-// approval's.
+// nothing (package policy does); a CSR's state and approval time are package
+// servingcsr's (StateOf, ApprovedAt); the controller's caches and their
+// indexes are package approval's.
 package kube
 
 import (

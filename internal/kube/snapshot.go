@@ -15,7 +15,8 @@ import (
 // ReadSnapshot reads, once, what the controller decides with, for commands
 // that decide from a laptop (explain, approve, doctor, preflight): the given
 // Nodes, the Namespaces, the API server's identity and the service CIDRs
-// (Discover, what csrguard's record in namespace remembers, and static), and
+// (Discover, what csrguard's record in namespace remembers, and static,
+// combined by Merge as the controller's ClusterDiscovery does), and
 // the address claims csrguard recorded there. reader should be uncached.
 //
 // Failing to read the record is an error, not an empty record: without it an
