@@ -7,7 +7,8 @@
 // when their Node appears or changes its addresses, when the settle time or a
 // rate limit runs out, and with backoff after errors. The package owns the
 // controller-runtime wiring (watches, indexes, trimmed caches), the per-node
-// rate limit and the global breaker; the decision itself is package policy's.
+// rate limit and the global breaker; the decision itself is package policy's,
+// and the discovery of the API server's identity package kube's.
 package approval
 
 import (
@@ -49,17 +50,6 @@ const (
 	DryRun Mode = "dry-run"
 )
 
-// Event reasons recorded by the controller.
-const (
-	EventDenied       = "Denied"
-	EventHeld         = "Held"
-	EventWouldDeny    = "WouldDeny"
-	EventWouldApprove = "WouldApprove"
-)
-
-// ApprovalReason is the reason of the Approved condition csrguard writes.
-const ApprovalReason = "CSRGuardApproved"
-
 // Config configures the Reconciler.
 type Config struct {
 	// Policy is the decision policy.
@@ -82,16 +72,16 @@ type Limit struct {
 	Window time.Duration
 }
 
-// ApprovalWriter writes a CSR's approval subresource. The typed clientset's
+// Writer writes a CSR's approval subresource. The typed clientset's
 // CertificateSigningRequests() satisfies it.
-type ApprovalWriter interface {
+type Writer interface {
 	UpdateApproval(ctx context.Context, name string, csr *certificatesv1.CertificateSigningRequest, opts metav1.UpdateOptions) (*certificatesv1.CertificateSigningRequest, error)
 }
 
 // Reconciler decides one CSR per call to Reconcile.
 type Reconciler struct {
 	reader   client.Reader
-	writer   ApprovalWriter
+	writer   Writer
 	recorder events.EventRecorder
 	metrics  *metrics.Metrics
 	clock    clock.PassiveClock
@@ -106,7 +96,7 @@ type Reconciler struct {
 // NewReconciler returns a Reconciler. reader should be a cache; writer the
 // clientset's CSR interface; recorder may be nil in tests that do not look at
 // Events.
-func NewReconciler(reader client.Reader, writer ApprovalWriter, recorder events.EventRecorder, m *metrics.Metrics, clk clock.PassiveClock, facts policy.Facts, cfg Config) *Reconciler {
+func NewReconciler(reader client.Reader, writer Writer, recorder events.EventRecorder, m *metrics.Metrics, clk clock.PassiveClock, facts policy.Facts, cfg Config) *Reconciler {
 	if cfg.HoldRetry <= 0 {
 		cfg.HoldRetry = 30 * time.Second
 	}
@@ -163,7 +153,7 @@ func (r *Reconciler) approve(ctx context.Context, csr *certificatesv1.Certificat
 	if r.cfg.Mode == DryRun {
 		if r.firstReport(csr, "approve") {
 			r.metrics.Decisions.WithLabelValues("approve", string(d.Reason), string(r.cfg.Mode)).Inc()
-			r.record(csr, node, d, corev1.EventTypeNormal, EventWouldApprove, false)
+			r.record(csr, node, d, corev1.EventTypeNormal, servingcsr.EventWouldApprove, false)
 			logger.Info("Would approve CSR (dry run)", "reason", d.Reason)
 		}
 		return ctrl.Result{}, nil
@@ -192,7 +182,7 @@ func (r *Reconciler) approve(ctx context.Context, csr *certificatesv1.Certificat
 	approved.Status.Conditions = append(approved.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
 		Type:           certificatesv1.CertificateApproved,
 		Status:         corev1.ConditionTrue,
-		Reason:         ApprovalReason,
+		Reason:         servingcsr.ApprovedReason,
 		Message:        "csrguard: " + d.Message,
 		LastUpdateTime: metav1.NewTime(now),
 	})
@@ -218,7 +208,7 @@ func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSi
 		// Leave it pending for a human; say so once.
 		if r.firstReport(csr, "deny/"+string(d.Reason)) {
 			r.metrics.Decisions.WithLabelValues("deny", string(d.Reason), string(r.cfg.Mode)).Inc()
-			r.record(csr, node, d, corev1.EventTypeWarning, EventWouldDeny, true)
+			r.record(csr, node, d, corev1.EventTypeWarning, servingcsr.EventWouldDeny, true)
 			logger.Info("Would deny CSR", "mode", r.cfg.Mode, "reason", d.Reason, "message", d.Message)
 		}
 		return ctrl.Result{}, nil
@@ -241,7 +231,7 @@ func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSi
 	}
 	r.metrics.Decisions.WithLabelValues("deny", string(d.Reason), string(r.cfg.Mode)).Inc()
 	r.metrics.Applied.WithLabelValues("deny").Inc()
-	r.record(csr, node, d, corev1.EventTypeWarning, EventDenied, true)
+	r.record(csr, node, d, corev1.EventTypeWarning, servingcsr.EventDenied, true)
 	logger.Info("Denied CSR", "reason", d.Reason, "message", d.Message)
 	return ctrl.Result{}, nil
 }
@@ -249,7 +239,7 @@ func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSi
 func (r *Reconciler) hold(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string, d policy.Decision, retry time.Duration) (ctrl.Result, error) {
 	if r.firstReport(csr, "hold/"+string(d.Reason)) {
 		r.metrics.Decisions.WithLabelValues("hold", string(d.Reason), string(r.cfg.Mode)).Inc()
-		r.record(csr, node, d, corev1.EventTypeNormal, EventHeld, d.Reason != policy.NodeNotFound)
+		r.record(csr, node, d, corev1.EventTypeNormal, servingcsr.EventHeld, d.Reason != policy.NodeNotFound)
 		log.FromContext(ctx).Info("Held CSR", "reason", d.Reason, "message", d.Message, "retryAfter", retry)
 	}
 	return ctrl.Result{RequeueAfter: retry}, nil

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -95,16 +96,16 @@ func clusterObjects() []client.Object {
 
 // newDiscovery returns a ClusterDiscovery over reader, which also holds its
 // record, adding static.
-func newDiscovery(reader client.Client, static policy.Cluster, interval time.Duration) *ClusterDiscovery {
-	return NewClusterDiscovery(DiscoveryConfig{
+func newDiscovery(reader client.Client, static policy.Cluster, interval time.Duration) *kube.ClusterDiscovery {
+	return kube.NewClusterDiscovery(kube.DiscoveryConfig{
 		Reader: reader, Store: history.NewStore(reader, reader, "csrguard"), Static: static,
-		Interval: interval, Retention: SignerDefaultLifetime,
+		Interval: interval, Retention: kube.SignerDefaultLifetime,
 		Clock: clocktesting.NewFakeClock(csrtest.Created), Metrics: metrics.New(),
 	})
 }
 
 // discovered returns a ClusterDiscovery that has read clusterObjects once.
-func discovered(t *testing.T) *ClusterDiscovery {
+func discovered(t *testing.T) *kube.ClusterDiscovery {
 	t.Helper()
 	d := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
 	if _, err := d.Refresh(t.Context()); err != nil {
@@ -233,7 +234,7 @@ func (f *fixture) decide(t *testing.T, csr *certificatesv1.CertificateSigningReq
 func approvedCondition(now time.Time) certificatesv1.CertificateSigningRequestCondition {
 	return certificatesv1.CertificateSigningRequestCondition{
 		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue,
-		Reason: ApprovalReason, Message: "csrguard: all checks passed", LastUpdateTime: metav1.NewTime(now),
+		Reason: servingcsr.ApprovedReason, Message: "csrguard: all checks passed", LastUpdateTime: metav1.NewTime(now),
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
@@ -111,7 +112,7 @@ func trimNamespace(obj any) (any, error) {
 // Setup registers the indexes, the cluster discovery and the controller with
 // mgr. workers is the number of CSRs decided in parallel. Nodes sent on
 // requeue have their pending CSRs decided again.
-func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *ClusterDiscovery, workers int, requeue <-chan event.TypedGenericEvent[*corev1.Node]) error {
+func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kube.ClusterDiscovery, workers int, requeue <-chan event.TypedGenericEvent[*corev1.Node]) error {
 	idx := mgr.GetFieldIndexer()
 	if err := idx.IndexField(ctx, &corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
 		return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
@@ -155,8 +156,10 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *Clu
 func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []reconcile.Request {
 	var csrs certificatesv1.CertificateSigningRequestList
 	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: o.GetName()}); err != nil {
-		// A cache read fails only while the cache stops; the CSRs' own
-		// requeues still decide them.
+		// A map function cannot return an error, so it is counted with the
+		// other failed reads of facts. A cache read fails only while the
+		// cache stops; the held CSRs' own requeues still decide them.
+		r.metrics.Errors.WithLabelValues("facts").Inc()
 		log.FromContext(ctx).Error(err, "Failed to list the pending CSRs of a node", "node", o.GetName())
 		return nil
 	}

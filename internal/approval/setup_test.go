@@ -5,8 +5,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/csrguard/csrguard/internal/policy"
-
 	"github.com/google/go-cmp/cmp"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +14,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
+	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 )
@@ -59,11 +59,14 @@ func TestPendingCSRsOf(t *testing.T) {
 }
 
 func TestPendingCSRsOfListError(t *testing.T) {
-	// Without the index, List fails; the map function can only drop the event.
-	r := NewReconciler(fake.NewClientBuilder().WithObjects(csrtest.New(t)).Build(), nil, nil, nil, nil, nil, enforce())
+	// Without the index, List fails; the map function can only drop the
+	// event, and counts the error.
+	m := metrics.New()
+	r := NewReconciler(fake.NewClientBuilder().WithObjects(csrtest.New(t)).Build(), nil, nil, m, nil, nil, enforce())
 	if got := r.pendingCSRsOf(t.Context(), node("node-a")); got != nil {
 		t.Errorf("pendingCSRsOf() = %v, want nil", got)
 	}
+	compareMetric(t, m.Errors, errorsHeader, "csrguard_errors_total{stage=\"facts\"} 1\n")
 }
 
 func TestAddressesChanged(t *testing.T) {

@@ -11,22 +11,16 @@ type window struct {
 	limit Limit
 	mu    sync.Mutex
 	seen  map[string][]time.Time
+	// sweepAt is the number of keys at which reserve next drops the keys
+	// whose events all left the window.
+	sweepAt int
 }
 
-func newWindow(l Limit) *window { return &window{limit: l, seen: map[string][]time.Time{}} }
+// minSweep is the fewest keys a window holds before it sweeps.
+const minSweep = 64
 
-// wait returns how long until key may have one more event; 0 means now.
-func (w *window) wait(key string, now time.Time) time.Duration {
-	if w.limit.Max <= 0 {
-		return 0
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	ts := w.prune(key, now)
-	if len(ts) < w.limit.Max {
-		return 0
-	}
-	return ts[len(ts)-w.limit.Max].Add(w.limit.Window).Sub(now)
+func newWindow(l Limit) *window {
+	return &window{limit: l, seen: map[string][]time.Time{}, sweepAt: minSweep}
 }
 
 // reserve records an event for key at now if the limit allows it, all under
@@ -38,6 +32,7 @@ func (w *window) reserve(key string, now time.Time) (time.Duration, func()) {
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.sweep(now)
 	ts := w.prune(key, now)
 	if len(ts) >= w.limit.Max {
 		return ts[len(ts)-w.limit.Max].Add(w.limit.Window).Sub(now), func() {}
@@ -62,17 +57,20 @@ func (w *window) release(key string, t time.Time) {
 	}
 }
 
-// add records an event for key at now.
-func (w *window) add(key string, now time.Time) {
-	if w.limit.Max <= 0 {
+// sweep drops every key whose events all left the window, once there are
+// twice as many keys as after the last sweep: a node that is gone takes no
+// memory, and the cost per reservation stays constant on average.
+func (w *window) sweep(now time.Time) {
+	if len(w.seen) < w.sweepAt {
 		return
 	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen[key] = append(w.prune(key, now), now)
+	for key := range w.seen {
+		w.prune(key, now)
+	}
+	w.sweepAt = max(2*len(w.seen), minSweep)
 }
 
-// prune drops events older than the window and returns the rest.
+// prune drops key's events older than the window and returns the rest.
 func (w *window) prune(key string, now time.Time) []time.Time {
 	ts := w.seen[key]
 	i := 0

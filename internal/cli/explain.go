@@ -81,7 +81,7 @@ type checkOut struct {
 func renderExplain(w io.Writer, csr *certificatesv1.CertificateSigningRequest, d policy.Decision, now time.Time, format string) error {
 	e := explanation{
 		CSR: csr.Name, Requester: csr.Spec.Username, Signer: csr.Spec.SignerName, Created: csr.CreationTimestamp.UTC(),
-		State: servingcsr.State(csr), Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message,
+		State: string(servingcsr.StateOf(csr)), Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message,
 	}
 	if !d.Until.IsZero() && !servingcsr.IsFinal(csr) {
 		until := d.Until.UTC()

@@ -9,7 +9,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
@@ -40,7 +40,7 @@ func decideSetup(ctx context.Context, output string, pol *policyOptions, kube *k
 }
 
 // readCluster lists Nodes and kubelet-serving CSRs and reads what else the
-// policy decides with (approval.ReadSnapshot), adding static, exactly as the
+// policy decides with (kube.ReadSnapshot), adding static, exactly as the
 // controller would see it.
 func readCluster(ctx context.Context, cfg *rest.Config, namespace string, static policy.Cluster) (*clusterView, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
@@ -51,15 +51,15 @@ func readCluster(ctx context.Context, cfg *rest.Config, namespace string, static
 	if err != nil {
 		return nil, err
 	}
-	nodes, err := approval.ListNodes(ctx, cs)
+	nodes, err := kube.ListNodes(ctx, cs)
 	if err != nil {
 		return nil, err
 	}
-	csrs, err := approval.ListServingCSRs(ctx, cs)
+	csrs, err := kube.ListServingCSRs(ctx, cs)
 	if err != nil {
 		return nil, err
 	}
-	snap, err := approval.ReadSnapshot(ctx, reader, cfg, namespace, static, nodes)
+	snap, err := kube.ReadSnapshot(ctx, reader, cfg, namespace, static, nodes)
 	if err != nil {
 		return nil, err
 	}

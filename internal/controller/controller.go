@@ -28,6 +28,7 @@ import (
 
 	"github.com/csrguard/csrguard/internal/approval"
 	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
@@ -112,9 +113,9 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 	if err := mgr.Add(history.NewKeeper(claims, store, mgr.GetCache(), clock.RealClock{}, mgr.Elected(), gained, m.Errors.WithLabelValues("history"))); err != nil {
 		return fmt.Errorf("add address claims: %w", err)
 	}
-	discovery := approval.NewClusterDiscovery(approval.DiscoveryConfig{
+	discovery := kube.NewClusterDiscovery(kube.DiscoveryConfig{
 		Reader: mgr.GetAPIReader(), APIServer: restCfg, Store: store, Static: cfg.Static,
-		Interval: cfg.DiscoveryInterval, Retention: max(cfg.Approval.Policy.MaxExpiration, approval.SignerDefaultLifetime),
+		Interval: cfg.DiscoveryInterval, Retention: max(cfg.Approval.Policy.MaxExpiration, kube.SignerDefaultLifetime),
 		Clock: clock.RealClock{}, Metrics: m,
 	})
 	facts := approval.NewCacheFacts(mgr.GetClient(), discovery, claims)

@@ -10,7 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 // decisionWindow is how recent a decision must be to count as a sign that
@@ -48,7 +48,7 @@ func (s *Snapshot) detectDecidingCSRGuard(ctx context.Context, cs kubernetes.Int
 
 // decisionApprover recognises a running csrguard by its newest decision of
 // the last decisionWindow before now that shows its mode: an Approved
-// condition with approval.ApprovalReason or a Denied Event (it approves), or a
+// condition with servingcsr.ApprovedReason or a Denied Event (it approves), or a
 // WouldApprove Event (dry-run). Held and WouldDeny Events are left out: every
 // mode writes them, so they cannot tell whether csrguard approves.
 func decisionApprover(csrs []certificatesv1.CertificateSigningRequest, events []corev1.Event, now time.Time) (Approver, bool) {
@@ -67,7 +67,7 @@ func decisionApprover(csrs []certificatesv1.CertificateSigningRequest, events []
 	for i := range csrs {
 		csr := &csrs[i]
 		for _, c := range csr.Status.Conditions {
-			if c.Type == certificatesv1.CertificateApproved && c.Reason == approval.ApprovalReason {
+			if c.Type == certificatesv1.CertificateApproved && c.Reason == servingcsr.ApprovedReason {
 				consider(c.LastUpdateTime.Time, Approver{Name: csr.Name, Where: "CertificateSigningRequest " + csr.Name}, "approved CSR "+csr.Name, false)
 			}
 		}
@@ -79,9 +79,9 @@ func decisionApprover(csrs []certificatesv1.CertificateSigningRequest, events []
 		}
 		a := Approver{Name: e.Name, Namespace: e.Namespace, Where: "Event " + e.Namespace + "/" + e.Name}
 		switch e.Reason {
-		case approval.EventDenied:
+		case servingcsr.EventDenied:
 			consider(eventTime(e), a, "denied CSR "+e.InvolvedObject.Name, false)
-		case approval.EventWouldApprove:
+		case servingcsr.EventWouldApprove:
 			consider(eventTime(e), a, "would have approved CSR "+e.InvolvedObject.Name, true)
 		}
 	}

@@ -19,7 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
-	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 // csrEvent is an Event on CSR csr as csrguard's recorder writes it, seen ago before now.
@@ -38,7 +38,7 @@ func TestDecisionApprover(t *testing.T) {
 	approved := func(name, reason string, ago time.Duration) certificatesv1.CertificateSigningRequest {
 		return withCondition(newCSR(t, name, "node-a", "10.0.0.1", time.Hour), certificatesv1.CertificateApproved, reason, "csrguard: all checks passed", ago)
 	}
-	repeated := csrEvent("ev-repeated", "csr-r", "csrguard", approval.EventDenied, time.Hour)
+	repeated := csrEvent("ev-repeated", "csr-r", "csrguard", servingcsr.EventDenied, time.Hour)
 	repeated.Series = &corev1.EventSeries{Count: 2, LastObservedTime: metav1.NewMicroTime(now.Add(-3 * time.Minute))}
 	tests := []struct {
 		name   string
@@ -47,29 +47,29 @@ func TestDecisionApprover(t *testing.T) {
 		want   *Approver
 	}{
 		{name: "nothing"},
-		{name: "approved_recently", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", approval.ApprovalReason, 2*time.Minute)},
+		{name: "approved_recently", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", servingcsr.ApprovedReason, 2*time.Minute)},
 			want: &Approver{Name: "csr-a", Kind: KindCSRGuard, Where: "CertificateSigningRequest csr-a", Ready: true, Detail: "approved CSR csr-a 2m ago" + noLease}},
-		{name: "approved_before_the_window", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", approval.ApprovalReason, 20*time.Minute)}},
+		{name: "approved_before_the_window", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", servingcsr.ApprovedReason, 20*time.Minute)}},
 		{name: "approved_by_another_approver", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", "AutoApproved", time.Minute)}},
-		{name: "dry_run", events: []corev1.Event{csrEvent("ev-1", "csr-a", "csrguard", approval.EventWouldApprove, time.Minute)},
+		{name: "dry_run", events: []corev1.Event{csrEvent("ev-1", "csr-a", "csrguard", servingcsr.EventWouldApprove, time.Minute)},
 			want: &Approver{Name: "ev-1", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-1", Ready: true, Mode: "dry-run",
 				Detail: "would have approved CSR csr-a 1m ago" + noLease + ", --mode=dry-run"}},
 		// Switched from dry-run to enforcing: the newest decision tells.
 		{name: "newest_decision_wins",
-			csrs:   []certificatesv1.CertificateSigningRequest{approved("csr-b", approval.ApprovalReason, time.Minute)},
-			events: []corev1.Event{csrEvent("ev-1", "csr-a", "csrguard", approval.EventWouldApprove, 10*time.Minute)},
+			csrs:   []certificatesv1.CertificateSigningRequest{approved("csr-b", servingcsr.ApprovedReason, time.Minute)},
+			events: []corev1.Event{csrEvent("ev-1", "csr-a", "csrguard", servingcsr.EventWouldApprove, 10*time.Minute)},
 			want:   &Approver{Name: "csr-b", Kind: KindCSRGuard, Where: "CertificateSigningRequest csr-b", Ready: true, Detail: "approved CSR csr-b 1m ago" + noLease}},
-		{name: "denied_event", events: []corev1.Event{csrEvent("ev-1", "csr-evil", "csrguard", approval.EventDenied, 30*time.Second)},
+		{name: "denied_event", events: []corev1.Event{csrEvent("ev-1", "csr-evil", "csrguard", servingcsr.EventDenied, 30*time.Second)},
 			want: &Approver{Name: "ev-1", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-1", Ready: true, Detail: "denied CSR csr-evil 30s ago" + noLease}},
 		{name: "repeated_event_seen_lately", events: []corev1.Event{repeated},
 			want: &Approver{Name: "ev-repeated", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-repeated", Ready: true, Detail: "denied CSR csr-r 3m ago" + noLease}},
 		// Every mode holds, and dry-run and no-deny both say WouldDeny: they
 		// do not tell whether csrguard approves.
 		{name: "held_and_would_deny_only", events: []corev1.Event{
-			csrEvent("ev-1", "csr-a", "csrguard", approval.EventHeld, time.Minute),
-			csrEvent("ev-2", "csr-b", "csrguard", approval.EventWouldDeny, time.Minute),
+			csrEvent("ev-1", "csr-a", "csrguard", servingcsr.EventHeld, time.Minute),
+			csrEvent("ev-2", "csr-b", "csrguard", servingcsr.EventWouldDeny, time.Minute),
 		}},
-		{name: "event_of_another_controller", events: []corev1.Event{csrEvent("ev-1", "csr-a", "other-approver", approval.EventDenied, time.Minute)}},
+		{name: "event_of_another_controller", events: []corev1.Event{csrEvent("ev-1", "csr-a", "other-approver", servingcsr.EventDenied, time.Minute)}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -91,7 +91,7 @@ func TestDecisionApprover(t *testing.T) {
 // Lease; its recent approval makes preflight count it as the approver.
 func TestFetchFindsCSRGuardByDecisions(t *testing.T) {
 	node := newNode("node-a", "10.0.0.1", ubuntuOS, false)
-	csr := withCondition(newCSR(t, "csr-a", "node-a", "10.0.0.1", 5*time.Minute), certificatesv1.CertificateApproved, approval.ApprovalReason, "csrguard: all checks passed", 4*time.Minute)
+	csr := withCondition(newCSR(t, "csr-a", "node-a", "10.0.0.1", 5*time.Minute), certificatesv1.CertificateApproved, servingcsr.ApprovedReason, "csrguard: all checks passed", 4*time.Minute)
 	fetch := func(t *testing.T, cs *fake.Clientset) Snapshot {
 		t.Helper()
 		s, err := Fetch(context.Background(), cs, nil, Options{Now: func() time.Time { return now }})

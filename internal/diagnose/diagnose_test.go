@@ -9,8 +9,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	certificatesv1 "k8s.io/api/certificates/v1"
 
-	"github.com/csrguard/csrguard/internal/approval"
 	"github.com/csrguard/csrguard/internal/buildinfo"
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
 )
@@ -29,7 +29,7 @@ func addPending(t *testing.T, s *Snapshot, name, node, ip string, age time.Durat
 	t.Helper()
 	s.CSRs = append(s.CSRs, newCSR(t, name, node, ip, age))
 	s.Decisions[name] = d
-	approval.SortCSRs(s.CSRs)
+	kube.SortCSRs(s.CSRs)
 }
 
 // setProbeCert makes node's probe see cert.
@@ -81,7 +81,7 @@ func TestDiagnose(t *testing.T) {
 				s := healthy(t, ubuntuOS)
 				s.Probes["node-c"] = probeNoCert("node-c", "10.0.0.3")
 				s.CSRs = append(s.CSRs, withCondition(newCSR(t, "csr-c2", "node-c", "10.0.0.3", 10*time.Minute), certificatesv1.CertificateDenied, "ReservedName", "denied by csrguard", 9*time.Minute))
-				approval.SortCSRs(s.CSRs)
+				kube.SortCSRs(s.CSRs)
 				return s
 			},
 			want: []string{"critical kubelets-without-serving-certificate", "warning denied-csrs"},

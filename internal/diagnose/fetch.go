@@ -6,8 +6,9 @@
 // into a Snapshot. Diagnose and Certs are pure functions of a Snapshot, so
 // every finding can be tested with a hand-built one. RenderFindings and
 // RenderCerts print them as a table for people or as JSON/YAML for scripts.
-// The package writes nothing to the cluster and decides no CSR: what the
-// policy would decide comes from package policy, probes from package monitor.
+// The package writes nothing to the cluster and decides no CSR: Nodes, CSRs
+// and the policy's facts are read through package kube, what the policy
+// would decide comes from package policy, probes from package monitor.
 package diagnose
 
 import (
@@ -31,7 +32,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
@@ -163,7 +164,7 @@ const DefaultConcurrency = 64
 
 // Fetch reads the cluster into a Snapshot: Nodes and kubelet-serving CSRs
 // through cs, what else the policy decides with through reader
-// (approval.ReadSnapshot; a failure is recorded in ClusterErr), the policy's
+// (kube.ReadSnapshot; a failure is recorded in ClusterErr), the policy's
 // decision on every pending CSR, the approvers that run, the CA pods trust,
 // and, with opts.Probe, a TLS probe of every kubelet. Forbidden reads of the
 // optional parts are recorded in Notes; failing to list Nodes or CSRs is an
@@ -183,17 +184,18 @@ func Fetch(ctx context.Context, cs kubernetes.Interface, reader client.Reader, o
 	s := Snapshot{Now: now(), Policy: cfg}
 
 	var err error
-	if s.Nodes, err = approval.ListNodes(ctx, cs); err != nil {
+	if s.Nodes, err = kube.ListNodes(ctx, cs); err != nil {
 		return Snapshot{}, err
 	}
-	if s.CSRs, err = approval.ListServingCSRs(ctx, cs); err != nil {
+	if s.CSRs, err = kube.ListServingCSRs(ctx, cs); err != nil {
 		return Snapshot{}, err
 	}
 
-	s.Cluster = opts.Static
+	// Without discovery, the flags' values are all there is.
+	s.Cluster = kube.Merge(policy.Cluster{}, nil, opts.Static)
 	if reader == nil {
 		s.ClusterErr = "no reader to discover API server addresses and service CIDRs"
-	} else if ps, err := approval.ReadSnapshot(ctx, reader, opts.APIServer, opts.Namespace, opts.Static, s.Nodes); err != nil {
+	} else if ps, err := kube.ReadSnapshot(ctx, reader, opts.APIServer, opts.Namespace, opts.Static, s.Nodes); err != nil {
 		s.ClusterErr = err.Error()
 	} else {
 		s.Cluster, s.Claims, s.Namespaces = ps.Cluster, ps.Claims, ps.Namespaces
@@ -249,7 +251,7 @@ func decide(ctx context.Context, cfg policy.Config, s Snapshot) map[string]polic
 	out := map[string]policy.Decision{}
 	for i := range s.CSRs {
 		csr := &s.CSRs[i]
-		if servingcsr.State(csr) != "Pending" {
+		if servingcsr.StateOf(csr) != servingcsr.Pending {
 			continue
 		}
 		d, err := policy.Evaluate(ctx, cfg, servingcsr.FromCSR(csr), facts, s.Now)

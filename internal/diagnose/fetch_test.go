@@ -55,7 +55,7 @@ func deployment(namespace, name, image string, ready int32, args ...string) *app
 	}
 }
 
-// clusterObjects are what approval.Discover reads.
+// clusterObjects are what kube.Discover reads.
 func clusterObjects() client.Reader {
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "kubernetes"},

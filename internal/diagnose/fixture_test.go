@@ -20,7 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
@@ -199,7 +199,7 @@ func healthy(t testing.TB, os string) Snapshot {
 		s.Probes[name] = probeOK(name, ip, cert)
 		s.CSRs = append(s.CSRs, issuedCSR(t, "csr-"+name+"-1", name, ip, 20*time.Minute, cert))
 	}
-	approval.SortCSRs(s.CSRs)
+	kube.SortCSRs(s.CSRs)
 	return s
 }
 
@@ -227,6 +227,6 @@ func incident(t testing.TB, os string) Snapshot {
 		s.CSRs = append(s.CSRs, newCSR(t, c.name, c.node, c.ip, c.age))
 		s.Decisions[c.name] = approveDecision
 	}
-	approval.SortCSRs(s.CSRs)
+	kube.SortCSRs(s.CSRs)
 	return s
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/csrguard/csrguard/internal/approval"
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/severity"
 )
@@ -49,7 +49,7 @@ func mixed(t *testing.T) Snapshot {
 	s.Probes["node-d"] = probeFailed("node-d", "10.0.0.4", metrics.ProbeRefused, "dial tcp 10.0.0.4:10250: connect: connection refused")
 	s.Probes["node-e"] = probeFailed("node-e", "10.0.0.5", metrics.ProbeTimeout, "dial tcp 10.0.0.5:10250: i/o timeout")
 	s.CSRs = append(s.CSRs, issuedCSR(t, "csr-node-e-1", "node-e", "10.0.0.5", 40*time.Minute, newLeaf(t, leafSpec{node: "node-e", ip: "10.0.0.5", notBefore: now.Add(-40 * time.Minute), notAfter: now.Add(364 * 24 * time.Hour)})))
-	approval.SortCSRs(s.CSRs)
+	kube.SortCSRs(s.CSRs)
 	return s
 }
 

@@ -9,6 +9,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
 )
 
@@ -306,17 +307,9 @@ func (v *view) soonGarbageCollected() *Finding {
 	return f
 }
 
-// approvedAt is when csr was approved: the Approved condition's update time,
-// else its transition time, else its creation.
+// approvedAt is when csr was approved (servingcsr.ApprovedAt).
 func approvedAt(csr *certificatesv1.CertificateSigningRequest) time.Time {
-	c := condition(csr, certificatesv1.CertificateApproved)
-	switch {
-	case !c.LastUpdateTime.IsZero():
-		return c.LastUpdateTime.Time
-	case !c.LastTransitionTime.IsZero():
-		return c.LastTransitionTime.Time
-	}
-	return csr.CreationTimestamp.Time
+	return servingcsr.ApprovedAt(csr)
 }
 
 func condition(csr *certificatesv1.CertificateSigningRequest, t certificatesv1.RequestConditionType) certificatesv1.CertificateSigningRequestCondition {

@@ -21,8 +21,9 @@ const (
 	// pendingGrace is how long a CSR may be pending before it counts as
 	// stuck: an approver decides within seconds.
 	pendingGrace = 5 * time.Minute
-	// approvedGrace is how long the signer may take to issue an approved CSR.
-	approvedGrace = time.Minute
+	// approvedGrace is how long the signer may take to issue an approved CSR,
+	// as for the csrguard_approved_unissued_csrs metric.
+	approvedGrace = servingcsr.IssueGrace
 	// gcWarnAge is the pending age from which csrcleaner's deletion at 24h
 	// is near.
 	gcWarnAge = 20 * time.Hour
@@ -38,7 +39,7 @@ type csrView struct {
 	name  string
 	node  string // "" when the username names no node
 	user  string
-	state string // servingcsr.State
+	state string // servingcsr.StateOf
 	age   time.Duration
 }
 
@@ -82,7 +83,7 @@ func newView(s Snapshot) *view {
 		if !servingcsr.InScope(csr) {
 			continue
 		}
-		c := csrView{csr: csr, name: csr.Name, user: csr.Spec.Username, state: servingcsr.State(csr), age: s.Now.Sub(csr.CreationTimestamp.Time)}
+		c := csrView{csr: csr, name: csr.Name, user: csr.Spec.Username, state: string(servingcsr.StateOf(csr)), age: s.Now.Sub(csr.CreationTimestamp.Time)}
 		c.node, _ = servingcsr.NodeName(csr.Spec.Username)
 		v.csrs = append(v.csrs, c)
 	}

@@ -57,8 +57,8 @@ type Summary struct {
 	Pending       int
 	OldestPending time.Duration
 	PendingByNode map[string]NodePending
-	// ApprovedNotIssued counts CSRs approved over a minute ago without a
-	// certificate or a Failed condition: the signer is not issuing.
+	// ApprovedNotIssued counts CSRs approved over servingcsr.IssueGrace ago
+	// without a certificate or a Failed condition: the signer is not issuing.
 	ApprovedNotIssued int
 }
 
@@ -76,8 +76,8 @@ func Summarise(csrs []certificatesv1.CertificateSigningRequest, now time.Time) S
 		if !servingcsr.InScope(csr) {
 			continue
 		}
-		switch servingcsr.State(csr) {
-		case "Pending":
+		switch servingcsr.StateOf(csr) {
+		case servingcsr.Pending:
 			age := now.Sub(csr.CreationTimestamp.Time)
 			s.Pending++
 			s.OldestPending = max(s.OldestPending, age)
@@ -89,11 +89,9 @@ func Summarise(csrs []certificatesv1.CertificateSigningRequest, now time.Time) S
 			n.Count++
 			n.Oldest = max(n.Oldest, age)
 			s.PendingByNode[node] = n
-		case "Approved":
-			for _, cond := range csr.Status.Conditions {
-				if cond.Type == certificatesv1.CertificateApproved && now.Sub(cond.LastUpdateTime.Time) > time.Minute {
-					s.ApprovedNotIssued++
-				}
+		case servingcsr.Approved:
+			if now.Sub(servingcsr.ApprovedAt(csr)) > servingcsr.IssueGrace {
+				s.ApprovedNotIssued++
 			}
 		}
 	}

@@ -1,7 +1,7 @@
 // Package servingcsr parses and classifies kubernetes.io/kubelet-serving CertificateSigningRequests.
 //
-// It owns the reading of a CSR: whether it is in scope, whether it is final, who asked for it and
-// what its PEM request says. It does not decide anything (that is package policy), talks to no API
+// It owns the reading of a CSR: whether it is in scope, its state (StateOf) and when it was
+// approved (ApprovedAt), whether it is final, who asked for it and what its PEM request says. It does not decide anything (that is package policy), talks to no API
 // server and does no logging.
 package servingcsr
 
@@ -62,12 +62,30 @@ func InScope(csr *certificatesv1.CertificateSigningRequest) bool {
 // IsFinal reports whether csr carries an Approved, Denied or Failed condition or already holds a
 // certificate. A final CSR must not be touched again.
 func IsFinal(csr *certificatesv1.CertificateSigningRequest) bool {
-	return State(csr) != "Pending"
+	return StateOf(csr) != Pending
 }
 
-// State returns the state of csr for display: "Denied", "Failed", "Issued" (a certificate is
-// set), "Approved" or "Pending", checked in that order.
-func State(csr *certificatesv1.CertificateSigningRequest) string {
+// State is where a CSR is in its life: waiting for a decision, decided, or signed.
+type State string
+
+// The states, in the order StateOf checks them.
+const (
+	// Denied: a Denied condition. Final.
+	Denied State = "Denied"
+	// Failed: a Failed condition, set by the signer that could not sign. Final.
+	Failed State = "Failed"
+	// Issued: a certificate is set. Final.
+	Issued State = "Issued"
+	// Approved: an Approved condition and no certificate yet: the signer's turn. Final for an
+	// approver.
+	Approved State = "Approved"
+	// Pending: none of the above; waiting for an approver.
+	Pending State = "Pending"
+)
+
+// StateOf returns the state of csr: Denied, Failed, Issued (a certificate is set), Approved or
+// Pending, checked in that order.
+func StateOf(csr *certificatesv1.CertificateSigningRequest) State {
 	// Like the Kubernetes helpers, a condition counts by its type alone: the API server only
 	// accepts status True for these types.
 	has := func(t certificatesv1.RequestConditionType) bool {
@@ -77,16 +95,40 @@ func State(csr *certificatesv1.CertificateSigningRequest) string {
 	}
 	switch {
 	case has(certificatesv1.CertificateDenied):
-		return "Denied"
+		return Denied
 	case has(certificatesv1.CertificateFailed):
-		return "Failed"
+		return Failed
 	case len(csr.Status.Certificate) > 0:
-		return "Issued"
+		return Issued
 	case has(certificatesv1.CertificateApproved):
-		return "Approved"
+		return Approved
 	default:
-		return "Pending"
+		return Pending
 	}
+}
+
+// IssueGrace is how long after its approval a CSR may stay Approved before the signer counts as
+// not issuing: kube-controller-manager's signer issues within seconds.
+const IssueGrace = time.Minute
+
+// ApprovedAt returns when csr was approved: its Approved condition's LastUpdateTime, else that
+// condition's LastTransitionTime, else csr's creation, the earliest it can have been approved
+// (the API server fills both times in; a client may have written neither before it did). It
+// returns the zero time when csr has no Approved condition.
+func ApprovedAt(csr *certificatesv1.CertificateSigningRequest) time.Time {
+	i := slices.IndexFunc(csr.Status.Conditions, func(c certificatesv1.CertificateSigningRequestCondition) bool {
+		return c.Type == certificatesv1.CertificateApproved
+	})
+	if i < 0 {
+		return time.Time{}
+	}
+	switch c := csr.Status.Conditions[i]; {
+	case !c.LastUpdateTime.IsZero():
+		return c.LastUpdateTime.Time
+	case !c.LastTransitionTime.IsZero():
+		return c.LastTransitionTime.Time
+	}
+	return csr.CreationTimestamp.Time
 }
 
 // NodeName returns the node name from a "system:node:<name>" username. It reports false unless
@@ -98,3 +140,15 @@ func NodeName(username string) (string, bool) {
 	}
 	return name, true
 }
+
+// What csrguard writes on the CSRs it decides: the reason of the Approved
+// condition, and the reasons of the Events it records on a CSR and its Node.
+// doctor and preflight recognise csrguard's decisions by them, so they are
+// part of csrguard's contract with the cluster and never change.
+const (
+	ApprovedReason    = "CSRGuardApproved"
+	EventDenied       = "Denied"
+	EventHeld         = "Held"
+	EventWouldDeny    = "WouldDeny"
+	EventWouldApprove = "WouldApprove"
+)

@@ -43,7 +43,7 @@ func TestNodeName(t *testing.T) {
 	}
 }
 
-func TestState(t *testing.T) {
+func TestStateOf(t *testing.T) {
 	cond := func(t certificatesv1.RequestConditionType) certificatesv1.CertificateSigningRequestCondition {
 		return certificatesv1.CertificateSigningRequestCondition{Type: t, Status: "True"}
 	}
@@ -51,7 +51,7 @@ func TestState(t *testing.T) {
 		name       string
 		conditions []certificatesv1.CertificateSigningRequestCondition
 		cert       []byte
-		want       string
+		want       servingcsr.State
 		wantFinal  bool
 	}{
 		{name: "pending", want: "Pending"},
@@ -67,11 +67,49 @@ func TestState(t *testing.T) {
 			csr := csrtest.New(t)
 			csr.Status.Conditions = tt.conditions
 			csr.Status.Certificate = tt.cert
-			if got := servingcsr.State(csr); got != tt.want {
-				t.Errorf("State() = %q, want %q", got, tt.want)
+			if got := servingcsr.StateOf(csr); got != tt.want {
+				t.Errorf("StateOf() = %q, want %q", got, tt.want)
 			}
 			if got := servingcsr.IsFinal(csr); got != tt.wantFinal {
 				t.Errorf("IsFinal() = %v, want %v", got, tt.wantFinal)
+			}
+		})
+	}
+}
+
+func TestApprovedAt(t *testing.T) {
+	created := time.Date(2026, time.January, 1, 0, 0, 0, 0, time.UTC)
+	updated, transitioned := created.Add(2*time.Minute), created.Add(time.Minute)
+	approved := func(update, transition time.Time) certificatesv1.CertificateSigningRequestCondition {
+		return certificatesv1.CertificateSigningRequestCondition{Type: certificatesv1.CertificateApproved, Status: "True",
+			LastUpdateTime: metav1.NewTime(update), LastTransitionTime: metav1.NewTime(transition)}
+	}
+	tests := []struct {
+		name       string
+		conditions []certificatesv1.CertificateSigningRequestCondition
+		want       time.Time
+	}{
+		{name: "update_time", conditions: []certificatesv1.CertificateSigningRequestCondition{approved(updated, transitioned)}, want: updated},
+		{name: "transition_time_only", conditions: []certificatesv1.CertificateSigningRequestCondition{approved(time.Time{}, transitioned)}, want: transitioned},
+		// Neither time: approved no earlier than created.
+		{name: "no_time", conditions: []certificatesv1.CertificateSigningRequestCondition{approved(time.Time{}, time.Time{})}, want: created},
+		{
+			name: "other_conditions_ignored",
+			conditions: []certificatesv1.CertificateSigningRequestCondition{
+				{Type: "Custom", LastUpdateTime: metav1.NewTime(created.Add(time.Hour))},
+				approved(updated, transitioned),
+			},
+			want: updated,
+		},
+		{name: "not_approved", conditions: []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, LastUpdateTime: metav1.NewTime(updated)}}},
+		{name: "pending"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			csr := csrtest.New(t, csrtest.CreatedAt(created))
+			csr.Status.Conditions = tt.conditions
+			if got := servingcsr.ApprovedAt(csr); !got.Equal(tt.want) {
+				t.Errorf("ApprovedAt() = %v, want %v", got, tt.want)
 			}
 		})
 	}

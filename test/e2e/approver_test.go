@@ -80,7 +80,7 @@ func TestApproverIssuesEveryKubelet(t *testing.T) {
 		t.Errorf("after address change: SANs (-got +want):\n%s", diff)
 	}
 	for _, csr := range c.csrsOf(ctx, k.Name()) {
-		if s := servingcsr.State(&csr); s != "Issued" {
+		if s := servingcsr.StateOf(&csr); s != servingcsr.Issued {
 			t.Errorf("CSR %s of %s: state %s, want Issued", csr.Name, k.Name(), s)
 		}
 	}
@@ -450,7 +450,7 @@ func (c *cluster) state(ctx context.Context, name string) string {
 	if err != nil {
 		return "error: " + err.Error()
 	}
-	return servingcsr.State(csr)
+	return string(servingcsr.StateOf(csr))
 }
 
 // hasEvent reports whether an Event with reason regards the named CSR.

@@ -22,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/rest"
 
-	"github.com/csrguard/csrguard/internal/approval"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/test/controlplane"
 	"github.com/csrguard/csrguard/test/kubelet"
@@ -134,11 +133,11 @@ func TestIncidentWithRealComponents(t *testing.T) {
 	}
 	t.Logf("rotated: serial %s → %s", cert.SerialNumber, next.SerialNumber)
 	for _, csr := range c.csrsOf(ctx, k.Name()) {
-		if s := servingcsr.State(&csr); s != "Issued" && s != "Pending" {
+		if s := servingcsr.StateOf(&csr); s != servingcsr.Issued && s != servingcsr.Pending {
 			t.Errorf("CSR %s of the real kubelet: %s", csr.Name, s)
 		}
 		for _, cond := range csr.Status.Conditions {
-			if cond.Type == certificatesv1.CertificateApproved && cond.Reason != approval.ApprovalReason {
+			if cond.Type == certificatesv1.CertificateApproved && cond.Reason != servingcsr.ApprovedReason {
 				t.Errorf("CSR %s approved by %q, not csrguard", csr.Name, cond.Reason)
 			}
 		}

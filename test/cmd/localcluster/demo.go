@@ -45,7 +45,7 @@ func demo(ctx context.Context, dir string, n int, image, csrguard string) error 
 	}
 
 	step("Waiting for every kubelet to ask for a serving certificate")
-	if err := waitFor(ctx, 90*time.Second, func() bool { return countState(ctx, admin, "Pending") >= len(l.nodes) }); err != nil {
+	if err := waitFor(ctx, 90*time.Second, func() bool { return countState(ctx, admin, servingcsr.Pending) >= len(l.nodes) }); err != nil {
 		return fmt.Errorf("kubelets did not file CSRs: %w", err)
 	}
 	fmt.Println("\nThe incident: nothing approves kubelet-serving CSRs, so no kubelet can serve TLS.")
@@ -102,7 +102,7 @@ func demo(ctx context.Context, dir string, n int, image, csrguard string) error 
 
 	_ = waitFor(ctx, 15*time.Second, func() bool {
 		c, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, hostile, metav1.GetOptions{})
-		return err == nil && servingcsr.State(c) == "Denied"
+		return err == nil && servingcsr.StateOf(c) == servingcsr.Denied
 	})
 	if c, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, hostile, metav1.GetOptions{}); err == nil {
 		for _, cond := range c.Status.Conditions {
@@ -170,14 +170,14 @@ func hostileCSR(ctx context.Context, cp *controlplane.ControlPlane, node string)
 	return created.Name, nil
 }
 
-func countState(ctx context.Context, cs kubernetes.Interface, state string) int {
+func countState(ctx context.Context, cs kubernetes.Interface, state servingcsr.State) int {
 	list, err := cs.CertificatesV1().CertificateSigningRequests().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return 0
 	}
 	n := 0
 	for i := range list.Items {
-		if servingcsr.InScope(&list.Items[i]) && servingcsr.State(&list.Items[i]) == state {
+		if servingcsr.InScope(&list.Items[i]) && servingcsr.StateOf(&list.Items[i]) == state {
 			n++
 		}
 	}
@@ -202,7 +202,7 @@ func table(ctx context.Context, cs kubernetes.Interface, ks []node) {
 	for _, k := range ks {
 		name, state := "-", "-"
 		if c := newest["system:node:"+k.Name()]; c != nil {
-			name, state = c.Name, servingcsr.State(c)
+			name, state = c.Name, string(servingcsr.StateOf(c))
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", k.Name(), k.Endpoint(), name, state, handshake(ctx, k.Endpoint()))
 	}

@@ -1,4 +1,4 @@
-package approval
+package kube
 
 import (
 	"cmp"
@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/csrguard/csrguard/internal/history"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
@@ -113,10 +114,29 @@ func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config)
 	for _, host := range clusterInfoHosts(ctx, reader) {
 		add(host, SourceClusterInfo)
 	}
+	return Merge(c, nil, policy.Cluster{}), seen, nil
+}
+
+// Merge returns found (what Discover read) with what remembered holds
+// (csrguard's record of the API server's past addresses and names) and static
+// (the --apiserver-addresses and --service-cidrs flags) added: addresses
+// unmapped, prefixes masked, each list sorted and without duplicates. The
+// controller and the commands run from a laptop merge this one way, so they
+// decide on the same facts.
+func Merge(found policy.Cluster, remembered history.Identity, static policy.Cluster) policy.Cluster {
+	addrs, names := remembered.Split()
+	var c policy.Cluster
+	for _, a := range slices.Concat(found.APIServerAddresses, addrs, static.APIServerAddresses) {
+		c.APIServerAddresses = append(c.APIServerAddresses, a.Unmap())
+	}
+	c.APIServerNames = slices.Concat(found.APIServerNames, names, static.APIServerNames)
+	for _, p := range slices.Concat(found.ServiceCIDRs, static.ServiceCIDRs) {
+		c.ServiceCIDRs = append(c.ServiceCIDRs, policy.NormalisePrefix(p.Masked()))
+	}
 	c.APIServerAddresses = uniqueSorted(c.APIServerAddresses, netip.Addr.Compare)
-	c.APIServerNames = uniqueSorted(c.APIServerNames, compareString)
+	c.APIServerNames = uniqueSorted(c.APIServerNames, cmp.Compare[string])
 	c.ServiceCIDRs = uniqueSorted(c.ServiceCIDRs, comparePrefix)
-	return c, seen, nil
+	return c
 }
 
 // servingCertSANs returns the IP and DNS SANs of the certificate the API
@@ -189,8 +209,6 @@ func comparePrefix(a, b netip.Prefix) int {
 	}
 	return a.Bits() - b.Bits()
 }
-
-func compareString(a, b string) int { return cmp.Compare(a, b) }
 
 func uniqueSorted[T comparable](s []T, cmp func(a, b T) int) []T {
 	slices.SortFunc(s, cmp)
