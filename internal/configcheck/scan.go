@@ -76,7 +76,7 @@ func (s *scan) file(name string, data []byte) error {
 	for _, d := range docs {
 		c.document(d, 0)
 	}
-	if scalar(c.machineType.value) == "worker" {
+	if t := scalar(c.machineType.value); t == "worker" || t == "join" { // join: the old name
 		c.workerConfig(start)
 	}
 	if c.machineType.valid() {
@@ -109,8 +109,8 @@ func (c *fileScan) workerConfig(start int) {
 			continue // a workload of no interest here: nothing to say
 		}
 		c.findings = append(c.findings, Finding{ID: IDManifestNotApplied, Severity: Info, File: m.File, Line: m.Line,
-			Message: fmt.Sprintf("%s is in a worker's machine config (machine.type: worker, line %d): Talos applies manifests from control-plane configs only, so it installs nothing from here",
-				m.what(), c.line(c.machineType.key)),
+			Message: fmt.Sprintf("%s is in a worker's machine config (machine.type: %s, line %d): Talos applies manifests from control-plane configs only, so it installs nothing from here",
+				m.what(), scalar(c.machineType.value), c.line(c.machineType.key)),
 			Fix: []string{"Put it in the control-plane machine config (a patch applied to every node puts it there too), and check both together: csrguard check-config controlplane.yaml worker.yaml"}})
 	}
 	clear(c.manifests[len(kept):])

@@ -94,6 +94,11 @@ func TestWorkerManifests(t *testing.T) {
 			"rotation-without-approver worker.yaml:6",
 			"manifest-not-applied worker.yaml:12",
 		}, nil},
+		{"join_is_worker", []string{"worker.yaml"}, map[string]string{"worker.yaml": strings.Replace(legacyWorkerInlineCSRGuard, "type: worker", "type: join", 1)}, []string{
+			"talos-patch worker.yaml:4",
+			"rotation-without-approver worker.yaml:6",
+			"manifest-not-applied worker.yaml:12",
+		}, nil},
 		// A patch says no machine.type: it goes to control-plane nodes too.
 		{"patch_installs", []string{"patch.yaml"}, map[string]string{"patch.yaml": legacyPatchText}, []string{
 			"csrguard-pinned patch.yaml:7",
