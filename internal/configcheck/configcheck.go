@@ -60,6 +60,15 @@ const (
 	IDInvalidField = "invalid-field"
 	// IDUnknownDocument: a YAML document of no kind this package reads (info).
 	IDUnknownDocument = "unknown-document"
+	// IDManifestNotApplied: a manifest in a worker's machine config, which
+	// Talos does not apply (info).
+	IDManifestNotApplied = "manifest-not-applied"
+	// IDTalosPatch: names the csrguard patch that a whole Talos machine
+	// config's style takes (info).
+	IDTalosPatch = "talos-patch"
+	// IDJSONPatchMissingPath: a Talos JSON patch adds under a path that
+	// generated configs do not have, so Talos rejects it (warning).
+	IDJSONPatchMissingPath = "json-patch-missing-path"
 )
 
 // Finding is one thing found in a file, with where it is and what to do.

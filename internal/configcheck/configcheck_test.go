@@ -135,21 +135,26 @@ func TestFiles(t *testing.T) {
 		want     []string
 	}{
 		{"talos_docs_legacy", []string{"talos-legacy-controlplane.yaml"}, RotationOn, []string{
+			"talos-patch talos-legacy-controlplane.yaml:15",
 			"approver-no-san-binding talos-legacy-controlplane.yaml:68",
 			"manifest-unpinned talos-legacy-controlplane.yaml:68",
 			"manifest-unpinned talos-legacy-controlplane.yaml:69",
 			"metrics-server-args-unknown talos-legacy-controlplane.yaml:69",
 		}},
 		{"worker_alone", []string{"talos-legacy-worker.yaml"}, RotationOn, []string{
+			"talos-patch talos-legacy-worker.yaml:12",
 			"rotation-without-approver talos-legacy-worker.yaml:16",
 		}},
 		{"worker_with_controlplane", []string{"talos-legacy-worker.yaml", "talos-legacy-controlplane.yaml"}, RotationOn, []string{
+			"talos-patch talos-legacy-worker.yaml:12",
+			"talos-patch talos-legacy-controlplane.yaml:15",
 			"approver-no-san-binding talos-legacy-controlplane.yaml:68",
 			"manifest-unpinned talos-legacy-controlplane.yaml:68",
 			"manifest-unpinned talos-legacy-controlplane.yaml:69",
 			"metrics-server-args-unknown talos-legacy-controlplane.yaml:69",
 		}},
 		{"talos_docs_1.14", []string{"talos-1.14-multidoc.yaml"}, RotationOn, []string{
+			"talos-patch talos-1.14-multidoc.yaml:16",
 			"approver-no-san-binding talos-1.14-multidoc.yaml:24",
 			"manifest-unpinned talos-1.14-multidoc.yaml:24",
 			"manifest-unpinned talos-1.14-multidoc.yaml:29",
@@ -174,6 +179,7 @@ func TestFiles(t *testing.T) {
 			"approver-no-san-binding postfinance-deployment.yaml:25",
 		}},
 		{"json_patch", []string{"talos-json-patch.yaml"}, RotationOn, []string{
+			"json-patch-missing-path talos-json-patch.yaml:8",
 			"csrguard-pinned talos-json-patch.yaml:9",
 		}},
 		{"extra_config_patch", []string{"talos-extraconfig-patch.yaml"}, RotationOn, []string{

@@ -11,10 +11,19 @@ import (
 	"github.com/csrguard/csrguard/internal/severity"
 )
 
-// talosLegacySnippet installs csrguard through a Talos ≤ 1.13 machine config.
+// The patches in deploy/talos, one per Talos config style: what decides is
+// where a config configures the kubelet, not the Talos version (an upgraded
+// cluster keeps its legacy-style config).
+const (
+	legacyPatch   = "deploy/talos/legacy.patch.yaml"
+	multidocPatch = "deploy/talos/multidoc.patch.yaml"
+)
+
+// talosLegacySnippet installs csrguard through a legacy-style (v1alpha1)
+// machine config, as a strategic-merge patch or in the config itself.
 var talosLegacySnippet = "cluster:\n  extraManifests:\n    - " + buildinfo.InstallURL
 
-// talosDocumentSnippet installs csrguard through a Talos ≥ 1.14 document.
+// talosDocumentSnippet installs csrguard through a multi-document config.
 var talosDocumentSnippet = "apiVersion: v1alpha1\nkind: KubeExternalManifestConfig\nname: csrguard\nurl: " + buildinfo.InstallURL
 
 // installFix is the step that installs csrguard, in the form of the
@@ -22,9 +31,9 @@ var talosDocumentSnippet = "apiVersion: v1alpha1\nkind: KubeExternalManifestConf
 func installFix(format, why string) string {
 	switch format {
 	case FormatTalosV1Alpha1, FormatTalosJSONPatch:
-		return why + ". In the control-plane machine config (Talos 1.13 and earlier; extraManifests are applied when the cluster bootstraps):\n" + talosLegacySnippet
+		return why + ". In the control-plane machine config, legacy style (the kubelet under machine.kubelet; " + legacyPatch + " carries this and the rotation flag; extraManifests are applied when the cluster bootstraps):\n" + talosLegacySnippet
 	case FormatTalosDocument:
-		return why + ". Add this document to the control-plane machine config (Talos 1.14 and later):\n" + talosDocumentSnippet
+		return why + ". Add this document to the control-plane machine config, multi-document style (the kubelet in a KubeletConfig document; " + multidocPatch + " carries this and the rotation flag):\n" + talosDocumentSnippet
 	}
 	return why + ": kubectl apply --server-side -f " + buildinfo.InstallURL + "\n" +
 		"or: helm install csrguard " + buildinfo.HelmChart + " --namespace csrguard --create-namespace"
@@ -85,6 +94,16 @@ func evaluate(s *scan) []Finding {
 		approved = approved || ok
 		csrguard = csrguard || m.Component == ComponentCSRGuard && ok
 	}
+	for _, m := range s.workerManifests {
+		if ok, _ := m.approves(); ok {
+			notes = append(notes, fmt.Sprintf("%s (%s:%d) is in a worker's config, whose manifests Talos does not apply", m.Component, m.File, m.Line))
+		}
+	}
+	if state != RotationOn || !csrguard {
+		for _, tc := range s.configs {
+			out = append(out, talosPatch(tc))
+		}
+	}
 	if state == RotationOn && !approved {
 		for _, st := range s.settings {
 			if st.On {
@@ -96,6 +115,26 @@ func evaluate(s *scan) []Finding {
 		out = append(out, manifestFindings(m, state, s.kubeletFormat, csrguard)...)
 	}
 	return out
+}
+
+// talosPatch names the patch in deploy/talos that a whole machine config
+// takes, by its style: each patch is rejected by a config of the other.
+func talosPatch(tc talosConfig) Finding {
+	f := Finding{ID: IDTalosPatch, Severity: severity.Info, File: tc.file, Line: tc.line}
+	patch := legacyPatch
+	switch tc.style {
+	case FormatTalosV1Alpha1:
+		f.Message = "This is a legacy-style Talos machine config: the kubelet is configured under machine.kubelet, as in every config generated before Talos 1.14 (an upgrade keeps the style). " +
+			"To turn rotation on and install csrguard, patch it with " + legacyPatch + "; Talos rejects " + multidocPatch + " on it " +
+			`(Talos 1.14: "kubelet config is already set in v1alpha1 config (.machine.kubelet)"; before 1.14: "KubeletConfig" "v1alpha1": not registered)`
+	case FormatTalosDocument:
+		patch = multidocPatch
+		f.Message = "This is a multi-document Talos machine config: the kubelet is configured by a KubeletConfig document. " +
+			"To turn rotation on and install csrguard, patch it with " + multidocPatch + "; Talos rejects " + legacyPatch + " on it " +
+			"(\"kubelet config is already set in v1alpha1 config (.machine.kubelet)\")"
+	}
+	f.Fix = []string{"Patch every node's config with " + patch + ": in a running cluster only after csrguard is installed and ready (deploy/talos/README.md, \"Existing cluster\")."}
+	return f
 }
 
 func rotationWithoutApprover(st Setting, notes []string) Finding {
@@ -182,6 +221,19 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 		out = append(out, metricsServerFindings(m, state, kubeletFormat)...)
 	}
 	return out
+}
+
+// what names m for a message: its component, or "manifest", and its URL or
+// name.
+func (m Manifest) what() string {
+	what := m.Component
+	if what == "" {
+		what = "manifest"
+	}
+	if m.Source == "url" {
+		return what + " (" + m.URL + ")"
+	}
+	return what + " (" + m.Name + ")"
 }
 
 // alexURL is the manifest that installed kubelet-serving-cert-approver.

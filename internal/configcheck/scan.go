@@ -28,6 +28,22 @@ type scan struct {
 	// kubeletFormat is the Format* of the first document configuring
 	// kubelets, for fixes that change it.
 	kubeletFormat string
+	// workerManifests are manifests in worker configs, which Talos does not
+	// apply; they are not among manifests.
+	workerManifests []Manifest
+	// configs are the whole Talos machine configs read, one per file, with
+	// the style that decides which patch they take.
+	configs []talosConfig
+}
+
+// talosConfig is a whole Talos machine config (its v1alpha1 document sets
+// machine.type) and its style: FormatTalosV1Alpha1 when the kubelet is
+// configured under machine.kubelet (legacy), FormatTalosDocument when by a
+// KubeletConfig document (multi-document).
+type talosConfig struct {
+	file  string
+	line  int // the machine.kubelet key or the KubeletConfig's kind key
+	style string
 }
 
 // configuresKubelet records that a document of format configures kubelets.
@@ -58,8 +74,15 @@ func (s *scan) file(name string, data []byte) error {
 	}
 	work := maxWork
 	c := &fileScan{scan: s, file: name, work: &work, lineOf: func(l int) int { return l }}
+	start := len(s.manifests)
 	for _, d := range docs {
 		c.document(d, 0)
+	}
+	if t := scalar(c.machineType.value); t == "worker" || t == "join" { // join: the old name
+		c.workerConfig(start)
+	}
+	if c.machineType.valid() {
+		c.configStyle()
 	}
 	if c.kubeletDoc != nil && c.legacyKubelet != nil {
 		// Talos refuses a config that configures the kubelet both ways.
@@ -70,6 +93,43 @@ func (s *scan) file(name string, data []byte) error {
 		return &ParseError{File: name, Message: "document contains excessive aliasing"}
 	}
 	return nil
+}
+
+// workerConfig takes the manifests that a worker's config carries, from
+// manifests[start:], out of what the files install: Talos applies
+// extraManifests, inlineManifests and manifest documents on control-plane
+// nodes only, so in a worker's config they install nothing.
+func (c *fileScan) workerConfig(start int) {
+	kept := c.manifests[:start]
+	for _, m := range c.manifests[start:] {
+		if m.format != FormatTalosV1Alpha1 && m.format != FormatTalosDocument {
+			kept = append(kept, m)
+			continue
+		}
+		c.workerManifests = append(c.workerManifests, m)
+		if m.Component == "" && m.Source != "url" {
+			continue // a workload of no interest here: nothing to say
+		}
+		c.findings = append(c.findings, Finding{ID: IDManifestNotApplied, Severity: severity.Info, File: m.File, Line: m.Line,
+			Message: fmt.Sprintf("%s is in a worker's machine config (machine.type: %s, line %d): Talos applies manifests from control-plane configs only, so it installs nothing from here",
+				m.what(), scalar(c.machineType.value), c.line(c.machineType.key)),
+			Fix: []string{"Put it in the control-plane machine config (a patch applied to every node puts it there too), and check both together: csrguard check-config controlplane.yaml worker.yaml"}})
+	}
+	clear(c.manifests[len(kept):])
+	c.manifests = kept
+}
+
+// configStyle records the style of the whole machine config the file holds,
+// when the kubelet's place tells it. A config that configures the kubelet
+// both ways is invalid (reported by file), and one that does neither tells
+// nothing.
+func (c *fileScan) configStyle() {
+	switch {
+	case c.legacyKubelet != nil && c.kubeletDoc == nil:
+		c.configs = append(c.configs, talosConfig{file: c.file, line: c.line(c.legacyKubelet), style: FormatTalosV1Alpha1})
+	case c.kubeletDoc != nil && c.legacyKubelet == nil:
+		c.configs = append(c.configs, talosConfig{file: c.file, line: c.line(c.kubeletDoc), style: FormatTalosDocument})
+	}
 }
 
 // fileScan reads the documents of one file, or of one inline manifest in it.
@@ -86,6 +146,9 @@ type fileScan struct {
 	// legacyKubelet and kubeletDoc are the v1alpha1 machine.kubelet key and
 	// the KubeletConfig document's kind key, when the file has them.
 	legacyKubelet, kubeletDoc *yaml.Node
+	// machineType is the v1alpha1 machine.type, when the file sets it: a
+	// whole machine config, not a patch.
+	machineType field
 }
 
 // Document nesting: Talos documents only at file level; Kubernetes objects
@@ -254,7 +317,8 @@ func (c *fileScan) setting(n *yaml.Node, path, value string, on bool, format str
 	c.settings = append(c.settings, Setting{File: c.file, Line: c.line(n), Path: path, Value: value, On: on, format: format})
 }
 
-// --- Talos v1alpha1 (Talos ≤ 1.13, and the v1alpha1 part of later configs) ---
+// --- Talos v1alpha1: the legacy config style, and the v1alpha1 document of
+// a multi-document config ---
 
 func (c *fileScan) talosV1Alpha1(root *yaml.Node, f map[string]field) {
 	c.doc(root, FormatTalosV1Alpha1, "", "")
@@ -269,6 +333,9 @@ func (c *fileScan) machine(f field, path, format string) {
 	}
 	if k := m["kubelet"]; format == FormatTalosV1Alpha1 && k.valid() && !isNull(k.value) && c.legacyKubelet == nil {
 		c.legacyKubelet = k.key
+	}
+	if t := m["type"]; format == FormatTalosV1Alpha1 && t.valid() && !c.machineType.valid() {
+		c.machineType = t
 	}
 	c.machineKubelet(m["kubelet"], path+".kubelet", format)
 }
@@ -461,99 +528,7 @@ func (c *fileScan) inlineManifest(f field, path, name, format string) {
 	}
 }
 
-// isJSONPatch reports whether a list is an RFC 6902 patch: every item has op
-// and path.
-func isJSONPatch(n *yaml.Node) bool {
-	if len(n.Content) == 0 {
-		return false
-	}
-	for _, item := range n.Content {
-		item = deref(item)
-		if item == nil || item.Kind != yaml.MappingNode {
-			return false
-		}
-		var op, path bool
-		for i := 0; i+1 < len(item.Content); i += 2 {
-			switch item.Content[i].Value {
-			case "op":
-				op = true
-			case "path":
-				path = true
-			}
-		}
-		if !op || !path {
-			return false
-		}
-	}
-	return true
-}
-
-// jsonPatch reads a Talos JSON patch: add and replace operations on the
-// paths that matter here.
-func (c *fileScan) jsonPatch(root *yaml.Node) {
-	c.doc(root, FormatTalosJSONPatch, "", "")
-	for _, item := range root.Content {
-		f := c.fields(item, "")
-		op := scalar(f["op"].value)
-		if op != "add" && op != "replace" {
-			continue
-		}
-		v, ok := f["value"]
-		if !ok {
-			continue
-		}
-		var segs []string
-		for _, s := range strings.Split(strings.TrimPrefix(scalar(f["path"].value), "/"), "/") {
-			segs = append(segs, strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~"))
-		}
-		c.patchValue(segs, v)
-	}
-}
-
-// patchValue reads the value a JSON patch puts at path segs as the legacy
-// config's reader would read it there.
-func (c *fileScan) patchValue(segs []string, v field) {
-	const format = FormatTalosJSONPatch
-	p := strings.Join(segs, "/")
-	switch p {
-	case "":
-		if m, ok := c.mapping(v, "value"); ok {
-			c.machine(m["machine"], "machine", format)
-			c.cluster(m["cluster"], "cluster")
-		}
-	case "machine":
-		c.machine(v, "machine", format)
-	case "machine/kubelet":
-		c.machineKubelet(v, "machine.kubelet", format)
-	case "machine/kubelet/extraArgs":
-		c.configuresKubelet(format)
-		c.talosArgs(v, "machine.kubelet.extraArgs", format)
-	case "machine/kubelet/extraArgs/rotate-server-certificates":
-		c.rotateFlag(v, "machine.kubelet.extraArgs.rotate-server-certificates", format)
-	case "machine/kubelet/extraConfig":
-		c.configuresKubelet(format)
-		c.talosKubeletConfig(v, "machine.kubelet.extraConfig", format)
-	case "machine/kubelet/extraConfig/serverTLSBootstrap":
-		c.configBool(v, "machine.kubelet.extraConfig.serverTLSBootstrap", format, false)
-	case "cluster":
-		c.cluster(v, "cluster")
-	case "cluster/extraManifests":
-		c.extraManifests(v, "cluster.extraManifests")
-	case "cluster/inlineManifests":
-		c.inlineManifests(v, "cluster.inlineManifests")
-	default:
-		if len(segs) == 3 && segs[0] == "cluster" && segs[1] == "extraManifests" {
-			c.manifestURL(v, "cluster.extraManifests item", "", format)
-		}
-		if len(segs) == 3 && segs[0] == "cluster" && segs[1] == "inlineManifests" {
-			if m, ok := c.mapping(v, "cluster.inlineManifests item"); ok {
-				c.inlineManifest(m["contents"], "cluster.inlineManifests item.contents", scalar(m["name"].value), FormatTalosV1Alpha1)
-			}
-		}
-	}
-}
-
-// --- Talos ≥ 1.14 documents ---
+// --- Talos typed documents: the multi-document config style (Talos 1.14) ---
 
 func (c *fileScan) talosDocument(root *yaml.Node, f map[string]field, kind string) {
 	name := scalar(f["name"].value)
