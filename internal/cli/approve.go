@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
@@ -180,7 +181,7 @@ func renderPlan(w io.Writer, plan []planRow, now time.Time, format string) error
 		if node == "" {
 			node = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.CSR, node, humanDuration(now.Sub(p.Created)), p.Verdict, p.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.CSR, node, human.Duration(now.Sub(p.Created)), p.Verdict, p.Reason)
 	}
 	return tw.Flush()
 }

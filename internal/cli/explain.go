@@ -11,6 +11,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
@@ -100,7 +101,7 @@ func renderExplain(w io.Writer, csr *certificatesv1.CertificateSigningRequest, d
 	fmt.Fprintf(w, "CSR:        %s\n", e.CSR)
 	fmt.Fprintf(w, "Requester:  %s\n", e.Requester)
 	fmt.Fprintf(w, "Signer:     %s\n", e.Signer)
-	fmt.Fprintf(w, "Created:    %s (%s ago)\n", e.Created.Format(time.RFC3339), humanDuration(now.Sub(e.Created)))
+	fmt.Fprintf(w, "Created:    %s (%s ago)\n", e.Created.Format(time.RFC3339), human.Duration(now.Sub(e.Created)))
 	fmt.Fprintf(w, "State:      %s\n\n", e.State)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "CHECK\tRESULT\tDETAIL")
@@ -121,24 +122,7 @@ func renderExplain(w io.Writer, csr *certificatesv1.CertificateSigningRequest, d
 	case d.Verdict == policy.Approve:
 		fmt.Fprintln(w, "\nThe controller would approve it, unless a per-node rate limit or the breaker holds it.")
 	case e.Until != nil:
-		fmt.Fprintf(w, "\nThe controller holds it, and decides again at %s (in %s).\n", e.Until.Format(time.RFC3339), humanDuration(e.Until.Sub(now)))
+		fmt.Fprintf(w, "\nThe controller holds it, and decides again at %s (in %s).\n", e.Until.Format(time.RFC3339), human.Duration(e.Until.Sub(now)))
 	}
 	return nil
-}
-
-// humanDuration prints d the way kubectl prints ages: 45s, 3m, 5h, 12d.
-func humanDuration(d time.Duration) string {
-	neg := ""
-	if d < 0 {
-		neg, d = "-", -d
-	}
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%s%ds", neg, int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%s%dm", neg, int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%s%dh", neg, int(d.Hours()))
-	}
-	return fmt.Sprintf("%s%dd", neg, int(d.Hours()/24))
 }

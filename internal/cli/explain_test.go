@@ -111,11 +111,3 @@ func TestConfirm(t *testing.T) {
 		}
 	}
 }
-
-func TestHumanDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{45 * time.Second: "45s", 3 * time.Minute: "3m", 5 * time.Hour: "5h", 72 * time.Hour: "3d", -2 * time.Minute: "-2m"} {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
-		}
-	}
-}
