@@ -74,8 +74,8 @@ is approved unless --yes is given.
 				return err
 			}
 			// Machine output describes the plan; approving then needs --yes.
-			if dryRun || (!format.human() && !yes) {
-				if format.human() {
+			if dryRun || (!format.forPeople() && !yes) {
+				if format.forPeople() {
 					fmt.Fprintf(out, "\nDry run: would approve %d of %d pending CSRs.\n", len(toApprove), len(plan))
 				}
 				return nil

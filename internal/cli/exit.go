@@ -13,9 +13,9 @@ import (
 
 // The exit codes of every command.
 const (
-	exitFindings = 1 // it ran and found problems
-	exitUsage    = 2 // a bad flag or argument
-	exitCannot   = 3 // it could not run: cluster unreachable, forbidden, kubeconfig invalid
+	exitFindings  = 1 // it ran and found problems
+	exitUsage     = 2 // a bad flag or argument
+	exitCannotRun = 3 // it could not run: cluster unreachable, forbidden, kubeconfig invalid
 )
 
 // exitCodes ends the help of the commands run from a laptop; findings says
@@ -25,7 +25,7 @@ func exitCodes(findings string) string {
 	if findings != "" {
 		s += fmt.Sprintf("  %d  %s\n", exitFindings, findings)
 	}
-	return s + fmt.Sprintf("  %d  usage: a bad flag or argument\n  %d  could not run: the cluster unreachable, a request forbidden, the kubeconfig invalid", exitUsage, exitCannot)
+	return s + fmt.Sprintf("  %d  usage: a bad flag or argument\n  %d  could not run: the cluster unreachable, a request forbidden, the kubeconfig invalid", exitUsage, exitCannotRun)
 }
 
 // usageError marks errors in how csrguard was invoked (exit code 2).
@@ -64,7 +64,7 @@ func ExitCode(cmd *cobra.Command, err error) int {
 	case errors.As(err, new(findingsError)), errors.As(err, new(invalidInputError)):
 		return exitFindings
 	}
-	return exitCannot
+	return exitCannotRun
 }
 
 // forbiddenMessage matches the API server's reason for a forbidden request:

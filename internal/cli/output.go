@@ -45,8 +45,8 @@ type outputFormat struct {
 	jsonPath *printers.JSONPathPrinter
 }
 
-// human reports whether the output is for people: a table, wide or not.
-func (f outputFormat) human() bool { return f.kind == outputTable || f.kind == outputWide }
+// forPeople reports whether the output is a table, wide or not.
+func (f outputFormat) forPeople() bool { return f.kind == outputTable || f.kind == outputWide }
 
 // parseOutput parses -o: a kind, or jsonpath=TEMPLATE, or
 // jsonpath-file=FILE. Its errors are usage errors naming --output.
