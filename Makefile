@@ -26,10 +26,11 @@ test: ## The whole suite: lint, unit, fuzz smoke, integration and e2e on a real 
 	@hack/test.sh
 
 .PHONY: build
-build: ## Build csrguard and the kubectl plugin kubectl-csrguard into _output/bin
+build: ## Build csrguard, the kubectl plugin kubectl-csrguard and its completion kubectl_complete-csrguard into _output/bin
 	@mkdir -p $(OUT)/bin
 	CGO_ENABLED=0 go build -trimpath -ldflags '$(LDFLAGS)' -o $(OUT)/bin/csrguard ./cmd/csrguard
 	@ln -sf csrguard $(OUT)/bin/kubectl-csrguard
+	@ln -sf csrguard $(OUT)/bin/kubectl_complete-csrguard
 
 .PHONY: dev-cluster
 dev-cluster: ## A local cluster (a real kubelet, NODES-1 simulated, metrics-server) until Ctrl-C; root: reachable from this host

@@ -13,9 +13,10 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := cli.New().ExecuteContext(ctx)
+	cmd := cli.New()
+	err := cmd.ExecuteContext(ctx)
 	stop()
 	if err != nil {
-		os.Exit(cli.ExitCode(err))
+		os.Exit(cli.ExitCode(cmd, err))
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
@@ -27,30 +27,39 @@ func newApproveCommand() *cobra.Command {
 	var (
 		kube   kubeOptions
 		pol    policyOptions
-		output string
+		output printFlags
 		dryRun bool
 		yes    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "approve",
+		Use:   "approve [CSR_NAME...]",
 		Short: "Break-glass: approve pending kubelet serving CSRs that pass the policy",
-		Long: `Evaluate every pending kubernetes.io/kubelet-serving CSR with the same policy
-as csrguard controller and approve only those that pass, once. For a cluster
-whose kubelets have no serving certificate and no approver running yet.
-CSRs the policy would deny or hold are listed and left untouched.`,
+		Long: `Evaluate every pending kubernetes.io/kubelet-serving CSR (or only those named)
+with the same policy as csrguard controller and approve only those that pass,
+once. For a cluster whose kubelets have no serving certificate and no
+approver running yet. CSRs the policy would deny or hold are listed and left
+untouched. With -o other than table or wide the plan is printed and nothing
+is approved unless --yes is given.
+` + exitCodes(""),
 		Example: `  # See what would be approved:
   csrguard approve --dry-run
   # Approve, without the confirmation prompt:
-  kubectl csrguard approve --yes`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+  kubectl csrguard approve --yes
+  # Approve two CSRs only, if they pass:
+  kubectl csrguard approve csr-8b2xq csr-9c3yr`,
+		Args:              cobra.ArbitraryArgs,
+		ValidArgsFunction: completeCSRs(&kube, true),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			cfg, view, err := decideSetup(ctx, output, &pol, &kube)
+			if err := kube.validate(); err != nil {
+				return err
+			}
+			cfg, view, err := decideSetup(ctx, output.format, &pol, &kube)
 			if err != nil {
 				return err
 			}
-			now := time.Now()
-			plan, err := planApprovals(cmd, view, cfg, now)
+			format, _ := parseOutput(output.format) // validated by decideSetup
+			plan, err := planApprovals(cmd, view, cfg, time.Now(), args)
 			if err != nil {
 				return err
 			}
@@ -61,19 +70,15 @@ CSRs the policy would deny or hold are listed and left untouched.`,
 					toApprove = append(toApprove, p)
 				}
 			}
-			if dryRun || output != "table" {
-				// Machine output describes the plan; approving needs --yes.
-				if err := renderPlan(out, plan, now, output); err != nil {
-					return err
-				}
-				if dryRun || !yes {
-					if output == "table" {
-						fmt.Fprintf(out, "\nDry run: would approve %d of %d pending CSRs.\n", len(toApprove), len(plan))
-					}
-					return nil
-				}
-			} else if err := renderPlan(out, plan, now, output); err != nil {
+			if err := output.print(out, plan); err != nil {
 				return err
+			}
+			// Machine output describes the plan; approving then needs --yes.
+			if dryRun || (!format.forPeople() && !yes) {
+				if format.forPeople() {
+					fmt.Fprintf(out, "\nDry run: would approve %d of %d pending CSRs.\n", len(toApprove), len(plan))
+				}
+				return nil
 			}
 			if len(toApprove) == 0 {
 				fmt.Fprintln(cmd.ErrOrStderr(), "Nothing to approve.")
@@ -106,10 +111,14 @@ CSRs the policy would deny or hold are listed and left untouched.`,
 	fs.BoolVarP(&yes, "yes", "y", false, "Approve without asking for confirmation.")
 	pol.addFlags(s.section("Policy (as the controller runs with)"))
 	kube.addFlags(s.section("Kubernetes client"), 50, 100)
-	s.section("Output").StringVarP(&output, "output", "o", "table", outputHelp)
+	output.addFlags(s.section("Output"))
 	s.install(cmd)
 	return cmd
 }
+
+// approvalPlan is what approve prints: one row per pending CSR, by node.
+// Its JSON is a list.
+type approvalPlan []planRow
 
 // planRow is one pending CSR and what the policy decides for it.
 type planRow struct {
@@ -120,24 +129,37 @@ type planRow struct {
 	Reason  policy.Reason `json:"reason"`
 	Message string        `json:"message"`
 
+	age time.Duration // at the time of the plan
 	csr *certificatesv1.CertificateSigningRequest
-	msg string
 }
 
-func planApprovals(cmd *cobra.Command, view *clusterView, cfg policy.Config, now time.Time) ([]planRow, error) {
-	var plan []planRow
+// planApprovals evaluates the pending kubelet-serving CSRs, or only those
+// named, every one of which must be one.
+func planApprovals(cmd *cobra.Command, view *clusterView, cfg policy.Config, now time.Time, names []string) (approvalPlan, error) {
+	wanted := map[string]bool{}
+	for _, n := range names {
+		wanted[n] = true
+	}
+	plan := approvalPlan{}
 	for i := range view.csrs {
 		csr := &view.csrs[i]
-		if servingcsr.IsFinal(csr) {
+		if servingcsr.IsFinal(csr) || (len(names) > 0 && !wanted[csr.Name]) {
 			continue
 		}
+		delete(wanted, csr.Name)
 		d, err := policy.Evaluate(cmd.Context(), cfg, servingcsr.FromCSR(csr), view.facts, now)
 		if err != nil {
 			return nil, fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
 		}
 		node, _ := servingcsr.NodeName(csr.Spec.Username)
 		plan = append(plan, planRow{CSR: csr.Name, Node: node, Created: csr.CreationTimestamp.UTC(),
-			Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message, csr: csr, msg: d.Message})
+			Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message, age: now.Sub(csr.CreationTimestamp.Time), csr: csr})
+	}
+	for _, n := range names {
+		// Approving none of the named is safer than approving some.
+		if wanted[n] {
+			return nil, fmt.Errorf("CSR %q is not a pending kubelet-serving CSR", n)
+		}
 	}
 	sort.Slice(plan, func(i, j int) bool {
 		if plan[i].Node != plan[j].Node {
@@ -152,7 +174,7 @@ func approveOne(cmd *cobra.Command, view *clusterView, p planRow) error {
 	csr := p.csr.DeepCopy()
 	csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
 		Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: BreakGlassReason,
-		Message: "approved by `csrguard approve`: " + p.msg, LastUpdateTime: metav1.Now(),
+		Message: "approved by `csrguard approve`: " + p.Message, LastUpdateTime: metav1.Now(),
 	})
 	// The resourceVersion read above makes this fail if anyone changed the
 	// CSR since: we never approve something we did not evaluate.
@@ -162,25 +184,39 @@ func approveOne(cmd *cobra.Command, view *clusterView, p planRow) error {
 	return nil
 }
 
-func renderPlan(w io.Writer, plan []planRow, now time.Time, format string) error {
-	if format != "table" {
-		if plan == nil {
-			plan = []planRow{}
+// names are the CSRs, as kind.group/name.
+func (p approvalPlan) names() []string {
+	var out []string
+	for _, r := range p {
+		out = append(out, "certificatesigningrequest.certificates.k8s.io/"+r.CSR)
+	}
+	return out
+}
+
+// table prints CSR NODE AGE VERDICT REASON (wide: and the policy's message).
+func (p approvalPlan) table(w io.Writer, o tableOptions) error {
+	if len(p) == 0 {
+		_, err := fmt.Fprintln(w, "No pending kubelet-serving CSRs.")
+		return err
+	}
+	tw := newTabWriter(w)
+	if !o.noHeaders {
+		fmt.Fprint(tw, "CSR\tNODE\tAGE\tVERDICT\tREASON")
+		if o.wide {
+			fmt.Fprint(tw, "\tMESSAGE")
 		}
-		return writeData(w, format, plan)
+		fmt.Fprintln(tw)
 	}
-	if len(plan) == 0 {
-		fmt.Fprintln(w, "No pending kubelet-serving CSRs.")
-		return nil
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "CSR\tNODE\tAGE\tVERDICT\tREASON")
-	for _, p := range plan {
-		node := p.Node
+	for _, r := range p {
+		node := r.Node
 		if node == "" {
 			node = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", p.CSR, node, humanDuration(now.Sub(p.Created)), p.Verdict, p.Reason)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s", r.CSR, node, human.Duration(r.age), r.Verdict, r.Reason)
+		if o.wide {
+			fmt.Fprintf(tw, "\t%s", r.Message)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

@@ -4,21 +4,20 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
-	"text/tabwriter"
 	"unicode"
 
 	"github.com/spf13/cobra"
 
 	"github.com/csrguard/csrguard/internal/configcheck"
-	"github.com/csrguard/csrguard/internal/diagnose"
 )
 
 // checkConfigStdin is how findings name the file read from standard input.
 const checkConfigStdin = "<stdin>"
 
 func newCheckConfigCommand() *cobra.Command {
-	var output string
+	var output printFlags
 	cmd := &cobra.Command{
 		Use:   "check-config FILE...",
 		Short: "Before enabling rotation: check Talos and kubelet config files offline",
@@ -36,14 +35,14 @@ configuration: an approver installed by one file satisfies rotation turned on
 in another, so pass a Talos control-plane config with its worker config and
 patches together. "-" reads standard input. Nothing is fetched: a manifest URL
 is judged by its address.
-
-Exits 1 when a finding is an error, or a file cannot be read or is not YAML.`,
+` + exitCodes("a finding is an error, or a file is not valid YAML"),
 		Example: `  csrguard check-config controlplane.yaml worker.yaml patch.yaml
   helm template csrguard oci://ghcr.io/csrguard/charts/csrguard | csrguard check-config kubelet-config.yaml -
-  csrguard check-config -o json controlplane.yaml`,
+  csrguard check-config -o json controlplane.yaml
+  csrguard check-config -o name worker.yaml   # the IDs of the findings`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := validateOutput(output); err != nil {
+			if err := validateOutput(output.format); err != nil {
 				return err
 			}
 			files, err := readCheckConfigFiles(cmd.InOrStdin(), args)
@@ -52,19 +51,21 @@ Exits 1 when a finding is an error, or a file cannot be read or is not YAML.`,
 			}
 			res, err := configcheck.CheckFiles(files)
 			if err != nil {
-				return err
+				// A file that is not valid configuration is a problem
+				// with the configuration, as an error finding is.
+				return invalidInputError{err}
 			}
-			if err := renderCheckConfig(cmd.OutOrStdout(), res, output); err != nil {
+			if err := output.print(cmd.OutOrStdout(), checkConfigOutput{res}); err != nil {
 				return err
 			}
 			if n := res.Summary.Error; n > 0 {
-				return findingsError{fmt.Errorf("%s in the configuration", checkConfigCount(n, "error"))}
+				return findingsError{fmt.Errorf("%s in the configuration", plural(n, "error"))}
 			}
 			return nil
 		},
 	}
 	var s flagSections
-	s.section("Output").StringVarP(&output, "output", "o", "table", outputHelp)
+	output.addFlags(s.section("Output"))
 	s.install(cmd)
 	return cmd
 }
@@ -104,30 +105,103 @@ func readCheckConfigFiles(stdin io.Reader, names []string) ([]configcheck.File, 
 	return files, nil
 }
 
-// renderCheckConfig prints res: for people a summary, one row per finding
-// and the fixes; for scripts the Result as JSON or YAML.
-func renderCheckConfig(w io.Writer, res configcheck.Result, format string) error {
-	if format != "table" {
-		return writeData(w, format, res)
+// checkConfigOutput is what check-config prints: the configcheck.Result.
+type checkConfigOutput struct{ configcheck.Result }
+
+// names are the IDs of the findings, each once.
+func (c checkConfigOutput) names() []string {
+	var out []string
+	for _, f := range c.Findings {
+		if !slices.Contains(out, f.ID) {
+			out = append(out, f.ID)
+		}
 	}
+	return out
+}
+
+// table prints for people: a summary (the documents read, the rotation
+// setting, what is installed), one row per finding (wide: with the
+// document it is in), the fixes and the verdict.
+func (c checkConfigOutput) table(w io.Writer, o tableOptions) error {
 	var b strings.Builder
+	if !o.noHeaders {
+		c.writeSummary(&b)
+	}
+	if len(c.Findings) > 0 {
+		if b.Len() > 0 {
+			b.WriteString("\n")
+		}
+		tw := newTabWriter(&b)
+		if !o.noHeaders {
+			fmt.Fprint(tw, "FILE:LINE\tSEVERITY\tID")
+			if o.wide {
+				fmt.Fprint(tw, "\tDOCUMENT")
+			}
+			fmt.Fprintln(tw, "\tMESSAGE")
+		}
+		for _, f := range c.Findings {
+			fmt.Fprintf(tw, "%s:%d\t%s\t%s", f.File, f.Line, f.Severity, f.ID)
+			if o.wide {
+				fmt.Fprintf(tw, "\t%s", c.documentOf(f))
+			}
+			fmt.Fprintf(tw, "\t%s\n", f.Message)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fixes := false
+		for _, f := range c.Findings {
+			if len(f.Fix) == 0 {
+				continue
+			}
+			if !fixes {
+				b.WriteString("\nFixes:\n")
+				fixes = true
+			}
+			fmt.Fprintf(&b, "\n%s:%d %s\n", f.File, f.Line, f.ID)
+			for i, x := range f.Fix {
+				writeItem(&b, fmt.Sprintf("  %d. ", i+1), x)
+			}
+		}
+	}
+	if b.Len() > 0 {
+		b.WriteString("\n")
+	}
+	worst := ""
+	if n := c.Summary.Error; n > 0 {
+		worst = plural(n, "error")
+	}
+	fmt.Fprintf(&b, "%s\n", verdict(worst, c.Summary.Warning, c.Summary.Info))
+	// Names, URLs and values come from the files checked: no control
+	// character in them reaches the terminal.
+	_, err := io.WriteString(w, strings.Map(func(r rune) rune {
+		if r != '\n' && unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, b.String()))
+	return err
+}
+
+// writeSummary writes the lines above the findings.
+func (c checkConfigOutput) writeSummary(b *strings.Builder) {
 	byFile := map[string][]string{}
 	var order []string
-	for _, d := range res.Documents {
+	for _, d := range c.Documents {
 		if _, ok := byFile[d.File]; !ok {
 			order = append(order, d.File)
 		}
 		byFile[d.File] = append(byFile[d.File], checkConfigDocument(d))
 	}
 	for _, f := range order {
-		fmt.Fprintf(&b, "%s: %s\n", f, strings.Join(byFile[f], ", "))
+		fmt.Fprintf(b, "%s: %s\n", f, strings.Join(byFile[f], ", "))
 	}
 	if len(order) == 0 {
 		b.WriteString("No documents found.\n")
 	}
 
 	var on, off []string
-	for _, s := range res.Settings {
+	for _, s := range c.Settings {
 		loc := fmt.Sprintf("%s:%d %s", s.File, s.Line, s.Path)
 		if s.On {
 			on = append(on, loc)
@@ -135,9 +209,9 @@ func renderCheckConfig(w io.Writer, res configcheck.Result, format string) error
 			off = append(off, loc+": "+s.Value)
 		}
 	}
-	rotation := string(res.Rotation)
+	rotation := string(c.Rotation)
 	switch {
-	case res.Rotation == configcheck.RotationUnknown:
+	case c.Rotation == configcheck.RotationUnknown:
 		rotation += " (no kubelet configuration among the files)"
 	case len(on) > 0:
 		rotation += " (" + strings.Join(on, ", ") + ")"
@@ -146,9 +220,9 @@ func renderCheckConfig(w io.Writer, res configcheck.Result, format string) error
 	default:
 		rotation += " (the kubelet configuration does not turn it on)"
 	}
-	fmt.Fprintf(&b, "Rotation: %s\n", rotation)
+	fmt.Fprintf(b, "Rotation: %s\n", rotation)
 	var installs []string
-	for _, m := range res.Manifests {
+	for _, m := range c.Manifests {
 		if m.Component == "" {
 			continue
 		}
@@ -164,43 +238,19 @@ func renderCheckConfig(w io.Writer, res configcheck.Result, format string) error
 	if len(installs) == 0 {
 		installs = []string{"no approver or metrics-server"}
 	}
-	fmt.Fprintf(&b, "Installs: %s\n", strings.Join(installs, ", "))
+	fmt.Fprintf(b, "Installs: %s\n", strings.Join(installs, ", "))
+}
 
-	if len(res.Findings) > 0 {
-		b.WriteString("\n")
-		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "FILE:LINE\tSEVERITY\tID\tMESSAGE")
-		for _, f := range res.Findings {
-			fmt.Fprintf(tw, "%s:%d\t%s\t%s\t%s\n", f.File, f.Line, f.Severity, f.ID, f.Message)
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
-		fixes := false
-		for _, f := range res.Findings {
-			if len(f.Fix) == 0 {
-				continue
-			}
-			if !fixes {
-				b.WriteString("\nFixes:\n")
-				fixes = true
-			}
-			fmt.Fprintf(&b, "\n%s:%d %s\n", f.File, f.Line, f.ID)
-			for i, x := range f.Fix {
-				diagnose.WriteItem(&b, fmt.Sprintf("  %d. ", i+1), x)
-			}
+// documentOf names the document finding f is in: the last one of its file
+// that starts at or before its line; "-" when none does.
+func (c checkConfigOutput) documentOf(f configcheck.Finding) string {
+	out := "-"
+	for _, d := range c.Documents {
+		if d.File == f.File && d.Line <= f.Line {
+			out = checkConfigDocument(d)
 		}
 	}
-	fmt.Fprintf(&b, "\n%s\n", checkConfigVerdict(res.Summary))
-	// Names, URLs and values come from the files checked: no control
-	// character in them reaches the terminal.
-	_, err := io.WriteString(w, strings.Map(func(r rune) rune {
-		if r != '\n' && unicode.IsControl(r) {
-			return '?'
-		}
-		return r
-	}, b.String()))
-	return err
+	return out
 }
 
 // checkConfigDocument names a document for the summary line.
@@ -226,33 +276,4 @@ func checkConfigDocument(d configcheck.Document) string {
 		s += " " + d.Name
 	}
 	return fmt.Sprintf("%s (line %d)", s, d.Line)
-}
-
-// checkConfigVerdict is the last line: "1 error, 2 warnings, 1 info" or "No problems found".
-func checkConfigVerdict(s configcheck.Summary) string {
-	var parts []string
-	if s.Error > 0 {
-		parts = append(parts, checkConfigCount(s.Error, "error"))
-	}
-	if s.Warning > 0 {
-		parts = append(parts, checkConfigCount(s.Warning, "warning"))
-	}
-	if len(parts) == 0 {
-		if s.Info > 0 {
-			return fmt.Sprintf("No problems found (%d info)", s.Info)
-		}
-		return "No problems found"
-	}
-	if s.Info > 0 {
-		parts = append(parts, fmt.Sprintf("%d info", s.Info))
-	}
-	return strings.Join(parts, ", ")
-}
-
-// checkConfigCount returns "1 error", "2 errors".
-func checkConfigCount(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }

@@ -25,6 +25,11 @@ func TestCheckConfigGolden(t *testing.T) {
 		{"checkconfig-talos.json.golden", []string{"-o", "json", testdataPath("checkconfig-controlplane.yaml"), testdataPath("checkconfig-worker.yaml")}, false},
 		{"checkconfig-worker.json.golden", []string{"--output=json", testdataPath("checkconfig-worker.yaml")}, true},
 		{"checkconfig-csrguard.table.golden", []string{testdataPath("checkconfig-csrguard.yaml")}, false},
+		{"checkconfig-worker.wide.golden", []string{"-o", "wide", testdataPath("checkconfig-worker.yaml")}, true},
+		{"checkconfig-talos.wide.golden", []string{"-o", "wide", testdataPath("checkconfig-controlplane.yaml"), testdataPath("checkconfig-worker.yaml")}, false},
+		{"checkconfig-worker.no-headers.golden", []string{"--no-headers", testdataPath("checkconfig-worker.yaml")}, true},
+		{"checkconfig-talos.name.golden", []string{"-o", "name", testdataPath("checkconfig-controlplane.yaml"), testdataPath("checkconfig-worker.yaml")}, false},
+		{"checkconfig-talos.jsonpath.golden", []string{"-o", `jsonpath={.rotation}{range .findings[*]}{"\n"}{.file}:{.line} {.id}{end}`, testdataPath("checkconfig-controlplane.yaml"), testdataPath("checkconfig-worker.yaml")}, false},
 	}
 	for _, tc := range tests {
 		t.Run(strings.TrimSuffix(tc.golden, ".golden"), func(t *testing.T) {
@@ -98,13 +103,15 @@ func TestCheckConfigFileErrors(t *testing.T) {
 		wantText string
 	}{
 		{"no_files", nil, "", 2, "requires at least 1 arg(s), only received 0\nSee 'csrguard check-config --help'."},
-		{"bad_output", []string{"-o", "xml", testdataPath("checkconfig-worker.yaml")}, "", 2, `--output must be "table", "json" or "yaml", got "xml"`},
+		{"bad_output", []string{"-o", "xml", testdataPath("checkconfig-worker.yaml")}, "", 2, `--output must be "table", "wide", "json", "yaml", "name", "jsonpath=TEMPLATE" or "jsonpath-file=FILE", got "xml"`},
+		{"bad_jsonpath", []string{"-o", "jsonpath={.findings[", testdataPath("checkconfig-worker.yaml")}, "", 2, `--output jsonpath={.findings[: unterminated array`},
+		{"missing_jsonpath_file", []string{"-o", "jsonpath-file=" + testdataPath("no-such-template"), testdataPath("checkconfig-worker.yaml")}, "", 2, `--output jsonpath-file=testdata/no-such-template: cannot read the template`},
 		{"stdin_twice", []string{"-", "-"}, "a: 1\n", 2, `"-" (standard input) may be given once`},
-		{"missing_file", []string{testdataPath("checkconfig-no-such-file.yaml")}, "", 1, "read testdata/checkconfig-no-such-file.yaml: open testdata/checkconfig-no-such-file.yaml: no such file or directory"},
-		{"directory", []string{"testdata"}, "", 1, "read testdata: "},
+		{"missing_file", []string{testdataPath("checkconfig-no-such-file.yaml")}, "", 3, "read testdata/checkconfig-no-such-file.yaml: open testdata/checkconfig-no-such-file.yaml: no such file or directory"},
+		{"directory", []string{"testdata"}, "", 3, "read testdata: "},
 		{"malformed", []string{testdataPath("checkconfig-worker.yaml"), testdataPath("checkconfig-malformed.yaml")}, "", 1, "testdata/checkconfig-malformed.yaml:5: not valid YAML: did not find expected key"},
 		{"malformed_stdin", []string{"-"}, "a: [1, 2\nb: 3\n", 1, "<stdin>:2: not valid YAML: did not find expected ',' or ']'"},
-		{"too_large", []string{"-"}, "a: " + strings.Repeat("x", configcheck.MaxFileSize), 1, "read <stdin>: larger than the 10 MiB limit"},
+		{"too_large", []string{"-"}, "a: " + strings.Repeat("x", configcheck.MaxFileSize), 3, "read <stdin>: larger than the 10 MiB limit"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -159,8 +159,8 @@ func TestControllerGoodFlags(t *testing.T) {
 			if err == nil || !strings.HasPrefix(err.Error(), "load kubeconfig: ") {
 				t.Fatalf("csrguard %q: error = %v, want it to fail loading the kubeconfig", args, err)
 			}
-			if got, _ := exitCode(t, err); got != 1 {
-				t.Errorf("ExitCode(%v) = %d, want 1", err, got)
+			if got, _ := exitCode(t, err); got != 3 {
+				t.Errorf("ExitCode(%v) = %d, want 3 (could not run)", err, got)
 			}
 		})
 	}

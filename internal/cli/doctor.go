@@ -19,7 +19,7 @@ import (
 type diagnoseOptions struct {
 	kube        kubeOptions
 	policy      policyOptions
-	output      string
+	output      printFlags
 	probe       bool
 	timeout     time.Duration
 	concurrency int
@@ -34,13 +34,16 @@ func (o *diagnoseOptions) addFlags(s *flagSections) {
 	fs.StringVar(&o.caFile, "kubelet-ca-file", "", "PEM bundle of the kubelet-serving CA; certificates that do not chain to it are reported as untrusted.")
 	o.policy.addFlags(s.section("Policy (as the controller runs with)"))
 	o.kube.addFlags(s.section("Kubernetes client"), 50, 100)
-	s.section("Output").StringVarP(&o.output, "output", "o", "table", outputHelp)
+	o.output.addFlags(s.section("Output"))
 }
 
 // snapshot validates the flags and reads the cluster, printing probe
 // progress on stderr when probing takes longer than a moment.
 func (o *diagnoseOptions) snapshot(cmd *cobra.Command) (diagnose.Snapshot, error) {
-	if err := validateOutput(o.output); err != nil {
+	if err := validateOutput(o.output.format); err != nil {
+		return diagnose.Snapshot{}, err
+	}
+	if err := o.kube.validate(); err != nil {
 		return diagnose.Snapshot{}, err
 	}
 	if o.timeout <= 0 {
@@ -110,9 +113,11 @@ serving certificate through a TLS handshake — and report findings, each with
 its severity, evidence and fix (Talos-aware when nodes run Talos). Recognises
 the incident csrguard exists for: kubelets answering "remote error: tls:
 internal error" because their serving CSRs are pending and nothing approves
-them. Exits 1 when a finding is at least as severe as --fail-on.`,
+them.
+` + exitCodes("a finding is at least as severe as --fail-on"),
 		Example: `  csrguard doctor
-  kubectl csrguard doctor -o json --probe=false`,
+  kubectl csrguard doctor -o json --probe=false
+  kubectl csrguard doctor --as=jane --context=prod -o name   # the IDs of the findings`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			threshold, err := parseSeverity(failOn)
@@ -124,7 +129,7 @@ them. Exits 1 when a finding is at least as severe as --fail-on.`,
 				return err
 			}
 			findings := diagnose.Diagnose(s)
-			if err := diagnose.RenderFindings(cmd.OutOrStdout(), s, findings, o.output); err != nil {
+			if err := o.output.print(cmd.OutOrStdout(), doctorOutput{diagnose.NewReport(s, findings)}); err != nil {
 				return err
 			}
 			for _, f := range findings {
@@ -164,12 +169,13 @@ certificate issued through a CSR when the kubelet cannot be reached from
 here) and its state. Like 'kubeadm certs check-expiration', for kubelets;
 the API server's serving certificate and the kubeconfig's client
 certificate follow.
-Exits 1 when a certificate is missing, expired or not served.`,
+` + exitCodes("a kubelet's certificate is missing, expired or not served"),
 		Example: `  csrguard certs --sort-by=expiry
-  kubectl csrguard certs -o json`,
+  kubectl csrguard certs -o json
+  kubectl csrguard certs -o jsonpath='{range .certificates[*]}{.node} {.residualSeconds}{"\n"}{end}'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if sortBy != "node" && sortBy != "expiry" {
+			if sortBy != sortByNode && sortBy != sortByExpiry {
 				return flagError("sort-by", `must be "node" or "expiry", got %q`, sortBy)
 			}
 			s, err := o.snapshot(cmd)
@@ -182,7 +188,7 @@ Exits 1 when a certificate is missing, expired or not served.`,
 				return fmt.Errorf("load kubeconfig: %w", err)
 			}
 			other := otherCerts(cmd.Context(), restCfg, s.Now)
-			if err := diagnose.RenderCerts(cmd.OutOrStdout(), rows, sortBy, o.output, other...); err != nil {
+			if err := o.output.print(cmd.OutOrStdout(), newCertsOutput(rows, sortBy, other)); err != nil {
 				return err
 			}
 			for _, r := range rows {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,23 +40,23 @@ func TestRenderExplain(t *testing.T) {
 	denied := csrtest.New(t, csrtest.Name("csr-denied"))
 	denied.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue}}
 	for _, tc := range []struct {
-		name   string
-		csr    *certificatesv1.CertificateSigningRequest
-		format string
+		name string
+		csr  *certificatesv1.CertificateSigningRequest
+		args []string
 	}{
-		{"explain-approve.golden", good, "table"},
-		{"explain-deny.golden", bad, "table"},
-		{"explain-final.golden", denied, "table"},
-		{"explain-deny-json.golden", bad, "json"},
-		{"explain-hold.golden", held, "table"},
-		{"explain-hold-json.golden", held, "json"},
+		{"explain-approve.golden", good, nil},
+		{"explain-deny.golden", bad, nil},
+		{"explain-deny-wide.golden", bad, []string{"-o", "wide"}},
+		{"explain-deny-no-headers.golden", bad, []string{"--no-headers"}},
+		{"explain-deny-name.golden", bad, []string{"-o", "name"}},
+		{"explain-deny-jsonpath.golden", bad, []string{"-o", `jsonpath={.verdict} {.reason}{"\n"}{range .checks[?(@.result=="fail")]}{.check}{"\n"}{end}`}},
+		{"explain-final.golden", denied, nil},
+		{"explain-deny-json.golden", bad, []string{"-o", "json"}},
+		{"explain-hold.golden", held, nil},
+		{"explain-hold-json.golden", held, []string{"-o", "json"}},
 	} {
 		t.Run(strings.TrimSuffix(tc.name, ".golden"), func(t *testing.T) {
-			var buf bytes.Buffer
-			if err := renderExplain(&buf, tc.csr, decide(t, tc.csr, now), now, tc.format); err != nil {
-				t.Fatal(err)
-			}
-			golden(t, tc.name, buf.String())
+			golden(t, tc.name, printed(t, newExplanation(tc.csr, decide(t, tc.csr, now), now), tc.args...))
 		})
 	}
 }
@@ -72,11 +73,7 @@ func TestRenderExplainFinalHasNoUntil(t *testing.T) {
 	}
 	csr.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue}}
 	for _, format := range []string{"json", "table"} {
-		var buf bytes.Buffer
-		if err := renderExplain(&buf, csr, d, now, format); err != nil {
-			t.Fatal(err)
-		}
-		if out := buf.String(); strings.Contains(out, `"until"`) || strings.Contains(out, "decides again") {
+		if out := printed(t, newExplanation(csr, d, now), "-o", format); strings.Contains(out, `"until"`) || strings.Contains(out, "decides again") {
 			t.Errorf("explain -o %s of a final CSR says when it is decided again:\n%s", format, out)
 		}
 	}
@@ -84,7 +81,7 @@ func TestRenderExplainFinalHasNoUntil(t *testing.T) {
 
 func TestRenderPlan(t *testing.T) {
 	now := csrtest.Created.Add(20 * time.Minute)
-	var plan []planRow
+	var plan approvalPlan
 	for _, csr := range []*certificatesv1.CertificateSigningRequest{
 		csrtest.New(t),
 		csrtest.New(t, csrtest.Name("csr-hostile"), csrtest.DNSNames("kubernetes.default.svc")),
@@ -92,14 +89,26 @@ func TestRenderPlan(t *testing.T) {
 	} {
 		d := decide(t, csr, now)
 		node, _ := servingcsr.NodeName(csr.Spec.Username)
-		plan = append(plan, planRow{CSR: csr.Name, Node: node, Created: csr.CreationTimestamp.UTC(), Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message})
+		plan = append(plan, planRow{CSR: csr.Name, Node: node, Created: csr.CreationTimestamp.UTC(), Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message,
+			age: now.Sub(csr.CreationTimestamp.Time)})
 	}
-	for _, format := range []string{"table", "json"} {
-		var buf bytes.Buffer
-		if err := renderPlan(&buf, plan, now, format); err != nil {
-			t.Fatal(err)
-		}
-		golden(t, "approve-plan-"+format+".golden", buf.String())
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"table", nil},
+		{"wide", []string{"-o", "wide"}},
+		{"no-headers", []string{"--no-headers"}},
+		{"json", []string{"-o", "json"}},
+		{"name", []string{"-o", "name"}},
+		{"jsonpath", []string{"-o", `jsonpath={range [?(@.verdict=="Approve")]}{.csr}{"\n"}{end}`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			golden(t, "approve-plan-"+tc.name+".golden", printed(t, plan, tc.args...))
+		})
+	}
+	if got := printed(t, approvalPlan{}, "-o", "json"); got != "[]\n" {
+		t.Errorf("an empty plan prints %q in JSON, want []", got)
 	}
 }
 
@@ -112,10 +121,45 @@ func TestConfirm(t *testing.T) {
 	}
 }
 
-func TestHumanDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{45 * time.Second: "45s", 3 * time.Minute: "3m", 5 * time.Hour: "5h", 72 * time.Hour: "3d", -2 * time.Minute: "-2m"} {
-		if got := humanDuration(d); got != want {
-			t.Errorf("humanDuration(%v) = %q, want %q", d, got, want)
+func TestPlanApprovalsNamed(t *testing.T) {
+	now := csrtest.Created.Add(20 * time.Minute)
+	final := csrtest.New(t, csrtest.Name("csr-final"))
+	final.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue}}
+	view := &clusterView{
+		facts: policy.NewSnapshotFacts(policy.Snapshot{Nodes: []policy.Node{{Name: "node-a", Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: "10.0.0.10"}, {Type: corev1.NodeHostName, Address: "node-a"},
+		}}}}),
+		csrs: []certificatesv1.CertificateSigningRequest{*csrtest.New(t), *csrtest.New(t, csrtest.Name("csr-other")), *final},
+	}
+	cmd := New()
+	cmd.SetContext(t.Context())
+	tests := []struct {
+		names   []string
+		want    []string
+		wantErr string
+	}{
+		{nil, []string{"csr-node-a", "csr-other"}, ""},
+		{[]string{"csr-other"}, []string{"csr-other"}, ""},
+		{[]string{"csr-other", "csr-missing"}, nil, `CSR "csr-missing" is not a pending kubelet-serving CSR`},
+		{[]string{"csr-final"}, nil, `CSR "csr-final" is not a pending kubelet-serving CSR`},
+	}
+	for _, tc := range tests {
+		plan, err := planApprovals(cmd, view, policy.DefaultConfig(), now, tc.names)
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr {
+				t.Errorf("planApprovals(%q) error = %v, want %q", tc.names, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, p := range plan {
+			got = append(got, p.CSR)
+		}
+		if diff := cmp.Diff(got, tc.want); diff != "" {
+			t.Errorf("planApprovals(%q) plans (-got +want):\n%s", tc.names, diff)
 		}
 	}
 }

@@ -11,17 +11,27 @@ import (
 	"time"
 
 	"k8s.io/client-go/rest"
-
-	"github.com/csrguard/csrguard/internal/diagnose"
 )
+
+// otherCert is a certificate an operator checks in the same breath as the
+// kubelets': the API server's serving certificate, the kubeconfig's client
+// certificate.
+type otherCert struct {
+	Name            string    `json:"name"`
+	Subject         string    `json:"subject"`
+	Issuer          string    `json:"issuer"`
+	Expires         time.Time `json:"expires"`
+	ResidualSeconds int64     `json:"residualSeconds"`
+	Source          string    `json:"source"`
+}
 
 // otherCerts reads the API server's serving certificate (from a TLS
 // handshake with the kubeconfig's server) and the kubeconfig's client
 // certificate, when it uses one. What cannot be read is left out.
-func otherCerts(ctx context.Context, cfg *rest.Config, now time.Time) []diagnose.OtherCert {
-	var out []diagnose.OtherCert
+func otherCerts(ctx context.Context, cfg *rest.Config, now time.Time) []otherCert {
+	var out []otherCert
 	add := func(name, source string, c *x509.Certificate) {
-		out = append(out, diagnose.OtherCert{
+		out = append(out, otherCert{
 			Name: name, Subject: c.Subject.CommonName, Issuer: c.Issuer.CommonName, Expires: c.NotAfter.UTC(),
 			ResidualSeconds: int64(c.NotAfter.Sub(now) / time.Second), Source: source,
 		})

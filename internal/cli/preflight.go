@@ -28,8 +28,8 @@ every node get a certificate?". For every Node it builds the CSR the kubelet
 would send (from the Node's addresses, as the kubelet does) and runs the
 policy on it; it checks that an approver is installed and running, that the
 signer issues kubelet-serving certificates, and that the approver's
-ServiceAccount may approve them; and it prints the rollback plan. Exits 1
-when any node would not get a certificate or a check fails.`,
+ServiceAccount may approve them; and it prints the rollback plan.
+` + exitCodes("a node would not get a certificate, or a check fails"),
 		Example: `  csrguard preflight
   kubectl csrguard preflight -o json`,
 		Args: cobra.NoArgs,
@@ -59,7 +59,7 @@ when any node would not get a certificate or a check fails.`,
 			if err != nil {
 				return err
 			}
-			if err := diagnose.RenderPreflight(cmd.OutOrStdout(), r, o.output); err != nil {
+			if err := o.output.print(cmd.OutOrStdout(), newPreflightOutput(r)); err != nil {
 				return err
 			}
 			if !r.OK {

@@ -1,11 +1,12 @@
 // Package cli is csrguard's command line: the cobra root command and one file
 // per subcommand. It is the only place that defines flags; it turns raw
-// Options into the parsed configuration the other packages take, and maps
-// errors to exit codes. It holds no policy or Kubernetes logic of its own.
+// Options into the parsed configuration the other packages take, prints
+// what they compute (tables for people; JSON, YAML, JSONPath and names for
+// scripts), and maps errors to exit codes. It holds no policy or Kubernetes
+// logic of its own.
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,10 @@ import (
 
 	"github.com/spf13/cobra"
 )
+
+// completionPlugin is the name kubectl looks for to complete the plugin's
+// arguments; `make build` links it to the csrguard binary.
+const completionPlugin = "kubectl_complete-csrguard"
 
 // New returns the csrguard root command with every subcommand.
 func New() *cobra.Command {
@@ -23,15 +28,25 @@ func New() *cobra.Command {
 kubernetes.io/kubelet-serving) with a strict policy: a node gets a certificate
 only for names and addresses that are really its own, never for the API
 server's. It also monitors every kubelet's serving certificate and diagnoses
-clusters where kubelets have none ("remote error: tls: internal error").`,
+clusters where kubelets have none ("remote error: tls: internal error").
+
+Exit codes: 0 success; 1 the command found problems (doctor, certs,
+preflight and check-config findings, a deny from explain); 2 usage error (a
+bad flag or argument); 3 could not run (the cluster unreachable, a request
+forbidden, the kubeconfig invalid).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	if strings.HasPrefix(filepath.Base(os.Args[0]), "kubectl-") {
+	switch name := filepath.Base(os.Args[0]); {
+	case name == completionPlugin:
+		// kubectl completes `kubectl csrguard …` by running
+		// kubectl_complete-csrguard with the words typed so far.
+		root.SetArgs(append([]string{cobra.ShellCompRequestCmd}, os.Args[1:]...))
+		fallthrough
+	case strings.HasPrefix(name, "kubectl-"):
 		// Invoked as a kubectl plugin: help and errors say "kubectl csrguard".
 		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl csrguard"}
 	}
-	root.CompletionOptions.HiddenDefaultCmd = true
 	root.AddCommand(newControllerCommand(), newDoctorCommand(), newCertsCommand(), newPreflightCommand(), newExplainCommand(), newApproveCommand(), newCheckConfigCommand(), newVersionCommand())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
@@ -48,6 +63,7 @@ clusters where kubelets have none ("remote error: tls: internal error").`,
 			}
 		}
 	}
+	registerFlagCompletions(root)
 	root.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 	root.Args = func(c *cobra.Command, a []string) error {
 		if len(a) > 0 {
@@ -56,29 +72,4 @@ clusters where kubelets have none ("remote error: tls: internal error").`,
 		return nil
 	}
 	return root
-}
-
-// usageError marks errors in how csrguard was invoked (exit code 2).
-type usageError struct{ error }
-
-func (e usageError) Unwrap() error { return e.error }
-
-// findingsError marks a command that ran but found problems (exit code 1),
-// for doctor-like commands; its message has already been printed.
-type findingsError struct{ error }
-
-func (e findingsError) Unwrap() error { return e.error }
-
-// ExitCode prints err to stderr and returns the process exit code for it:
-// 2 for usage errors, 1 otherwise.
-func ExitCode(err error) int {
-	var fe findingsError
-	if !errors.As(err, &fe) {
-		fmt.Fprintln(os.Stderr, "Error:", err)
-	}
-	var ue usageError
-	if errors.As(err, &ue) {
-		return 2
-	}
-	return 1
 }

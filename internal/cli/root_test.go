@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -39,23 +41,14 @@ func run(t *testing.T, args ...string) (stdout, stderr string, err error) {
 	return out.String(), errOut.String(), err
 }
 
-// exitCode calls ExitCode(err) and returns the code and what it printed to stderr.
+// exitCode calls ExitCode on a csrguard command whose stderr is a buffer,
+// and returns the code and what it printed there.
 func exitCode(t *testing.T, err error) (int, string) {
 	t.Helper()
-	f, ferr := os.CreateTemp(t.TempDir(), "stderr")
-	if ferr != nil {
-		t.Fatal(ferr)
-	}
-	defer f.Close()
-	old := os.Stderr
-	os.Stderr = f
-	code := ExitCode(err)
-	os.Stderr = old
-	printed, ferr := os.ReadFile(f.Name())
-	if ferr != nil {
-		t.Fatal(ferr)
-	}
-	return code, string(printed)
+	var errOut bytes.Buffer
+	cmd := New()
+	cmd.SetErr(&errOut)
+	return ExitCode(cmd, err), errOut.String()
 }
 
 // namesFlag reports whether msg names --flag (and not merely a longer flag it prefixes).
@@ -96,17 +89,39 @@ func TestRootHelp(t *testing.T) {
 	golden(t, "root-help.golden", stdout)
 }
 
+// forbidden is the API server's answer to a request user may not make.
+func forbidden(verb string, gr schema.GroupResource, name, namespace string) error {
+	scope := "at the cluster scope"
+	if namespace != "" {
+		scope = fmt.Sprintf("in the namespace %q", namespace)
+	}
+	return apierrors.NewForbidden(gr, name, fmt.Errorf("User %q cannot %s resource %q in API group %q %s", "nobody", verb, gr.Resource, gr.Group, scope))
+}
+
 func TestExitCode(t *testing.T) {
 	tests := []struct {
 		name string
 		err  error
 		want int
+		// wantPrinted is what ExitCode prints after "Error: <err>\n"; "-" for nothing at all.
+		wantPrinted string
 	}{
-		{"usage", usageError{errors.New("bad flag")}, 2},
-		{"wrapped_usage", fmt.Errorf("controller: %w", usageError{errors.New("bad flag")}), 2},
-		{"flag", flagError("workers", "must be >= 1, got %d", 0), 2},
-		{"findings", findingsError{errors.New("2 problems")}, 1},
-		{"runtime", errors.New("connection refused"), 1},
+		{"usage", usageError{errors.New("bad flag")}, 2, ""},
+		{"wrapped_usage", fmt.Errorf("controller: %w", usageError{errors.New("bad flag")}), 2, ""},
+		{"flag", flagError("workers", "must be >= 1, got %d", 0), 2, ""},
+		// A findings error's message was printed already by the command that found them.
+		{"findings", findingsError{errors.New("2 problems")}, 1, "-"},
+		{"invalid_input", invalidInputError{errors.New("a.yaml:3: not valid YAML")}, 1, ""},
+		{"runtime", errors.New("connection refused"), 3, ""},
+		{"not_found", fmt.Errorf("get CSR %q: %w", "csr-1", apierrors.NewNotFound(schema.GroupResource{Group: "certificates.k8s.io", Resource: "certificatesigningrequests"}, "csr-1")), 3, ""},
+		{"forbidden_list_nodes", fmt.Errorf("list nodes: %w", forbidden("list", schema.GroupResource{Resource: "nodes"}, "", "")), 3,
+			"csrguard needs list on nodes, cluster-wide: ask for it, or run as someone who has it (--as, --context, --kubeconfig).\n"},
+		{"forbidden_list_csrs", fmt.Errorf("list kubelet-serving certificatesigningrequests: %w", forbidden("list", schema.GroupResource{Group: "certificates.k8s.io", Resource: "certificatesigningrequests"}, "", "")), 3,
+			"csrguard needs list on certificatesigningrequests.certificates.k8s.io, cluster-wide: ask for it, or run as someone who has it (--as, --context, --kubeconfig).\n"},
+		{"forbidden_namespaced_get", forbidden("get", schema.GroupResource{Group: "coordination.k8s.io", Resource: "leases"}, "csrguard", "csrguard"), 3,
+			`csrguard needs get on leases.coordination.k8s.io "csrguard" in namespace "csrguard": ask for it, or run as someone who has it (--as, --context, --kubeconfig).` + "\n"},
+		{"forbidden_subresource", forbidden("update", schema.GroupResource{Group: "certificates.k8s.io", Resource: "certificatesigningrequests/approval"}, "csr-1", ""), 3,
+			`csrguard needs update on certificatesigningrequests.certificates.k8s.io/approval "csr-1", cluster-wide: ask for it, or run as someone who has it (--as, --context, --kubeconfig).` + "\n"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -114,15 +129,38 @@ func TestExitCode(t *testing.T) {
 			if got != tc.want {
 				t.Errorf("ExitCode(%v) = %d, want %d", tc.err, got, tc.want)
 			}
-			// A findings error's message was printed already by the command that found them.
-			wantPrinted := "Error: " + tc.err.Error() + "\n"
-			if tc.name == "findings" {
+			wantPrinted := "Error: " + tc.err.Error() + "\n" + tc.wantPrinted
+			if tc.wantPrinted == "-" {
 				wantPrinted = ""
 			}
 			if printed != wantPrinted {
 				t.Errorf("ExitCode(%v) printed %q, want %q", tc.err, printed, wantPrinted)
 			}
 		})
+	}
+}
+
+// TestExitCodeWritesToCommandStderr: the error goes where the command's
+// output goes (a test buffer, kubectl's pipe), never to the process's stderr.
+func TestExitCodeWritesToCommandStderr(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	old := os.Stderr
+	os.Stderr = f
+	defer func() { os.Stderr = old }()
+	var errOut bytes.Buffer
+	cmd := New()
+	cmd.SetErr(&errOut)
+	ExitCode(cmd, errors.New("connection refused"))
+	os.Stderr = old
+	if got, want := errOut.String(), "Error: connection refused\n"; got != want {
+		t.Errorf("command stderr = %q, want %q", got, want)
+	}
+	if b, _ := os.ReadFile(f.Name()); len(b) > 0 {
+		t.Errorf("ExitCode wrote %q to os.Stderr", b)
 	}
 }
 

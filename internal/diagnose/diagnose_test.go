@@ -516,26 +516,6 @@ func TestTalosctlPatchWithoutControlPlaneLabel(t *testing.T) {
 	}
 }
 
-func TestHumanDuration(t *testing.T) {
-	tests := []struct {
-		d    time.Duration
-		want string
-	}{
-		{42 * time.Second, "42s"},
-		{14*time.Minute + 59*time.Second, "14m"},
-		{3*time.Hour + 12*time.Minute, "3h12m"},
-		{22 * time.Hour, "22h"},
-		{364*24*time.Hour + 5*time.Hour, "364d"},
-		{-3 * 24 * time.Hour, "-3d"},
-		{0, "0s"},
-	}
-	for _, tt := range tests {
-		if got := humanDuration(tt.d); got != tt.want {
-			t.Errorf("humanDuration(%v) = %q, want %q", tt.d, got, tt.want)
-		}
-	}
-}
-
 func findByID(findings []Finding, id string) *Finding {
 	for i := range findings {
 		if findings[i].ID == id {

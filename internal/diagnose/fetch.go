@@ -4,11 +4,11 @@
 // Fetch reads everything once (Nodes, kubelet-serving CSRs, the approvers
 // that run, the CA pods trust, and optionally a TLS probe of every kubelet)
 // into a Snapshot. Diagnose and Certs are pure functions of a Snapshot, so
-// every finding can be tested with a hand-built one. RenderFindings and
-// RenderCerts print them as a table for people or as JSON/YAML for scripts.
-// The package writes nothing to the cluster and decides no CSR: Nodes, CSRs
-// and the policy's facts are read through package kube, what the policy
-// would decide comes from package policy, probes from package monitor.
+// every finding can be tested with a hand-built one; NewReport and Preflight
+// summarise them as data. The package prints nothing (package cli does),
+// writes nothing to the cluster and decides no CSR: Nodes, CSRs and the
+// policy's facts are read through package kube, what the policy would decide
+// comes from package policy, probes from package monitor.
 package diagnose
 
 import (

@@ -7,10 +7,8 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -216,53 +214,4 @@ func rollback(v *view) []string {
 			"Break-glass instead of rolling back: csrguard approve --dry-run, then csrguard approve.")
 	}
 	return lines
-}
-
-// RenderPreflight writes r as a table or as JSON/YAML.
-func RenderPreflight(w io.Writer, r PreflightReport, format string) error {
-	if format != FormatTable {
-		if r.Nodes == nil {
-			r.Nodes = []NodePlan{}
-		}
-		return encode(w, r, format)
-	}
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tOUTCOME\tREASON\tDETAIL")
-	for _, n := range r.Nodes {
-		reason := string(n.Reason)
-		if reason == "" || n.Outcome == OutcomePending {
-			reason = "-"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Node, n.Outcome, reason, n.Message)
-	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	fmt.Fprintln(w)
-	for _, c := range r.Checks {
-		mark := "ok  "
-		if !c.OK {
-			mark = "FAIL"
-			if c.Name == "signer" {
-				mark = "??  "
-			}
-		}
-		fmt.Fprintf(w, "[%s] %s: %s\n", mark, c.Name, c.Detail)
-	}
-	fmt.Fprintln(w, "\nRollback plan:")
-	for _, l := range r.Rollback {
-		fmt.Fprintf(w, "  - %s\n", l)
-	}
-	if len(r.Suggestions) > 0 {
-		fmt.Fprintln(w, "\nSuggestions:")
-		for _, l := range r.Suggestions {
-			fmt.Fprintf(w, "  - %s\n", l)
-		}
-	}
-	if r.OK {
-		fmt.Fprintln(w, "\nSafe to enable kubelet serving-certificate rotation: every node would get a certificate.")
-	} else {
-		fmt.Fprintln(w, "\nNot safe yet: fix the above before enabling kubelet serving-certificate rotation.")
-	}
-	return nil
 }

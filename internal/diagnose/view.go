@@ -11,6 +11,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -221,30 +222,8 @@ func issuerName(c *x509.Certificate) string {
 	return c.Issuer.String()
 }
 
-// humanDuration prints d briefly: 42s, 14m, 3h12m, 364d; negative with a minus.
-func humanDuration(d time.Duration) string {
-	sign := ""
-	if d < 0 {
-		sign, d = "-", -d
-	}
-	var s string
-	switch {
-	case d < time.Minute:
-		s = fmt.Sprintf("%ds", int(d/time.Second))
-	case d < time.Hour:
-		s = fmt.Sprintf("%dm", int(d/time.Minute))
-	case d < 48*time.Hour:
-		h, m := int(d/time.Hour), int(d%time.Hour/time.Minute)
-		if m == 0 {
-			s = fmt.Sprintf("%dh", h)
-		} else {
-			s = fmt.Sprintf("%dh%dm", h, m)
-		}
-	default:
-		s = fmt.Sprintf("%dd", int(d/(24*time.Hour)))
-	}
-	return sign + s
-}
+// humanDuration prints d as every csrguard output does: human.Duration.
+func humanDuration(d time.Duration) string { return human.Duration(d) }
 
 // plural returns "1 kubelet" or "2 kubelets".
 func plural(n int, word string) string {

@@ -40,6 +40,21 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 }
 
+// asJSON is v as `csrguard … -o json` prints it: indented by two spaces,
+// without HTML escaping. internal/cli's tests read these goldens as the
+// reports they print, and check that -o json reproduces them byte for byte.
+func asJSON(t *testing.T, v any) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
 // mixed is a cluster with a certificate in every state the certs table shows.
 func mixed(t *testing.T) Snapshot {
 	s := healthy(t, ubuntuOS)
@@ -53,7 +68,9 @@ func mixed(t *testing.T) Snapshot {
 	return s
 }
 
-func TestRenderFindingsGolden(t *testing.T) {
+// TestReportGolden locks in the doctor's report, findings and summary, of
+// three clusters.
+func TestReportGolden(t *testing.T) {
 	tests := []struct {
 		name string
 		s    func(t *testing.T) Snapshot
@@ -63,51 +80,19 @@ func TestRenderFindingsGolden(t *testing.T) {
 		{"doctor-mixed", mixed},
 	}
 	for _, tt := range tests {
-		for _, format := range []string{FormatTable, FormatJSON, FormatYAML} {
-			if format == FormatYAML && tt.name != "doctor-incident" {
-				continue
-			}
-			t.Run(tt.name+"_"+format, func(t *testing.T) {
-				s := tt.s(t)
-				var buf bytes.Buffer
-				if err := RenderFindings(&buf, s, Diagnose(s), format); err != nil {
-					t.Fatal(err)
-				}
-				golden(t, tt.name+"."+format+".golden", buf.Bytes())
-			})
-		}
-	}
-}
-
-func TestRenderCertsGolden(t *testing.T) {
-	rows := Certs(mixed(t))
-	tests := []struct {
-		name, sortBy, format string
-	}{
-		{"certs.table.golden", SortByNode, FormatTable},
-		{"certs-expiry.table.golden", SortByExpiry, FormatTable},
-		{"certs.json.golden", SortByNode, FormatJSON},
-	}
-	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var buf bytes.Buffer
-			if err := RenderCerts(&buf, rows, tt.sortBy, tt.format); err != nil {
-				t.Fatal(err)
-			}
-			golden(t, tt.name, buf.Bytes())
+			s := tt.s(t)
+			golden(t, tt.name+".json.golden", asJSON(t, NewReport(s, Diagnose(s))))
 		})
 	}
 }
 
-// TestRenderJSONShape checks the JSON a script reads: field names, empty
+// TestReportJSONShape checks the JSON a script reads: field names, empty
 // lists as [], severities as words.
-func TestRenderJSONShape(t *testing.T) {
+func TestReportJSONShape(t *testing.T) {
 	s := healthy(t, ubuntuOS)
 	s.Approvers = nil
-	var buf bytes.Buffer
-	if err := RenderFindings(&buf, s, Diagnose(s), FormatJSON); err != nil {
-		t.Fatal(err)
-	}
+	out := asJSON(t, NewReport(s, Diagnose(s)))
 	var got struct {
 		Summary struct {
 			Nodes     int            `json:"nodes"`
@@ -121,7 +106,7 @@ func TestRenderJSONShape(t *testing.T) {
 			Nodes    []string       `json:"nodes"`
 		} `json:"findings"`
 	}
-	if err := json.Unmarshal(buf.Bytes(), &got); err != nil {
+	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatal(err)
 	}
 	if got.Summary.Nodes != 3 || got.Summary.CSRs["issued"] != 3 || got.Summary.Approvers == nil || got.Summary.Warning != 1 {
@@ -130,55 +115,23 @@ func TestRenderJSONShape(t *testing.T) {
 	if len(got.Findings) != 1 || got.Findings[0].ID != IDNoApprover || got.Findings[0].Severity != severity.Warning || got.Findings[0].Nodes == nil {
 		t.Errorf("findings = %+v", got.Findings)
 	}
-	if !strings.Contains(buf.String(), `"nodes": []`) {
-		t.Errorf("empty nodes not rendered as []:\n%s", buf.String())
+	if !strings.Contains(string(out), `"nodes": []`) {
+		t.Errorf("empty nodes not rendered as []:\n%s", out)
 	}
 }
 
-func TestRenderErrors(t *testing.T) {
-	var buf bytes.Buffer
-	if err := RenderFindings(&buf, Snapshot{}, nil, "xml"); err == nil {
-		t.Error("RenderFindings accepted format xml")
-	}
-	if err := RenderCerts(&buf, nil, "age", FormatTable); err == nil {
-		t.Error("RenderCerts accepted sort order age")
-	}
-	if err := RenderCerts(&buf, nil, SortByNode, "xml"); err == nil {
-		t.Error("RenderCerts accepted format xml")
-	}
-}
-
-func TestVerdict(t *testing.T) {
-	tests := []struct {
-		findings []Finding
-		want     string
+func TestApproverState(t *testing.T) {
+	for _, tc := range []struct {
+		a    Approver
+		want string
 	}{
-		{nil, "No problems found"},
-		{[]Finding{{Severity: severity.Info}}, "No problems found (1 info)"},
-		{[]Finding{{Severity: severity.Critical}, {Severity: severity.Warning}, {Severity: severity.Warning}}, "1 critical, 2 warnings"},
-		{[]Finding{{Severity: severity.Critical}, {Severity: severity.Critical}, {Severity: severity.Info}}, "2 critical, 1 info"},
-	}
-	for _, tt := range tests {
-		if got := NewReport(Snapshot{}, tt.findings).Verdict(); got != tt.want {
-			t.Errorf("Verdict() = %q, want %q", got, tt.want)
-		}
-	}
-}
-
-// TestRenderTableTruncates checks that long lists are cut in the table.
-func TestRenderTableTruncates(t *testing.T) {
-	f := Finding{ID: "x", Severity: severity.Warning, Title: "many", Fix: []string{"fix"}}
-	for i := range 30 {
-		f.Nodes = append(f.Nodes, "node-"+string(rune('a'+i%26))+string(rune('a'+i/26)))
-		f.Evidence = append(f.Evidence, "line")
-	}
-	var buf bytes.Buffer
-	if err := RenderFindings(&buf, Snapshot{}, []Finding{f}, FormatTable); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{"… (20 more)", "… 15 more (see -o json)"} {
-		if !strings.Contains(buf.String(), want) {
-			t.Errorf("table lacks %q:\n%s", want, buf.String())
+		{Approver{Ready: true, Mode: "enforce"}, "running"},
+		{Approver{Ready: true}, "running"},
+		{Approver{Ready: true, Mode: "dry-run"}, "dry-run"},
+		{Approver{Mode: "enforce"}, "not running"},
+	} {
+		if got := tc.a.State(); got != tc.want {
+			t.Errorf("%+v.State() = %q, want %q", tc.a, got, tc.want)
 		}
 	}
 }
