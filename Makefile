@@ -35,6 +35,10 @@ build: ## Build csrguard and the kubectl plugin kubectl-csrguard into _output/bi
 dev-cluster: ## A local cluster (a real kubelet, NODES-1 simulated, metrics-server) until Ctrl-C; root: reachable from this host
 	@CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/localcluster dev --nodes $(NODES) --dir $(OUT)/dev
 
+.PHONY: lint
+lint: ## golangci-lint with .golangci.yml (built from its Go module, cached by version); PKGS=./internal/policy/... for some packages
+	@hack/lint.sh $(PKGS)
+
 .PHONY: unit
 unit: ## Unit tests only, no control plane (go test -short)
 	go test -short -race ./...
