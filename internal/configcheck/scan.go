@@ -1,6 +1,7 @@
 package configcheck
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -436,7 +437,7 @@ func (c *fileScan) inlineManifest(f field, path, name, format string) {
 	}
 	docs, err := parseDocuments(c.file, []byte(v.Value))
 	if err != nil {
-		pe, _ := err.(*ParseError)
+		pe, _ := errors.AsType[*ParseError](err)
 		line, msg := base, err.Error()
 		if pe != nil {
 			msg = pe.Message
@@ -501,7 +502,7 @@ func (c *fileScan) jsonPatch(root *yaml.Node) {
 			continue
 		}
 		var segs []string
-		for _, s := range strings.Split(strings.TrimPrefix(scalar(f["path"].value), "/"), "/") {
+		for s := range strings.SplitSeq(strings.TrimPrefix(scalar(f["path"].value), "/"), "/") {
 			segs = append(segs, strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~"))
 		}
 		c.patchValue(segs, v)
