@@ -229,10 +229,10 @@ func (cp *ControlPlane) KubeletServingCAFile() string { return cp.files.servingC
 
 // paths are the files written by writePKI.
 type paths struct {
-	clusterCA, apiserverCert, apiserverKey     string
-	clusterCAKey                               string
-	servingCA, servingCAKey                    string
-	saPriv, saPub, kcmKubeconfig, etcdEndpoint string
+	clusterCA, apiserverCert, apiserverKey string
+	clusterCAKey                           string
+	servingCA, servingCAKey                string
+	saPriv, saPub                          string
 	// kubeletClientCert/Key is how the API server authenticates to kubelets.
 	kubeletClientCert, kubeletClientKey string
 	// frontProxyCA and frontProxyClient* authenticate the aggregator to
@@ -521,7 +521,7 @@ func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
 	p := cp.procs["kube-apiserver"]
 	cp.mu.Unlock()
 	if p != nil {
-		p.Stop()
+		_ = p.Stop()
 	}
 	if err := cp.spawn("kube-apiserver", cp.apiserver); err != nil {
 		return err
@@ -537,7 +537,7 @@ func (cp *ControlPlane) StopControllerManager() {
 	delete(cp.procs, "kube-controller-manager")
 	cp.mu.Unlock()
 	if p != nil {
-		p.Stop()
+		_ = p.Stop()
 	}
 }
 
@@ -615,7 +615,7 @@ func (cp *ControlPlane) poll(ctx context.Context, name string, timeout time.Dura
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %s: %w (last error: %v)", name, timeout, ctx.Err(), last)
+			return fmt.Errorf("%s not ready after %s: %w (last error: %w)", name, timeout, ctx.Err(), last)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
