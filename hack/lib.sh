@@ -48,3 +48,21 @@ build_step() {
   fi
   log "built $title in $(elapsed "$start")"
 }
+
+# build_go_tool NAME MODULE VERSION PACKAGE ESTIMATE [LDFLAGS]: go build PACKAGE
+# from MODULE@vVERSION in a throwaway tools module into
+# $CSRGUARD_CACHE/tools/NAME-vVERSION/NAME, unless that binary exists.
+build_go_tool() {
+  local name="$1" module="$2" version="$3" pkg="$4" estimate="$5" ldflags="-s -w ${6:-}"
+  local dir="$CSRGUARD_CACHE/tools/$name-v$version"
+  [[ -x "$dir/$name" ]] && return 0
+  local work="$dir.work"
+  tool() {
+    export CGO_ENABLED=0 GOFLAGS=-mod=mod GOWORK=off
+    rm -rf "$work" && mkdir -p "$work"
+    (cd "$work" && go mod init "csrguard.local/$name" && go get "$module@v$version" &&
+      go build -trimpath -ldflags "$ldflags" -o "$name" "$pkg")
+    mkdir -p "$dir" && mv "$work/$name" "$dir/$name" && rm -rf "$work"
+  }
+  build_step "$name v$version" "$name-v$version" "$estimate" tool
+}

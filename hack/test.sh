@@ -1,10 +1,22 @@
 #!/usr/bin/env bash
 # test.sh runs csrguard's whole suite, the way `make test` and CI do: static
-# checks, every Go test with the race detector (unit, integration and e2e on a
-# real control plane, real kubelet and metrics-server built by build-kube.sh,
-# in private network namespaces), and a short fuzz run.
+# checks (gofmt, golangci-lint, go vet, go mod tidy), every Go test with the
+# race detector (unit, integration and e2e on a real control plane, real
+# kubelet and metrics-server built by build-kube.sh, in private network
+# namespaces), and a short fuzz run.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
+
+log "gofmt"
+unformatted="$(gofmt -l $(git ls-files '*.go'))"
+if [[ -n "$unformatted" ]]; then
+  echo "gofmt needed on:" >&2; echo "$unformatted" >&2; exit 1
+fi
+
+# golangci-lint before the cluster and tool builds: a finding fails the run
+# in minutes, not after them.
+log "golangci-lint v$GOLANGCI_LINT_VERSION (.golangci.yml)"
+hack/lint.sh
 
 log "cluster components (Kubernetes v$K8S_VERSION with the kubelet, etcd v$ETCD_VERSION, metrics-server v$METRICS_SERVER_VERSION)"
 CSRGUARD_KUBE_BIN="$(hack/build-kube.sh)"
@@ -15,12 +27,6 @@ log "test tools (promtool v$PROMETHEUS_VERSION, helm v$HELM_VERSION)"
 CSRGUARD_TOOLS_BIN="$(hack/build-tools.sh)"
 export CSRGUARD_TOOLS_BIN
 log "using $CSRGUARD_TOOLS_BIN"
-
-log "gofmt"
-unformatted="$(gofmt -l $(git ls-files '*.go'))"
-if [[ -n "$unformatted" ]]; then
-  echo "gofmt needed on:" >&2; echo "$unformatted" >&2; exit 1
-fi
 
 log "go vet"
 go vet ./...

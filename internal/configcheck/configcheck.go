@@ -262,7 +262,7 @@ func CheckFiles(files []File) (Result, error) {
 	if len(errs) > 0 {
 		return Result{}, errors.Join(errs...)
 	}
-	findings := append(s.findings, evaluate(&s)...)
+	findings := slices.Concat(s.findings, evaluate(&s))
 	sort.SliceStable(findings, func(i, j int) bool {
 		a, b := findings[i], findings[j]
 		if a.File != b.File {

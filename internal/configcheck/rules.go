@@ -298,7 +298,7 @@ func postfinanceFindings(m Manifest) []Finding {
 // anyPrefix returns a prefix in a comma-separated list that matches every
 // address (0.0.0.0/0, ::/0), or "".
 func anyPrefix(list string) string {
-	for _, s := range strings.Split(list, ",") {
+	for s := range strings.SplitSeq(list, ",") {
 		if p, err := netip.ParsePrefix(strings.TrimSpace(s)); err == nil && p.Bits() == 0 {
 			return p.String()
 		}

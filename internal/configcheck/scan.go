@@ -1,6 +1,7 @@
 package configcheck
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -505,7 +506,7 @@ func (c *fileScan) inlineManifest(f field, path, name, format string) {
 	}
 	docs, err := parseDocuments(c.file, []byte(v.Value))
 	if err != nil {
-		pe, _ := err.(*ParseError)
+		pe, _ := errors.AsType[*ParseError](err)
 		line, msg := base, err.Error()
 		if pe != nil {
 			msg = pe.Message

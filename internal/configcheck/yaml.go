@@ -230,12 +230,12 @@ func describe(n *yaml.Node) string {
 
 // clip shortens s for a message.
 func clip(s string) string {
-	const max = 60
-	if len(s) <= max {
+	const limit = 60
+	if len(s) <= limit {
 		return s
 	}
 	// Cut on a rune boundary.
-	cut := max
+	cut := limit
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

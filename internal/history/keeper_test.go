@@ -110,8 +110,9 @@ func TestKeeper(t *testing.T) {
 	elected := make(chan struct{})
 	var mu sync.Mutex
 	var gained []string
+	errorsTotal := prometheus.NewCounter(prometheus.CounterOpts{Name: "errors_total", Help: "Errors of the keeper under test."})
 	keeper := history.NewKeeper(claims, history.NewStore(records, records, "csrguard"), nodes, clock, elected,
-		func(n []string) { mu.Lock(); gained = append(gained, n...); mu.Unlock() }, prometheus.NewCounter(prometheus.CounterOpts{Name: "errors"}))
+		func(n []string) { mu.Lock(); gained = append(gained, n...); mu.Unlock() }, errorsTotal)
 	state := func() string {
 		snap, _ := claims.Snapshot()
 		mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,10 +74,8 @@ func (c Config) Validate() error {
 	if c.AddressSettleTime < 0 {
 		return fmt.Errorf("AddressSettleTime must be >= 0, got %v", c.AddressSettleTime)
 	}
-	for _, name := range c.ExtraReservedNames {
-		if name == "" {
-			return errors.New("ExtraReservedNames must not hold an empty name")
-		}
+	if slices.Contains(c.ExtraReservedNames, "") {
+		return errors.New("ExtraReservedNames must not hold an empty name")
 	}
 	for _, sel := range c.ControlPlaneLabels {
 		if err := ValidateControlPlaneLabel(sel); err != nil {

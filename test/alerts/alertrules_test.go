@@ -19,17 +19,17 @@ type ruleCase struct {
 
 func s(name, values string) promtest.Series { return promtest.Series{Name: name, Values: values} }
 
-// fires expects alert to fire at min minutes with exactly these label sets
+// fires expects alert to fire at minute with exactly these label sets
 // (severity included); none expects it not to fire.
-func fires(min int, alert string, labels ...map[string]string) promtest.AlertTest {
-	at := promtest.AlertTest{EvalTime: time.Duration(min) * time.Minute, AlertName: alert}
+func fires(minute int, alert string, labels ...map[string]string) promtest.AlertTest {
+	at := promtest.AlertTest{EvalTime: time.Duration(minute) * time.Minute, AlertName: alert}
 	for _, l := range labels {
 		at.ExpAlerts = append(at.ExpAlerts, promtest.ExpAlert{Labels: l})
 	}
 	return at
 }
 
-func none(min int, alert string) promtest.AlertTest { return fires(min, alert) }
+func none(minute int, alert string) promtest.AlertTest { return fires(minute, alert) }
 
 func node(n, severity string) map[string]string {
 	return map[string]string{"node": n, "severity": severity}

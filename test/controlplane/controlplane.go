@@ -230,10 +230,10 @@ func (cp *ControlPlane) KubeletServingCAFile() string { return cp.files.servingC
 
 // paths are the files written by writePKI.
 type paths struct {
-	clusterCA, apiserverCert, apiserverKey     string
-	clusterCAKey                               string
-	servingCA, servingCAKey                    string
-	saPriv, saPub, kcmKubeconfig, etcdEndpoint string
+	clusterCA, apiserverCert, apiserverKey string
+	clusterCAKey                           string
+	servingCA, servingCAKey                string
+	saPriv, saPub                          string
 	// kubeletClientCert/Key is how the API server authenticates to kubelets.
 	kubeletClientCert, kubeletClientKey string
 	// frontProxyCA and frontProxyClient* authenticate the aggregator to
@@ -522,7 +522,7 @@ func (cp *ControlPlane) RestartAPIServer(ctx context.Context) error {
 	p := cp.procs["kube-apiserver"]
 	cp.mu.Unlock()
 	if p != nil {
-		p.Stop()
+		_ = p.Stop()
 	}
 	if err := cp.spawn("kube-apiserver", cp.apiserver); err != nil {
 		return err
@@ -538,7 +538,7 @@ func (cp *ControlPlane) StopControllerManager() {
 	delete(cp.procs, "kube-controller-manager")
 	cp.mu.Unlock()
 	if p != nil {
-		p.Stop()
+		_ = p.Stop()
 	}
 }
 

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,6 +42,11 @@ func StartProcess(bin string, args []string, logPath string) (*Process, error) {
 	p := &Process{args: args, cmd: cmd, log: log, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()
+		if err == nil {
+			// Err says how the process ended even when it exited cleanly,
+			// so that "exited: %w" never prints a nil error.
+			err = errors.New("exit status 0")
+		}
 		p.mu.Lock()
 		p.err = err
 		p.mu.Unlock()
@@ -60,7 +66,8 @@ func (p *Process) Exited() bool {
 	}
 }
 
-// Err returns how the process ended, once it has.
+// Err returns how the process ended, once it has (an *exec.ExitError, or
+// "exit status 0"), and nil while it runs.
 func (p *Process) Err() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()

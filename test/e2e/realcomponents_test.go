@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -157,9 +158,9 @@ func TestSimulatedKubeletMatchesReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	v6 := netns.NewPool(netns.KubeletsIPv6).Next()
-	real := c.addRealKubelet(ctx, "twin", c.pool.Next(), v6, cfg)
-	realCSR := c.waitPending(ctx, real.Name())
-	node, err := c.admin.CoreV1().Nodes().Get(ctx, real.Name(), metav1.GetOptions{})
+	realKubelet := c.addRealKubelet(ctx, "twin", c.pool.Next(), v6, cfg)
+	realCSR := c.waitPending(ctx, realKubelet.Name())
+	node, err := c.admin.CoreV1().Nodes().Get(ctx, realKubelet.Name(), metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,16 +169,16 @@ func TestSimulatedKubeletMatchesReal(t *testing.T) {
 	simulate := func(port int, tmpl func(string, []corev1.NodeAddress) *x509.CertificateRequest) certificatesv1.CertificateSigningRequest {
 		t.Helper()
 		seen := []string{realCSR.Name}
-		for _, csr := range c.csrsOf(ctx, real.Name()) {
+		for _, csr := range c.csrsOf(ctx, realKubelet.Name()) {
 			seen = append(seen, csr.Name)
 		}
-		sim, err := kubelet.Start(ctx, kubelet.Options{Name: real.Name(), Config: cfg, Addresses: node.Status.Addresses,
+		sim, err := kubelet.Start(ctx, kubelet.Options{Name: realKubelet.Name(), Config: cfg, Addresses: node.Status.Addresses,
 			Port: port, SkipRegistration: true, Template: tmpl})
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(sim.Stop)
-		return c.waitPending(ctx, real.Name(), seen...)
+		return c.waitPending(ctx, realKubelet.Name(), seen...)
 	}
 
 	if diff := csrFidelity(t, realCSR, simulate(10251, nil)); len(diff) > 0 {
@@ -193,11 +194,11 @@ func TestSimulatedKubeletMatchesReal(t *testing.T) {
 	}
 }
 
-// csrFidelity lists how sim differs from real in everything a kubelet
+// csrFidelity lists how simCSR differs from realCSR in everything a kubelet
 // decides: the spec (signer, usages, requester, lifetime) and the request
 // (version, subject as encoded, SANs in order, extensions as encoded, key and
 // signature algorithms). Keys and signatures differ by nature.
-func csrFidelity(t *testing.T, real, sim certificatesv1.CertificateSigningRequest) []string {
+func csrFidelity(t *testing.T, realCSR, simCSR certificatesv1.CertificateSigningRequest) []string {
 	t.Helper()
 	var diffs []string
 	cmpField := func(what string, a, b any) {
@@ -205,17 +206,17 @@ func csrFidelity(t *testing.T, real, sim certificatesv1.CertificateSigningReques
 			diffs = append(diffs, fmt.Sprintf("%s (-real +simulated):\n%s", what, d))
 		}
 	}
-	cmpField("signerName", real.Spec.SignerName, sim.Spec.SignerName)
-	cmpField("usages", real.Spec.Usages, sim.Spec.Usages)
-	cmpField("username", real.Spec.Username, sim.Spec.Username)
-	cmpField("groups", real.Spec.Groups, sim.Spec.Groups)
-	cmpField("extra", real.Spec.Extra, sim.Spec.Extra)
-	cmpField("expirationSeconds", real.Spec.ExpirationSeconds, sim.Spec.ExpirationSeconds)
-	r, err := servingcsr.Parse(real.Spec.Request)
+	cmpField("signerName", realCSR.Spec.SignerName, simCSR.Spec.SignerName)
+	cmpField("usages", realCSR.Spec.Usages, simCSR.Spec.Usages)
+	cmpField("username", realCSR.Spec.Username, simCSR.Spec.Username)
+	cmpField("groups", realCSR.Spec.Groups, simCSR.Spec.Groups)
+	cmpField("extra", realCSR.Spec.Extra, simCSR.Spec.Extra)
+	cmpField("expirationSeconds", realCSR.Spec.ExpirationSeconds, simCSR.Spec.ExpirationSeconds)
+	r, err := servingcsr.Parse(realCSR.Spec.Request)
 	if err != nil {
 		t.Fatalf("parse the real kubelet's request: %v", err)
 	}
-	s, err := servingcsr.Parse(sim.Spec.Request)
+	s, err := servingcsr.Parse(simCSR.Spec.Request)
 	if err != nil {
 		t.Fatalf("parse the simulated kubelet's request: %v", err)
 	}
@@ -306,10 +307,13 @@ func waitServing(ctx context.Context, endpoint string, roots *x509.CertPool, pre
 	var last error
 	err := wait.PollUntilContextCancel(ctx, 200*time.Millisecond, true, func(ctx context.Context) (bool, error) {
 		cert, last = handshake(ctx, endpoint, roots)
-		return last == nil && (prev == nil || !cert.Equal(prev)), nil
+		if last == nil && prev != nil && cert.Equal(prev) {
+			last = errors.New("it still serves the previous certificate")
+		}
+		return last == nil, nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("no new serving certificate at %s: %w (last error: %v)", endpoint, err, last)
+		return nil, fmt.Errorf("no new serving certificate at %s: %w (last error: %w)", endpoint, err, last)
 	}
 	return cert, nil
 }

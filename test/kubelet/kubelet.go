@@ -22,6 +22,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -193,9 +194,7 @@ func (k *Kubelet) handler() http.Handler {
 // register creates the Node as the node itself and writes its status.
 func (k *Kubelet) register(ctx context.Context, opts Options) error {
 	labels := map[string]string{"kubernetes.io/hostname": opts.Name, "kubernetes.io/os": "linux"}
-	for key, v := range opts.Labels {
-		labels[key] = v
-	}
+	maps.Copy(labels, opts.Labels)
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: opts.Name, Labels: labels}}
 	created, err := k.client.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {

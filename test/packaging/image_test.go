@@ -21,8 +21,8 @@ import (
 )
 
 // buildImage runs test/cmd/ociimage as `make image` does and returns the
-// tarball's path and the program's output.
-func buildImage(t *testing.T, binary, tag string) (string, string) {
+// tarball's path.
+func buildImage(t *testing.T, binary, tag string) string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "csrguard-image.tar")
 	cmd := exec.Command(ociimageBinary(t), "--binary", binary, "--output", out, "--tag", tag,
@@ -31,7 +31,7 @@ func buildImage(t *testing.T, binary, tag string) (string, string) {
 	if err != nil {
 		t.Fatalf("ociimage: %v\n%s", err, b)
 	}
-	return out, string(b)
+	return out
 }
 
 // TestImage builds the image tarball from a static csrguard binary and reads
@@ -40,7 +40,7 @@ func buildImage(t *testing.T, binary, tag string) (string, string) {
 func TestImage(t *testing.T) {
 	bin := csrguardBinary(t)
 	tag := "ghcr.io/csrguard/csrguard:" + appVersion(t)
-	path, _ := buildImage(t, bin, tag)
+	path := buildImage(t, bin, tag)
 
 	ref, err := name.NewTag(tag)
 	if err != nil {
@@ -121,7 +121,7 @@ func TestImage(t *testing.T) {
 	}
 
 	// Reproducible: the same binary gives the same image.
-	again, _ := buildImage(t, bin, tag)
+	again := buildImage(t, bin, tag)
 	img2, err := tarball.ImageFromPath(again, &ref)
 	if err != nil {
 		t.Fatal(err)

@@ -336,7 +336,7 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	log := readFile(t, logPath)
 	if strings.Contains(strings.ToLower(log), "forbidden") {
 		var lines []string
-		for _, l := range strings.Split(log, "\n") {
+		for l := range strings.SplitSeq(log, "\n") {
 			if strings.Contains(strings.ToLower(l), "forbidden") {
 				lines = append(lines, l)
 			}

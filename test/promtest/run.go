@@ -162,8 +162,7 @@ func Firing(ctx context.Context, promtool, dir string, ruleFiles []string, serie
 	if err == nil {
 		return map[string][]map[string]string{}, nil
 	}
-	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) {
+	if _, ok := errors.AsType[*exec.ExitError](err); !ok {
 		return nil, err
 	}
 	got, ok := gotLine(out)

@@ -41,6 +41,7 @@ package promtest
 import (
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"regexp"
 	"sort"
@@ -151,9 +152,7 @@ func WithLabels(series []Series, extra map[string]string) ([]Series, error) {
 		if err != nil {
 			return nil, err
 		}
-		for k, v := range extra {
-			lbls[k] = v
-		}
+		maps.Copy(lbls, extra)
 		out = append(out, Series{Name: Selector(name, lbls), Values: s.Values})
 	}
 	return out, nil
@@ -202,9 +201,7 @@ func labelMap(pairs []*dto.LabelPair) map[string]string {
 // with returns a copy of lbls with k set to v.
 func with(lbls map[string]string, k, v string) map[string]string {
 	m := make(map[string]string, len(lbls)+1)
-	for lk, lv := range lbls {
-		m[lk] = lv
-	}
+	maps.Copy(m, lbls)
 	m[k] = v
 	return m
 }

@@ -195,7 +195,7 @@ func (o *options) validate(approvers string) error {
 	case o.probeNodes > 0 && o.probeConcurrency < 1:
 		return fmt.Errorf("--probe-concurrency must be >= 1, got %d", o.probeConcurrency)
 	}
-	for _, a := range strings.Split(approvers, ",") {
+	for a := range strings.SplitSeq(approvers, ",") {
 		a = strings.TrimSpace(a)
 		if a == "" {
 			continue // --approvers="" runs the probe phase alone

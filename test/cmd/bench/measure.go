@@ -109,7 +109,7 @@ func parseMetrics(r io.Reader) (scrape, error) {
 			continue
 		}
 		name, rest, _ := strings.Cut(line, "{")
-		labels, value := "", rest
+		var labels, value string
 		if strings.Contains(name, " ") { // no labels: "name value"
 			name, value, _ = strings.Cut(line, " ")
 		} else {

@@ -387,7 +387,7 @@ func watchSweeps(ctx context.Context, o options, proc *controlplane.Process, ep 
 		// arrive).
 		err := pollEvery(ctx, 50*time.Millisecond, timeout, func() (bool, error) {
 			if proc.Exited() {
-				return false, fmt.Errorf("csrguard exited: %v", proc.Err())
+				return false, fmt.Errorf("csrguard exited: %w", proc.Err())
 			}
 			a := kubelets.accepted.Load()
 			return a >= base+int64(o.probeNodes) || (a > base && kubelets.quietFor(time.Second)), nil

@@ -273,7 +273,7 @@ func startApprover(ctx context.Context, cp *controlplane.ControlPlane, o options
 	start := time.Now()
 	err = poll(ctx, 2*time.Minute, func() (bool, error) {
 		if proc.Exited() {
-			return false, fmt.Errorf("%s exited: %v; log tail:\n%s", approver, proc.Err(), controlplane.Tail(logPath, 20))
+			return false, fmt.Errorf("%s exited: %w; log tail:\n%s", approver, proc.Err(), controlplane.Tail(logPath, 20))
 		}
 		resp, err := http.Get(ep.readyz) //nolint:noctx // bounded by the poll deadline and a local listener
 		if err != nil {
@@ -404,7 +404,7 @@ func (w *approvalWatch) waitApproved(ctx context.Context, n int, timeout time.Du
 		case a+d >= n:
 			return false, fmt.Errorf("%d of %d CSRs denied", d, n)
 		case proc.Exited():
-			return false, fmt.Errorf("approver exited after %d of %d approvals: %v", a, n, proc.Err())
+			return false, fmt.Errorf("approver exited after %d of %d approvals: %w", a, n, proc.Err())
 		}
 		return false, nil
 	})
