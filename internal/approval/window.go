@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -46,8 +47,8 @@ func (w *window) release(key string, t time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	ts := w.seen[key]
-	for i := len(ts) - 1; i >= 0; i-- {
-		if ts[i].Equal(t) {
+	for i, seen := range slices.Backward(ts) {
+		if seen.Equal(t) {
 			w.seen[key] = append(ts[:i:i], ts[i+1:]...)
 			break
 		}

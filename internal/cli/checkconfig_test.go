@@ -36,8 +36,7 @@ func TestCheckConfigGolden(t *testing.T) {
 			offline(t)
 			stdout, stderr, err := run(t, append([]string{"check-config"}, tc.args...)...)
 			if tc.wantErrors {
-				var fe findingsError
-				if !errors.As(err, &fe) {
+				if _, ok := errors.AsType[findingsError](err); !ok {
 					t.Fatalf("error = %v, want a findings error", err)
 				}
 				if code, printed := exitCode(t, err); code != 1 || printed != "" {

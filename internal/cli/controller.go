@@ -3,6 +3,7 @@ package cli
 import (
 	"crypto/x509"
 	"fmt"
+	"math"
 	"os"
 	"regexp"
 	"strings"
@@ -143,8 +144,9 @@ func (o *logOptions) addFlags(fs *pflag.FlagSet) {
 // production preset it never samples: every decision is an audit record, and
 // a burst of 2,000 approvals must log 2,000 lines.
 func (o *logOptions) logger() (logr.Logger, error) {
-	if o.verbosity < 0 {
-		return logr.Logger{}, flagError("verbosity", "must be >= 0, got %d", o.verbosity)
+	if o.verbosity < 0 || o.verbosity > math.MaxInt8 {
+		// zap's levels are an int8: -v N is level -N.
+		return logr.Logger{}, flagError("verbosity", "must be between 0 and %d, got %d", math.MaxInt8, o.verbosity)
 	}
 	cfg := uberzap.NewProductionEncoderConfig()
 	cfg.TimeKey, cfg.EncodeTime, cfg.EncodeDuration = "ts", zapcore.RFC3339NanoTimeEncoder, zapcore.StringDurationEncoder
@@ -158,7 +160,7 @@ func (o *logOptions) logger() (logr.Logger, error) {
 	default:
 		return logr.Logger{}, flagError("log-format", `must be "text" or "json", got %q`, o.format)
 	}
-	core := zapcore.NewCore(&zap.KubeAwareEncoder{Encoder: enc}, zapcore.Lock(os.Stderr), zapcore.Level(-o.verbosity))
+	core := zapcore.NewCore(&zap.KubeAwareEncoder{Encoder: enc}, zapcore.Lock(os.Stderr), zapcore.Level(-int8(o.verbosity)))
 	return zapr.NewLogger(uberzap.New(core, uberzap.AddStacktrace(zapcore.PanicLevel))), nil
 }
 

@@ -33,6 +33,15 @@ type usageError struct{ error }
 
 func (e usageError) Unwrap() error { return e.error }
 
+// helpHint is a usage error cobra found in how command was invoked; ExitCode
+// follows it with where to read the usage, as kubectl does.
+type helpHint struct {
+	error
+	command string
+}
+
+func (e helpHint) Unwrap() error { return e.error }
+
 // findingsError marks a command that ran and found problems (exit code 1);
 // its output has said what they are, so ExitCode prints nothing more.
 type findingsError struct{ error }
@@ -54,6 +63,9 @@ func ExitCode(cmd *cobra.Command, err error) int {
 	w := cmd.ErrOrStderr()
 	if !errors.As(err, new(findingsError)) {
 		fmt.Fprintln(w, "Error:", err)
+		if hint, ok := errors.AsType[helpHint](err); ok {
+			fmt.Fprintf(w, "See '%s --help'.\n", hint.command)
+		}
 		if need := neededPermission(err); need != "" {
 			fmt.Fprintf(w, "%s needs %s: ask for it, or run as someone who has it (--as, --context, --kubeconfig).\n", cmd.Root().DisplayName(), need)
 		}

@@ -49,7 +49,7 @@ forbidden, the kubeconfig invalid).`,
 	}
 	root.AddCommand(newControllerCommand(), newDoctorCommand(), newCertsCommand(), newPreflightCommand(), newExplainCommand(), newApproveCommand(), newCheckConfigCommand(), newVersionCommand())
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
+		return usageError{helpHint{err, c.CommandPath()}}
 	})
 	// Wrong arguments are usage errors too (exit code 2), like wrong flags.
 	for _, c := range append(root.Commands(), root) {
@@ -57,7 +57,7 @@ forbidden, the kubeconfig invalid).`,
 			args := c.Args
 			c.Args = func(c *cobra.Command, a []string) error {
 				if err := args(c, a); err != nil {
-					return usageError{fmt.Errorf("%w\nSee '%s --help'.", err, c.CommandPath())}
+					return usageError{helpHint{err, c.CommandPath()}}
 				}
 				return nil
 			}
@@ -67,7 +67,7 @@ forbidden, the kubeconfig invalid).`,
 	root.RunE = func(c *cobra.Command, _ []string) error { return c.Help() }
 	root.Args = func(c *cobra.Command, a []string) error {
 		if len(a) > 0 {
-			return usageError{fmt.Errorf("unknown command %q for %q\nSee '%s --help'.", a[0], c.CommandPath(), c.CommandPath())}
+			return usageError{helpHint{fmt.Errorf("unknown command %q for %q", a[0], c.CommandPath()), c.CommandPath()}}
 		}
 		return nil
 	}

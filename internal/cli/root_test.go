@@ -108,6 +108,7 @@ func TestExitCode(t *testing.T) {
 	}{
 		{"usage", usageError{errors.New("bad flag")}, 2, ""},
 		{"wrapped_usage", fmt.Errorf("controller: %w", usageError{errors.New("bad flag")}), 2, ""},
+		{"cobra_usage", usageError{helpHint{errors.New("unknown flag: --x"), "csrguard doctor"}}, 2, "See 'csrguard doctor --help'.\n"},
 		{"flag", flagError("workers", "must be >= 1, got %d", 0), 2, ""},
 		// A findings error's message was printed already by the command that found them.
 		{"findings", findingsError{errors.New("2 problems")}, 1, "-"},

@@ -52,7 +52,7 @@ func (c *fileScan) jsonPatch(root *yaml.Node) {
 			continue
 		}
 		var segs []string
-		for _, s := range strings.Split(strings.TrimPrefix(scalar(f["path"].value), "/"), "/") {
+		for s := range strings.SplitSeq(strings.TrimPrefix(scalar(f["path"].value), "/"), "/") {
 			segs = append(segs, strings.ReplaceAll(strings.ReplaceAll(s, "~1", "/"), "~0", "~"))
 		}
 		c.missingParent(f["path"], op, segs, added)

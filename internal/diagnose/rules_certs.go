@@ -3,6 +3,7 @@ package diagnose
 import (
 	"crypto/x509"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -145,7 +146,7 @@ func (v *view) sharedCA() *Finding {
 					continue
 				}
 				seen[key] = true
-				if !contains(f.Nodes, n) {
+				if !slices.Contains(f.Nodes, n) {
 					f.Nodes = append(f.Nodes, n)
 				}
 				f.Evidence = append(f.Evidence, fmt.Sprintf("%s: serving certificate (%s) is signed by %s, which kube-system/kube-root-ca.crt gives every pod to trust", n, sourceText(c.source), ca.Subject.String()))

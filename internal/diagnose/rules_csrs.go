@@ -2,6 +2,7 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -85,7 +86,7 @@ func (v *view) pendingWouldDeny() *Finding {
 		d := v.Decisions[c.name]
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, pending %s): %s: %s", c.name, c.who(), humanDuration(c.age), d.Reason, d.Message))
 		csrNames = append(csrNames, c.name)
-		if c.node != "" && !contains(nodes, c.node) {
+		if c.node != "" && !slices.Contains(nodes, c.node) {
 			nodes = append(nodes, c.node)
 		}
 	}
@@ -126,7 +127,7 @@ func (v *view) pendingWouldHold() *Finding {
 		}
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, pending %s): %s", c.name, c.who(), humanDuration(c.age), why))
 		csrNames = append(csrNames, c.name)
-		if c.node != "" && !contains(f.Nodes, c.node) {
+		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 			f.Nodes = append(f.Nodes, c.node)
 		}
 	}
@@ -155,7 +156,7 @@ func (v *view) approvedNotIssued() *Finding {
 	}
 	for _, c := range stuck {
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): approved %s ago%s, no certificate and no Failed condition", c.name, c.who(), humanDuration(v.Now.Sub(approvedAt(c.csr))), conditionReason(&c)))
-		if c.node != "" && !contains(f.Nodes, c.node) {
+		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 			f.Nodes = append(f.Nodes, c.node)
 		}
 	}
@@ -190,7 +191,7 @@ func (v *view) signerFailed() *Finding {
 		cond := condition(c.csr, certificatesv1.CertificateFailed)
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, created %s ago): %s: %s", c.name, c.who(), humanDuration(c.age), cond.Reason, cond.Message))
 		csrNames = append(csrNames, c.name)
-		if c.node != "" && !contains(f.Nodes, c.node) {
+		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 			f.Nodes = append(f.Nodes, c.node)
 		}
 	}
@@ -230,7 +231,7 @@ func (v *view) deniedCSRs() *Finding {
 			n++
 			cond := condition(c.csr, certificatesv1.CertificateDenied)
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %s (%s, created %s ago): %s", r, c.name, c.who(), humanDuration(c.age), cond.Message))
-			if c.node != "" && !contains(f.Nodes, c.node) {
+			if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 				f.Nodes = append(f.Nodes, c.node)
 			}
 		}
@@ -296,7 +297,7 @@ func (v *view) soonGarbageCollected() *Finding {
 	}
 	for _, c := range old {
 		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): pending %s, deleted in about %s", c.name, c.who(), humanDuration(c.age), humanDuration(24*time.Hour-c.age)))
-		if c.node != "" && !contains(f.Nodes, c.node) {
+		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 			f.Nodes = append(f.Nodes, c.node)
 		}
 	}

@@ -12,16 +12,6 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// contains reports whether list holds s.
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 // orDefault returns list, or def alone when list is empty.
 func orDefault(list []string, def string) []string {
 	if len(list) == 0 {

@@ -616,7 +616,7 @@ func (cp *ControlPlane) poll(ctx context.Context, name string, timeout time.Dura
 		return false, nil
 	})
 	if wait.Interrupted(err) {
-		return fmt.Errorf("%s not ready after %s: %w (last error: %v)", name, timeout, err, last)
+		return fmt.Errorf("%s not ready after %s: %w (last error: %w)", name, timeout, err, last)
 	}
 	return err
 }
