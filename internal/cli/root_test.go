@@ -183,10 +183,13 @@ func TestUsageErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("csrguard %q: error = nil, want a usage error", tc.args)
 			}
-			if !strings.Contains(err.Error(), tc.wantText) {
-				t.Errorf("error = %q, want it to contain %q", err, tc.wantText)
+			// What the user reads is what ExitCode prints: the error, then
+			// for errors cobra found, where to read the usage.
+			got, printed := exitCode(t, err)
+			if !strings.Contains(printed, tc.wantText) {
+				t.Errorf("ExitCode printed %q, want it to contain %q", printed, tc.wantText)
 			}
-			if got, _ := exitCode(t, err); got != 2 {
+			if got != 2 {
 				t.Errorf("ExitCode(%v) = %d, want 2", err, got)
 			}
 			// main prints the error once; cobra prints nothing of its own.
