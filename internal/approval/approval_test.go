@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
+	"github.com/csrguard/csrguard/internal/kube/kubetest"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
@@ -107,10 +108,10 @@ func TestReconcileDeny(t *testing.T) {
 		opts       []csrtest.Option
 		wantReason policy.Reason
 	}{
-		{"api_server_cluster_ip", []csrtest.Option{csrtest.IPAddresses(apiServerClusterIP)}, policy.ReservedAddress},
+		{"api_server_cluster_ip", []csrtest.Option{csrtest.IPAddresses(kubetest.APIServerClusterIP)}, policy.ReservedAddress},
 		// A worker claiming an API server endpoint is held for the settle time
 		// (an installer may still label it control-plane), then denied.
-		{"api_server_endpoint", []csrtest.Option{csrtest.IPAddresses(apiServerEndpoint), csrtest.CreatedAt(csrtest.Created.Add(-time.Hour))}, policy.ReservedAddress},
+		{"api_server_endpoint", []csrtest.Option{csrtest.IPAddresses(kubetest.APIServerEndpoint), csrtest.CreatedAt(csrtest.Created.Add(-time.Hour))}, policy.ReservedAddress},
 		{"service_ip", []csrtest.Option{csrtest.IPAddresses("10.96.200.3")}, policy.ReservedAddress},
 		{"reserved_name", []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, policy.ReservedName},
 		{"expiration_too_long", []csrtest.Option{csrtest.ExpirationSeconds(2 * 8760 * 3600)}, policy.ExpirationTooLong},
@@ -149,7 +150,7 @@ func TestReconcileDeny(t *testing.T) {
 
 func TestReconcileNoDeny(t *testing.T) {
 	good := csrtest.New(t)
-	bad := csrtest.New(t, csrtest.Node("node-b"), csrtest.IPAddresses(apiServerClusterIP))
+	bad := csrtest.New(t, csrtest.Node("node-b"), csrtest.IPAddresses(kubetest.APIServerClusterIP))
 	cfg := enforce()
 	cfg.Mode = NoDeny
 	f := newFixture(t, cfg, nodeA(), nodeB(), good, bad)
@@ -178,7 +179,7 @@ func TestReconcileNoDeny(t *testing.T) {
 
 func TestReconcileDryRun(t *testing.T) {
 	good := csrtest.New(t)
-	bad := csrtest.New(t, csrtest.Node("node-b"), csrtest.IPAddresses(apiServerClusterIP))
+	bad := csrtest.New(t, csrtest.Node("node-b"), csrtest.IPAddresses(kubetest.APIServerClusterIP))
 	cfg := enforce()
 	cfg.Mode = DryRun
 	f := newFixture(t, cfg, nodeA(), nodeB(), good, bad)
@@ -430,7 +431,7 @@ func TestReconcileWriteError(t *testing.T) {
 }
 
 func TestReconcileDenyWriteError(t *testing.T) {
-	csr := csrtest.New(t, csrtest.IPAddresses(apiServerClusterIP))
+	csr := csrtest.New(t, csrtest.IPAddresses(kubetest.APIServerClusterIP))
 	f := newFixture(t, enforce(), nodeA(), csr)
 	f.writer.err = apierrors.NewServerTimeout(schema.GroupResource{Group: certificatesv1.GroupName, Resource: "certificatesigningrequests"}, "update", 1)
 
@@ -449,7 +450,7 @@ func TestReconcileClusterNotDiscovered(t *testing.T) {
 	csr := csrtest.New(t)
 	f := newFixture(t, enforce(), nodeA(), csr)
 	// A discovery that never read the cluster.
-	pending := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
+	pending := newDiscovery(fake.NewClientBuilder().WithObjects(kubetest.ClusterObjects()...).Build(), policy.Cluster{}, 0)
 	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, pending, claimsOf(nodeA())), enforce())
 
 	_, err := f.reconcile(t, csr.Name)

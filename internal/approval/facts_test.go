@@ -11,25 +11,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	"github.com/csrguard/csrguard/internal/kube/kubetest"
 	"github.com/csrguard/csrguard/internal/policy"
 )
-
-// clusterText is a policy.Cluster in comparable text form.
-type clusterText struct {
-	APIServerAddresses []string
-	ServiceCIDRs       []string
-}
-
-func asText(c policy.Cluster) clusterText {
-	var t clusterText
-	for _, a := range c.APIServerAddresses {
-		t.APIServerAddresses = append(t.APIServerAddresses, a.String())
-	}
-	for _, p := range c.ServiceCIDRs {
-		t.ServiceCIDRs = append(t.ServiceCIDRs, p.String())
-	}
-	return t
-}
 
 func TestCacheFactsNode(t *testing.T) {
 	cache := newCache(nodeA())
@@ -97,8 +81,8 @@ func TestCacheFactsCluster(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Cluster() error = %v", err)
 	}
-	want := clusterText{APIServerAddresses: []string{apiServerEndpoint}, ServiceCIDRs: []string{serviceCIDR, apiServerClusterIP + "/32"}}
-	if diff := cmp.Diff(asText(got), want); diff != "" {
+	want := kubetest.ClusterText{APIServerAddresses: []string{kubetest.APIServerEndpoint}, ServiceCIDRs: []string{kubetest.ServiceCIDR, kubetest.APIServerClusterIP + "/32"}}
+	if diff := cmp.Diff(kubetest.AsText(got), want); diff != "" {
 		t.Errorf("Cluster() mismatch (-got +want):\n%s", diff)
 	}
 }

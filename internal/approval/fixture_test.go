@@ -10,8 +10,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
-	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
@@ -22,6 +20,7 @@ import (
 
 	"github.com/csrguard/csrguard/internal/history"
 	"github.com/csrguard/csrguard/internal/kube"
+	"github.com/csrguard/csrguard/internal/kube/kubetest"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
@@ -63,37 +62,6 @@ func newCache(objs ...client.Object) client.WithWatch {
 		Build()
 }
 
-// Addresses the fake cluster reserves: the kubernetes Service's cluster IP, its endpoint and the
-// ServiceCIDR.
-const (
-	apiServerClusterIP = "10.96.0.1"
-	apiServerEndpoint  = "192.168.10.5"
-	serviceCIDR        = "10.96.0.0/16"
-)
-
-// clusterObjects are what Discover reads from a cluster: the default/kubernetes Service, its
-// EndpointSlice and a ServiceCIDR.
-func clusterObjects() []client.Object {
-	return []client.Object{
-		&corev1.Service{
-			ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceDefault, Name: "kubernetes"},
-			Spec:       corev1.ServiceSpec{ClusterIP: apiServerClusterIP, ClusterIPs: []string{apiServerClusterIP}},
-		},
-		&discoveryv1.EndpointSlice{
-			ObjectMeta: metav1.ObjectMeta{
-				Namespace: metav1.NamespaceDefault, Name: "kubernetes",
-				Labels: map[string]string{discoveryv1.LabelServiceName: "kubernetes"},
-			},
-			AddressType: discoveryv1.AddressTypeIPv4,
-			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{apiServerEndpoint}}},
-		},
-		&networkingv1.ServiceCIDR{
-			ObjectMeta: metav1.ObjectMeta{Name: "kubernetes"},
-			Spec:       networkingv1.ServiceCIDRSpec{CIDRs: []string{serviceCIDR}},
-		},
-	}
-}
-
 // newDiscovery returns a ClusterDiscovery over reader, which also holds its
 // record, adding static.
 func newDiscovery(reader client.Client, static policy.Cluster, interval time.Duration) *kube.ClusterDiscovery {
@@ -104,10 +72,10 @@ func newDiscovery(reader client.Client, static policy.Cluster, interval time.Dur
 	})
 }
 
-// discovered returns a ClusterDiscovery that has read clusterObjects once.
+// discovered returns a ClusterDiscovery that has read kubetest.ClusterObjects once.
 func discovered(t *testing.T) *kube.ClusterDiscovery {
 	t.Helper()
-	d := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
+	d := newDiscovery(fake.NewClientBuilder().WithObjects(kubetest.ClusterObjects()...).Build(), policy.Cluster{}, 0)
 	if _, err := d.Refresh(t.Context()); err != nil {
 		t.Fatalf("Refresh() error = %v", err)
 	}

@@ -51,9 +51,6 @@ is approved unless --yes is given.
 		ValidArgsFunction: completeCSRs(&kube, true),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if err := kube.validate(); err != nil {
-				return err
-			}
 			cfg, view, err := decideSetup(ctx, output.format, &pol, &kube)
 			if err != nil {
 				return err

@@ -35,9 +35,6 @@ reach with the same policy flags. Nothing is written.
 		ValidArgsFunction: completeCSRs(&kube, false),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			if err := kube.validate(); err != nil {
-				return err
-			}
 			cfg, view, err := decideSetup(ctx, output.format, &pol, &kube)
 			if err != nil {
 				return err

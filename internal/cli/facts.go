@@ -21,9 +21,13 @@ type clusterView struct {
 	csrs  []certificatesv1.CertificateSigningRequest // kubelet-serving only
 }
 
-// decideSetup validates the output and policy flags, loads the kubeconfig
-// and reads the cluster: the common start of commands that decide CSRs.
+// decideSetup validates the cluster, output and policy flags, loads the
+// kubeconfig and reads the cluster: the common start of commands that decide
+// CSRs.
 func decideSetup(ctx context.Context, output string, pol *policyOptions, kube *kubeOptions) (policy.Config, *clusterView, error) {
+	if err := kube.validate(); err != nil {
+		return policy.Config{}, nil, err
+	}
 	if err := validateOutput(output); err != nil {
 		return policy.Config{}, nil, err
 	}

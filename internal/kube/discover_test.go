@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/kube/kubetest"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
@@ -36,18 +37,18 @@ func TestDiscover(t *testing.T) {
 		name    string
 		objs    []client.Object
 		funcs   interceptor.Funcs
-		want    clusterText
+		want    kubetest.ClusterText
 		wantErr bool
 	}{
 		{
 			name: "dual_stack",
 			objs: []client.Object{
-				kubernetesService("10.96.0.1", "10.96.0.1", "fd00:96::1"),
-				endpointSlice("default", "kubernetes", "kubernetes", "192.168.10.6", "192.168.10.5"),
-				endpointSlice("default", "kubernetes-ipv6", "kubernetes", "fd00::5"),
-				serviceCIDRObject("kubernetes", "10.96.0.0/16", "fd00:96::/112"),
+				kubetest.KubernetesService("10.96.0.1", "10.96.0.1", "fd00:96::1"),
+				kubetest.EndpointSlice("default", "kubernetes", "kubernetes", "192.168.10.6", "192.168.10.5"),
+				kubetest.EndpointSlice("default", "kubernetes-ipv6", "kubernetes", "fd00::5"),
+				kubetest.ServiceCIDRObject("kubernetes", "10.96.0.0/16", "fd00:96::/112"),
 			},
-			want: clusterText{
+			want: kubetest.ClusterText{
 				APIServerAddresses: []string{"192.168.10.5", "192.168.10.6", "fd00::5"},
 				ServiceCIDRs:       []string{"10.96.0.0/16", "10.96.0.1/32", "fd00:96::/112", "fd00:96::1/128"},
 			},
@@ -56,22 +57,22 @@ func TestDiscover(t *testing.T) {
 			// Another Service's endpoints, or the label in another namespace, are not the API server.
 			name: "other_endpoints_ignored",
 			objs: []client.Object{
-				kubernetesService("10.96.0.1"),
-				endpointSlice("default", "kubernetes", "kubernetes", "192.168.10.5"),
-				endpointSlice("default", "web", "web", "192.168.99.9"),
-				endpointSlice("kube-system", "kubernetes", "kubernetes", "192.168.99.10"),
+				kubetest.KubernetesService("10.96.0.1"),
+				kubetest.EndpointSlice("default", "kubernetes", "kubernetes", "192.168.10.5"),
+				kubetest.EndpointSlice("default", "web", "web", "192.168.99.9"),
+				kubetest.EndpointSlice("kube-system", "kubernetes", "kubernetes", "192.168.99.10"),
 			},
-			want: clusterText{APIServerAddresses: []string{"192.168.10.5"}, ServiceCIDRs: []string{"10.96.0.1/32"}},
+			want: kubetest.ClusterText{APIServerAddresses: []string{"192.168.10.5"}, ServiceCIDRs: []string{"10.96.0.1/32"}},
 		},
 		{
 			name: "normalised",
 			objs: []client.Object{
-				kubernetesService("::ffff:10.96.0.1", "None"),
-				endpointSlice("default", "kubernetes", "kubernetes", "::ffff:192.168.10.5", "not-an-ip"),
-				serviceCIDRObject("extra", "10.100.7.1/16", "nope"),
+				kubetest.KubernetesService("::ffff:10.96.0.1", "None"),
+				kubetest.EndpointSlice("default", "kubernetes", "kubernetes", "::ffff:192.168.10.5", "not-an-ip"),
+				kubetest.ServiceCIDRObject("extra", "10.100.7.1/16", "nope"),
 			},
 			// An endpoint that is no IP is taken for a name: reserving it is the safe side.
-			want: clusterText{
+			want: kubetest.ClusterText{
 				APIServerAddresses: []string{"192.168.10.5"},
 				APIServerNames:     []string{"not-an-ip"},
 				ServiceCIDRs:       []string{"10.100.0.0/16", "10.96.0.1/32"},
@@ -80,30 +81,30 @@ func TestDiscover(t *testing.T) {
 		{
 			// Clusters before 1.33 have no ServiceCIDR API; --service-cidrs covers them.
 			name:  "servicecidr_no_match",
-			objs:  []client.Object{kubernetesService("10.96.0.1")},
+			objs:  []client.Object{kubetest.KubernetesService("10.96.0.1")},
 			funcs: failServiceCIDRList(&meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: networkingv1.GroupName, Kind: "ServiceCIDR"}, SearchedVersions: []string{"v1"}}),
-			want:  clusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
+			want:  kubetest.ClusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
 		},
 		{
 			name:  "servicecidr_not_found",
-			objs:  []client.Object{kubernetesService("10.96.0.1")},
+			objs:  []client.Object{kubetest.KubernetesService("10.96.0.1")},
 			funcs: failServiceCIDRList(apierrors.NewNotFound(serviceCIDRs, "")),
-			want:  clusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
+			want:  kubetest.ClusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
 		},
 		{
 			name:    "servicecidr_forbidden",
-			objs:    []client.Object{kubernetesService("10.96.0.1")},
+			objs:    []client.Object{kubetest.KubernetesService("10.96.0.1")},
 			funcs:   failServiceCIDRList(apierrors.NewForbidden(serviceCIDRs, "", errors.New("RBAC"))),
 			wantErr: true,
 		},
 		{
 			name:    "no_kubernetes_service",
-			objs:    []client.Object{serviceCIDRObject("kubernetes", "10.96.0.0/16")},
+			objs:    []client.Object{kubetest.ServiceCIDRObject("kubernetes", "10.96.0.0/16")},
 			wantErr: true,
 		},
 		{
 			name: "endpointslice_list_error",
-			objs: []client.Object{kubernetesService("10.96.0.1")},
+			objs: []client.Object{kubetest.KubernetesService("10.96.0.1")},
 			funcs: interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
 				if _, ok := list.(*discoveryv1.EndpointSliceList); ok {
 					return apierrors.NewServiceUnavailable("etcd is down")
@@ -123,7 +124,7 @@ func TestDiscover(t *testing.T) {
 			if tc.wantErr {
 				return
 			}
-			gotText := asText(got)
+			gotText := kubetest.AsText(got)
 			slices.Sort(gotText.ServiceCIDRs) // Discover keeps list order; Refresh sorts
 			if diff := cmp.Diff(gotText, tc.want); diff != "" {
 				t.Errorf("Discover() mismatch (-got +want):\n%s", diff)
@@ -139,13 +140,13 @@ func TestMerge(t *testing.T) {
 		found      policy.Cluster
 		remembered history.Identity
 		static     policy.Cluster
-		want       clusterText
+		want       kubetest.ClusterText
 	}{
 		{name: "nothing"},
 		{
 			name:  "found_only_is_sorted",
 			found: policy.Cluster{APIServerAddresses: addrs("10.0.0.2", "10.0.0.1", "10.0.0.2"), APIServerNames: []string{"b.example", "a.example"}},
-			want:  clusterText{APIServerAddresses: []string{"10.0.0.1", "10.0.0.2"}, APIServerNames: []string{"a.example", "b.example"}},
+			want:  kubetest.ClusterText{APIServerAddresses: []string{"10.0.0.1", "10.0.0.2"}, APIServerNames: []string{"a.example", "b.example"}},
 		},
 		{
 			// One address or range found, remembered and passed as a flag is
@@ -161,7 +162,7 @@ func TestMerge(t *testing.T) {
 				APIServerAddresses: addrs("::ffff:10.0.0.2", "203.0.113.7", "fd00::1"),
 				ServiceCIDRs:       prefixes("10.96.0.0/16", "10.96.5.5/12", "::ffff:10.100.0.0/112"),
 			},
-			want: clusterText{
+			want: kubetest.ClusterText{
 				APIServerAddresses: []string{"10.0.0.1", "10.0.0.2", "10.0.0.9", "203.0.113.7", "fd00::1"},
 				APIServerNames:     []string{"api.example", "old-api.example"},
 				ServiceCIDRs:       []string{"10.96.0.0/12", "10.96.0.0/16", "10.96.0.1/32", "10.100.0.0/16"},
@@ -170,11 +171,11 @@ func TestMerge(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := asText(tc.found)
-			if diff := cmp.Diff(asText(Merge(tc.found, tc.remembered, tc.static)), tc.want); diff != "" {
+			before := kubetest.AsText(tc.found)
+			if diff := cmp.Diff(kubetest.AsText(Merge(tc.found, tc.remembered, tc.static)), tc.want); diff != "" {
 				t.Errorf("Merge() mismatch (-got +want):\n%s", diff)
 			}
-			if diff := cmp.Diff(asText(tc.found), before); diff != "" {
+			if diff := cmp.Diff(kubetest.AsText(tc.found), before); diff != "" {
 				t.Errorf("Merge() changed its input (-got +want):\n%s", diff)
 			}
 		})

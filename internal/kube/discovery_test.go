@@ -13,11 +13,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/kube/kubetest"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
 func TestClusterDiscoveryBeforeRefresh(t *testing.T) {
-	d := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 0)
+	d := newDiscovery(fake.NewClientBuilder().WithObjects(kubetest.ClusterObjects()...).Build(), policy.Cluster{}, 0)
 	if _, err := d.Cluster(t.Context()); !errors.Is(err, errNotYet) {
 		t.Errorf("Cluster() error = %v, want one wrapping %v", err, errNotYet)
 	}
@@ -25,10 +26,10 @@ func TestClusterDiscoveryBeforeRefresh(t *testing.T) {
 
 func TestClusterDiscoveryRefreshAddsStatic(t *testing.T) {
 	static := policy.Cluster{
-		APIServerAddresses: addrs("203.0.113.7", apiServerClusterIP),
-		ServiceCIDRs:       prefixes(serviceCIDR, "10.96.0.0/12"),
+		APIServerAddresses: addrs("203.0.113.7", kubetest.APIServerClusterIP),
+		ServiceCIDRs:       prefixes(kubetest.ServiceCIDR, "10.96.0.0/12"),
 	}
-	reader := fake.NewClientBuilder().WithObjects(clusterObjects()...).Build()
+	reader := fake.NewClientBuilder().WithObjects(kubetest.ClusterObjects()...).Build()
 	d := newDiscovery(reader, static, 0)
 	refreshed, err := d.Refresh(t.Context())
 	if err != nil {
@@ -39,14 +40,14 @@ func TestClusterDiscoveryRefreshAddsStatic(t *testing.T) {
 		t.Fatalf("Cluster() error = %v", err)
 	}
 	// Sorted, without the duplicates static shares with what was discovered.
-	want := clusterText{
-		APIServerAddresses: []string{apiServerClusterIP, apiServerEndpoint, "203.0.113.7"},
-		ServiceCIDRs:       []string{"10.96.0.0/12", serviceCIDR, apiServerClusterIP + "/32"},
+	want := kubetest.ClusterText{
+		APIServerAddresses: []string{kubetest.APIServerClusterIP, kubetest.APIServerEndpoint, "203.0.113.7"},
+		ServiceCIDRs:       []string{"10.96.0.0/12", kubetest.ServiceCIDR, kubetest.APIServerClusterIP + "/32"},
 	}
-	if diff := cmp.Diff(asText(got), want); diff != "" {
+	if diff := cmp.Diff(kubetest.AsText(got), want); diff != "" {
 		t.Errorf("Cluster() mismatch (-got +want):\n%s", diff)
 	}
-	if diff := cmp.Diff(asText(refreshed), want); diff != "" {
+	if diff := cmp.Diff(kubetest.AsText(refreshed), want); diff != "" {
 		t.Errorf("Refresh() mismatch (-got +want):\n%s", diff)
 	}
 	// A flag's address is remembered too: removing the flag later must not
@@ -62,7 +63,7 @@ func TestClusterDiscoveryRefreshAddsStatic(t *testing.T) {
 
 func TestClusterDiscoveryKeepsLastGood(t *testing.T) {
 	var fail error
-	reader := fake.NewClientBuilder().WithObjects(clusterObjects()...).WithInterceptorFuncs(interceptor.Funcs{
+	reader := fake.NewClientBuilder().WithObjects(kubetest.ClusterObjects()...).WithInterceptorFuncs(interceptor.Funcs{
 		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
 			if fail != nil {
 				return fail
@@ -94,14 +95,14 @@ func TestClusterDiscoveryKeepsLastGood(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Cluster() after a failed refresh: error = %v", err)
 	}
-	want := clusterText{APIServerAddresses: []string{apiServerEndpoint}, ServiceCIDRs: []string{serviceCIDR, apiServerClusterIP + "/32"}}
-	if diff := cmp.Diff(asText(got), want); diff != "" {
+	want := kubetest.ClusterText{APIServerAddresses: []string{kubetest.APIServerEndpoint}, ServiceCIDRs: []string{kubetest.ServiceCIDR, kubetest.APIServerClusterIP + "/32"}}
+	if diff := cmp.Diff(kubetest.AsText(got), want); diff != "" {
 		t.Errorf("Cluster() after a failed refresh mismatch (-got +want):\n%s", diff)
 	}
 }
 
 func TestClusterDiscoveryStart(t *testing.T) {
-	d := newDiscovery(fake.NewClientBuilder().WithObjects(clusterObjects()...).Build(), policy.Cluster{}, 1<<62)
+	d := newDiscovery(fake.NewClientBuilder().WithObjects(kubetest.ClusterObjects()...).Build(), policy.Cluster{}, 1<<62)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	// Start refreshes once before it looks at ctx, then returns when ctx is done.

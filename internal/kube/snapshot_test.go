@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/kube/kubetest"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
@@ -21,7 +22,7 @@ import (
 // decides with: discovered, remembered and static addresses merged once, the
 // recorded claims and the namespaces.
 func TestReadSnapshot(t *testing.T) {
-	objs := append(clusterObjects(),
+	objs := append(kubetest.ClusterObjects(),
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "csrguard"}},
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "default"}},
 	)
@@ -36,8 +37,8 @@ func TestReadSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	static := policy.Cluster{
-		APIServerAddresses: addrs("203.0.113.7", apiServerEndpoint, "192.168.10.4"),
-		ServiceCIDRs:       prefixes(serviceCIDR, "10.96.0.0/12"),
+		APIServerAddresses: addrs("203.0.113.7", kubetest.APIServerEndpoint, "192.168.10.4"),
+		ServiceCIDRs:       prefixes(kubetest.ServiceCIDR, "10.96.0.0/12"),
 	}
 	nodes := []corev1.Node{{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}, Status: corev1.NodeStatus{
 		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.10"}},
@@ -47,11 +48,11 @@ func TestReadSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ReadSnapshot() error = %v", err)
 	}
-	want := clusterText{
-		APIServerAddresses: []string{"192.168.10.4", apiServerEndpoint, "203.0.113.7"},
-		ServiceCIDRs:       []string{"10.96.0.0/12", serviceCIDR, apiServerClusterIP + "/32"},
+	want := kubetest.ClusterText{
+		APIServerAddresses: []string{"192.168.10.4", kubetest.APIServerEndpoint, "203.0.113.7"},
+		ServiceCIDRs:       []string{"10.96.0.0/12", kubetest.ServiceCIDR, kubetest.APIServerClusterIP + "/32"},
 	}
-	if diff := cmp.Diff(asText(s.Cluster), want); diff != "" {
+	if diff := cmp.Diff(kubetest.AsText(s.Cluster), want); diff != "" {
 		t.Errorf("Cluster (-got +want):\n%s", diff)
 	}
 	if diff := cmp.Diff(s.Claims, claims); diff != "" {
@@ -81,7 +82,7 @@ func TestReadSnapshotErrors(t *testing.T) {
 		wantErr string
 	}{
 		{"no_kubernetes_service", nil, interceptor.Funcs{}, "discover API server addresses and service CIDRs"},
-		{"record_unreadable", clusterObjects(), failConfigMaps, "read csrguard's record of the API server's addresses"},
+		{"record_unreadable", kubetest.ClusterObjects(), failConfigMaps, "read csrguard's record of the API server's addresses"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
