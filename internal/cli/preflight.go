@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/csrguard/csrguard/internal/diagnose"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 func newPreflightCommand() *cobra.Command {
@@ -88,7 +89,7 @@ func approverRBAC(ctx context.Context, cfg *rest.Config, approvers []diagnose.Ap
 		return nil, err
 	}
 	for _, a := range approvers {
-		if a.Kind != diagnose.KindCSRGuard || !strings.HasPrefix(a.Where, "Deployment ") {
+		if a.Kind != servingcsr.ApproverCSRGuard || !strings.HasPrefix(a.Where, "Deployment ") {
 			continue
 		}
 		d, err := cs.AppsV1().Deployments(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})

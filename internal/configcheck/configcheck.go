@@ -149,14 +149,9 @@ const (
 	RotationUnknown RotationState = "unknown"
 )
 
-// The components a manifest may install.
-const (
-	ComponentCSRGuard      = "csrguard"
-	ComponentAlex1989hu    = "kubelet-serving-cert-approver"
-	ComponentPostfinance   = "kubelet-csr-approver"
-	ComponentTalosCCM      = "talos-cloud-controller-manager"
-	ComponentMetricsServer = "metrics-server"
-)
+// ComponentMetricsServer is metrics-server, which a manifest may install
+// beside an approver (named by servingcsr's Approver* constants).
+const ComponentMetricsServer = "metrics-server"
 
 // Manifest is something the files install into the cluster: a manifest URL
 // (Talos cluster.extraManifests, KubeExternalManifestConfig) or a workload

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/csrguard/csrguard/internal/buildinfo"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
 )
 
@@ -418,14 +419,14 @@ func TestClassifyURL(t *testing.T) {
 		insecure, invalid     bool
 		pinnedFormContainsTag bool
 	}{
-		{"https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/main/deploy/standalone-install.yaml", ComponentAlex1989hu, unpinned, "main", false, false, true},
-		{"https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/refs/heads/main/deploy/ha-install.yaml", ComponentAlex1989hu, unpinned, "main", false, false, true},
-		{"https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/refs/tags/v0.9.1/deploy/ha-install.yaml", ComponentAlex1989hu, pinned, "v0.9.1", false, false, true},
+		{"https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/main/deploy/standalone-install.yaml", servingcsr.ApproverAlex1989hu, unpinned, "main", false, false, true},
+		{"https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/refs/heads/main/deploy/ha-install.yaml", servingcsr.ApproverAlex1989hu, unpinned, "main", false, false, true},
+		{"https://raw.githubusercontent.com/alex1989hu/kubelet-serving-cert-approver/refs/tags/v0.9.1/deploy/ha-install.yaml", servingcsr.ApproverAlex1989hu, pinned, "v0.9.1", false, false, true},
 		{"https://raw.githubusercontent.com/example/app/release-1.2/app.yaml", "", unpinned, "release-1.2", false, false, true},
 		{"https://github.com/kubernetes-sigs/metrics-server/releases/latest/download/components.yaml", ComponentMetricsServer, unpinned, "latest", false, false, true},
 		{"https://github.com/kubernetes-sigs/metrics-server/releases/download/v0.7.2/components.yaml", ComponentMetricsServer, pinned, "v0.7.2", false, false, false},
-		{buildinfo.InstallURL, ComponentCSRGuard, pinned, "v0.1.0", false, false, false},
-		{"https://github.com/csrguard/csrguard/blob/main/deploy/install.yaml", ComponentCSRGuard, unpinned, "main", false, false, true},
+		{buildinfo.InstallURL, servingcsr.ApproverCSRGuard, pinned, "v0.1.0", false, false, false},
+		{"https://github.com/csrguard/csrguard/blob/main/deploy/install.yaml", servingcsr.ApproverCSRGuard, unpinned, "main", false, false, true},
 		{"https://gitlab.com/group/app/-/raw/master/app.yaml", "", unpinned, "master", false, false, true},
 		{"https://git.example.com/org/app/raw/branch/stable/app.yaml", "", unpinned, "stable", false, false, true},
 		{"https://example.com/talos/csr-approver.yaml", "", "", "", false, false, false},

@@ -7,6 +7,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 
+	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
 )
 
@@ -191,13 +192,13 @@ func (c *fileScan) workload(w *workload, kindKey *yaml.Node) {
 // named or built like csrguard is csrguard, whatever else it mentions.
 func rank(component string) int {
 	switch component {
-	case ComponentCSRGuard:
+	case servingcsr.ApproverCSRGuard:
 		return 0
-	case ComponentAlex1989hu:
+	case servingcsr.ApproverAlex1989hu:
 		return 1
-	case ComponentPostfinance:
+	case servingcsr.ApproverPostfinance:
 		return 2
-	case ComponentTalosCCM:
+	case servingcsr.ApproverTalosCCM:
 		return 3
 	case ComponentMetricsServer:
 		return 4

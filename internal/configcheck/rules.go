@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/csrguard/csrguard/internal/buildinfo"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
 )
 
@@ -52,9 +53,9 @@ func togetherFix(format string) string {
 // CSRs, and for csrguard whether its mode is one that approves.
 func (m Manifest) approves() (approver bool, why string) {
 	switch m.Component {
-	case ComponentAlex1989hu, ComponentPostfinance:
+	case servingcsr.ApproverAlex1989hu, servingcsr.ApproverPostfinance:
 		return true, ""
-	case ComponentCSRGuard:
+	case servingcsr.ApproverCSRGuard:
 		if m.obj == nil {
 			return true, ""
 		}
@@ -64,7 +65,7 @@ func (m Manifest) approves() (approver bool, why string) {
 			}
 		}
 		return true, ""
-	case ComponentTalosCCM:
+	case servingcsr.ApproverTalosCCM:
 		if m.obj == nil {
 			return false, ""
 		}
@@ -92,7 +93,7 @@ func evaluate(s *scan) []Finding {
 			notes = append(notes, why)
 		}
 		approved = approved || ok
-		csrguard = csrguard || m.Component == ComponentCSRGuard && ok
+		csrguard = csrguard || m.Component == servingcsr.ApproverCSRGuard && ok
 	}
 	for _, m := range s.workerManifests {
 		if ok, _ := m.approves(); ok {
@@ -178,12 +179,12 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 			}
 			fix := "Pin it to a release tag or a commit"
 			switch {
-			case m.Component == ComponentCSRGuard:
+			case m.Component == servingcsr.ApproverCSRGuard:
 				fix += ": " + buildinfo.InstallURL
 			case m.url.pinnedForm != "":
 				fix += ": " + m.url.pinnedForm + ", <tag> a release"
 			}
-			if m.Component == ComponentAlex1989hu {
+			if m.Component == servingcsr.ApproverAlex1989hu {
 				fix += "; better, replace it with csrguard (see " + IDApproverNoSANBinding + ")"
 			}
 			add(IDManifestUnpinned, severity.Warning, m.Line,
@@ -202,11 +203,11 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 
 	// What it does.
 	switch m.Component {
-	case ComponentCSRGuard:
+	case servingcsr.ApproverCSRGuard:
 		if m.Source == "url" && m.Pin == pinned {
 			add(IDCSRGuardPinned, severity.Info, m.Line, fmt.Sprintf("csrguard is installed from release %s: it approves only SANs that are the requesting Node's own addresses", m.Ref))
 		}
-	case ComponentAlex1989hu:
+	case servingcsr.ApproverAlex1989hu:
 		msg := "kubelet-serving-cert-approver (alex1989hu) approves every kubelet-serving CSR a node files for itself without checking its SANs against the Node's addresses: " +
 			"a compromised node can get a certificate for another node's address or for kubernetes.default.svc, signed by a CA pods may trust"
 		if csrguard {
@@ -215,7 +216,7 @@ func manifestFindings(m Manifest, state RotationState, kubeletFormat string, csr
 		add(IDApproverNoSANBinding, severity.Warning, m.Line, msg,
 			installFix(m.format, "Replace it with csrguard, which approves only SANs that are the requesting Node's own addresses"),
 			"Remove kubelet-serving-cert-approver from the config, and from a running cluster: kubectl delete -f "+alexURL(m))
-	case ComponentPostfinance:
+	case servingcsr.ApproverPostfinance:
 		out = append(out, postfinanceFindings(m)...)
 	case ComponentMetricsServer:
 		out = append(out, metricsServerFindings(m, state, kubeletFormat)...)

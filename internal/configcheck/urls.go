@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 // The values of Manifest.Pin.
@@ -48,13 +50,13 @@ func componentOf(s string) string {
 	s = strings.ToLower(s)
 	switch {
 	case strings.Contains(s, "csrguard"):
-		return ComponentCSRGuard
-	case strings.Contains(s, ComponentAlex1989hu):
-		return ComponentAlex1989hu
-	case strings.Contains(s, ComponentPostfinance):
-		return ComponentPostfinance
-	case strings.Contains(s, ComponentTalosCCM):
-		return ComponentTalosCCM
+		return servingcsr.ApproverCSRGuard
+	case strings.Contains(s, servingcsr.ApproverAlex1989hu):
+		return servingcsr.ApproverAlex1989hu
+	case strings.Contains(s, servingcsr.ApproverPostfinance):
+		return servingcsr.ApproverPostfinance
+	case strings.Contains(s, servingcsr.ApproverTalosCCM):
+		return servingcsr.ApproverTalosCCM
 	case strings.Contains(s, ComponentMetricsServer):
 		return ComponentMetricsServer
 	}

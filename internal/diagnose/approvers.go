@@ -29,7 +29,7 @@ const eventReporter = "csrguard"
 // read is a note, as the decisions are evidence, not a requirement.
 func (s *Snapshot) detectDecidingCSRGuard(ctx context.Context, cs kubernetes.Interface) {
 	for _, a := range s.Approvers {
-		if a.Kind == KindCSRGuard && a.Ready {
+		if a.Kind == servingcsr.ApproverCSRGuard && a.Ready {
 			return
 		}
 	}
@@ -89,7 +89,7 @@ func decisionApprover(csrs []certificatesv1.CertificateSigningRequest, events []
 		return Approver{}, false
 	}
 	a := newest.a
-	a.Kind, a.Ready = KindCSRGuard, true
+	a.Kind, a.Ready = servingcsr.ApproverCSRGuard, true
 	a.Detail = fmt.Sprintf("%s %s ago; no Lease: it runs without leader election (out of cluster with --kubeconfig?)", newest.what, humanDuration(now.Sub(newest.at)))
 	if newest.dryRun {
 		a.Mode = "dry-run"

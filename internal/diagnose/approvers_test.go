@@ -48,21 +48,21 @@ func TestDecisionApprover(t *testing.T) {
 	}{
 		{name: "nothing"},
 		{name: "approved_recently", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", servingcsr.ApprovedReason, 2*time.Minute)},
-			want: &Approver{Name: "csr-a", Kind: KindCSRGuard, Where: "CertificateSigningRequest csr-a", Ready: true, Detail: "approved CSR csr-a 2m ago" + noLease}},
+			want: &Approver{Name: "csr-a", Kind: servingcsr.ApproverCSRGuard, Where: "CertificateSigningRequest csr-a", Ready: true, Detail: "approved CSR csr-a 2m ago" + noLease}},
 		{name: "approved_before_the_window", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", servingcsr.ApprovedReason, 20*time.Minute)}},
 		{name: "approved_by_another_approver", csrs: []certificatesv1.CertificateSigningRequest{approved("csr-a", "AutoApproved", time.Minute)}},
 		{name: "dry_run", events: []corev1.Event{csrEvent("ev-1", "csr-a", "csrguard", servingcsr.EventWouldApprove, time.Minute)},
-			want: &Approver{Name: "ev-1", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-1", Ready: true, Mode: "dry-run",
+			want: &Approver{Name: "ev-1", Namespace: "default", Kind: servingcsr.ApproverCSRGuard, Where: "Event default/ev-1", Ready: true, Mode: "dry-run",
 				Detail: "would have approved CSR csr-a 1m ago" + noLease + ", --mode=dry-run"}},
 		// Switched from dry-run to enforcing: the newest decision tells.
 		{name: "newest_decision_wins",
 			csrs:   []certificatesv1.CertificateSigningRequest{approved("csr-b", servingcsr.ApprovedReason, time.Minute)},
 			events: []corev1.Event{csrEvent("ev-1", "csr-a", "csrguard", servingcsr.EventWouldApprove, 10*time.Minute)},
-			want:   &Approver{Name: "csr-b", Kind: KindCSRGuard, Where: "CertificateSigningRequest csr-b", Ready: true, Detail: "approved CSR csr-b 1m ago" + noLease}},
+			want:   &Approver{Name: "csr-b", Kind: servingcsr.ApproverCSRGuard, Where: "CertificateSigningRequest csr-b", Ready: true, Detail: "approved CSR csr-b 1m ago" + noLease}},
 		{name: "denied_event", events: []corev1.Event{csrEvent("ev-1", "csr-evil", "csrguard", servingcsr.EventDenied, 30*time.Second)},
-			want: &Approver{Name: "ev-1", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-1", Ready: true, Detail: "denied CSR csr-evil 30s ago" + noLease}},
+			want: &Approver{Name: "ev-1", Namespace: "default", Kind: servingcsr.ApproverCSRGuard, Where: "Event default/ev-1", Ready: true, Detail: "denied CSR csr-evil 30s ago" + noLease}},
 		{name: "repeated_event_seen_lately", events: []corev1.Event{repeated},
-			want: &Approver{Name: "ev-repeated", Namespace: "default", Kind: KindCSRGuard, Where: "Event default/ev-repeated", Ready: true, Detail: "denied CSR csr-r 3m ago" + noLease}},
+			want: &Approver{Name: "ev-repeated", Namespace: "default", Kind: servingcsr.ApproverCSRGuard, Where: "Event default/ev-repeated", Ready: true, Detail: "denied CSR csr-r 3m ago" + noLease}},
 		// Every mode holds, and dry-run and no-deny both say WouldDeny: they
 		// do not tell whether csrguard approves.
 		{name: "held_and_would_deny_only", events: []corev1.Event{
@@ -103,7 +103,7 @@ func TestFetchFindsCSRGuardByDecisions(t *testing.T) {
 
 	t.Run("no_lease", func(t *testing.T) {
 		s := fetch(t, fake.NewClientset(&node, &csr))
-		want := []Approver{{Name: "csr-a", Kind: KindCSRGuard, Where: "CertificateSigningRequest csr-a", Ready: true,
+		want := []Approver{{Name: "csr-a", Kind: servingcsr.ApproverCSRGuard, Where: "CertificateSigningRequest csr-a", Ready: true,
 			Detail: "approved CSR csr-a 4m ago; no Lease: it runs without leader election (out of cluster with --kubeconfig?)"}}
 		if diff := cmp.Diff(s.Approvers, want); diff != "" {
 			t.Errorf("approvers (-got +want):\n%s", diff)

@@ -13,6 +13,7 @@ import (
 	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 // got is a finding reduced to what the table compares: "severity id".
@@ -143,7 +144,7 @@ func TestDiagnose(t *testing.T) {
 			name: "approver_not_ready",
 			build: func(t *testing.T) Snapshot {
 				s := healthy(t, ubuntuOS)
-				s.Approvers = []Approver{{Name: "kubelet-serving-cert-approver", Namespace: "kubelet-serving-cert-approver", Kind: KindAlex1989hu,
+				s.Approvers = []Approver{{Name: "kubelet-serving-cert-approver", Namespace: "kubelet-serving-cert-approver", Kind: servingcsr.ApproverAlex1989hu,
 					Where: "Deployment kubelet-serving-cert-approver/kubelet-serving-cert-approver", Detail: "0/1 replicas ready"}}
 				return s
 			},

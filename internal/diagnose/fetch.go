@@ -128,21 +128,16 @@ type NodeMetrics struct {
 	Err   string   `json:"error,omitempty"`
 }
 
-// The kinds of approvers Fetch recognises.
-const (
-	KindCSRGuard       = "csrguard"
-	KindAlex1989hu     = "kubelet-serving-cert-approver"
-	KindPostfinance    = "kubelet-csr-approver"
-	KindTalosCCM       = "talos-cloud-controller-manager"
-	talosCCMController = "certificatesigningrequest-approving-controller"
-)
+// talosCCMController is the talos-cloud-controller-manager controller that
+// approves kubelet-serving CSRs.
+const talosCCMController = "certificatesigningrequest-approving-controller"
 
 // Approver is one thing found in the cluster that approves kubelet-serving CSRs.
 type Approver struct {
 	// Name and Namespace name the object it was found by.
 	Name      string `json:"name"`
 	Namespace string `json:"namespace"`
-	// Kind is KindCSRGuard, KindAlex1989hu, KindPostfinance or KindTalosCCM.
+	// Kind is one of the servingcsr.Approver* names.
 	Kind string `json:"kind"`
 	// Where is the object it was found by, as "Deployment ns/name" or "Lease ns/name",
 	// or for csrguard's recent decisions "CertificateSigningRequest name" or "Event ns/name".
@@ -335,11 +330,11 @@ func (s *Snapshot) detectApprovers(ctx context.Context, cs kubernetes.Interface,
 	// A Lease says csrguard runs, not how: take the mode of the csrguard
 	// Deployment beside it.
 	for i, a := range s.Approvers {
-		if a.Kind != KindCSRGuard || !strings.HasPrefix(a.Where, "Lease ") {
+		if a.Kind != servingcsr.ApproverCSRGuard || !strings.HasPrefix(a.Where, "Lease ") {
 			continue
 		}
 		for _, d := range s.Approvers {
-			if d.Kind == KindCSRGuard && d.Namespace == a.Namespace && strings.HasPrefix(d.Where, "Deployment ") {
+			if d.Kind == servingcsr.ApproverCSRGuard && d.Namespace == a.Namespace && strings.HasPrefix(d.Where, "Deployment ") {
 				s.Approvers[i].Mode = d.Mode
 				break
 			}
@@ -365,7 +360,7 @@ func reason(err error) string {
 // leaseApprover reads csrguard's leader-election Lease: it runs if the Lease
 // is held and was renewed within twice its duration.
 func leaseApprover(l *coordinationv1.Lease, now time.Time) Approver {
-	a := Approver{Name: l.Name, Namespace: l.Namespace, Kind: KindCSRGuard, Where: "Lease " + l.Namespace + "/" + l.Name}
+	a := Approver{Name: l.Name, Namespace: l.Namespace, Kind: servingcsr.ApproverCSRGuard, Where: "Lease " + l.Namespace + "/" + l.Name}
 	holder := ""
 	if l.Spec.HolderIdentity != nil {
 		holder = *l.Spec.HolderIdentity
@@ -406,21 +401,21 @@ func deploymentApprover(d *appsv1.Deployment) (Approver, bool) {
 	a := Approver{Name: d.Name, Namespace: d.Namespace, Where: "Deployment " + d.Namespace + "/" + d.Name}
 	switch {
 	case has("csrguard"):
-		a.Kind = KindCSRGuard
+		a.Kind = servingcsr.ApproverCSRGuard
 		a.Mode = flagValue(args, "mode")
 		if a.Mode == "" {
 			a.Mode = "enforce"
 		}
-	case has(KindAlex1989hu):
-		a.Kind = KindAlex1989hu
-	case has(KindPostfinance):
-		a.Kind = KindPostfinance
-	case has(KindTalosCCM) && slices.ContainsFunc(args, func(s string) bool {
+	case has(servingcsr.ApproverAlex1989hu):
+		a.Kind = servingcsr.ApproverAlex1989hu
+	case has(servingcsr.ApproverPostfinance):
+		a.Kind = servingcsr.ApproverPostfinance
+	case has(servingcsr.ApproverTalosCCM) && slices.ContainsFunc(args, func(s string) bool {
 		// The Talos CCM names its approving controller node-csr-approval;
 		// older docs used kube-controller-manager's name for it.
 		return strings.Contains(s, talosCCMController) || strings.Contains(s, "node-csr-approval")
 	}):
-		a.Kind = KindTalosCCM
+		a.Kind = servingcsr.ApproverTalosCCM
 	default:
 		return Approver{}, false
 	}
@@ -433,7 +428,7 @@ func deploymentApprover(d *appsv1.Deployment) (Approver, bool) {
 	if len(images) > 0 {
 		a.Detail += ", image " + strings.Join(images, ", ")
 	}
-	if a.Kind == KindCSRGuard && a.Mode != "enforce" {
+	if a.Kind == servingcsr.ApproverCSRGuard && a.Mode != "enforce" {
 		a.Detail += ", --mode=" + a.Mode
 	}
 	return a, true

@@ -30,6 +30,7 @@ import (
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 )
 
@@ -114,11 +115,11 @@ func TestFetch(t *testing.T) {
 	}
 
 	wantApprovers := []Approver{
-		{Name: "csrguard", Namespace: "csrguard", Kind: KindCSRGuard, Where: "Deployment csrguard/csrguard", Ready: true, Mode: "dry-run", Detail: "1/1 replicas ready, image ghcr.io/csrguard/csrguard:v0.1.0, --mode=dry-run"},
-		{Name: "csrguard", Namespace: "csrguard", Kind: KindCSRGuard, Where: "Lease csrguard/csrguard", Ready: true, Mode: "dry-run", Detail: "leader csrguard-7d9f_1, renewed 5s ago"},
-		{Name: "csrguard", Namespace: "old", Kind: KindCSRGuard, Where: "Lease old/csrguard", Detail: "leader csrguard-old_1 last renewed 1h ago (lease duration 15s): no live leader"},
-		{Name: "kubelet-serving-cert-approver", Namespace: "kubelet-serving-cert-approver", Kind: KindAlex1989hu, Where: "Deployment kubelet-serving-cert-approver/kubelet-serving-cert-approver", Ready: true, Detail: "1/1 replicas ready, image ghcr.io/alex1989hu/kubelet-serving-cert-approver:main"},
-		{Name: "ccm", Namespace: "kube-system", Kind: KindTalosCCM, Where: "Deployment kube-system/ccm", Detail: "0/1 replicas ready, image ghcr.io/siderolabs/talos-cloud-controller-manager:v1.10.0"},
+		{Name: "csrguard", Namespace: "csrguard", Kind: servingcsr.ApproverCSRGuard, Where: "Deployment csrguard/csrguard", Ready: true, Mode: "dry-run", Detail: "1/1 replicas ready, image ghcr.io/csrguard/csrguard:v0.1.0, --mode=dry-run"},
+		{Name: "csrguard", Namespace: "csrguard", Kind: servingcsr.ApproverCSRGuard, Where: "Lease csrguard/csrguard", Ready: true, Mode: "dry-run", Detail: "leader csrguard-7d9f_1, renewed 5s ago"},
+		{Name: "csrguard", Namespace: "old", Kind: servingcsr.ApproverCSRGuard, Where: "Lease old/csrguard", Detail: "leader csrguard-old_1 last renewed 1h ago (lease duration 15s): no live leader"},
+		{Name: "kubelet-serving-cert-approver", Namespace: "kubelet-serving-cert-approver", Kind: servingcsr.ApproverAlex1989hu, Where: "Deployment kubelet-serving-cert-approver/kubelet-serving-cert-approver", Ready: true, Detail: "1/1 replicas ready, image ghcr.io/alex1989hu/kubelet-serving-cert-approver:main"},
+		{Name: "ccm", Namespace: "kube-system", Kind: servingcsr.ApproverTalosCCM, Where: "Deployment kube-system/ccm", Detail: "0/1 replicas ready, image ghcr.io/siderolabs/talos-cloud-controller-manager:v1.10.0"},
 	}
 	if diff := cmp.Diff(s.Approvers, wantApprovers); diff != "" {
 		t.Errorf("approvers (-got +want):\n%s", diff)

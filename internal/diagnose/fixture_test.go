@@ -24,6 +24,7 @@ import (
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 )
 
@@ -175,7 +176,7 @@ var (
 )
 
 func csrguardApprover() Approver {
-	return Approver{Name: "csrguard", Namespace: "csrguard", Kind: KindCSRGuard, Where: "Deployment csrguard/csrguard", Ready: true, Mode: "enforce", Detail: "2/2 replicas ready, image ghcr.io/csrguard/csrguard:v0.1.0"}
+	return Approver{Name: "csrguard", Namespace: "csrguard", Kind: servingcsr.ApproverCSRGuard, Where: "Deployment csrguard/csrguard", Ready: true, Mode: "enforce", Detail: "2/2 replicas ready, image ghcr.io/csrguard/csrguard:v0.1.0"}
 }
 
 // hardened is the policy of the test snapshots: the default, with the node

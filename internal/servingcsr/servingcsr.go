@@ -152,3 +152,13 @@ const (
 	EventWouldDeny    = "WouldDeny"
 	EventWouldApprove = "WouldApprove"
 )
+
+// The approvers of kubelet-serving CSRs csrguard recognises, by the names
+// their projects use: check-config finds them in manifests, doctor and
+// preflight in the cluster.
+const (
+	ApproverCSRGuard    = "csrguard"
+	ApproverAlex1989hu  = "kubelet-serving-cert-approver"
+	ApproverPostfinance = "kubelet-csr-approver"
+	ApproverTalosCCM    = "talos-cloud-controller-manager"
+)
