@@ -167,7 +167,7 @@ type Manifest struct {
 	// Name is the KubeExternalManifestConfig's or inline manifest's name, or
 	// the workload's Kind namespace/name.
 	Name string `json:"name,omitempty"`
-	// Component is one of the Component* constants, or empty when unknown.
+	// Component is one of servingcsr's Approver* constants or ComponentMetricsServer, or empty when unknown.
 	Component string `json:"component,omitempty"`
 	// Pin says whether a URL is "pinned" (a release tag or commit) or
 	// "unpinned" (a branch, "latest"); empty when it cannot be told.
