@@ -3,6 +3,7 @@ package diagnose
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
@@ -109,4 +110,14 @@ func eventTime(e *corev1.Event) time.Time {
 		t = e.LastTimestamp.Time
 	}
 	return t
+}
+
+// logs says where to read a's log: its Deployment's, found by its Lease or
+// Deployment; a csrguard known only by its decisions runs outside the
+// cluster, where only whoever started it has the log.
+func (a Approver) logs() string {
+	if strings.HasPrefix(a.Where, "Deployment ") || strings.HasPrefix(a.Where, "Lease ") {
+		return fmt.Sprintf("kubectl -n %s logs deploy/%s", a.Namespace, a.Name)
+	}
+	return "the log of the csrguard process that runs outside the cluster, with --kubeconfig"
 }

@@ -147,3 +147,21 @@ func TestFetchFindsCSRGuardByDecisions(t *testing.T) {
 		}
 	})
 }
+
+// TestApproverLogs: the log command names a Deployment only for a csrguard
+// found by its Lease or Deployment, not one known by its decisions alone.
+func TestApproverLogs(t *testing.T) {
+	for _, tt := range []struct {
+		a    Approver
+		want string
+	}{
+		{Approver{Name: "csrguard", Namespace: "csrguard", Where: "Lease csrguard/csrguard"}, "kubectl -n csrguard logs deploy/csrguard"},
+		{Approver{Name: "csrguard", Namespace: "ops", Where: "Deployment ops/csrguard"}, "kubectl -n ops logs deploy/csrguard"},
+		{Approver{Name: "csr-1", Where: "CertificateSigningRequest csr-1"}, "the log of the csrguard process that runs outside the cluster, with --kubeconfig"},
+		{Approver{Name: "csr-1.abc", Namespace: "default", Where: "Event default/csr-1.abc"}, "the log of the csrguard process that runs outside the cluster, with --kubeconfig"},
+	} {
+		if got := tt.a.logs(); got != tt.want {
+			t.Errorf("%s: logs() = %q, want %q", tt.a.Where, got, tt.want)
+		}
+	}
+}

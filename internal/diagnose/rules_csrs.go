@@ -56,7 +56,7 @@ func (v *view) pendingCSRs() *Finding {
 	f.Fix = append(f.Fix, v.breakGlassFixes(newest)...)
 	if len(approving) > 0 {
 		a := approving[0]
-		f.Fix = append(f.Fix, fmt.Sprintf("Find out why %s holds them: kubectl get events -A --field-selector involvedObject.kind=CertificateSigningRequest, and kubectl -n %s logs deploy/%s (csrguard holds on its rate limit or breaker and says so in Held events).", a.Kind, a.Namespace, a.Name))
+		f.Fix = append(f.Fix, fmt.Sprintf("Find out why %s holds them: kubectl get events -A --field-selector involvedObject.kind=CertificateSigningRequest, and %s (csrguard holds on its rate limit or breaker and says so in Held events).", a.Kind, a.logs()))
 	} else {
 		f.Fix = append(f.Fix, v.installFixShort())
 	}

@@ -60,7 +60,7 @@ func (v *view) kubeletsWithoutCert() *Finding {
 	if approving := v.approving(); len(approving) > 0 {
 		if len(newest) > 0 {
 			a := approving[0]
-			f.Fix = append(f.Fix, fmt.Sprintf("%s (%s) runs but leaves these CSRs pending: read its log (kubectl -n %s logs deploy/%s) and the CSRs' Events.", a.Kind, a.Where, a.Namespace, a.Name))
+			f.Fix = append(f.Fix, fmt.Sprintf("%s (%s) runs but leaves these CSRs pending: read its log (%s) and the CSRs' Events.", a.Kind, a.Where, a.logs()))
 		}
 	} else {
 		f.Fix = append(f.Fix, v.installFixShort())
