@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,6 +21,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/csrguard/csrguard/internal/servingcsr"
+	"github.com/csrguard/csrguard/internal/severity"
 )
 
 // csrEvent is an Event on CSR csr as csrguard's recorder writes it, seen ago before now.
@@ -163,5 +165,47 @@ func TestApproverLogs(t *testing.T) {
 		if got := tt.a.logs(); got != tt.want {
 			t.Errorf("%s: logs() = %q, want %q", tt.a.Where, got, tt.want)
 		}
+	}
+}
+
+// TestSeveralApprovers: csrguard beside an approver that checks no SANs is a
+// warning that says which to stop and how; csrguard found twice (its
+// Deployment and its Lease), or in dry-run beside another, is not.
+func TestSeveralApprovers(t *testing.T) {
+	alex := Approver{Name: "kubelet-serving-cert-approver", Namespace: "kubelet-serving-cert-approver", Kind: servingcsr.ApproverAlex1989hu,
+		Where: "Deployment kubelet-serving-cert-approver/kubelet-serving-cert-approver", Ready: true, Detail: "1/1 replicas ready"}
+	lease := Approver{Name: "csrguard", Namespace: "csrguard", Kind: servingcsr.ApproverCSRGuard, Where: "Lease csrguard/csrguard", Ready: true, Detail: "held by csrguard-0"}
+	dryRun := csrguardApprover()
+	dryRun.Mode = "dry-run"
+
+	t.Run("csrguard_beside_another", func(t *testing.T) {
+		s := healthy(t, ubuntuOS)
+		s.Approvers = append(s.Approvers, alex)
+		f := findByID(Diagnose(s), IDSeveralApprovers)
+		want := &Finding{
+			ID: IDSeveralApprovers, Severity: severity.Warning,
+			Title: "2 approvers approve kubelet-serving CSRs: whichever writes first decides, so the most permissive policy is in force",
+			Evidence: []string{
+				"csrguard (Deployment csrguard/csrguard): 2/2 replicas ready, image ghcr.io/csrguard/csrguard:v0.1.0",
+				"kubelet-serving-cert-approver (Deployment kubelet-serving-cert-approver/kubelet-serving-cert-approver): 1/1 replicas ready",
+			},
+			Fix: []string{"Stop kubelet-serving-cert-approver: kubectl -n kubelet-serving-cert-approver delete deployment kubelet-serving-cert-approver (and the rest of what its manifest installed)"},
+		}
+		if diff := cmp.Diff(f, want, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("finding (-got +want):\n%s", diff)
+		}
+	})
+	for name, approvers := range map[string][]Approver{
+		"csrguard_twice":          {csrguardApprover(), lease},
+		"csrguard_dry_run_beside": {dryRun, alex},
+		"one_other":               {alex},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := healthy(t, ubuntuOS)
+			s.Approvers = approvers
+			if f := findByID(Diagnose(s), IDSeveralApprovers); f != nil {
+				t.Errorf("unexpected finding: %+v", f)
+			}
+		})
 	}
 }

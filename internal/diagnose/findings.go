@@ -10,6 +10,7 @@ import (
 const (
 	IDKubeletsWithoutCert    = "kubelets-without-serving-certificate"
 	IDNoApprover             = "no-approver"
+	IDSeveralApprovers       = "several-approvers"
 	IDPendingCSRs            = "pending-csrs"
 	IDPendingWouldDeny       = "pending-csrs-policy-would-deny"
 	IDPendingWouldHold       = "pending-csrs-policy-would-hold"
@@ -62,6 +63,7 @@ type rule struct {
 var rules = []rule{
 	{IDKubeletsWithoutCert, (*view).kubeletsWithoutCert},
 	{IDNoApprover, (*view).noApprover},
+	{IDSeveralApprovers, (*view).severalApprovers},
 	{IDPendingCSRs, (*view).pendingCSRs},
 	{IDPendingWouldDeny, (*view).pendingWouldDeny},
 	{IDPendingWouldHold, (*view).pendingWouldHold},

@@ -2,10 +2,12 @@ package diagnose
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
 )
 
@@ -108,4 +110,53 @@ func (v *view) newestPending() []string {
 		out = append(out, p[len(p)-1].name)
 	}
 	return out
+}
+
+// severalApprovers: more than one kind of approver approves kubelet-serving
+// CSRs. Each decides every CSR on its own and the first approval wins, so the
+// most permissive policy among them is the one in force: beside an approver
+// that checks no SANs, csrguard's checks protect nothing.
+func (v *view) severalApprovers() *Finding {
+	byKind := map[string]Approver{}
+	var kinds []string
+	for _, a := range v.approving() {
+		if _, seen := byKind[a.Kind]; !seen {
+			byKind[a.Kind] = a
+			kinds = append(kinds, a.Kind)
+		}
+	}
+	if len(kinds) < 2 {
+		return nil
+	}
+	sort.Strings(kinds)
+	f := &Finding{
+		Severity: severity.Warning,
+		Title:    fmt.Sprintf("%d approvers approve kubelet-serving CSRs: whichever writes first decides, so the most permissive policy is in force", len(kinds)),
+	}
+	for _, k := range kinds {
+		a := byKind[k]
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): %s", k, a.Where, a.Detail))
+	}
+	_, csrguard := byKind[servingcsr.ApproverCSRGuard]
+	if !csrguard {
+		f.Fix = append(f.Fix, "Keep one approver and stop the others; csrguard checks every SAN against the Node's own addresses, the others do less.")
+	}
+	for _, k := range kinds {
+		if k == servingcsr.ApproverCSRGuard {
+			continue
+		}
+		f.Fix = append(f.Fix, fmt.Sprintf("Stop %s: %s", k, byKind[k].stopCommand()))
+	}
+	return f
+}
+
+// stopCommand says how to stop a from approving.
+func (a Approver) stopCommand() string {
+	switch {
+	case a.Kind == servingcsr.ApproverTalosCCM:
+		return "drop " + talosCCMController + " from talos-cloud-controller-manager's --controllers (it also initialises Nodes; keep the rest)"
+	case strings.HasPrefix(a.Where, "Deployment "):
+		return fmt.Sprintf("kubectl -n %s delete deployment %s (and the rest of what its manifest installed)", a.Namespace, a.Name)
+	}
+	return "uninstall it the way it was installed"
 }
