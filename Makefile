@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 include hack/versions.env
-export K8S_VERSION ETCD_VERSION PROMETHEUS_VERSION HELM_VERSION METRICS_SERVER_VERSION GOLANGCI_LINT_VERSION
+export K8S_VERSION ETCD_VERSION PROMETHEUS_VERSION HELM_VERSION METRICS_SERVER_VERSION GOLANGCI_LINT_VERSION GOVULNCHECK_VERSION VULNDB_VERSION
 
 OUT      := _output
 NODES    ?= 3
@@ -35,6 +35,10 @@ build: ## Build csrguard, the kubectl plugin kubectl-csrguard and its completion
 .PHONY: dev-cluster
 dev-cluster: ## A local cluster (a real kubelet, NODES-1 simulated, metrics-server) until Ctrl-C; root: reachable from this host
 	@CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/localcluster dev --nodes $(NODES) --dir $(OUT)/dev
+
+.PHONY: vulncheck
+vulncheck: ## govulncheck with an offline copy of the Go vulnerability database (hack/govulncheck-accepted.txt lists accepted findings, each with why)
+	@hack/vulncheck.sh
 
 .PHONY: lint
 lint: ## golangci-lint with .golangci.yml (built from its Go module, cached by version); PKGS=./internal/policy/... for some packages

@@ -18,6 +18,9 @@ fi
 log "golangci-lint v$GOLANGCI_LINT_VERSION (.golangci.yml)"
 hack/lint.sh
 
+log "govulncheck v$GOVULNCHECK_VERSION, offline database $VULNDB_VERSION (accepted: hack/govulncheck-accepted.txt)"
+hack/vulncheck.sh
+
 log "cluster components (Kubernetes v$K8S_VERSION with the kubelet, etcd v$ETCD_VERSION, metrics-server v$METRICS_SERVER_VERSION)"
 CSRGUARD_KUBE_BIN="$(hack/build-kube.sh)"
 export CSRGUARD_KUBE_BIN
