@@ -13,4 +13,6 @@ export GOLANGCI_LINT_CACHE="${GOLANGCI_LINT_CACHE:-$CSRGUARD_CACHE/golangci-lint
 if [[ $# -eq 0 ]]; then
   set -- ./...
 fi
-exec "$LINT_BIN/golangci-lint" run "$@"
+# --allow-serial-runners: a second run (another clone, make test beside make
+# lint) waits for the first instead of failing on the shared cache's lock.
+exec "$LINT_BIN/golangci-lint" run --allow-serial-runners "$@"
