@@ -183,7 +183,7 @@ func TestTemplateDefault(t *testing.T) {
 // TestTemplateAllFeatures renders every optional object and every policy
 // knob.
 func TestTemplateAllFeatures(t *testing.T) {
-	objs := decodeAll(t, render(t, "--values", allFeatures))
+	objs := decodeAll(t, render(t, "--values", allFeatures, "--api-versions", "monitoring.coreos.com/v1"))
 
 	var d appsv1.Deployment
 	convert(t, find(t, objs, "Deployment", releaseNamespace, "csrguard"), &d)
@@ -269,7 +269,7 @@ func TestTemplateAllFeatures(t *testing.T) {
 
 // TestPrometheusRuleJob renames the job the alerts select.
 func TestPrometheusRuleJob(t *testing.T) {
-	out := render(t, "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.job=kubelet-certs")
+	out := render(t, "--api-versions", "monitoring.coreos.com/v1", "--set", "prometheusRule.enabled=true", "--set", "prometheusRule.job=kubelet-certs")
 	pr := find(t, decodeAll(t, out), "PrometheusRule", releaseNamespace, "csrguard")
 	b, err := pr.MarshalJSON()
 	if err != nil {
@@ -277,6 +277,31 @@ func TestPrometheusRuleJob(t *testing.T) {
 	}
 	if s := string(b); strings.Contains(s, `job=\"csrguard\"`) || !strings.Contains(s, `job=\"kubelet-certs\"`) {
 		t.Errorf("prometheusRule.job=kubelet-certs: rules still select job=\"csrguard\" or never the new job")
+	}
+}
+
+// TestPrometheusOperatorObjects: the ServiceMonitor and the PrometheusRule
+// are rendered only where the API server serves monitoring.coreos.com/v1, and
+// carry the release label kube-prometheus-stack's default selectors want,
+// from the one value prometheusRelease.
+func TestPrometheusOperatorObjects(t *testing.T) {
+	enable := []string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "prometheusRule.enabled=true"}
+	without := decodeAll(t, render(t, enable...))
+	for _, o := range without {
+		if k := o.GetKind(); k == "ServiceMonitor" || k == "PrometheusRule" {
+			t.Errorf("%s rendered although monitoring.coreos.com/v1 is not served", k)
+		}
+	}
+	with := decodeAll(t, render(t, append(enable, "--api-versions", "monitoring.coreos.com/v1", "--set", "prometheusRelease=kube-prometheus-stack")...))
+	for _, kind := range []string{"ServiceMonitor", "PrometheusRule"} {
+		o := find(t, with, kind, releaseNamespace, "csrguard")
+		if got := o.GetLabels()["release"]; got != "kube-prometheus-stack" {
+			t.Errorf("%s label release = %q, want kube-prometheus-stack", kind, got)
+		}
+	}
+	unlabelled := decodeAll(t, render(t, append(enable, "--api-versions", "monitoring.coreos.com/v1")...))
+	if _, ok := find(t, unlabelled, "ServiceMonitor", releaseNamespace, "csrguard").GetLabels()["release"]; ok {
+		t.Error("ServiceMonitor has a release label although prometheusRelease is empty")
 	}
 }
 
@@ -310,6 +335,7 @@ func TestSchemaRejects(t *testing.T) {
 		{"cluster_domain_dot", []string{"--set", "policy.clusterDomain=cluster.local."}, "/policy/clusterDomain"},
 		{"replicas_without_leader", []string{"--set", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
 		{"two_kubelet_cas", []string{"--set", "probe.kubeletCA.configMap=a", "--set", "probe.kubeletCA.secret=b"}, "not both"},
+		{"release_not_a_label_value", []string{"--set", "prometheusRelease=kube prometheus"}, "/prometheusRelease"},
 		{"monitor_without_service", []string{"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.service.enabled=false"}, "needs metrics.service.enabled"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
