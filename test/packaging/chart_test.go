@@ -278,6 +278,10 @@ func TestPrometheusRuleJob(t *testing.T) {
 	if s := string(b); strings.Contains(s, `job=\"csrguard\"`) || !strings.Contains(s, `job=\"kubelet-certs\"`) {
 		t.Errorf("prometheusRule.job=kubelet-certs: rules still select job=\"csrguard\" or never the new job")
 	}
+	// Runbooks of the release the chart installs, not of main.
+	if s, tag := string(b), "/blob/"+appVersion(t)+"/docs/runbooks/"; strings.Contains(s, "/blob/main/") || !strings.Contains(s, tag) {
+		t.Errorf("runbook URLs do not all point at %s", tag)
+	}
 }
 
 // TestPrometheusOperatorObjects: the ServiceMonitor and the PrometheusRule
