@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/csrguard/csrguard/internal/history"
 )
@@ -246,9 +247,15 @@ func TestTemplateAllFeatures(t *testing.T) {
 	if pr.GetLabels()["release"] != "kube-prometheus-stack" {
 		t.Errorf("PrometheusRule labels = %v, want the extra label release", pr.GetLabels())
 	}
-	rulesFile := readYAML(t, repoRoot+"/deploy/prometheus/csrguard.rules.yaml")[0]
+	// The file's rules, but with the runbooks of the chart's release (the
+	// file points at main).
+	rulesText := strings.ReplaceAll(readFile(t, repoRoot+"/deploy/prometheus/csrguard.rules.yaml"), "/blob/main/docs/runbooks/", "/blob/"+appVersion(t)+"/docs/runbooks/")
+	var rulesFile map[string]any
+	if err := yaml.Unmarshal([]byte(rulesText), &rulesFile); err != nil {
+		t.Fatal(err)
+	}
 	if diff := cmp.Diff(pr.Object["spec"], any(rulesFile)); diff != "" {
-		t.Errorf("PrometheusRule spec differs from deploy/prometheus/csrguard.rules.yaml (-chart +file):\n%s", diff)
+		t.Errorf("PrometheusRule spec differs from deploy/prometheus/csrguard.rules.yaml with the release's runbooks (-chart +file):\n%s", diff)
 	}
 
 	cm := find(t, objs, "ConfigMap", "monitoring", "csrguard-dashboard")
