@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
@@ -91,7 +92,7 @@ func decisionApprover(csrs []certificatesv1.CertificateSigningRequest, events []
 	}
 	a := newest.a
 	a.Kind, a.Ready = servingcsr.ApproverCSRGuard, true
-	a.Detail = fmt.Sprintf("%s %s ago; no Lease: it runs without leader election (out of cluster with --kubeconfig?)", newest.what, humanDuration(now.Sub(newest.at)))
+	a.Detail = fmt.Sprintf("%s %s ago; no Lease: it runs without leader election (out of cluster with --kubeconfig?)", newest.what, human.Duration(now.Sub(newest.at)))
 	if newest.dryRun {
 		a.Mode = "dry-run"
 		a.Detail += ", --mode=dry-run"

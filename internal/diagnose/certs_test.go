@@ -9,6 +9,7 @@ import (
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
 	"github.com/csrguard/csrguard/internal/policy"
@@ -85,7 +86,7 @@ func TestCertsNewestIssued(t *testing.T) {
 	rows := Certs(s)
 	var got []string
 	for _, r := range rows {
-		got = append(got, r.Node+" "+r.Source+" "+r.State+" "+humanDuration(r.Residual))
+		got = append(got, r.Node+" "+r.Source+" "+r.State+" "+human.Duration(r.Residual))
 	}
 	want := []string{"node-a csr ok 335d", "node-b csr ok 365d", "node-c csr ok 335d", "node-d - unknown 0s"}
 	if diff := cmp.Diff(got, want); diff != "" {

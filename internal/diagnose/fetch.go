@@ -32,6 +32,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
@@ -378,9 +379,9 @@ func leaseApprover(l *coordinationv1.Lease, now time.Time) Approver {
 		age := now.Sub(l.Spec.RenewTime.Time)
 		a.Ready = age < 2*duration
 		if a.Ready {
-			a.Detail = fmt.Sprintf("leader %s, renewed %s ago", holder, humanDuration(age))
+			a.Detail = fmt.Sprintf("leader %s, renewed %s ago", holder, human.Duration(age))
 		} else {
-			a.Detail = fmt.Sprintf("leader %s last renewed %s ago (lease duration %s): no live leader", holder, humanDuration(age), duration)
+			a.Detail = fmt.Sprintf("leader %s last renewed %s ago (lease duration %s): no live leader", holder, human.Duration(age), duration)
 		}
 	}
 	return a

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
@@ -54,7 +55,7 @@ func (v *view) noApprover() *Finding {
 	if len(parts) > 0 {
 		line := "kubelet-serving CSRs in the API: " + strings.Join(parts, ", ")
 		if counts["Pending"] > 0 {
-			line += fmt.Sprintf(" (oldest pending %s)", humanDuration(oldest))
+			line += fmt.Sprintf(" (oldest pending %s)", human.Duration(oldest))
 		}
 		f.Evidence = append(f.Evidence, line)
 	}

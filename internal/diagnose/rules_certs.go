@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/severity"
 )
@@ -20,7 +21,7 @@ func (v *view) certExpired() *Finding {
 			continue
 		}
 		f.Nodes = append(f.Nodes, n)
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: serving certificate (%s) issued by %s expired %s ago (%s)", n, sourceText(source), issuerName(cert), humanDuration(v.Now.Sub(cert.NotAfter)), cert.NotAfter.UTC().Format(time.RFC3339)))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: serving certificate (%s) issued by %s expired %s ago (%s)", n, sourceText(source), issuerName(cert), human.Duration(v.Now.Sub(cert.NotAfter)), cert.NotAfter.UTC().Format(time.RFC3339)))
 	}
 	if len(f.Nodes) == 0 {
 		return nil
@@ -50,7 +51,7 @@ func (v *view) certExpiring() *Finding {
 			f.Severity = severity.Critical
 		}
 		f.Nodes = append(f.Nodes, n)
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: serving certificate (%s) issued by %s expires in %s (%s), %s of its lifetime left", n, sourceText(source), issuerName(cert), humanDuration(left), cert.NotAfter.UTC().Format(time.RFC3339), percent(left, cert.NotAfter.Sub(cert.NotBefore))))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: serving certificate (%s) issued by %s expires in %s (%s), %s of its lifetime left", n, sourceText(source), issuerName(cert), human.Duration(left), cert.NotAfter.UTC().Format(time.RFC3339), percent(left, cert.NotAfter.Sub(cert.NotBefore))))
 	}
 	if len(f.Nodes) == 0 {
 		return nil

@@ -9,6 +9,7 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
@@ -34,7 +35,7 @@ func (v *view) pendingCSRs() *Finding {
 		if g[0].node != "" {
 			f.Nodes = append(f.Nodes, who)
 		}
-		line := fmt.Sprintf("%s: %s pending over %s that the policy would approve: %s", who, plural(len(g), "CSR"), humanDuration(pendingGrace), csrAges(g))
+		line := fmt.Sprintf("%s: %s pending over %s that the policy would approve: %s", who, plural(len(g), "CSR"), human.Duration(pendingGrace), csrAges(g))
 		if lacks, why := v.lacksCert(who); lacks {
 			f.Severity = severity.Critical
 			line += "; " + why
@@ -45,7 +46,7 @@ func (v *view) pendingCSRs() *Finding {
 		all := v.pending[who]
 		newest = append(newest, all[len(all)-1].name)
 	}
-	f.Title = fmt.Sprintf("%s pending over %s although the policy would approve %s", plural(len(stuck), "kubelet-serving CSR"), humanDuration(pendingGrace), them(len(stuck)))
+	f.Title = fmt.Sprintf("%s pending over %s although the policy would approve %s", plural(len(stuck), "kubelet-serving CSR"), human.Duration(pendingGrace), them(len(stuck)))
 	if v.ClusterErr != "" {
 		f.Evidence = append(f.Evidence, "API server addresses and service CIDRs were not discovered, so the policy ran without them: "+v.ClusterErr)
 	}
@@ -84,7 +85,7 @@ func (v *view) pendingWouldDeny() *Finding {
 	var csrNames, nodes []string
 	for _, c := range bad {
 		d := v.Decisions[c.name]
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, pending %s): %s: %s", c.name, c.who(), humanDuration(c.age), d.Reason, d.Message))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, pending %s): %s: %s", c.name, c.who(), human.Duration(c.age), d.Reason, d.Message))
 		csrNames = append(csrNames, c.name)
 		if c.node != "" && !slices.Contains(nodes, c.node) {
 			nodes = append(nodes, c.node)
@@ -115,7 +116,7 @@ func (v *view) pendingWouldHold() *Finding {
 	}
 	f := &Finding{
 		Severity: severity.Warning,
-		Title:    fmt.Sprintf("%s pending over %s that the policy would keep holding", plural(len(held), "kubelet-serving CSR"), humanDuration(pendingGrace)),
+		Title:    fmt.Sprintf("%s pending over %s that the policy would keep holding", plural(len(held), "kubelet-serving CSR"), human.Duration(pendingGrace)),
 	}
 	var csrNames []string
 	nodeGone := false
@@ -125,7 +126,7 @@ func (v *view) pendingWouldHold() *Finding {
 			why = fmt.Sprintf("%s: %s", d.Reason, d.Message)
 			nodeGone = nodeGone || d.Reason == policy.NodeNotFound
 		}
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, pending %s): %s", c.name, c.who(), humanDuration(c.age), why))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, pending %s): %s", c.name, c.who(), human.Duration(c.age), why))
 		csrNames = append(csrNames, c.name)
 		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 			f.Nodes = append(f.Nodes, c.node)
@@ -143,7 +144,7 @@ func (v *view) pendingWouldHold() *Finding {
 func (v *view) approvedNotIssued() *Finding {
 	var stuck []csrView
 	for _, c := range v.csrs {
-		if c.state == "Approved" && v.Now.Sub(approvedAt(c.csr)) > approvedGrace {
+		if c.state == "Approved" && v.Now.Sub(servingcsr.ApprovedAt(c.csr)) > approvedGrace {
 			stuck = append(stuck, c)
 		}
 	}
@@ -155,7 +156,7 @@ func (v *view) approvedNotIssued() *Finding {
 		Title:    fmt.Sprintf("%s approved but not issued: the signer does not sign kubernetes.io/kubelet-serving", plural(len(stuck), "kubelet-serving CSR")),
 	}
 	for _, c := range stuck {
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): approved %s ago%s, no certificate and no Failed condition", c.name, c.who(), humanDuration(v.Now.Sub(approvedAt(c.csr))), conditionReason(&c)))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): approved %s ago%s, no certificate and no Failed condition", c.name, c.who(), human.Duration(v.Now.Sub(servingcsr.ApprovedAt(c.csr))), conditionReason(&c)))
 		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 			f.Nodes = append(f.Nodes, c.node)
 		}
@@ -189,7 +190,7 @@ func (v *view) signerFailed() *Finding {
 	var csrNames []string
 	for _, c := range failed {
 		cond := condition(c.csr, certificatesv1.CertificateFailed)
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, created %s ago): %s: %s", c.name, c.who(), humanDuration(c.age), cond.Reason, cond.Message))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s, created %s ago): %s: %s", c.name, c.who(), human.Duration(c.age), cond.Reason, cond.Message))
 		csrNames = append(csrNames, c.name)
 		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 			f.Nodes = append(f.Nodes, c.node)
@@ -230,7 +231,7 @@ func (v *view) deniedCSRs() *Finding {
 		for _, c := range byReason[r] {
 			n++
 			cond := condition(c.csr, certificatesv1.CertificateDenied)
-			f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %s (%s, created %s ago): %s", r, c.name, c.who(), humanDuration(c.age), cond.Message))
+			f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %s (%s, created %s ago): %s", r, c.name, c.who(), human.Duration(c.age), cond.Message))
 			if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 				f.Nodes = append(f.Nodes, c.node)
 			}
@@ -266,7 +267,7 @@ func (v *view) duplicatePending() *Finding {
 	for _, n := range nodes {
 		p := v.pending[n]
 		old, last := p[0], p[len(p)-1]
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %d pending, oldest %s (%s), newest %s (%s)", n, len(p), old.name, humanDuration(old.age), last.name, humanDuration(last.age)))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %d pending, oldest %s (%s), newest %s (%s)", n, len(p), old.name, human.Duration(old.age), last.name, human.Duration(last.age)))
 		newest = append(newest, last.name)
 		for _, c := range p[:len(p)-1] {
 			stale = append(stale, c.name)
@@ -293,10 +294,10 @@ func (v *view) soonGarbageCollected() *Finding {
 	}
 	f := &Finding{
 		Severity: severity.Info,
-		Title:    fmt.Sprintf("%s pending for over %s: kube-controller-manager deletes pending CSRs after 24h", plural(len(old), "kubelet-serving CSR"), humanDuration(gcWarnAge)),
+		Title:    fmt.Sprintf("%s pending for over %s: kube-controller-manager deletes pending CSRs after 24h", plural(len(old), "kubelet-serving CSR"), human.Duration(gcWarnAge)),
 	}
 	for _, c := range old {
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): pending %s, deleted in about %s", c.name, c.who(), humanDuration(c.age), humanDuration(24*time.Hour-c.age)))
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): pending %s, deleted in about %s", c.name, c.who(), human.Duration(c.age), human.Duration(24*time.Hour-c.age)))
 		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
 			f.Nodes = append(f.Nodes, c.node)
 		}
@@ -306,11 +307,6 @@ func (v *view) soonGarbageCollected() *Finding {
 		"To keep the evidence of how long this has lasted: kubectl get csr " + old[0].name + " -o yaml > " + old[0].name + ".yaml",
 	}
 	return f
-}
-
-// approvedAt is when csr was approved (servingcsr.ApprovedAt).
-func approvedAt(csr *certificatesv1.CertificateSigningRequest) time.Time {
-	return servingcsr.ApprovedAt(csr)
 }
 
 func condition(csr *certificatesv1.CertificateSigningRequest, t certificatesv1.RequestConditionType) certificatesv1.CertificateSigningRequestCondition {
@@ -340,7 +336,7 @@ func csrAges(csrs []csrView) string {
 			parts = append(parts, fmt.Sprintf("… (%d more)", len(csrs)-5))
 			break
 		}
-		parts = append(parts, fmt.Sprintf("%s (%s)", c.name, humanDuration(c.age)))
+		parts = append(parts, fmt.Sprintf("%s (%s)", c.name, human.Duration(c.age)))
 	}
 	return strings.Join(parts, ", ")
 }

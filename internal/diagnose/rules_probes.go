@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/severity"
@@ -42,7 +43,7 @@ func (v *view) kubeletsWithoutCert() *Finding {
 		}
 		silent = append(silent, n)
 		if last, ok := v.last[n]; ok {
-			f.Evidence = append(f.Evidence, fmt.Sprintf("%s: no CSR pending; its newest kubelet-serving CSR %s is %s (created %s ago)%s", n, last.name, last.state, humanDuration(last.age), conditionReason(&last)))
+			f.Evidence = append(f.Evidence, fmt.Sprintf("%s: no CSR pending; its newest kubelet-serving CSR %s is %s (created %s ago)%s", n, last.name, last.state, human.Duration(last.age), conditionReason(&last)))
 		} else {
 			f.Evidence = append(f.Evidence, fmt.Sprintf("%s: no kubelet-serving CSR from this node in the API", n))
 		}

@@ -164,7 +164,7 @@ func (v *view) lacksCert(node string) (bool, string) {
 	case noCert:
 		return true, "its kubelet serves no certificate (probe: tls: internal error)"
 	case cert != nil && !cert.NotAfter.After(v.Now):
-		return true, fmt.Sprintf("its serving certificate (%s) expired %s ago", source, humanDuration(v.Now.Sub(cert.NotAfter)))
+		return true, fmt.Sprintf("its serving certificate (%s) expired %s ago", source, human.Duration(v.Now.Sub(cert.NotAfter)))
 	case cert == nil:
 		return true, "no issued serving certificate for it in the API (issued CSRs are deleted after 1h; probe to be sure)"
 	}
@@ -221,9 +221,6 @@ func issuerName(c *x509.Certificate) string {
 	}
 	return c.Issuer.String()
 }
-
-// humanDuration prints d as every csrguard output does: human.Duration.
-func humanDuration(d time.Duration) string { return human.Duration(d) }
 
 // plural returns "1 kubelet" or "2 kubelets".
 func plural(n int, word string) string {
