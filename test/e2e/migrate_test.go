@@ -42,7 +42,7 @@ func TestMigrateFromApprover(t *testing.T) {
 	// approver runs here and a Deployment with a ready replica stands for it,
 	// which is how doctor finds approvers in a cluster.
 	stopOld := approveEverything(ctx, t, c.cp.AdminConfig())
-	c.runningDeployment(ctx, "kube-system", servingcsr.ApproverAlex1989hu, "ghcr.io/alex1989hu/kubelet-serving-cert-approver:0.9.1")
+	c.runningDeployment(ctx, servingcsr.ApproverAlex1989hu, servingcsr.ApproverAlex1989hu, "ghcr.io/alex1989hu/kubelet-serving-cert-approver:0.9.1")
 	worker := c.addKubelet(ctx, "worker-1", kubelet.Debian)
 	cert, err := worker.WaitForCertificate(ctx, nil)
 	if err != nil {
@@ -116,7 +116,7 @@ func TestMigrateFromApprover(t *testing.T) {
 	// 3. Then remove the old approver. csrguard alone approves the next
 	// rotation and denies what the old one let through.
 	stopOld()
-	if err := c.admin.AppsV1().Deployments("kube-system").Delete(ctx, servingcsr.ApproverAlex1989hu, metav1.DeleteOptions{}); err != nil {
+	if err := c.admin.AppsV1().Deployments(servingcsr.ApproverAlex1989hu).Delete(ctx, servingcsr.ApproverAlex1989hu, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	before := worker.Current()
@@ -201,7 +201,9 @@ func (c *cluster) runningDeployment(ctx context.Context, namespace, name, image 
 	c.t.Helper()
 	if namespace != guardNamespace && namespace != metav1.NamespaceDefault {
 		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}}
-		_, _ = c.admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}) // kube-system may exist
+		if _, err := c.admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+			c.t.Fatalf("create namespace %s: %v", namespace, err)
+		}
 	}
 	labels := map[string]string{"app.kubernetes.io/name": name}
 	d := &appsv1.Deployment{
