@@ -119,8 +119,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, fmt.Errorf("get CSR %q: %w", req.Name, err)
 	}
-	// Final CSRs are never touched, whatever else is true of them.
-	if !servingcsr.InScope(&csr) || servingcsr.IsFinal(&csr) {
+	// Final CSRs are never touched, whatever else is true of them. Dry-run still judges one that
+	// another approver approved, writing nothing but Events and metrics: that is how it shows,
+	// beside the approver it is to replace, what it would have denied that the other let through.
+	if !servingcsr.InScope(&csr) || servingcsr.IsFinal(&csr) && !(r.cfg.Mode == DryRun && servingcsr.ApprovedByOther(&csr)) {
 		r.holds.Delete(csr.Name)
 		return ctrl.Result{}, nil
 	}

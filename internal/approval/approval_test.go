@@ -331,6 +331,59 @@ func TestHoldRetry(t *testing.T) {
 	}
 }
 
+// TestReconcileDryRunApprovedByOther: beside another approver, dry-run judges the CSRs that one
+// approved before csrguard looked, and writes nothing; enforce leaves them alone, like any final
+// CSR, as does dry-run one that csrguard itself approved.
+func TestReconcileDryRunApprovedByOther(t *testing.T) {
+	approvedBy := func(reason string, opts ...csrtest.Option) *certificatesv1.CertificateSigningRequest {
+		csr := csrtest.New(t, opts...)
+		csr.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: reason}}
+		return csr
+	}
+	good := approvedBy("AutoApproved")
+	bad := approvedBy("AutoApproved", csrtest.Node("node-b"), csrtest.IPAddresses(kubetest.APIServerClusterIP))
+	bad.Status.Certificate = []byte("-----BEGIN CERTIFICATE-----\n") // issued: the harm is done
+	ours := approvedBy(servingcsr.ApprovedReason, csrtest.Node("node-c"))
+	dryRun := enforce()
+	dryRun.Mode = DryRun
+
+	for _, tc := range []struct {
+		name       string
+		cfg        Config
+		wantEvents func(d policy.Decision) []string
+		wantCount  string
+	}{
+		{name: "dry_run", cfg: dryRun, wantEvents: func(d policy.Decision) []string {
+			return []string{
+				"Normal WouldApprove AllChecksPassed: all checks passed",
+				csrEvent(corev1.EventTypeWarning, servingcsr.EventWouldDeny, d),
+				nodeEvent(corev1.EventTypeWarning, servingcsr.EventWouldDeny, bad.Name, d),
+			}
+		}, wantCount: `csrguard_decisions_total{mode="dry-run",reason="AllChecksPassed",verdict="approve"} 1
+csrguard_decisions_total{mode="dry-run",reason="ReservedAddress",verdict="deny"} 1
+`},
+		{name: "enforce", cfg: enforce(), wantEvents: func(policy.Decision) []string { return nil }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.cfg, nodeA(), nodeB(), nodeC(), good.DeepCopy(), bad.DeepCopy(), ours.DeepCopy())
+			d := f.decide(t, bad)
+			for _, name := range []string{good.Name, bad.Name, ours.Name} {
+				if diff := cmp.Diff(f.mustReconcile(t, name), ctrl.Result{}); diff != "" {
+					t.Errorf("Reconcile(%q) result mismatch (-got +want):\n%s", name, diff)
+				}
+			}
+			if diff := cmp.Diff(f.writer.written(), []written(nil)); diff != "" {
+				t.Errorf("UpdateApproval calls mismatch (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(f.events(), tc.wantEvents(d)); diff != "" {
+				t.Errorf("events mismatch (-got +want):\n%s", diff)
+			}
+			compareMetric(t, f.metrics.Decisions, decisionsHeader, tc.wantCount)
+			compareMetric(t, f.metrics.Applied, writesHeader, "")
+		})
+	}
+}
+
 func TestReconcileSkipsFinal(t *testing.T) {
 	condition := func(typ certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequest {
 		csr := csrtest.New(t)

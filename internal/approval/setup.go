@@ -79,7 +79,8 @@ func trimNode(labelKeys []string) func(any) (any, error) {
 }
 
 // trimCSR drops managed fields, the request of a final CSR (it is never decided again; its
-// certificate stays) and cuts a longer request than servingcsr.MaxRequestBytes (which Parse
+// certificate stays) unless another approver approved it (dry-run judges those; the API server
+// deletes them after an hour) and cuts a longer request than servingcsr.MaxRequestBytes (which Parse
 // refuses anyway) to one byte more, so that no node can fill the cache: the API server keeps
 // decided CSRs an hour and pending ones a day.
 func trimCSR(obj any) (any, error) {
@@ -89,7 +90,7 @@ func trimCSR(obj any) (any, error) {
 	}
 	csr.ManagedFields = nil
 	switch {
-	case servingcsr.IsFinal(csr):
+	case servingcsr.IsFinal(csr) && !servingcsr.ApprovedByOther(csr):
 		csr.Spec.Request = nil
 	case len(csr.Spec.Request) > servingcsr.MaxRequestBytes:
 		// A copy: a sub-slice would keep the whole array alive.

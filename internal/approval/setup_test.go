@@ -209,4 +209,17 @@ func TestTrimCSR(t *testing.T) {
 	if c := got.(*certificatesv1.CertificateSigningRequest); c.Spec.Request != nil || string(c.Status.Certificate) != "certificate" {
 		t.Errorf("trimCSR(issued): request %d bytes, certificate %q; want none and kept", len(c.Spec.Request), c.Status.Certificate)
 	}
+
+	// Unless another approver approved it: dry-run judges it still.
+	for reason, keep := range map[string]bool{"AutoApproved": true, servingcsr.ApprovedReason: false} {
+		approved := csrtest.New(t)
+		approved.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: "True", Reason: reason}}
+		got, err := trimCSR(approved)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := got.(*certificatesv1.CertificateSigningRequest); (c.Spec.Request != nil) != keep {
+			t.Errorf("trimCSR(approved with reason %s): request %d bytes, want kept %v", reason, len(c.Spec.Request), keep)
+		}
+	}
 }

@@ -3,6 +3,7 @@ package diagnose
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,23 +28,30 @@ const eventReporter = "csrguard"
 // detectDecidingCSRGuard adds to s.Approvers a csrguard known by its recent
 // decisions when neither a Lease nor a Deployment showed a running one: a
 // csrguard without leader election (the default out of cluster, with
-// --kubeconfig) holds no Lease. It reads csrguard's Events on CSRs; a failed
-// read is a note, as the decisions are evidence, not a requirement.
+// --kubeconfig) holds no Lease. It reads csrguard's Events on CSRs into
+// s.Events, and also when another approver approved a CSR, for what a dry-run
+// csrguard would have denied of those (approvedWouldDeny); a failed read is a
+// note, as the Events are evidence, not a requirement.
 func (s *Snapshot) detectDecidingCSRGuard(ctx context.Context, cs kubernetes.Interface) {
-	for _, a := range s.Approvers {
-		if a.Kind == servingcsr.ApproverCSRGuard && a.Ready {
-			return
-		}
+	running := slices.ContainsFunc(s.Approvers, func(a Approver) bool { return a.Kind == servingcsr.ApproverCSRGuard && a.Ready })
+	if running && !slices.ContainsFunc(s.CSRs, func(c certificatesv1.CertificateSigningRequest) bool { return servingcsr.ApprovedByOther(&c) }) {
+		return
 	}
 	// Events about cluster-scoped objects such as CSRs are in namespace default.
-	var events []corev1.Event
 	list, err := cs.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.kind=CertificateSigningRequest"})
 	if err != nil {
 		s.Notes = append(s.Notes, fmt.Sprintf("cannot list Events to find csrguard's recent decisions: %v", reason(err)))
 	} else {
-		events = list.Items
+		for _, e := range list.Items {
+			if e.ReportingController == eventReporter {
+				s.Events = append(s.Events, e)
+			}
+		}
 	}
-	if a, ok := decisionApprover(s.CSRs, events, s.Now); ok {
+	if running {
+		return
+	}
+	if a, ok := decisionApprover(s.CSRs, s.Events, s.Now); ok {
 		s.Approvers = append(s.Approvers, a)
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	k8stesting "k8s.io/client-go/testing"
 
+	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
 )
@@ -148,6 +149,18 @@ func TestFetchFindsCSRGuardByDecisions(t *testing.T) {
 			}
 		}
 	})
+
+	// Unless another approver approved a CSR: csrguard's Events say what it
+	// would have denied of those; other controllers' Events are left out.
+	t.Run("live_lease_beside_another_approver", func(t *testing.T) {
+		other := withCondition(newCSR(t, "csr-b", "node-a", "10.0.0.1", 5*time.Minute), certificatesv1.CertificateApproved, "AutoApproved", "", 4*time.Minute)
+		ours := csrEvent("ev-1", "csr-b", "csrguard", servingcsr.EventWouldDeny, time.Minute)
+		theirs := csrEvent("ev-2", "csr-b", "other-approver", "Approved", time.Minute)
+		s := fetch(t, fake.NewClientset(&node, &other, &ours, &theirs, lease("csrguard", "csrguard-7d9f_1", 5*time.Second)))
+		if len(s.Approvers) != 1 || len(s.Events) != 1 || s.Events[0].Name != "ev-1" {
+			t.Errorf("approvers = %+v, events = %+v; want the Lease and ev-1", s.Approvers, s.Events)
+		}
+	})
 }
 
 // TestApproverLogs: the log command names a Deployment only for a csrguard
@@ -204,6 +217,98 @@ func TestSeveralApprovers(t *testing.T) {
 			s := healthy(t, ubuntuOS)
 			s.Approvers = approvers
 			if f := findByID(Diagnose(s), IDSeveralApprovers); f != nil {
+				t.Errorf("unexpected finding: %+v", f)
+			}
+		})
+	}
+}
+
+// TestApprovedWouldDeny: csrguard in dry-run beside another approver shows,
+// by its WouldDeny Events, the CSRs that approver let through; a CSR
+// csrguard approved, a pending one (pendingWouldDeny's) or another
+// controller's Event is not that comparison.
+func TestApprovedWouldDeny(t *testing.T) {
+	alex := Approver{Name: "kubelet-serving-cert-approver", Namespace: "kube-system", Kind: servingcsr.ApproverAlex1989hu,
+		Where: "Deployment kube-system/kubelet-serving-cert-approver", Ready: true, Detail: "1/1 replicas ready"}
+	dryRun := csrguardApprover()
+	dryRun.Mode = "dry-run"
+	wouldDeny := func(name, csr, reporter, note string, ago time.Duration) corev1.Event {
+		e := csrEvent(name, csr, reporter, servingcsr.EventWouldDeny, ago)
+		e.Message = note
+		return e
+	}
+	const (
+		reserved = `ReservedName: reserved: DNS SAN "kubernetes.default.svc" is reserved`
+		metadata = `ReservedAddress: reserved: IP SAN 169.254.169.254 is reserved`
+	)
+	build := func(t *testing.T) Snapshot {
+		s := healthy(t, ubuntuOS)
+		s.Approvers = []Approver{dryRun, alex}
+		evil := withCondition(newCSR(t, "csr-evil", "node-b", "10.0.0.2", 3*time.Minute), certificatesv1.CertificateApproved, "AutoApproved", "Auto approving", 3*time.Minute)
+		evil.Status.Certificate = []byte("certificate")
+		s.CSRs = append(s.CSRs, evil,
+			withCondition(newCSR(t, "csr-meta", "node-c", "10.0.0.3", 2*time.Minute), certificatesv1.CertificateApproved, "AutoApproved", "Auto approving", time.Minute))
+		kube.SortCSRs(s.CSRs)
+		s.Events = []corev1.Event{
+			wouldDeny("ev-1", "csr-evil", "csrguard", "SANNotOnNode: an older verdict", 3*time.Minute),
+			wouldDeny("ev-2", "csr-evil", "csrguard", reserved, 2*time.Minute),
+			wouldDeny("ev-3", "csr-meta", "csrguard", metadata, time.Minute),
+		}
+		return s
+	}
+
+	t.Run("dry_run_beside_another", func(t *testing.T) {
+		f := findByID(Diagnose(build(t)), IDApprovedWouldDeny)
+		want := &Finding{
+			ID: IDApprovedWouldDeny, Severity: severity.Warning, Nodes: []string{"node-b", "node-c"},
+			Title: "Approved by kubelet-serving-cert-approver but csrguard would deny: 2 kubelet-serving CSRs",
+			Evidence: []string{
+				"reasons: ReservedAddress (1), ReservedName (1)",
+				`csr-evil (node-b): approved 3m ago, reason "AutoApproved", certificate issued; csrguard would deny: ` + reserved,
+				`csr-meta (node-c): approved 1m ago, reason "AutoApproved", not issued yet; csrguard would deny: ` + metadata,
+			},
+			Fix: []string{
+				"See every check: csrguard explain csr-evil",
+				"Investigate node-b node-c: a kubelet asks only for its own Node's addresses, so a reserved name or a foreign address means a misconfigured or compromised node, and kubelet-serving-cert-approver issued it a certificate.",
+				"If one is a request you mean to allow, fix its cause (the check above names it) while csrguard is still in dry-run: once it enforces, it denies it.",
+				"Then switch without a gap: set csrguard to --mode=enforce first, then remove kubelet-serving-cert-approver (README: Migrating from kubelet-serving-cert-approver / kubelet-csr-approver).",
+			},
+		}
+		if diff := cmp.Diff(f, want, cmpopts.EquateEmpty()); diff != "" {
+			t.Errorf("finding (-got +want):\n%s", diff)
+		}
+	})
+	t.Run("approver_already_gone", func(t *testing.T) {
+		s := build(t)
+		s.Approvers = []Approver{csrguardApprover()}
+		if f := findByID(Diagnose(s), IDApprovedWouldDeny); f == nil || f.Title != "Approved by another approver but csrguard would deny: 2 kubelet-serving CSRs" {
+			t.Errorf("finding = %+v", f)
+		}
+	})
+	for name, change := range map[string]func(s *Snapshot){
+		"no_events": func(s *Snapshot) { s.Events = nil },
+		"approved_by_csrguard": func(s *Snapshot) {
+			for i := range s.CSRs {
+				for j := range s.CSRs[i].Status.Conditions {
+					s.CSRs[i].Status.Conditions[j].Reason = servingcsr.ApprovedReason
+				}
+			}
+		},
+		"pending": func(s *Snapshot) {
+			for i := range s.CSRs {
+				s.CSRs[i].Status = certificatesv1.CertificateSigningRequestStatus{}
+			}
+		},
+		"another_controllers_events": func(s *Snapshot) {
+			for i := range s.Events {
+				s.Events[i].ReportingController = "other-approver"
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			s := build(t)
+			change(&s)
+			if f := findByID(Diagnose(s), IDApprovedWouldDeny); f != nil {
 				t.Errorf("unexpected finding: %+v", f)
 			}
 		})

@@ -102,6 +102,10 @@ type Snapshot struct {
 	// Notes lists what Fetch could not read (forbidden or absent), so that
 	// findings resting on it can say so.
 	Notes []string
+	// Events are csrguard's Events on CSRs (namespace default), read when no
+	// Lease or Deployment shows a running csrguard or when another approver
+	// approved a CSR; nil otherwise, or when they could not be read (Notes).
+	Events []corev1.Event
 	// MetricsServers lists the metrics-server Deployments found; they scrape
 	// every kubelet over TLS.
 	MetricsServers []MetricsServer

@@ -11,6 +11,7 @@ const (
 	IDKubeletsWithoutCert    = "kubelets-without-serving-certificate"
 	IDNoApprover             = "no-approver"
 	IDSeveralApprovers       = "several-approvers"
+	IDApprovedWouldDeny      = "approved-csrs-csrguard-would-deny"
 	IDPendingCSRs            = "pending-csrs"
 	IDPendingWouldDeny       = "pending-csrs-policy-would-deny"
 	IDPendingWouldHold       = "pending-csrs-policy-would-hold"
@@ -64,6 +65,7 @@ var rules = []rule{
 	{IDKubeletsWithoutCert, (*view).kubeletsWithoutCert},
 	{IDNoApprover, (*view).noApprover},
 	{IDSeveralApprovers, (*view).severalApprovers},
+	{IDApprovedWouldDeny, (*view).approvedWouldDeny},
 	{IDPendingCSRs, (*view).pendingCSRs},
 	{IDPendingWouldDeny, (*view).pendingWouldDeny},
 	{IDPendingWouldHold, (*view).pendingWouldHold},

@@ -2,12 +2,16 @@ package diagnose
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
+
 	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/severity"
 )
@@ -160,4 +164,73 @@ func (a Approver) stopCommand() string {
 		return fmt.Sprintf("kubectl -n %s delete deployment %s (and the rest of what its manifest installed)", a.Namespace, a.Name)
 	}
 	return "uninstall it the way it was installed"
+}
+
+// approvedWouldDeny: CSRs another approver approved that csrguard, judging
+// them in dry-run beside it, would have denied (its WouldDeny Events). This is
+// the comparison to read before csrguard replaces that approver: each is a
+// serving certificate issued, or about to be, that csrguard would refuse.
+func (v *view) approvedWouldDeny() *Finding {
+	// The newest WouldDeny note of each CSR: "<reason>: <message>".
+	notes := map[string]string{}
+	seen := map[string]time.Time{}
+	for i := range v.Events {
+		e := &v.Events[i]
+		if e.InvolvedObject.Kind != "CertificateSigningRequest" || e.ReportingController != eventReporter || e.Reason != servingcsr.EventWouldDeny {
+			continue
+		}
+		name, at := e.InvolvedObject.Name, eventTime(e)
+		if prev, ok := seen[name]; !ok || at.After(prev) {
+			seen[name], notes[name] = at, e.Message
+		}
+	}
+	var bad []csrView
+	reasons := map[policy.Reason]int{}
+	for _, c := range v.csrs {
+		if note, ok := notes[c.name]; ok && servingcsr.ApprovedByOther(c.csr) {
+			bad = append(bad, c)
+			r, _, _ := strings.Cut(note, ":")
+			reasons[policy.Reason(r)]++
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	var others []string
+	for _, a := range v.Approvers {
+		if a.Kind != servingcsr.ApproverCSRGuard && a.Ready && !slices.Contains(others, a.Kind) {
+			others = append(others, a.Kind)
+		}
+	}
+	who := strings.Join(others, " or ")
+	if who == "" {
+		who = "another approver"
+	}
+	f := &Finding{
+		Severity: severity.Warning,
+		Title:    fmt.Sprintf("Approved by %s but csrguard would deny: %s", who, plural(len(bad), "kubelet-serving CSR")),
+		Evidence: []string{"reasons: " + countList(reasons)},
+	}
+	for _, c := range bad {
+		i := slices.IndexFunc(c.csr.Status.Conditions, func(cond certificatesv1.CertificateSigningRequestCondition) bool {
+			return cond.Type == certificatesv1.CertificateApproved
+		})
+		issued := "not issued yet"
+		if c.state == string(servingcsr.Issued) {
+			issued = "certificate issued"
+		}
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s (%s): approved %s ago, reason %q, %s; csrguard would deny: %s",
+			c.name, c.who(), human.Duration(v.Now.Sub(servingcsr.ApprovedAt(c.csr))), c.csr.Status.Conditions[i].Reason, issued, notes[c.name]))
+		if c.node != "" && !slices.Contains(f.Nodes, c.node) {
+			f.Nodes = append(f.Nodes, c.node)
+		}
+	}
+	sort.Strings(f.Nodes)
+	f.Fix = []string{
+		"See every check: csrguard explain " + bad[0].name,
+		fmt.Sprintf("Investigate %s: a kubelet asks only for its own Node's addresses, so a reserved name or a foreign address means a misconfigured or compromised node, and %s issued it a certificate.", names(orDefault(f.Nodes, "the requesters"), 5), who),
+		"If one is a request you mean to allow, fix its cause (the check above names it) while csrguard is still in dry-run: once it enforces, it denies it.",
+		fmt.Sprintf("Then switch without a gap: set csrguard to --mode=enforce first, then remove %s (README: Migrating from kubelet-serving-cert-approver / kubelet-csr-approver).", who),
+	}
+	return f
 }

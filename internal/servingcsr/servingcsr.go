@@ -1,8 +1,9 @@
 // Package servingcsr parses and classifies kubernetes.io/kubelet-serving CertificateSigningRequests.
 //
-// It owns the reading of a CSR: whether it is in scope, its state (StateOf) and when it was
-// approved (ApprovedAt), whether it is final, who asked for it and what its PEM request says. It does not decide anything (that is package policy), talks to no API
-// server and does no logging.
+// It owns the reading of a CSR: whether it is in scope, its state (StateOf), when it was
+// approved (ApprovedAt) and whether by csrguard (ApprovedByOther), whether it is final, who asked
+// for it and what its PEM request says. It does not decide anything (that is package policy),
+// talks to no API server and does no logging.
 package servingcsr
 
 import (
@@ -129,6 +130,20 @@ func ApprovedAt(csr *certificatesv1.CertificateSigningRequest) time.Time {
 		return c.LastTransitionTime.Time
 	}
 	return csr.CreationTimestamp.Time
+}
+
+// ApprovedByOther reports whether csr is Approved or Issued on an approval that is not
+// csrguard's (its Approved condition's reason is not ApprovedReason): another approver, or a
+// human, decided it. A dry-run csrguard beside the approver it is to replace still judges these,
+// so that it can report what it would have denied that the other let through.
+func ApprovedByOther(csr *certificatesv1.CertificateSigningRequest) bool {
+	if st := StateOf(csr); st != Approved && st != Issued {
+		return false
+	}
+	i := slices.IndexFunc(csr.Status.Conditions, func(c certificatesv1.CertificateSigningRequestCondition) bool {
+		return c.Type == certificatesv1.CertificateApproved
+	})
+	return i >= 0 && csr.Status.Conditions[i].Reason != ApprovedReason
 }
 
 // NodeName returns the node name from a "system:node:<name>" username. It reports false unless

@@ -115,6 +115,38 @@ func TestApprovedAt(t *testing.T) {
 	}
 }
 
+func TestApprovedByOther(t *testing.T) {
+	approved := func(reason string) certificatesv1.CertificateSigningRequestCondition {
+		return certificatesv1.CertificateSigningRequestCondition{Type: certificatesv1.CertificateApproved, Status: "True", Reason: reason}
+	}
+	tests := []struct {
+		name       string
+		conditions []certificatesv1.CertificateSigningRequestCondition
+		cert       []byte
+		want       bool
+	}{
+		{name: "approved_by_other", conditions: []certificatesv1.CertificateSigningRequestCondition{approved("AutoApproved")}, want: true},
+		{name: "issued_by_other", conditions: []certificatesv1.CertificateSigningRequestCondition{approved("KubectlApprove")}, cert: []byte("cert"), want: true},
+		{name: "no_reason", conditions: []certificatesv1.CertificateSigningRequestCondition{approved("")}, want: true},
+		{name: "approved_by_csrguard", conditions: []certificatesv1.CertificateSigningRequestCondition{approved(servingcsr.ApprovedReason)}},
+		{name: "issued_by_csrguard", conditions: []certificatesv1.CertificateSigningRequestCondition{approved(servingcsr.ApprovedReason)}, cert: []byte("cert")},
+		{name: "approved_then_failed", conditions: []certificatesv1.CertificateSigningRequestCondition{approved("AutoApproved"), {Type: certificatesv1.CertificateFailed, Status: "True"}}},
+		{name: "denied", conditions: []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, Status: "True", Reason: "AutoDenied"}}},
+		{name: "certificate_without_condition", cert: []byte("cert")},
+		{name: "pending"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			csr := csrtest.New(t)
+			csr.Status.Conditions = tt.conditions
+			csr.Status.Certificate = tt.cert
+			if got := servingcsr.ApprovedByOther(csr); got != tt.want {
+				t.Errorf("ApprovedByOther() = %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func TestInScope(t *testing.T) {
 	tests := []struct {
 		name   string

@@ -343,6 +343,8 @@ func TestSchemaRejects(t *testing.T) {
 		{"placement_workers", []string{"--set", "placement=workers"}, "/placement"},
 		{"unknown_value", []string{"--set", "policy.allowEverything=true"}, "allowEverything"},
 		{"unknown_top_level", []string{"--set", "replicas=3"}, "replicas"},
+		// Removed (#14): a host-network pod is refused by Pod Security baseline, Talos's default.
+		{"host_network", []string{"--set", "hostNetwork=true"}, "hostNetwork"},
 		{"cluster_domain_dot", []string{"--set", "policy.clusterDomain=cluster.local."}, "/policy/clusterDomain"},
 		{"replicas_without_leader", []string{"--set", "leaderElection.enabled=false"}, "needs leaderElection.enabled"},
 		{"two_kubelet_cas", []string{"--set", "probe.kubeletCA.configMap=a", "--set", "probe.kubeletCA.secret=b"}, "not both"},
