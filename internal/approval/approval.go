@@ -91,6 +91,9 @@ type Reconciler struct {
 	nodeLimit *window  // keyed by node name
 	breaker   *window  // one key
 	holds     sync.Map // CSR name -> what was last reported for it (see firstReport)
+	// superseded holds the names of pending CSRs found finally superseded
+	// while the mode kept them pending (see supersede).
+	superseded sync.Map
 }
 
 // NewReconciler returns a Reconciler. reader should be a cache; writer the
@@ -114,14 +117,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var csr certificatesv1.CertificateSigningRequest
 	if err := r.reader.Get(ctx, req.NamespacedName, &csr); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.holds.Delete(req.Name) // deleted CSRs need no decision
+			r.forget(req.Name) // deleted CSRs need no decision
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get CSR %q: %w", req.Name, err)
 	}
 	// Final CSRs are never touched, whatever else is true of them.
 	if !servingcsr.InScope(&csr) || servingcsr.IsFinal(&csr) {
-		r.holds.Delete(csr.Name)
+		r.forget(csr.Name)
 		return ctrl.Result{}, nil
 	}
 	node, _ := servingcsr.NodeName(csr.Spec.Username)
@@ -137,6 +140,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	switch d.Verdict {
 	case policy.Approve:
+		// Only a node's live CSR is approved: the policy's approval of any
+		// older one is set aside (never the reverse: a denial or a hold
+		// stands for every CSR, superseded or not).
+		s, superseded, err := r.supersession(ctx, &csr, node)
+		if err != nil {
+			r.metrics.Errors.WithLabelValues("facts").Inc()
+			return ctrl.Result{}, err
+		}
+		if superseded {
+			return r.supersede(ctx, &csr, node, s)
+		}
 		return r.approve(ctx, &csr, node, d)
 	case policy.Deny:
 		return r.deny(ctx, &csr, node, d)
@@ -320,6 +334,10 @@ const (
 	ReasonRateLimited policy.Reason = "RateLimited"
 	// ReasonBreakerOpen holds an approval because the cluster had too many recently.
 	ReasonBreakerOpen policy.Reason = "BreakerOpen"
+	// ReasonSuperseded sets aside the approval of a CSR that is not its node's
+	// live one (servingcsr.Supersede); it is the reason of the Denied condition
+	// once the node has a newer approved or issued CSR.
+	ReasonSuperseded policy.Reason = servingcsr.SupersededReason
 )
 
 // ParseMode parses a --mode value.

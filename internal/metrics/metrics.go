@@ -53,11 +53,11 @@ func New() *Metrics {
 	m := &Metrics{
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "csrguard_decisions_total",
-			Help: "Decisions taken on kubelet-serving CSRs, by verdict (approve, deny, hold), reason code and mode.",
+			Help: "Decisions taken on kubelet-serving CSRs, by verdict (approve, deny, hold, supersede), reason code and mode.",
 		}, []string{"verdict", "reason", "mode"}),
 		Applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "csrguard_csr_writes_total",
-			Help: "Approvals and denials written to the API server, by verdict.",
+			Help: "Approvals and denials written to the API server, by verdict (approve, deny, supersede: a denial of a superseded CSR).",
 		}, []string{"verdict"}),
 		ApprovalLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "csrguard_approval_latency_seconds",
