@@ -72,7 +72,9 @@ func (r *Reconciler) supersede(ctx context.Context, csr *certificatesv1.Certific
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	r.forget(csr.Name)
+	// What was reported is kept until the cache shows the denial (Reconcile
+	// forgets final CSRs): a requeue from the stale cache then neither counts
+	// the CSR again nor writes, but conflicts and is retried.
 	if written {
 		r.metrics.Applied.WithLabelValues("supersede").Inc()
 		logger.Info("Denied superseded CSR")
@@ -94,7 +96,9 @@ func (r *Reconciler) olderPending(ctx context.Context, o client.Object) []reconc
 		return nil
 	}
 	node, ok := servingcsr.NodeName(changed.Spec.Username)
-	if !ok {
+	if !ok || isSupersededDenial(changed) {
+		// A CSR denied as superseded had a newer approved one, which
+		// supersedes every older CSR already: nothing changes for them.
 		return nil
 	}
 	var mine certificatesv1.CertificateSigningRequestList
@@ -126,4 +130,14 @@ func decided() predicate.Funcs {
 			return !servingcsr.IsFinal(a) && servingcsr.IsFinal(b)
 		},
 	}
+}
+
+// isSupersededDenial reports whether csr was denied as superseded.
+func isSupersededDenial(csr *certificatesv1.CertificateSigningRequest) bool {
+	for _, c := range csr.Status.Conditions {
+		if c.Type == certificatesv1.CertificateDenied && c.Reason == servingcsr.SupersededReason {
+			return true
+		}
+	}
+	return false
 }

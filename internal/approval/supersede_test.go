@@ -205,6 +205,12 @@ func TestOlderPending(t *testing.T) {
 		{"newest_decided", csrs[2], []reconcile.Request{request(csrs[0].Name), request(csrs[1].Name)}},
 		{"middle_decided", csrs[1], []reconcile.Request{request(csrs[0].Name)}},
 		{"oldest_decided", csrs[0], nil},
+		// Its newer approved CSR superseded every older one already.
+		{"denied_as_superseded", func() *certificatesv1.CertificateSigningRequest {
+			c := csrs[2].DeepCopy()
+			c.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{supersededCondition("csr-newer", csrtest.Created)}
+			return c
+		}(), nil},
 		// Another node's CSRs are never touched.
 		{"other_node", approvedB, nil},
 		{"not_a_node", csrtest.New(t, csrtest.Username("alice")), nil},
