@@ -38,7 +38,8 @@ func newApproveCommand() *cobra.Command {
 with the same policy as csrguard controller and approve only those that pass,
 once. For a cluster whose kubelets have no serving certificate and no
 approver running yet. CSRs the policy would deny or hold are listed and left
-untouched. With -o other than table or wide the plan is printed and nothing
+untouched; so are CSRs superseded by a newer one of the same node (verdict
+Superseded): a kubelet waits only for its newest CSR. With -o other than table or wide the plan is printed and nothing
 is approved unless --yes is given.
 ` + exitCodes(""),
 		Example: `  # See what would be approved:
@@ -138,6 +139,7 @@ func planApprovals(cmd *cobra.Command, view *clusterView, cfg policy.Config, now
 		wanted[n] = true
 	}
 	plan := approvalPlan{}
+	superseded := servingcsr.Supersede(view.csrs)
 	for i := range view.csrs {
 		csr := &view.csrs[i]
 		if servingcsr.IsFinal(csr) || (len(names) > 0 && !wanted[csr.Name]) {
@@ -149,8 +151,15 @@ func planApprovals(cmd *cobra.Command, view *clusterView, cfg policy.Config, now
 			return nil, fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
 		}
 		node, _ := servingcsr.NodeName(csr.Spec.Username)
-		plan = append(plan, planRow{CSR: csr.Name, Node: node, Created: csr.CreationTimestamp.UTC(),
-			Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message, age: now.Sub(csr.CreationTimestamp.Time), csr: csr})
+		row := planRow{CSR: csr.Name, Node: node, Created: csr.CreationTimestamp.UTC(),
+			Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message, age: now.Sub(csr.CreationTimestamp.Time), csr: csr}
+		// As the controller does: only a node's newest CSR is approved, the
+		// one its kubelet waits for. A denial or hold is shown as it is.
+		if s, ok := superseded[csr.Name]; ok && d.Verdict == policy.Approve {
+			row.Verdict, row.Reason = servingcsr.SupersededReason, servingcsr.SupersededReason
+			row.Message = "superseded by the newer CSR " + s.By + " of the same node; its kubelet waits only for its newest CSR"
+		}
+		plan = append(plan, row)
 	}
 	for _, n := range names {
 		// Approving none of the named is safer than approving some.
