@@ -64,6 +64,9 @@ type view struct {
 	csrs    []csrView
 	pending map[string][]csrView // by who
 	last    map[string]csrView   // newest CSR by node
+	// superseded are the pending CSRs that are not their node's live one
+	// (servingcsr.Supersede), by name.
+	superseded map[string]servingcsr.Supersession
 	issued  map[string]*x509.Certificate
 }
 
@@ -107,7 +110,19 @@ func newView(s Snapshot) *view {
 		}
 	}
 	v.issued = monitor.Issued(s.CSRs)
+	v.superseded = servingcsr.Supersede(s.CSRs)
 	return v
+}
+
+// waited is how long who has been waiting for a certificate: the age of its oldest pending CSR
+// not superseded by a newer approved or issued one (zero when there is none).
+func (v *view) waited(who string) time.Duration {
+	for _, c := range v.pending[who] {
+		if !v.superseded[c.name].Final {
+			return c.age
+		}
+	}
+	return 0
 }
 
 // approving returns the approvers that run and approve.
