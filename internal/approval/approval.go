@@ -131,6 +131,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	logger := log.FromContext(ctx).WithValues("csr", klog.KObj(&csr), "node", node)
 	ctx = log.IntoContext(ctx, logger)
 
+	// A node's newest CSR is decided first: while a newer CSR of the node is
+	// pending, this one waits for it undecided (a cache lookup, no
+	// evaluation), so the CSR the kubelet waits for is not queued behind the
+	// dozen it gave up on. Waiting never approves; the CSR is evaluated once
+	// the newer one is decided.
+	s, superseded, err := r.supersession(ctx, &csr, node)
+	if err != nil {
+		r.metrics.Errors.WithLabelValues("facts").Inc()
+		return ctrl.Result{}, err
+	}
+	if superseded && !s.Final {
+		return r.supersede(ctx, &csr, node, s)
+	}
+
 	now := r.clock.Now()
 	d, err := policy.Evaluate(ctx, r.cfg.Policy, servingcsr.FromCSR(&csr), r.facts, now)
 	if err != nil {
@@ -140,14 +154,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	switch d.Verdict {
 	case policy.Approve:
-		// Only a node's live CSR is approved: the policy's approval of any
-		// older one is set aside (never the reverse: a denial or a hold
-		// stands for every CSR, superseded or not).
-		s, superseded, err := r.supersession(ctx, &csr, node)
-		if err != nil {
-			r.metrics.Errors.WithLabelValues("facts").Inc()
-			return ctrl.Result{}, err
-		}
+		// Only a node's live CSR is approved: the policy's approval of one
+		// whose node has a newer approved CSR is set aside (never the
+		// reverse: a denial or a hold stands, so a node cannot hide a hostile
+		// CSR behind a newer one).
 		if superseded {
 			return r.supersede(ctx, &csr, node, s)
 		}

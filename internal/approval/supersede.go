@@ -18,11 +18,15 @@ import (
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
-// supersession reports whether csr, which the policy approves, is not node's live CSR, and why
+// supersession reports whether csr is not node's live CSR, and why
 // (servingcsr.Supersede over the node's CSRs in the cache). A CSR found finally superseded
 // while the mode kept it pending stays superseded for the life of the process, though the
 // newer CSR that superseded it is deleted an hour after its approval.
 func (r *Reconciler) supersession(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string) (servingcsr.Supersession, bool, error) {
+	if node == "" {
+		// Not a node's CSR: never superseded (the policy denies it).
+		return servingcsr.Supersession{}, false, nil
+	}
 	if by, ok := r.superseded.Load(csr.Name); ok {
 		return servingcsr.Supersession{By: by.(string), Final: true}, true, nil
 	}

@@ -129,7 +129,10 @@ func TestReconcileSupersededOutcomes(t *testing.T) {
 		// Superseding only sets an approval aside: what the policy denies is denied for its own
 		// reason, so a node cannot hide a hostile CSR behind a newer one.
 		{name: "policy_deny_wins", mode: Enforce, opts: []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, newer: servingcsr.Approved, wantWrite: string(policy.ReservedName), wantDecision: "deny/ReservedName"},
-		{name: "policy_hold_wins", mode: Enforce, opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, newer: servingcsr.Pending, wantResult: hold, wantDecision: "hold/SANNotOnNode"},
+		{name: "policy_hold_wins", mode: Enforce, opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, newer: servingcsr.Approved, wantResult: hold, wantDecision: "hold/SANNotOnNode"},
+		// While the newer CSR is pending, the older one waits undecided, hostile or not: it is
+		// evaluated once the newer one is decided.
+		{name: "hostile_waits_for_newer", mode: Enforce, opts: []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, newer: servingcsr.Pending, wantResult: hold, wantDecision: "supersede/Superseded"},
 		{name: "no_deny_leaves_pending", mode: NoDeny, newer: servingcsr.Approved, wantResult: hold, wantDecision: "supersede/Superseded"},
 		{name: "dry_run_leaves_pending", mode: DryRun, newer: servingcsr.Approved, wantResult: hold, wantDecision: "supersede/Superseded"},
 	}
