@@ -35,7 +35,7 @@ func (r *Reconciler) supersession(ctx context.Context, csr *certificatesv1.Certi
 	if err := r.reader.List(ctx, &mine, client.MatchingFields{csrNodeIndex: node}, client.UnsafeDisableDeepCopy); err != nil {
 		return servingcsr.Supersession{}, false, fmt.Errorf("list the CSRs of node %q: %w", node, err)
 	}
-	s, ok := servingcsr.Supersede(mine.Items)[csr.Name]
+	s, ok := servingcsr.SupersededBy(csr, mine.Items)
 	return s, ok, nil
 }
 

@@ -174,10 +174,15 @@ func TestPlanApprovalsSuperseded(t *testing.T) {
 	view := &clusterView{
 		facts: policy.NewSnapshotFacts(policy.Snapshot{Nodes: []policy.Node{{Name: "node-a", Addresses: []corev1.NodeAddress{
 			{Type: corev1.NodeInternalIP, Address: "10.0.0.10"}, {Type: corev1.NodeHostName, Address: "node-a"},
+		}}, {Name: "node-b", Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: "10.0.0.11"}, {Type: corev1.NodeHostName, Address: "node-b"},
 		}}}}),
 		csrs: []certificatesv1.CertificateSigningRequest{
 			at("csr-a-1", 0), at("csr-a-2", 15), at("csr-a-3", 30),
 			at("csr-a-hostile", 1, csrtest.DNSNames("node-a", "kubernetes.default.svc")),
+			// node-b's kubelet waits for csr-b-1; a newer hostile CSR must not hide it.
+			at("csr-b-1", 30, csrtest.Node("node-b"), csrtest.Name("csr-b-1"), csrtest.IPAddresses("10.0.0.11")),
+			at("csr-b-2", 31, csrtest.Node("node-b"), csrtest.Name("csr-b-2"), csrtest.DNSNames("node-b", "kubernetes.default.svc"), csrtest.IPAddresses("10.0.0.11")),
 		},
 	}
 	cmd := New()
@@ -193,6 +198,7 @@ func TestPlanApprovalsSuperseded(t *testing.T) {
 	want := map[string]string{
 		"csr-a-1": "Superseded/Superseded", "csr-a-2": "Superseded/Superseded", "csr-a-3": "Approve/AllChecksPassed",
 		"csr-a-hostile": "Deny/ReservedName",
+		"csr-b-1":       "Approve/AllChecksPassed", "csr-b-2": "Deny/ReservedName",
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("planApprovals verdicts (-got +want):\n%s", diff)

@@ -14,6 +14,7 @@ import (
 	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
+	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
@@ -110,7 +111,10 @@ func newView(s Snapshot) *view {
 		}
 	}
 	v.issued = monitor.Issued(s.CSRs)
-	v.superseded = servingcsr.Supersede(s.CSRs)
+	v.superseded = servingcsr.SupersedeApprovable(s.CSRs, func(csr *certificatesv1.CertificateSigningRequest) bool {
+		d, ok := s.Decisions[csr.Name]
+		return !ok || d.Verdict == policy.Approve
+	})
 	return v
 }
 

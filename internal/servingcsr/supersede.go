@@ -90,3 +90,58 @@ func Supersede(csrs []certificatesv1.CertificateSigningRequest) map[string]Super
 	}
 	return out
 }
+
+// SupersededBy is Supersede for the one pending CSR csr, in one pass over csrs (which may hold
+// any CSRs, csr among them): the controller asks it for each CSR it decides, so that a node with
+// thousands of CSRs costs linear time per decision, not a sort. It reports false when csr is
+// live, or not a pending kubelet-serving CSR of a node.
+func SupersededBy(csr *certificatesv1.CertificateSigningRequest, csrs []certificatesv1.CertificateSigningRequest) (Supersession, bool) {
+	node, ok := NodeName(csr.Spec.Username)
+	if !ok || !InScope(csr) || StateOf(csr) != Pending {
+		return Supersession{}, false
+	}
+	var pending, final *certificatesv1.CertificateSigningRequest // the newest newer ones
+	for i := range csrs {
+		c := &csrs[i]
+		if c.Name == csr.Name || !InScope(c) || !Newer(c, csr) {
+			continue
+		}
+		if n, ok := NodeName(c.Spec.Username); !ok || n != node {
+			continue
+		}
+		switch StateOf(c) {
+		case Pending:
+			if pending == nil || Newer(c, pending) {
+				pending = c
+			}
+		case Approved, Issued:
+			if final == nil || Newer(c, final) {
+				final = c
+			}
+		case Denied, Failed:
+			// Supersedes nothing (see Supersede).
+		}
+	}
+	switch {
+	case final != nil:
+		return Supersession{By: final.Name, Final: true}, true
+	case pending != nil:
+		return Supersession{By: pending.Name}, true
+	}
+	return Supersession{}, false
+}
+
+// SupersedeApprovable is Supersede as a reader that denies nothing sees it (`csrguard approve`,
+// doctor): a pending CSR for which approvable reports false (the policy would deny or hold it)
+// supersedes nothing and is not itself reported, for the controller denies or holds it on its
+// own merits and an older CSR is then live again. So a node's newer hostile CSR never hides the
+// one its kubelet waits for.
+func SupersedeApprovable(csrs []certificatesv1.CertificateSigningRequest, approvable func(*certificatesv1.CertificateSigningRequest) bool) map[string]Supersession {
+	kept := make([]certificatesv1.CertificateSigningRequest, 0, len(csrs))
+	for i := range csrs {
+		if StateOf(&csrs[i]) != Pending || approvable(&csrs[i]) {
+			kept = append(kept, csrs[i])
+		}
+	}
+	return Supersede(kept)
+}

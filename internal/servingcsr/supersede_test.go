@@ -119,6 +119,32 @@ func TestSupersede(t *testing.T) {
 			if diff := cmp.Diff(got, tt.want); diff != "" {
 				t.Errorf("Supersede (-got +want):\n%s", diff)
 			}
+			// SupersededBy, one CSR at a time, is the same rule.
+			one := map[string]servingcsr.Supersession{}
+			for i := range tt.csrs {
+				if s, ok := servingcsr.SupersededBy(&tt.csrs[i], tt.csrs); ok {
+					one[tt.csrs[i].Name] = s
+				}
+			}
+			if diff := cmp.Diff(one, tt.want); diff != "" {
+				t.Errorf("SupersededBy (-got +want):\n%s", diff)
+			}
 		})
+	}
+}
+
+func TestSupersedeApprovable(t *testing.T) {
+	const a = "system:node:node-a"
+	pending, approved := servingcsr.Pending, servingcsr.Approved
+	// The kubelet waits for c2; c3 and c4 are a node's hostile CSRs the policy would not approve.
+	csrs := []certificatesv1.CertificateSigningRequest{
+		csrAt("c1", a, 1, pending), csrAt("c2", a, 2, pending), csrAt("c3", a, 3, pending), csrAt("c4", a, 4, pending),
+		csrAt("c0", a, 0, pending), csrAt("b1", a, 0, approved),
+	}
+	hostile := map[string]bool{"c3": true, "c4": true}
+	got := servingcsr.SupersedeApprovable(csrs, func(csr *certificatesv1.CertificateSigningRequest) bool { return !hostile[csr.Name] })
+	want := map[string]servingcsr.Supersession{"c0": {By: "c2"}, "c1": {By: "c2"}}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("SupersedeApprovable (-got +want):\n%s", diff)
 	}
 }

@@ -133,3 +133,46 @@ func condition(csr *certificatesv1.CertificateSigningRequest, t certificatesv1.R
 	}
 	return certificatesv1.CertificateSigningRequestCondition{}
 }
+
+// TestSupersedingCannotBeSteered: a compromised node, with its own
+// credentials, files hostile CSRs newer than the one its kubelet waits for —
+// one for a reserved name, a newest one for its neighbour's address — before
+// csrguard starts. The newer CSRs do not strand the kubelet's: each hostile
+// one is denied for its own reason (so its alert fires; none is hidden as
+// Superseded), and then the kubelet's CSR is live again and approved. The
+// neighbour's CSR is decided as if the attacker did not exist.
+func TestSupersedingCannotBeSteered(t *testing.T) {
+	ctx := controlplane.Deadline(t, 2*time.Minute)
+	c := newCluster(t, controlplane.Options{})
+	victim := c.addKubelet(ctx, "victim", kubelet.Debian)
+	mallory := c.addKubelet(ctx, "mallory", kubelet.Debian)
+	victimCSR := c.waitPending(ctx, victim.Name()).Name
+	malloryCSR := c.waitPending(ctx, mallory.Name()).Name
+	ip := mallory.Addresses()[0].Address
+	cs := c.nodeClient(mallory.Name())
+	// Named to sort after the kubelet's csr-…: newer even within its second.
+	reserved := c.createCSR(ctx, cs, csrtest.New(t, csrtest.Node(mallory.Name()), csrtest.Name("zz-mallory-reserved"),
+		csrtest.DNSNames(mallory.Name(), "kubernetes.default.svc"), csrtest.IPAddresses(ip))).Name
+	neighbour := c.createCSR(ctx, cs, csrtest.New(t, csrtest.Node(mallory.Name()), csrtest.Name("zz-mallory-zneighbour"),
+		csrtest.IPAddresses(victim.Addresses()[0].Address))).Name
+
+	c.startCSRGuard(ctx, "csrguard", true)
+	for _, k := range c.nodes {
+		if _, err := k.WaitForCertificate(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	controlplane.Eventually(t, ctx, "the hostile CSRs decided", func() bool {
+		return c.state(ctx, reserved) != "Pending" && c.state(ctx, neighbour) != "Pending"
+	})
+	for name, want := range map[string]string{reserved: "ReservedName", neighbour: "SANOfOtherNode"} {
+		if got := c.denyReason(ctx, name); got != want {
+			t.Errorf("hostile CSR %s: state %s, denial reason %q, want denied %s", name, c.state(ctx, name), got, want)
+		}
+	}
+	for _, name := range []string{victimCSR, malloryCSR} {
+		if s := c.state(ctx, name); s != "Issued" {
+			t.Errorf("kubelet CSR %s is %s, want Issued", name, s)
+		}
+	}
+}
