@@ -136,7 +136,7 @@ func condition(csr *certificatesv1.CertificateSigningRequest, t certificatesv1.R
 
 // TestSupersedingCannotBeSteered: a compromised node, with its own
 // credentials, files hostile CSRs newer than the one its kubelet waits for —
-// one for a reserved name, a newest one for its neighbour's address — before
+// one for a reserved name, a newest one for its neighbour's address (not on its own Node) — before
 // csrguard starts. The newer CSRs do not strand the kubelet's: each hostile
 // one is denied for its own reason (so its alert fires; none is hidden as
 // Superseded), and then the kubelet's CSR is live again and approved. The
@@ -165,7 +165,7 @@ func TestSupersedingCannotBeSteered(t *testing.T) {
 	controlplane.Eventually(t, ctx, "the hostile CSRs decided", func() bool {
 		return c.state(ctx, reserved) != "Pending" && c.state(ctx, neighbour) != "Pending"
 	})
-	for name, want := range map[string]string{reserved: "ReservedName", neighbour: "SANOfOtherNode"} {
+	for name, want := range map[string]string{reserved: "ReservedName", neighbour: "SANNotOnNode"} {
 		if got := c.denyReason(ctx, name); got != want {
 			t.Errorf("hostile CSR %s: state %s, denial reason %q, want denied %s", name, c.state(ctx, name), got, want)
 		}
