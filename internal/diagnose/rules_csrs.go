@@ -362,19 +362,6 @@ func csrAges(csrs []csrView) string {
 	return strings.Join(parts, ", ")
 }
 
-// groupByWho splits csrs, sorted by who, into runs of the same requester.
-func groupByWho(csrs []csrView) [][]csrView {
-	var out [][]csrView
-	for _, c := range csrs {
-		if len(out) > 0 && out[len(out)-1][0].who() == c.who() {
-			out[len(out)-1] = append(out[len(out)-1], c)
-			continue
-		}
-		out = append(out, []csrView{c})
-	}
-	return out
-}
-
 // countList writes m as "Reason (count)", sorted by reason.
 func countList(m map[policy.Reason]int) string {
 	keys := make([]string, 0, len(m))
