@@ -123,11 +123,17 @@ func (r *Reconciler) olderPending(ctx context.Context, o client.Object) []reconc
 }
 
 // decided passes the events that can change which of a node's CSRs is live: a pending CSR
-// decided (approved, denied or failed) or a CSR deleted.
+// decided (approved, denied or failed) or deleted. The deletion of a final CSR changes nothing:
+// a denied or failed one superseded nothing, and the older CSRs of an approved one were denied
+// (or, in the other modes, are remembered as superseded). So csrcleaner's hourly deletions cost
+// no work.
 func decided() predicate.Funcs {
 	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return false },
-		DeleteFunc:  func(event.DeleteEvent) bool { return true },
+		CreateFunc: func(event.CreateEvent) bool { return false },
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			csr, ok := e.Object.(*certificatesv1.CertificateSigningRequest)
+			return ok && !servingcsr.IsFinal(csr)
+		},
 		GenericFunc: func(event.GenericEvent) bool { return false },
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			a, b := e.ObjectOld.(*certificatesv1.CertificateSigningRequest), e.ObjectNew.(*certificatesv1.CertificateSigningRequest)

@@ -245,7 +245,8 @@ func TestDecided(t *testing.T) {
 		{"pending_to_approved", p.Update(event.UpdateEvent{ObjectOld: pending, ObjectNew: approved}), true},
 		{"approved_to_issued", p.Update(event.UpdateEvent{ObjectOld: approved, ObjectNew: issued}), false},
 		{"pending_relabelled", p.Update(event.UpdateEvent{ObjectOld: pending, ObjectNew: pending}), false},
-		{"delete", p.Delete(event.DeleteEvent{Object: issued}), true},
+		{"delete_pending", p.Delete(event.DeleteEvent{Object: pending}), true},
+		{"delete_final", p.Delete(event.DeleteEvent{Object: issued}), false},
 	}
 	for _, tc := range tests {
 		if tc.got != tc.want {
