@@ -8,6 +8,8 @@ export K8S_VERSION ETCD_VERSION PROMETHEUS_VERSION HELM_VERSION METRICS_SERVER_V
 OUT      := _output
 NODES    ?= 3
 N        ?= 2000
+RECOVERY_NODES   ?= 200
+RECOVERY_PENDING ?= 12
 FUZZTIME ?= 2m
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/csrguard/csrguard/internal/buildinfo.Version=$(VERSION)
@@ -60,9 +62,10 @@ fuzz: ## Fuzz CSR parsing, the policy, Node address parsing and the config reade
 	go test -run='^$$' -fuzz=FuzzCheck -fuzztime=$(FUZZTIME) ./internal/configcheck
 
 .PHONY: bench
-bench: build ## Benchmarks: approving N CSRs (csrguard vs a no-check ceiling) and probing N kubelets (N=2000)
+bench: build ## Benchmarks: approving N CSRs (csrguard vs a no-check ceiling), probing N kubelets (N=2000), recovery of RECOVERY_NODES nodes × RECOVERY_PENDING CSRs (200 × 12)
 	CGO_ENABLED=0 go build -trimpath -o $(OUT)/bin/nocheck-approver ./test/cmd/nocheck-approver
-	CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/bench --n $(N) --dir $(OUT)/bench --csrguard $(OUT)/bin/csrguard --nocheck $(OUT)/bin/nocheck-approver
+	CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/bench --n $(N) --dir $(OUT)/bench --csrguard $(OUT)/bin/csrguard --nocheck $(OUT)/bin/nocheck-approver \
+		--recovery-nodes $(RECOVERY_NODES) --recovery-pending $(RECOVERY_PENDING)
 
 .PHONY: clean
 clean: ## Remove _output (the binary cache outside the repo stays)

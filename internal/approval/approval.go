@@ -91,6 +91,9 @@ type Reconciler struct {
 	nodeLimit *window  // keyed by node name
 	breaker   *window  // one key
 	holds     sync.Map // CSR name -> what was last reported for it (see firstReport)
+	// superseded holds the names of pending CSRs found finally superseded
+	// while the mode kept them pending (see supersede).
+	superseded sync.Map
 }
 
 // NewReconciler returns a Reconciler. reader should be a cache; writer the
@@ -114,7 +117,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	var csr certificatesv1.CertificateSigningRequest
 	if err := r.reader.Get(ctx, req.NamespacedName, &csr); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.holds.Delete(req.Name) // deleted CSRs need no decision
+			r.forget(req.Name) // deleted CSRs need no decision
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, fmt.Errorf("get CSR %q: %w", req.Name, err)
@@ -123,12 +126,26 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	// another approver approved, writing nothing but Events and metrics: that is how it shows,
 	// beside the approver it is to replace, what it would have denied that the other let through.
 	if !servingcsr.InScope(&csr) || servingcsr.IsFinal(&csr) && !(r.cfg.Mode == DryRun && servingcsr.ApprovedByOther(&csr)) {
-		r.holds.Delete(csr.Name)
+		r.forget(csr.Name)
 		return ctrl.Result{}, nil
 	}
 	node, _ := servingcsr.NodeName(csr.Spec.Username)
 	logger := log.FromContext(ctx).WithValues("csr", klog.KObj(&csr), "node", node)
 	ctx = log.IntoContext(ctx, logger)
+
+	// A node's newest CSR is decided first: while a newer CSR of the node is
+	// pending, this one waits for it undecided (a cache lookup, no
+	// evaluation), so the CSR the kubelet waits for is not queued behind the
+	// dozen it gave up on. Waiting never approves; the CSR is evaluated once
+	// the newer one is decided.
+	s, superseded, err := r.supersession(ctx, &csr, node)
+	if err != nil {
+		r.metrics.Errors.WithLabelValues("facts").Inc()
+		return ctrl.Result{}, err
+	}
+	if superseded && !s.Final {
+		return r.supersede(ctx, &csr, node, s)
+	}
 
 	now := r.clock.Now()
 	d, err := policy.Evaluate(ctx, r.cfg.Policy, servingcsr.FromCSR(&csr), r.facts, now)
@@ -139,6 +156,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	switch d.Verdict {
 	case policy.Approve:
+		// Only a node's live CSR is approved: the policy's approval of one
+		// whose node has a newer approved CSR is set aside (never the
+		// reverse: a denial or a hold stands, so a node cannot hide a hostile
+		// CSR behind a newer one).
+		if superseded {
+			return r.supersede(ctx, &csr, node, s)
+		}
 		return r.approve(ctx, &csr, node, d)
 	case policy.Deny:
 		return r.deny(ctx, &csr, node, d)
@@ -322,6 +346,10 @@ const (
 	ReasonRateLimited policy.Reason = "RateLimited"
 	// ReasonBreakerOpen holds an approval because the cluster had too many recently.
 	ReasonBreakerOpen policy.Reason = "BreakerOpen"
+	// ReasonSuperseded sets aside the approval of a CSR that is not its node's
+	// live one (servingcsr.Supersede); it is the reason of the Denied condition
+	// once the node has a newer approved or issued CSR.
+	ReasonSuperseded policy.Reason = servingcsr.SupersededReason
 )
 
 // ParseMode parses a --mode value.

@@ -25,10 +25,10 @@ import (
 
 // Exposition headers of the metrics the tests compare.
 const (
-	decisionsHeader = `# HELP csrguard_decisions_total Decisions taken on kubelet-serving CSRs, by verdict (approve, deny, hold), reason code and mode.
+	decisionsHeader = `# HELP csrguard_decisions_total Decisions taken on kubelet-serving CSRs, by verdict (approve, deny, hold, supersede), reason code and mode.
 # TYPE csrguard_decisions_total counter
 `
-	writesHeader = `# HELP csrguard_csr_writes_total Approvals and denials written to the API server, by verdict.
+	writesHeader = `# HELP csrguard_csr_writes_total Approvals and denials written to the API server, by verdict (approve, deny, supersede: a denial of a superseded CSR).
 # TYPE csrguard_csr_writes_total counter
 `
 	errorsHeader = `# HELP csrguard_errors_total Errors that kept a CSR from being decided or its decision from being written; each is retried. Stage is facts or write.

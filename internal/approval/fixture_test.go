@@ -163,6 +163,30 @@ func (f *fixture) reconcile(t *testing.T, name string) (ctrl.Result, error) {
 	return f.r.Reconcile(t.Context(), ctrl.Request{NamespacedName: types.NamespacedName{Name: name}})
 }
 
+// file adds csr to the cache, as a node filing it after the fixture was built; any earlier CSR
+// of the node in the cache is marked issued, as the signer would have it by then.
+func (f *fixture) file(t *testing.T, csr *certificatesv1.CertificateSigningRequest) {
+	t.Helper()
+	var list certificatesv1.CertificateSigningRequestList
+	if err := f.cache.List(t.Context(), &list); err != nil {
+		t.Fatalf("List() error = %v", err)
+	}
+	for i := range list.Items {
+		old := &list.Items[i]
+		if old.Spec.Username != csr.Spec.Username || servingcsr.IsFinal(old) {
+			continue
+		}
+		old.Status.Conditions = append(old.Status.Conditions, approvedCondition(f.clock.Now()))
+		old.Status.Certificate = []byte("issued")
+		if err := f.cache.Status().Update(t.Context(), old); err != nil {
+			t.Fatalf("Update() error = %v", err)
+		}
+	}
+	if err := f.cache.Create(t.Context(), csr.DeepCopy()); err != nil {
+		t.Fatalf("Create() error = %v", err)
+	}
+}
+
 // mustReconcile reconciles name and fails the test on an error.
 func (f *fixture) mustReconcile(t *testing.T, name string) ctrl.Result {
 	t.Helper()

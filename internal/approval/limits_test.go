@@ -40,18 +40,22 @@ func TestReconcileWriteErrorKeepsRateLimit(t *testing.T) {
 }
 
 func TestReconcileNodeRateLimit(t *testing.T) {
+	// Each CSR of node-a is filed after the one before was approved, as
+	// rotations are: each is the node's live one when it is decided.
 	a1 := csrtest.New(t, csrtest.Name("csr-node-a-1"))
-	a2 := csrtest.New(t, csrtest.Name("csr-node-a-2"))
-	a3 := csrtest.New(t, csrtest.Name("csr-node-a-3"))
+	a2 := csrtest.New(t, csrtest.Name("csr-node-a-2"), csrtest.CreatedAt(csrtest.Created.Add(time.Minute)))
+	a3 := csrtest.New(t, csrtest.Name("csr-node-a-3"), csrtest.CreatedAt(csrtest.Created.Add(2*time.Minute)))
 	b1 := csrtest.New(t, csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.11"))
 	cfg := enforce()
 	cfg.NodeLimit = Limit{Max: 2, Window: time.Hour}
-	f := newFixture(t, cfg, nodeA(), nodeB(), a1, a2, a3, b1)
+	f := newFixture(t, cfg, nodeA(), nodeB(), a1, b1)
 
 	f.mustReconcile(t, a1.Name)
 	f.clock.Step(time.Minute)
+	f.file(t, a2)
 	f.mustReconcile(t, a2.Name)
 	f.clock.Step(time.Minute)
+	f.file(t, a3)
 
 	// The third approval for node-a within the hour waits until the first leaves the window.
 	if diff := cmp.Diff(f.mustReconcile(t, a3.Name), ctrl.Result{RequeueAfter: 58 * time.Minute}); diff != "" {

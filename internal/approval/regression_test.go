@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -16,13 +17,18 @@ import (
 
 // Regression tests for bugs found in review; each names what went wrong.
 
-func TestNodeLimitHoldsUnderParallelWorkers(t *testing.T) {
+func TestLimitHoldsUnderParallelWorkers(t *testing.T) {
+	// Only one CSR of a node is live at a time (servingcsr.Supersede), so the
+	// race on a shared window is between nodes: the breaker's, whose reserve
+	// is the per-node limit's.
 	cfg := enforce()
-	cfg.NodeLimit = Limit{Max: 1, Window: time.Hour}
+	cfg.Breaker = Limit{Max: 1, Window: time.Hour}
 	var csrs []string
-	objs := []client.Object{nodeA()}
+	var objs []client.Object
 	for i := range 8 {
-		c := csrtest.New(t, csrtest.Name("csr-parallel-"+string(rune('a'+i))))
+		name, ip := fmt.Sprintf("node-p%d", i), fmt.Sprintf("10.0.1.%d", i+1)
+		objs = append(objs, node(name, "Hostname="+name, "InternalIP="+ip))
+		c := csrtest.New(t, csrtest.Node(name), csrtest.IPAddresses(ip))
 		objs = append(objs, c)
 		csrs = append(csrs, c.Name)
 	}
@@ -33,7 +39,7 @@ func TestNodeLimitHoldsUnderParallelWorkers(t *testing.T) {
 	}
 	wg.Wait()
 	if n := len(f.writer.written()); n != 1 {
-		t.Errorf("parallel workers approved %d CSRs of one node, want 1 under --node-approval-limit=1", n)
+		t.Errorf("parallel workers approved %d CSRs, want 1 under --breaker-max-approvals=1", n)
 	}
 }
 
@@ -41,14 +47,18 @@ func TestDeletedCSRIsNotCountedAsApproved(t *testing.T) {
 	cfg := enforce()
 	cfg.NodeLimit = Limit{Max: 1, Window: time.Hour}
 	a1 := csrtest.New(t, csrtest.Name("csr-gone"))
-	a2 := csrtest.New(t, csrtest.Name("csr-next"))
-	f := newFixture(t, cfg, nodeA(), a1, a2)
+	a2 := csrtest.New(t, csrtest.Name("csr-next"), csrtest.CreatedAt(csrtest.Created.Add(time.Second)))
+	f := newFixture(t, cfg, nodeA(), a1)
 	f.writer.err = apierrors.NewNotFound(schema.GroupResource{Group: "certificates.k8s.io", Resource: "certificatesigningrequests"}, a1.Name)
 	f.mustReconcile(t, a1.Name)
 	if n := testutil.CollectAndCount(f.metrics.Applied); n != 0 {
 		t.Errorf("a CSR deleted before its approval was written counts as %d writes, want 0", n)
 	}
 	// The node's budget was given back: its next CSR is approved at once.
+	if err := f.cache.Delete(t.Context(), a1); err != nil {
+		t.Fatal(err)
+	}
+	f.file(t, a2)
 	f.writer.err = nil
 	if res := f.mustReconcile(t, a2.Name); res.RequeueAfter != 0 {
 		t.Errorf("next CSR held for %s after a deleted one; the deleted one must not use up the limit", res.RequeueAfter)

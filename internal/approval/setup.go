@@ -144,6 +144,8 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kub
 		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
 			return servingcsr.InScope(o.(*certificatesv1.CertificateSigningRequest))
 		}))).
+		// A decided or deleted CSR can change which of its node's CSRs is live.
+		Watches(&certificatesv1.CertificateSigningRequest{}, handler.EnqueueRequestsFromMapFunc(r.olderPending), builder.WithPredicates(decided())).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRsOf), builder.WithPredicates(r.addressesChanged())).
 		WatchesRawSource(source.Channel(requeue, handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, n *corev1.Node) []reconcile.Request {
 			return r.pendingCSRsOf(ctx, n)

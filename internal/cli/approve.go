@@ -38,7 +38,8 @@ func newApproveCommand() *cobra.Command {
 with the same policy as csrguard controller and approve only those that pass,
 once. For a cluster whose kubelets have no serving certificate and no
 approver running yet. CSRs the policy would deny or hold are listed and left
-untouched. With -o other than table or wide the plan is printed and nothing
+untouched; so are CSRs superseded by a newer one of the same node (verdict
+Superseded): a kubelet waits only for its newest CSR. With -o other than table or wide the plan is printed and nothing
 is approved unless --yes is given.
 ` + exitCodes(""),
 		Example: `  # See what would be approved:
@@ -138,19 +139,39 @@ func planApprovals(cmd *cobra.Command, view *clusterView, cfg policy.Config, now
 		wanted[n] = true
 	}
 	plan := approvalPlan{}
+	decisions := map[string]policy.Decision{}
+	for i := range view.csrs {
+		csr := &view.csrs[i]
+		if servingcsr.IsFinal(csr) {
+			continue
+		}
+		d, err := policy.Evaluate(cmd.Context(), cfg, servingcsr.FromCSR(csr), view.facts, now)
+		if err != nil {
+			return nil, fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
+		}
+		decisions[csr.Name] = d
+	}
+	// As the controller decides: only a node's newest CSR is approved, and
+	// one the policy would deny or hold hides no older one.
+	superseded := servingcsr.SupersedeApprovable(view.csrs, func(csr *certificatesv1.CertificateSigningRequest) bool {
+		return decisions[csr.Name].Verdict == policy.Approve
+	})
 	for i := range view.csrs {
 		csr := &view.csrs[i]
 		if servingcsr.IsFinal(csr) || (len(names) > 0 && !wanted[csr.Name]) {
 			continue
 		}
 		delete(wanted, csr.Name)
-		d, err := policy.Evaluate(cmd.Context(), cfg, servingcsr.FromCSR(csr), view.facts, now)
-		if err != nil {
-			return nil, fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
-		}
+		d := decisions[csr.Name]
 		node, _ := servingcsr.NodeName(csr.Spec.Username)
-		plan = append(plan, planRow{CSR: csr.Name, Node: node, Created: csr.CreationTimestamp.UTC(),
-			Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message, age: now.Sub(csr.CreationTimestamp.Time), csr: csr})
+		row := planRow{CSR: csr.Name, Node: node, Created: csr.CreationTimestamp.UTC(),
+			Verdict: d.Verdict.String(), Reason: d.Reason, Message: d.Message, age: now.Sub(csr.CreationTimestamp.Time), csr: csr}
+		// A denial or hold is shown as it is.
+		if s, ok := superseded[csr.Name]; ok && d.Verdict == policy.Approve {
+			row.Verdict, row.Reason = servingcsr.SupersededReason, servingcsr.SupersededReason
+			row.Message = "superseded by the newer CSR " + s.By + " of the same node; its kubelet waits only for its newest CSR"
+		}
+		plan = append(plan, row)
 	}
 	for _, n := range names {
 		// Approving none of the named is safer than approving some.

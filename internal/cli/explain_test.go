@@ -163,3 +163,44 @@ func TestPlanApprovalsNamed(t *testing.T) {
 		}
 	}
 }
+
+func TestPlanApprovalsSuperseded(t *testing.T) {
+	// node-a's kubelet gave up on two CSRs and waits for the third; a hostile
+	// older CSR is shown as the policy denies it, not as superseded.
+	now := csrtest.Created.Add(20 * time.Minute)
+	at := func(name string, minutes int, opts ...csrtest.Option) certificatesv1.CertificateSigningRequest {
+		return *csrtest.New(t, append([]csrtest.Option{csrtest.Name(name), csrtest.CreatedAt(csrtest.Created.Add(time.Duration(minutes) * time.Minute))}, opts...)...)
+	}
+	view := &clusterView{
+		facts: policy.NewSnapshotFacts(policy.Snapshot{Nodes: []policy.Node{{Name: "node-a", Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: "10.0.0.10"}, {Type: corev1.NodeHostName, Address: "node-a"},
+		}}, {Name: "node-b", Addresses: []corev1.NodeAddress{
+			{Type: corev1.NodeInternalIP, Address: "10.0.0.11"}, {Type: corev1.NodeHostName, Address: "node-b"},
+		}}}}),
+		csrs: []certificatesv1.CertificateSigningRequest{
+			at("csr-a-1", 0), at("csr-a-2", 15), at("csr-a-3", 30),
+			at("csr-a-hostile", 1, csrtest.DNSNames("node-a", "kubernetes.default.svc")),
+			// node-b's kubelet waits for csr-b-1; a newer hostile CSR must not hide it.
+			at("csr-b-1", 30, csrtest.Node("node-b"), csrtest.Name("csr-b-1"), csrtest.IPAddresses("10.0.0.11")),
+			at("csr-b-2", 31, csrtest.Node("node-b"), csrtest.Name("csr-b-2"), csrtest.DNSNames("node-b", "kubernetes.default.svc"), csrtest.IPAddresses("10.0.0.11")),
+		},
+	}
+	cmd := New()
+	cmd.SetContext(t.Context())
+	plan, err := planApprovals(cmd, view, policy.DefaultConfig(), now, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range plan {
+		got[p.CSR] = p.Verdict + "/" + string(p.Reason)
+	}
+	want := map[string]string{
+		"csr-a-1": "Superseded/Superseded", "csr-a-2": "Superseded/Superseded", "csr-a-3": "Approve/AllChecksPassed",
+		"csr-a-hostile": "Deny/ReservedName",
+		"csr-b-1":       "Approve/AllChecksPassed", "csr-b-2": "Deny/ReservedName",
+	}
+	if diff := cmp.Diff(got, want); diff != "" {
+		t.Errorf("planApprovals verdicts (-got +want):\n%s", diff)
+	}
+}

@@ -63,7 +63,7 @@ func TestDiagnose(t *testing.T) {
 				"critical kubelets-without-serving-certificate",
 				"critical no-approver",
 				"critical pending-csrs",
-				"warning duplicate-pending-csrs",
+				"info duplicate-pending-csrs",
 			},
 			evidence: map[string][]string{
 				IDKubeletsWithoutCert: {
@@ -72,8 +72,8 @@ func TestDiagnose(t *testing.T) {
 					"no approver found",
 				},
 				IDNoApprover:       {"kubelet-serving CSRs in the API: 6 pending (oldest pending 47m)"},
-				IDPendingCSRs:      {"node-b: 2 CSRs pending over 5m that the policy would approve: csr-b1 (41m), csr-b2 (26m); its kubelet serves no certificate"},
-				IDDuplicatePending: {"node-a: 4 pending, oldest csr-a1 (47m), newest csr-a4 (2m)"},
+				IDPendingCSRs:      {"node-b: waiting 41m; the policy would approve its newest CSR, csr-b2 (26m) (1 older pending CSR superseded by it); its kubelet serves no certificate"},
+				IDDuplicatePending: {"node-a: 3 superseded, oldest csr-a1 (47m), by csr-a4"},
 			},
 		},
 		{
@@ -162,7 +162,7 @@ func TestDiagnose(t *testing.T) {
 			},
 			want: []string{"critical pending-csrs", "info probe-unavailable"},
 			evidence: map[string][]string{
-				IDPendingCSRs:      {"node-b: 1 CSR pending over 5m that the policy would approve: csr-b2 (10m); no issued serving certificate for it in the API", "csrguard (Deployment csrguard/csrguard) runs but has not approved them"},
+				IDPendingCSRs:      {"node-b: waiting 10m; the policy would approve its newest CSR, csr-b2 (10m); no issued serving certificate for it in the API", "csrguard (Deployment csrguard/csrguard) runs but has not approved them"},
 				IDProbeUnavailable: {"kubelets not probed"},
 			},
 		},
@@ -252,7 +252,7 @@ func TestDiagnose(t *testing.T) {
 				addPending(t, &s, "csr-a3", "node-a", "10.0.0.1", time.Minute, approveDecision)
 				return s
 			},
-			want: []string{"warning duplicate-pending-csrs", "warning pending-csrs"},
+			want: []string{"warning pending-csrs", "info duplicate-pending-csrs"},
 		},
 		{
 			name: "soon_garbage_collected",

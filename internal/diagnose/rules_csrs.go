@@ -15,12 +15,14 @@ import (
 	"github.com/csrguard/csrguard/internal/severity"
 )
 
-// pendingCSRs: CSRs pending beyond the grace period that the policy would
-// approve — nothing approved what should have been.
+// pendingCSRs: nodes that have waited beyond the grace period for their newest CSR, which the
+// policy would approve — nothing approved what should have been. Only a node's live CSR counts
+// (servingcsr.Supersede): its kubelet waits for nothing else.
 func (v *view) pendingCSRs() *Finding {
 	var stuck []csrView
 	for _, c := range v.csrs {
-		if d, ok := v.Decisions[c.name]; ok && c.state == "Pending" && c.age > pendingGrace && d.Verdict == policy.Approve {
+		_, superseded := v.superseded[c.name]
+		if d, ok := v.Decisions[c.name]; ok && c.state == "Pending" && !superseded && d.Verdict == policy.Approve && v.waited(c.who()) > pendingGrace {
 			stuck = append(stuck, c)
 		}
 	}
@@ -28,25 +30,24 @@ func (v *view) pendingCSRs() *Finding {
 		return nil
 	}
 	f := &Finding{Severity: severity.Warning}
-	groups := groupByWho(stuck)
 	var newest []string
-	for _, g := range groups {
-		who := g[0].who()
-		if g[0].node != "" {
+	for _, c := range stuck {
+		who := c.who()
+		if c.node != "" {
 			f.Nodes = append(f.Nodes, who)
 		}
-		line := fmt.Sprintf("%s: %s pending over %s that the policy would approve: %s", who, plural(len(g), "CSR"), human.Duration(pendingGrace), csrAges(g))
+		line := fmt.Sprintf("%s: waiting %s; the policy would approve its newest CSR, %s (%s)", who, human.Duration(v.waited(who)), c.name, human.Duration(c.age))
+		if n := v.supersededOf(who); n > 0 {
+			line += fmt.Sprintf(" (%s superseded by it)", plural(n, "older pending CSR"))
+		}
 		if lacks, why := v.lacksCert(who); lacks {
 			f.Severity = severity.Critical
 			line += "; " + why
 		}
 		f.Evidence = append(f.Evidence, line)
-		// The kubelet waits only for its newest CSR, which may be younger
-		// than the grace period.
-		all := v.pending[who]
-		newest = append(newest, all[len(all)-1].name)
+		newest = append(newest, c.name)
 	}
-	f.Title = fmt.Sprintf("%s pending over %s although the policy would approve %s", plural(len(stuck), "kubelet-serving CSR"), human.Duration(pendingGrace), them(len(stuck)))
+	f.Title = fmt.Sprintf("%s waiting over %s for a kubelet-serving CSR the policy would approve", plural(len(stuck), "node"), human.Duration(pendingGrace))
 	if v.ClusterErr != "" {
 		f.Evidence = append(f.Evidence, "API server addresses and service CIDRs were not discovered, so the policy ran without them: "+v.ClusterErr)
 	}
@@ -248,36 +249,56 @@ func (v *view) deniedCSRs() *Finding {
 	return f
 }
 
-// duplicatePending: the kubelet refiles every 15 minutes while none is approved.
+// duplicatePending: superseded CSRs, counted apart: the kubelet refiles every 15 minutes while
+// none is approved and waits only for its newest, so the older ones are no node's problem.
 func (v *view) duplicatePending() *Finding {
 	var nodes []string
+	total := 0
 	for _, n := range sortedKeys(v.pending) {
 		if p := v.pending[n]; len(p) >= 2 && p[0].node != "" {
-			nodes = append(nodes, n)
+			if k := v.supersededOf(n); k > 0 {
+				nodes = append(nodes, n)
+				total += k
+			}
 		}
 	}
 	if len(nodes) == 0 {
 		return nil
 	}
 	f := &Finding{
-		Severity: severity.Warning, Nodes: nodes,
-		Title: fmt.Sprintf("%s with several pending kubelet-serving CSRs", plural(len(nodes), "node")),
+		Severity: severity.Info,
+		Title:    fmt.Sprintf("%s pending but superseded by a newer CSR of the same node (%s)", plural(total, "kubelet-serving CSR"), plural(len(nodes), "node")),
 	}
 	var newest, stale []string
 	for _, n := range nodes {
 		p := v.pending[n]
-		old, last := p[0], p[len(p)-1]
-		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %d pending, oldest %s (%s), newest %s (%s)", n, len(p), old.name, human.Duration(old.age), last.name, human.Duration(last.age)))
-		newest = append(newest, last.name)
-		for _, c := range p[:len(p)-1] {
-			stale = append(stale, c.name)
+		var live string
+		for _, c := range p {
+			if s, ok := v.superseded[c.name]; ok {
+				stale = append(stale, c.name)
+				live = s.By
+			}
 		}
+		old := p[0]
+		f.Evidence = append(f.Evidence, fmt.Sprintf("%s: %d superseded, oldest %s (%s), by %s", n, v.supersededOf(n), old.name, human.Duration(old.age), live))
+		newest = append(newest, live)
 	}
 	f.Fix = []string{
-		"A kubelet waits 15 minutes for each CSR, then files a new one with a new key: only the newest CSR of each node can still give it a certificate (" + names(newest, 5) + ").",
-		"Approve those (csrguard approve, or kubectl certificate approve after csrguard explain), then delete the stale ones: kubectl delete csr " + names(stale, 10),
+		"A kubelet waits 15 minutes for each CSR, then files a new one with a new key: only the newest CSR of each node can still give it a certificate (" + names(newest, 5) + "). csrguard controller and csrguard approve approve only those, and the controller denies the superseded ones (reason Superseded) once the newest is approved.",
+		"Without the controller, delete the superseded ones: kubectl delete csr " + names(stale, 10),
 	}
 	return f
+}
+
+// supersededOf counts the pending CSRs of who that are superseded.
+func (v *view) supersededOf(who string) int {
+	n := 0
+	for _, c := range v.pending[who] {
+		if _, ok := v.superseded[c.name]; ok {
+			n++
+		}
+	}
+	return n
 }
 
 // soonGarbageCollected: pending CSRs csrcleaner is about to delete, and the
@@ -339,19 +360,6 @@ func csrAges(csrs []csrView) string {
 		parts = append(parts, fmt.Sprintf("%s (%s)", c.name, human.Duration(c.age)))
 	}
 	return strings.Join(parts, ", ")
-}
-
-// groupByWho splits csrs, sorted by who, into runs of the same requester.
-func groupByWho(csrs []csrView) [][]csrView {
-	var out [][]csrView
-	for _, c := range csrs {
-		if len(out) > 0 && out[len(out)-1][0].who() == c.who() {
-			out[len(out)-1] = append(out[len(out)-1], c)
-			continue
-		}
-		out = append(out, []csrView{c})
-	}
-	return out
 }
 
 // countList writes m as "Reason (count)", sorted by reason.

@@ -14,6 +14,7 @@ import (
 	"github.com/csrguard/csrguard/internal/human"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
+	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
@@ -64,6 +65,9 @@ type view struct {
 	csrs    []csrView
 	pending map[string][]csrView // by who
 	last    map[string]csrView   // newest CSR by node
+	// superseded are the pending CSRs that are not their node's live one
+	// (servingcsr.Supersede), by name.
+	superseded map[string]servingcsr.Supersession
 	issued  map[string]*x509.Certificate
 }
 
@@ -107,7 +111,22 @@ func newView(s Snapshot) *view {
 		}
 	}
 	v.issued = monitor.Issued(s.CSRs)
+	v.superseded = servingcsr.SupersedeApprovable(s.CSRs, func(csr *certificatesv1.CertificateSigningRequest) bool {
+		d, ok := s.Decisions[csr.Name]
+		return !ok || d.Verdict == policy.Approve
+	})
 	return v
+}
+
+// waited is how long who has been waiting for a certificate: the age of its oldest pending CSR
+// not superseded by a newer approved or issued one (zero when there is none).
+func (v *view) waited(who string) time.Duration {
+	for _, c := range v.pending[who] {
+		if !v.superseded[c.name].Final {
+			return c.age
+		}
+	}
+	return 0
 }
 
 // approving returns the approvers that run and approve.

@@ -53,11 +53,11 @@ func New() *Metrics {
 	m := &Metrics{
 		Decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "csrguard_decisions_total",
-			Help: "Decisions taken on kubelet-serving CSRs, by verdict (approve, deny, hold), reason code and mode.",
+			Help: "Decisions taken on kubelet-serving CSRs, by verdict (approve, deny, hold, supersede), reason code and mode.",
 		}, []string{"verdict", "reason", "mode"}),
 		Applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "csrguard_csr_writes_total",
-			Help: "Approvals and denials written to the API server, by verdict.",
+			Help: "Approvals and denials written to the API server, by verdict (approve, deny, supersede: a denial of a superseded CSR).",
 		}, []string{"verdict"}),
 		ApprovalLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "csrguard_approval_latency_seconds",
@@ -116,13 +116,15 @@ func (m *Metrics) Register(reg prometheus.Registerer) error {
 // monitor.CSRCollector, so ages grow between sweeps.
 var (
 	PendingCSRs = prometheus.NewDesc("csrguard_pending_csrs",
-		"Pending kubelet-serving CSRs (no Approved, Denied or Failed condition).", nil, nil)
+		"Pending kubelet-serving CSRs (no Approved, Denied or Failed condition) that nodes still wait on: not superseded by a newer approved or issued CSR of their node.", nil, nil)
 	PendingCSROldestAge = prometheus.NewDesc("csrguard_pending_csr_oldest_age_seconds",
-		"Age of the oldest pending kubelet-serving CSR; 0 when none is pending.", nil, nil)
+		"Age of the oldest pending kubelet-serving CSR a node still waits on; 0 when none is pending.", nil, nil)
 	NodePendingCSRs = prometheus.NewDesc("csrguard_node_pending_csrs",
-		"Pending kubelet-serving CSRs per requesting node; only nodes with pending CSRs are listed.", []string{"node"}, nil)
+		"Pending kubelet-serving CSRs per requesting node, not counting those superseded by a newer approved or issued CSR; only nodes with such CSRs are listed.", []string{"node"}, nil)
 	NodePendingCSROldestAge = prometheus.NewDesc("csrguard_node_pending_csr_oldest_age_seconds",
-		"Age of each node's oldest pending kubelet-serving CSR; only nodes with pending CSRs are listed.", []string{"node"}, nil)
+		"How long each node has been waiting: the age of its oldest pending kubelet-serving CSR not superseded by a newer approved or issued one; only waiting nodes are listed.", []string{"node"}, nil)
+	SupersededCSRs = prometheus.NewDesc("csrguard_superseded_pending_csrs",
+		"Pending kubelet-serving CSRs whose node has a newer approved or issued CSR: abandoned by their kubelets, denied as Superseded in enforce mode, left pending in the other modes.", nil, nil)
 	NodeAddressConflicts = prometheus.NewDesc("csrguard_node_address_conflicts",
 		"Addresses a node reports that another node owns (it reported them first) or reports too; only nodes in conflict are listed. A node with conflicts copied another's address into its status, or two nodes share one.", []string{"node"}, nil)
 	ApprovedNotIssuedCSRs = prometheus.NewDesc("csrguard_approved_unissued_csrs",

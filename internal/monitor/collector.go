@@ -28,7 +28,7 @@ func NewCSRCollector(reader client.Reader, clk clock.PassiveClock) *CSRCollector
 
 // Describe implements prometheus.Collector.
 func (c *CSRCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{metrics.PendingCSRs, metrics.PendingCSROldestAge, metrics.NodePendingCSRs, metrics.NodePendingCSROldestAge, metrics.ApprovedNotIssuedCSRs} {
+	for _, d := range []*prometheus.Desc{metrics.PendingCSRs, metrics.PendingCSROldestAge, metrics.NodePendingCSRs, metrics.NodePendingCSROldestAge, metrics.ApprovedNotIssuedCSRs, metrics.SupersededCSRs} {
 		ch <- d
 	}
 }
@@ -46,6 +46,7 @@ func (c *CSRCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(metrics.PendingCSRs, prometheus.GaugeValue, float64(s.Pending))
 	ch <- prometheus.MustNewConstMetric(metrics.PendingCSROldestAge, prometheus.GaugeValue, s.OldestPending.Seconds())
 	ch <- prometheus.MustNewConstMetric(metrics.ApprovedNotIssuedCSRs, prometheus.GaugeValue, float64(s.ApprovedNotIssued))
+	ch <- prometheus.MustNewConstMetric(metrics.SupersededCSRs, prometheus.GaugeValue, float64(s.Superseded))
 	for node, n := range s.PendingByNode {
 		ch <- prometheus.MustNewConstMetric(metrics.NodePendingCSRs, prometheus.GaugeValue, float64(n.Count), node)
 		ch <- prometheus.MustNewConstMetric(metrics.NodePendingCSROldestAge, prometheus.GaugeValue, n.Oldest.Seconds(), node)
@@ -53,10 +54,19 @@ func (c *CSRCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Summary is the state of the kubelet-serving CSR flow at one moment.
+//
+// Pending counts the CSRs nodes still wait on: a pending CSR whose node has a newer approved or
+// issued one (servingcsr.Supersede, Final) is abandoned, and counted in Superseded instead, so
+// that a node's backlog stops counting as a wait the moment its newest CSR is approved.
 type Summary struct {
 	Pending       int
 	OldestPending time.Duration
+	// PendingByNode is each node's wait: how many of its CSRs are pending and how long ago the
+	// oldest of them was filed, which is how long the node has been waiting.
 	PendingByNode map[string]NodePending
+	// Superseded counts pending CSRs finally superseded by a newer approved or issued CSR of
+	// their node.
+	Superseded int
 	// ApprovedNotIssued counts CSRs approved over servingcsr.IssueGrace ago
 	// without a certificate or a Failed condition: the signer is not issuing.
 	ApprovedNotIssued int
@@ -71,6 +81,7 @@ type NodePending struct {
 // Summarise computes the Summary of csrs (other signers are ignored) at now.
 func Summarise(csrs []certificatesv1.CertificateSigningRequest, now time.Time) Summary {
 	s := Summary{PendingByNode: map[string]NodePending{}}
+	superseded := servingcsr.Supersede(csrs)
 	for i := range csrs {
 		csr := &csrs[i]
 		if !servingcsr.InScope(csr) {
@@ -78,6 +89,10 @@ func Summarise(csrs []certificatesv1.CertificateSigningRequest, now time.Time) S
 		}
 		switch servingcsr.StateOf(csr) {
 		case servingcsr.Pending:
+			if superseded[csr.Name].Final {
+				s.Superseded++
+				continue
+			}
 			age := now.Sub(csr.CreationTimestamp.Time)
 			s.Pending++
 			s.OldestPending = max(s.OldestPending, age)

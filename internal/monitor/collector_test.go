@@ -36,17 +36,27 @@ func TestSummarise(t *testing.T) {
 		*withCondition(pending(t, "c-1", "node-c", time.Hour), certificatesv1.CertificateApproved, now.Add(-10*time.Minute)),
 		*withCondition(pending(t, "c-2", "node-c", time.Hour), certificatesv1.CertificateApproved, now.Add(-10*time.Second)),
 		*withCondition(pending(t, "d-1", "node-d", time.Hour), certificatesv1.CertificateDenied, now),
+		// node-e waited 3h; its newest CSR was approved: the older ones are abandoned.
+		*pending(t, "e-1", "node-e", 3*time.Hour),
+		*pending(t, "e-2", "node-e", 2*time.Hour),
+		*withCondition(pending(t, "e-3", "node-e", time.Minute), certificatesv1.CertificateApproved, now),
+		// node-f waits since its first CSR, 40 minutes ago, though it filed more since.
+		*pending(t, "f-1", "node-f", 40*time.Minute),
+		*pending(t, "f-2", "node-f", 25*time.Minute),
+		*pending(t, "f-3", "node-f", 10*time.Minute),
 		*csrtest.New(t, csrtest.Name("client"), csrtest.SignerName(certificatesv1.KubeAPIServerClientKubeletSignerName)),
 	}
 	got := Summarise(csrs, now)
 	want := Summary{
-		Pending:       3,
-		OldestPending: 20 * time.Minute,
+		Pending:       6,
+		OldestPending: 40 * time.Minute,
 		PendingByNode: map[string]NodePending{
 			"node-a": {Count: 2, Oldest: 20 * time.Minute},
 			"node-b": {Count: 1, Oldest: time.Minute},
+			"node-f": {Count: 3, Oldest: 40 * time.Minute},
 		},
 		ApprovedNotIssued: 1,
+		Superseded:        2,
 	}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("Summarise (-got +want):\n%s", diff)
@@ -57,10 +67,10 @@ func TestCSRCollector(t *testing.T) {
 	reader := fake.NewClientBuilder().WithObjects(pending(t, "a-1", "node-a", 90*time.Second)).Build()
 	c := NewCSRCollector(reader, clocktesting.NewFakeClock(now))
 	want := `
-# HELP csrguard_node_pending_csr_oldest_age_seconds Age of each node's oldest pending kubelet-serving CSR; only nodes with pending CSRs are listed.
+# HELP csrguard_node_pending_csr_oldest_age_seconds How long each node has been waiting: the age of its oldest pending kubelet-serving CSR not superseded by a newer approved or issued one; only waiting nodes are listed.
 # TYPE csrguard_node_pending_csr_oldest_age_seconds gauge
 csrguard_node_pending_csr_oldest_age_seconds{node="node-a"} 90
-# HELP csrguard_pending_csrs Pending kubelet-serving CSRs (no Approved, Denied or Failed condition).
+# HELP csrguard_pending_csrs Pending kubelet-serving CSRs (no Approved, Denied or Failed condition) that nodes still wait on: not superseded by a newer approved or issued CSR of their node.
 # TYPE csrguard_pending_csrs gauge
 csrguard_pending_csrs 1
 `

@@ -16,6 +16,11 @@
 // no-check ceiling measured in the same run; the README's Performance section
 // quotes a run of `make bench` and how to read it.
 //
+// With --recovery-nodes N it measures recovery after a long outage (see
+// recovery.go): N nodes each with --recovery-pending pending CSRs, then
+// csrguard started; it reports when every node's newest CSR was issued and
+// fails unless exactly that one per node was approved.
+//
 // Then, unless --probe-nodes=0, it measures csrguard's kubelet monitor: on
 // another fresh control plane it registers --probe-nodes Nodes whose kubelets
 // are TLS listeners in this process (see probe.go), runs csrguard with a
@@ -56,6 +61,9 @@ type options struct {
 	// The probe phase; probeNodes 0 skips it.
 	probeNodes, probeSweeps, probeConcurrency int
 	probeInterval                             time.Duration
+
+	// The recovery phase; recoveryNodes 0 skips it.
+	recoveryNodes, recoveryPending int
 }
 
 func main() {
@@ -91,6 +99,8 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.probeInterval, "probe-interval", 30*time.Second, "csrguard's --probe-interval in the probe phase; shorter than the production default of 3m so that several sweeps take a minute or two.")
 	fs.IntVar(&o.probeSweeps, "probe-sweeps", 3, "Sweeps to see end in the probe phase; CPU time is counted from the end of the first to the end of the last, so at least 2.")
 	fs.IntVar(&o.probeConcurrency, "probe-concurrency", 32, "csrguard's --probe-concurrency in the probe phase; csrguard's default is the same.")
+	fs.IntVar(&o.recoveryNodes, "recovery-nodes", 0, "Nodes in the recovery phase, each with --recovery-pending pending CSRs when csrguard starts; 0 skips the phase.")
+	fs.IntVar(&o.recoveryPending, "recovery-pending", 12, "Pending CSRs per node in the recovery phase, the newest filed last: what a kubelet leaves after a 3-hour outage.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -148,18 +158,36 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 
+	var recovery *recoveryResult
+	if o.recoveryNodes > 0 {
+		fmt.Printf("\n== recovery after an outage\n")
+		r, err := benchRecovery(ctx, o)
+		if err != nil {
+			fmt.Printf("recovery: %v\n", err)
+			failed = append(failed, fmt.Sprintf("recovery: %v", err))
+		}
+		recovery = r
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
 	for i, results := range rounds {
 		if len(results) > 0 {
 			fmt.Printf("\nRound %d of %d:\n\n", i+1, len(rounds))
 			printTable(os.Stdout, o, results)
 		}
 	}
-	if len(rounds) > 1 {
+	if len(rounds) > 1 && len(o.approvers) > 0 {
 		printMedians(os.Stdout, rounds)
 	}
 	if probes != nil {
 		fmt.Println()
 		printProbeTable(os.Stdout, *probes)
+	}
+	if recovery != nil {
+		fmt.Println()
+		printRecoveryTable(os.Stdout, o, *recovery)
 	}
 	fmt.Printf("\nCommand: %s\n", commandLine(args))
 	if len(failed) > 0 {
@@ -194,6 +222,10 @@ func (o *options) validate(approvers string) error {
 		return fmt.Errorf("--probe-sweeps must be >= 2, got %d", o.probeSweeps)
 	case o.probeNodes > 0 && o.probeConcurrency < 1:
 		return fmt.Errorf("--probe-concurrency must be >= 1, got %d", o.probeConcurrency)
+	case o.recoveryNodes < 0 || o.recoveryNodes > maxNodes:
+		return fmt.Errorf("--recovery-nodes must be between 0 and %d, got %d", maxNodes, o.recoveryNodes)
+	case o.recoveryNodes > 0 && (o.recoveryPending < 1 || o.recoveryPending > 100):
+		return fmt.Errorf("--recovery-pending must be between 1 and 100, got %d", o.recoveryPending)
 	}
 	for a := range strings.SplitSeq(approvers, ",") {
 		a = strings.TrimSpace(a)
@@ -217,10 +249,10 @@ func (o *options) validate(approvers string) error {
 		}
 		o.approvers = append(o.approvers, a)
 	}
-	if len(o.approvers) == 0 && o.probeNodes == 0 {
-		return errors.New(`nothing to run: --approvers="" and --probe-nodes=0`)
+	if len(o.approvers) == 0 && o.probeNodes == 0 && o.recoveryNodes == 0 {
+		return errors.New(`nothing to run: --approvers="", --probe-nodes=0 and --recovery-nodes=0`)
 	}
-	if o.probeNodes > 0 && !slices.Contains(o.approvers, "csrguard") {
+	if (o.probeNodes > 0 || o.recoveryNodes > 0) && !slices.Contains(o.approvers, "csrguard") {
 		// The approval phases check the binary only for approvers they run.
 		if _, err := os.Stat(o.csrguard); err != nil {
 			return fmt.Errorf("--csrguard: %w (make build builds it)", err)

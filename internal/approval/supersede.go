@@ -1,0 +1,153 @@
+package approval
+
+import (
+	"context"
+	"fmt"
+
+	certificatesv1 "k8s.io/api/certificates/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/csrguard/csrguard/internal/servingcsr"
+)
+
+// supersession reports whether csr is not node's live CSR, and why
+// (servingcsr.Supersede over the node's CSRs in the cache). A CSR found finally superseded
+// while the mode kept it pending stays superseded for the life of the process, though the
+// newer CSR that superseded it is deleted an hour after its approval.
+func (r *Reconciler) supersession(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string) (servingcsr.Supersession, bool, error) {
+	if node == "" {
+		// Not a node's CSR: never superseded (the policy denies it).
+		return servingcsr.Supersession{}, false, nil
+	}
+	if by, ok := r.superseded.Load(csr.Name); ok {
+		return servingcsr.Supersession{By: by.(string), Final: true}, true, nil
+	}
+	var mine certificatesv1.CertificateSigningRequestList
+	// Read only: no copies of the node's CSRs.
+	if err := r.reader.List(ctx, &mine, client.MatchingFields{csrNodeIndex: node}, client.UnsafeDisableDeepCopy); err != nil {
+		return servingcsr.Supersession{}, false, fmt.Errorf("list the CSRs of node %q: %w", node, err)
+	}
+	s, ok := servingcsr.SupersededBy(csr, mine.Items)
+	return s, ok, nil
+}
+
+// supersede sets aside the approval of csr, which is not its node's live CSR. It is never
+// approved and never charged to the per-node limit or the breaker. While a newer CSR of the node
+// is pending, csr waits: the newer one is decided, and csr is looked at again when it is (see
+// olderPending). Once a newer one is approved or issued, csr is denied with reason Superseded in
+// enforce mode — final, so it cannot become the newest pending CSR again when the newer one is
+// deleted an hour after its approval; the kubelet waits only for its newest, so the denial
+// changes nothing for it. The other modes leave it pending. The Denied condition (or the log
+// line) is the record: no Event, since a recovery supersedes a dozen CSRs per node.
+func (r *Reconciler) supersede(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string, s servingcsr.Supersession) (ctrl.Result, error) {
+	logger := log.FromContext(ctx).WithValues("supersededBy", s.By, "final", s.Final)
+	first := r.firstReport(csr, "supersede")
+	if first {
+		r.metrics.Decisions.WithLabelValues("supersede", string(ReasonSuperseded), string(r.cfg.Mode)).Inc()
+	}
+	if !s.Final || r.cfg.Mode != Enforce {
+		if s.Final {
+			r.superseded.Store(csr.Name, s.By)
+		}
+		if first {
+			logger.Info("Superseded CSR", "mode", r.cfg.Mode)
+		}
+		// The newer CSR's decision requeues this one; the retry is a backstop.
+		return ctrl.Result{RequeueAfter: r.cfg.HoldRetry}, nil
+	}
+	denied := csr.DeepCopy() // never mutate the cached object
+	denied.Status.Conditions = append(denied.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type:   certificatesv1.CertificateDenied,
+		Status: corev1.ConditionTrue,
+		Reason: string(ReasonSuperseded),
+		Message: fmt.Sprintf("csrguard: superseded: node %q has the newer CSR %s approved; its kubelet waits only for its newest CSR",
+			node, s.By),
+		LastUpdateTime: metav1.NewTime(r.clock.Now()),
+	})
+	written, err := r.write(ctx, denied)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	// What was reported is kept until the cache shows the denial (Reconcile
+	// forgets final CSRs): a requeue from the stale cache then neither counts
+	// the CSR again nor writes, but conflicts and is retried.
+	if written {
+		r.metrics.Applied.WithLabelValues("supersede").Inc()
+		logger.Info("Denied superseded CSR")
+	}
+	return ctrl.Result{}, nil
+}
+
+// forget drops what the Reconciler remembers of a CSR that is gone or final.
+func (r *Reconciler) forget(name string) {
+	r.holds.Delete(name)
+	r.superseded.Delete(name)
+}
+
+// olderPending re-queues the pending CSRs of o's node that are older than o, a CSR that was
+// just decided or deleted: they may now be finally superseded, or live again.
+func (r *Reconciler) olderPending(ctx context.Context, o client.Object) []reconcile.Request {
+	changed, ok := o.(*certificatesv1.CertificateSigningRequest)
+	if !ok {
+		return nil
+	}
+	node, ok := servingcsr.NodeName(changed.Spec.Username)
+	if !ok || isSupersededDenial(changed) {
+		// A CSR denied as superseded had a newer approved one, which
+		// supersedes every older CSR already: nothing changes for them.
+		return nil
+	}
+	var mine certificatesv1.CertificateSigningRequestList
+	if err := r.reader.List(ctx, &mine, client.MatchingFields{csrNodeIndex: node}, client.UnsafeDisableDeepCopy); err != nil {
+		// As in pendingCSRsOf: counted, and the held CSRs' own requeues decide them.
+		r.metrics.Errors.WithLabelValues("facts").Inc()
+		log.FromContext(ctx).Error(err, "Failed to list the CSRs of a node", "node", node)
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range mine.Items {
+		c := &mine.Items[i]
+		if !servingcsr.IsFinal(c) && servingcsr.Newer(changed, c) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: c.Name}})
+		}
+	}
+	return reqs
+}
+
+// decided passes the events that can change which of a node's CSRs is live: a pending CSR
+// decided (approved, denied or failed) or deleted. The deletion of a final CSR changes nothing:
+// a denied or failed one superseded nothing, and the older CSRs of an approved one were denied
+// (or, in the other modes, are remembered as superseded). So csrcleaner's hourly deletions cost
+// no work.
+func decided() predicate.Funcs {
+	return predicate.Funcs{
+		CreateFunc: func(event.CreateEvent) bool { return false },
+		DeleteFunc: func(e event.DeleteEvent) bool {
+			csr, ok := e.Object.(*certificatesv1.CertificateSigningRequest)
+			return ok && !servingcsr.IsFinal(csr)
+		},
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			a, b := e.ObjectOld.(*certificatesv1.CertificateSigningRequest), e.ObjectNew.(*certificatesv1.CertificateSigningRequest)
+			return !servingcsr.IsFinal(a) && servingcsr.IsFinal(b)
+		},
+	}
+}
+
+// isSupersededDenial reports whether csr was denied as superseded.
+func isSupersededDenial(csr *certificatesv1.CertificateSigningRequest) bool {
+	for _, c := range csr.Status.Conditions {
+		if c.Type == certificatesv1.CertificateDenied && c.Reason == servingcsr.SupersededReason {
+			return true
+		}
+	}
+	return false
+}
