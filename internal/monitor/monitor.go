@@ -43,6 +43,8 @@ func New(reader client.Reader, m *metrics.Metrics, cfg Config) *Monitor {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 32
 	}
+	// Exported so that an alert on stale sweeps follows the configured interval.
+	m.ProbeInterval.Set(cfg.Interval.Seconds())
 	return &Monitor{reader: reader, metrics: m, cfg: cfg, probes: NewProbeCollector()}
 }
 
