@@ -260,8 +260,12 @@ var (
 // identifiers that are not functions, aggregations, keywords, labels, numbers
 // or durations. It is a tokenizer, not a parser, and good enough for the
 // expressions csrguard ships (promtool parses them separately).
+// comment is a PromQL comment, to the end of its line.
+var comment = regexp.MustCompile(`#[^\n]*`)
+
 func metricNames(expr string) []string {
 	s := stringLit.ReplaceAllString(expr, `""`)
+	s = comment.ReplaceAllString(s, "")
 	s = labelMatch.ReplaceAllString(s, "{}")
 	s = rangeOrSub.ReplaceAllString(s, "[]")
 	s = grouping.ReplaceAllString(s, "")
