@@ -38,7 +38,9 @@ func node(n, severity string) map[string]string {
 	return map[string]string{"job": "csrguard", "node": n, "severity": severity}
 }
 
-func sev(severity string) map[string]string { return map[string]string{"job": "csrguard", "severity": severity} }
+func sev(severity string) map[string]string {
+	return map[string]string{"job": "csrguard", "severity": severity}
+}
 
 func itoa(i int) string { return strconv.Itoa(i) }
 

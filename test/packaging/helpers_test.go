@@ -36,7 +36,7 @@ const (
 	// PrometheusRule and dashboard, apart because they need the Prometheus
 	// Operator's CRDs, which a cluster being bootstrapped does not have.
 	monitoringFile = repoRoot + "/deploy/install-monitoring.yaml"
-	talosDir    = repoRoot + "/deploy/talos"
+	talosDir       = repoRoot + "/deploy/talos"
 
 	// The release name and namespace install.yaml is rendered with.
 	releaseName      = "csrguard"
