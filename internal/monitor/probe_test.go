@@ -223,3 +223,30 @@ func TestEndpoint(t *testing.T) {
 		t.Errorf("Endpoint falls back to ExternalIP and the reported port: got %q", got)
 	}
 }
+
+func TestSigns(t *testing.T) {
+	clusterCA, other := newCA(t), newCA(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(clusterCA.cert)
+	expired := time.Now().Add(-time.Minute) // still tells who signed it
+	fromCluster := clusterCA.serving(t, expired, []string{"node-a"}).Leaf
+	fromOther := other.serving(t, time.Now().Add(time.Hour), []string{"node-b"}).Leaf
+	tests := []struct {
+		name              string
+		issued            map[string]*x509.Certificate
+		wantSigns, wantOK bool
+	}{
+		{name: "none_issued"},
+		{name: "cluster_ca_signs", issued: map[string]*x509.Certificate{"a": fromCluster}, wantSigns: true, wantOK: true},
+		{name: "another_signer", issued: map[string]*x509.Certificate{"b": fromOther}, wantOK: true},
+		{name: "mixed", issued: map[string]*x509.Certificate{"a": fromCluster, "b": fromOther}, wantOK: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			signs, ok := Signs(roots, tc.issued)
+			if signs != tc.wantSigns || ok != tc.wantOK {
+				t.Errorf("Signs = %v, %v; want %v, %v", signs, ok, tc.wantSigns, tc.wantOK)
+			}
+		})
+	}
+}
