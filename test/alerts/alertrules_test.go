@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"testing"
 	"time"
@@ -53,9 +54,7 @@ const (
 // with returns labels plus name=value.
 func with(labels map[string]string, name, value string) map[string]string {
 	out := map[string]string{name: value}
-	for k, v := range labels {
-		out[k] = v
-	}
+	maps.Copy(out, labels)
 	return out
 }
 
