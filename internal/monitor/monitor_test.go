@@ -1,16 +1,21 @@
 package monitor
 
 import (
+	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 )
 
 func TestProbeCollector(t *testing.T) {
@@ -101,5 +106,41 @@ csrguard_kubelet_probe_result{node="c",result="refused"} 1
 `))
 	if err := testutil.CollectAndCompare(c, want); err != nil {
 		t.Errorf("after sweep 2: %v", err)
+	}
+}
+
+// TestSweepClusterCA: without --kubelet-ca-file, a sweep verifies kubelet
+// certificates against the cluster CA where the issued certificates show it
+// signs kubelet-serving ones, and not where another CA does.
+func TestSweepClusterCA(t *testing.T) {
+	clusterCA, other := newCA(t), newCA(t)
+	pool := x509.NewCertPool()
+	pool.AddCert(clusterCA.cert)
+	expiry := time.Now().Add(time.Hour)
+	// The kubelet serves a certificate from another CA.
+	node := kubelet(t, func() (*tls.Certificate, error) {
+		return other.serving(t, expiry, []string{"node-a"}, "127.0.0.1"), nil
+	})
+	for _, tc := range []struct {
+		name      string
+		issuedBy  *ca
+		wantState string
+	}{
+		{name: "cluster_ca_signs_kubelet_serving", issuedBy: clusterCA, wantState: metrics.ProbeUntrusted},
+		{name: "another_ca_signs_kubelet_serving", issuedBy: other, wantState: metrics.ProbeOK},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			csr := csrtest.New(t, csrtest.Node("node-a"), csrtest.Name("issued"))
+			csr.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tc.issuedBy.serving(t, expiry, []string{"node-a"}).Certificate[0]})
+			reader := fake.NewClientBuilder().WithObjects(node.DeepCopy(), csr).Build()
+			m := New(reader, metrics.New(), Config{Interval: time.Minute, Prober: Prober{Timeout: time.Second}, ClusterCA: pool})
+			results, err := m.Sweep(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(results) != 1 || results[0].State != tc.wantState {
+				t.Errorf("results %+v, want one with state %s", results, tc.wantState)
+			}
+		})
 	}
 }
