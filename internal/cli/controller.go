@@ -16,6 +16,7 @@ import (
 	uberzap "go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -129,6 +130,19 @@ func readCAFile(flag, path string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// clusterCA returns the CA the client trusts for the API server, or nil.
+func clusterCA(cfg *rest.Config) *x509.CertPool {
+	pem := cfg.CAData
+	if len(pem) == 0 && cfg.CAFile != "" {
+		pem, _ = os.ReadFile(cfg.CAFile)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil
+	}
+	return pool
+}
+
 // logOptions configure the structured logger.
 type logOptions struct {
 	format    string
@@ -222,6 +236,11 @@ out of it with --kubeconfig.`,
 			if err != nil {
 				return fmt.Errorf("load kubeconfig: %w", err)
 			}
+			if cfg.Monitor.Prober.Roots == nil {
+				// The API server's CA (kube-root-ca.crt in a pod): the monitor
+				// verifies against it where it signs kubelet-serving certificates.
+				cfg.Monitor.ClusterCA = clusterCA(restCfg)
+			}
 			ctx := log.IntoContext(cmd.Context(), logger)
 			return controller.Run(ctx, restCfg, cfg)
 		},
@@ -256,7 +275,7 @@ out of it with --kubeconfig.`,
 	fs.DurationVar(&o.probeInterval, "probe-interval", 3*time.Minute, "How often the leader probes every kubelet's serving certificate with a TLS handshake (jittered by 10%); 0 disables probing.")
 	fs.DurationVar(&o.probeTimeout, "probe-timeout", 5*time.Second, "Timeout of one kubelet probe.")
 	fs.IntVar(&o.probeConcurrency, "probe-concurrency", 32, "Kubelet probes in flight at once.")
-	fs.StringVar(&o.kubeletCAFile, "kubelet-ca-file", "", "PEM bundle of the CA that signs kubelet serving certificates; if set, a kubelet whose certificate does not chain to it is reported as untrusted.")
+	fs.StringVar(&o.kubeletCAFile, "kubelet-ca-file", "", "PEM bundle of the CA that signs kubelet serving certificates; a kubelet whose certificate does not chain to it is reported as untrusted. Default: the cluster CA, where every issued kubelet-serving certificate chains to it (Talos, kubeadm).")
 
 	o.kube.addControllerFlags(s.section("Kubernetes client"), 300, 600)
 	o.log.addFlags(s.section("Logging"))

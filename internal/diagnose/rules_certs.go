@@ -72,7 +72,7 @@ func (v *view) certSANMismatch() *Finding {
 	extra := false
 	for _, n := range v.nodeNames {
 		r, ok := v.probe(n)
-		if !ok || r.Cert == nil || r.SANsMatch {
+		if !ok || r.Cert == nil || r.SANsMatch || r.State == metrics.ProbeSelfSigned {
 			continue
 		}
 		f.Nodes = append(f.Nodes, n)
@@ -108,7 +108,7 @@ func (v *view) certUntrusted() *Finding {
 	f := &Finding{Severity: severity.Warning}
 	for _, n := range v.nodeNames {
 		r, ok := v.probe(n)
-		if !ok || r.State != metrics.ProbeUntrusted {
+		if !ok || (r.State != metrics.ProbeUntrusted && r.State != metrics.ProbeSelfSigned) {
 			continue
 		}
 		f.Nodes = append(f.Nodes, n)

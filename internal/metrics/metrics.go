@@ -36,6 +36,9 @@ type Metrics struct {
 	ProbeSweepDuration prometheus.Gauge
 	// ProbeSweepTimestamp is when the last sweep finished.
 	ProbeSweepTimestamp prometheus.Gauge
+	// ProbeInterval is --probe-interval in seconds, 0 when probing is off,
+	// so an alert on stale sweeps follows the configured interval.
+	ProbeInterval prometheus.Gauge
 }
 
 // Probe results: the values of ProbeResult's result label.
@@ -45,7 +48,10 @@ const (
 	ProbeRefused              = "refused"
 	ProbeTimeout              = "timeout"
 	ProbeUntrusted            = "untrusted"
-	ProbeOther                = "other"
+	// ProbeSelfSigned is a certificate the kubelet signed itself: serving
+	// certificate rotation is off on that node.
+	ProbeSelfSigned = "self-signed"
+	ProbeOther      = "other"
 )
 
 // New returns csrguard's collectors, unregistered.
@@ -94,6 +100,10 @@ func New() *Metrics {
 		Name: "csrguard_kubelet_probe_sweep_timestamp_seconds",
 		Help: "When the last sweep of TLS probes finished, as a Unix timestamp.",
 	})
+	m.ProbeInterval = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "csrguard_kubelet_probe_interval_seconds",
+		Help: "The configured interval between sweeps of kubelet TLS probes (--probe-interval); 0 when probing is off.",
+	})
 	v, rev, goV := buildinfo.Get()
 	m.BuildInfo.WithLabelValues(v, rev, goV).Set(1)
 	return m
@@ -103,7 +113,7 @@ func New() *Metrics {
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
 		m.Decisions, m.Applied, m.ApprovalLatency, m.Errors, m.BreakerOpen, m.InsecureLoopback, m.BuildInfo,
-		m.ProbeDuration, m.ProbeSweepDuration, m.ProbeSweepTimestamp,
+		m.ProbeDuration, m.ProbeSweepDuration, m.ProbeSweepTimestamp, m.ProbeInterval,
 	} {
 		if err := reg.Register(c); err != nil {
 			return err
@@ -127,6 +137,8 @@ var (
 		"Pending kubelet-serving CSRs whose node has a newer approved or issued CSR: abandoned by their kubelets, denied as Superseded in enforce mode, left pending in the other modes.", nil, nil)
 	NodeAddressConflicts = prometheus.NewDesc("csrguard_node_address_conflicts",
 		"Addresses a node reports that another node owns (it reported them first) or reports too; only nodes in conflict are listed. A node with conflicts copied another's address into its status, or two nodes share one.", []string{"node"}, nil)
+	CSRCacheUp = prometheus.NewDesc("csrguard_csr_cache_up",
+		"1 when the CSR cache could be read at this scrape, else 0 (and the pending-CSR series are missing from the scrape).", nil, nil)
 	ApprovedNotIssuedCSRs = prometheus.NewDesc("csrguard_approved_unissued_csrs",
 		"Kubelet-serving CSRs approved more than a minute ago that the signer has not issued (signer down or not configured for kubelet-serving).", nil, nil)
 )
@@ -138,10 +150,14 @@ var (
 	// ProbeResult is 1 for each node's latest kubelet probe result (one
 	// series per node; the result label changes).
 	ProbeResult = prometheus.NewDesc("csrguard_kubelet_probe_result",
-		"1 for the latest result of the TLS probe of each node's kubelet: ok, no-serving-certificate (the kubelet answers 'tls: internal error'), refused, timeout, untrusted or other.", []string{"node", "result"}, nil)
+		"1 for the latest result of the TLS probe of each node's kubelet: ok, no-serving-certificate (the kubelet answers 'tls: internal error'), refused, timeout, untrusted, self-signed (serving certificate rotation off) or other.", []string{"node", "result"}, nil)
 	// ServingCertExpiry is the NotAfter of the certificate each kubelet serves.
 	ServingCertExpiry = prometheus.NewDesc("csrguard_kubelet_serving_cert_expiry_timestamp_seconds",
 		"NotAfter of the serving certificate each kubelet presented to the last probe, as a Unix timestamp.", []string{"node"}, nil)
+	// ServingCertNotBefore is the NotBefore of the certificate each kubelet
+	// serves: with ServingCertExpiry, the share of its lifetime elapsed.
+	ServingCertNotBefore = prometheus.NewDesc("csrguard_kubelet_serving_cert_not_before_timestamp_seconds",
+		"NotBefore of the serving certificate each kubelet presented to the last probe, as a Unix timestamp.", []string{"node"}, nil)
 	// ServingCertSANsMatch is 1 when a kubelet's certificate carries exactly
 	// the SANs its Node's addresses call for, else 0.
 	ServingCertSANsMatch = prometheus.NewDesc("csrguard_kubelet_serving_cert_sans_match",
@@ -153,4 +169,7 @@ var (
 	// each node through an approved CSR, known even where probes cannot reach.
 	IssuedCertExpiry = prometheus.NewDesc("csrguard_kubelet_issued_cert_expiry_timestamp_seconds",
 		"NotAfter of the newest kubelet-serving certificate issued to each node through a CSR, as a Unix timestamp.", []string{"node"}, nil)
+	// IssuedCertNotBefore is the NotBefore of that same certificate.
+	IssuedCertNotBefore = prometheus.NewDesc("csrguard_kubelet_issued_cert_not_before_timestamp_seconds",
+		"NotBefore of the newest kubelet-serving certificate issued to each node through a CSR, as a Unix timestamp.", []string{"node"}, nil)
 )

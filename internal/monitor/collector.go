@@ -28,7 +28,7 @@ func NewCSRCollector(reader client.Reader, clk clock.PassiveClock) *CSRCollector
 
 // Describe implements prometheus.Collector.
 func (c *CSRCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{metrics.PendingCSRs, metrics.PendingCSROldestAge, metrics.NodePendingCSRs, metrics.NodePendingCSROldestAge, metrics.ApprovedNotIssuedCSRs, metrics.SupersededCSRs} {
+	for _, d := range []*prometheus.Desc{metrics.PendingCSRs, metrics.PendingCSROldestAge, metrics.NodePendingCSRs, metrics.NodePendingCSROldestAge, metrics.ApprovedNotIssuedCSRs, metrics.SupersededCSRs, metrics.CSRCacheUp} {
 		ch <- d
 	}
 }
@@ -39,9 +39,13 @@ func (c *CSRCollector) Collect(ch chan<- prometheus.Metric) {
 	defer cancel()
 	var list certificatesv1.CertificateSigningRequestList
 	if err := c.reader.List(ctx, &list); err != nil {
-		ch <- prometheus.NewInvalidMetric(metrics.PendingCSRs, err)
+		// Not an invalid metric: that turns the whole /metrics into a 500,
+		// and every other series (csrguard's own health, the probes) with it.
+		// The pending series are left out and csrguard_csr_cache_up says why.
+		ch <- prometheus.MustNewConstMetric(metrics.CSRCacheUp, prometheus.GaugeValue, 0)
 		return
 	}
+	ch <- prometheus.MustNewConstMetric(metrics.CSRCacheUp, prometheus.GaugeValue, 1)
 	s := Summarise(list.Items, c.clock.Now())
 	ch <- prometheus.MustNewConstMetric(metrics.PendingCSRs, prometheus.GaugeValue, float64(s.Pending))
 	ch <- prometheus.MustNewConstMetric(metrics.PendingCSROldestAge, prometheus.GaugeValue, s.OldestPending.Seconds())

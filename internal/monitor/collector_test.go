@@ -1,16 +1,20 @@
 package monitor
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
@@ -75,6 +79,28 @@ csrguard_node_pending_csr_oldest_age_seconds{node="node-a"} 90
 csrguard_pending_csrs 1
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "csrguard_pending_csrs", "csrguard_node_pending_csr_oldest_age_seconds"); err != nil {
+		t.Error(err)
+	}
+}
+
+// failingReader is a cache whose List fails.
+type failingReader struct{ client.Reader }
+
+func (failingReader) List(context.Context, client.ObjectList, ...client.ListOption) error {
+	return errors.New("cache not synced")
+}
+
+// TestCSRCollectorCacheError: a cache that cannot be listed leaves the
+// pending series out and says so, instead of failing the whole scrape.
+func TestCSRCollectorCacheError(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(NewCSRCollector(failingReader{}, clocktesting.NewFakeClock(now)))
+	want := `
+# HELP csrguard_csr_cache_up 1 when the CSR cache could be read at this scrape, else 0 (and the pending-CSR series are missing from the scrape).
+# TYPE csrguard_csr_cache_up gauge
+csrguard_csr_cache_up 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want)); err != nil {
 		t.Error(err)
 	}
 }

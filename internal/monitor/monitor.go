@@ -25,6 +25,12 @@ type Config struct {
 	// Concurrency bounds the probes in flight; default 32.
 	Concurrency int
 	Prober      Prober
+	// ClusterCA is the cluster CA (the API server's, as in every namespace's
+	// kube-root-ca.crt). When Prober.Roots is not set, probes verify against
+	// it where it signs kubelet-serving certificates — every certificate
+	// issued through a CSR chains to it, as on Talos and kubeadm — so
+	// untrusted certificates are found without a --kubelet-ca-file.
+	ClusterCA *x509.CertPool
 }
 
 // Monitor probes every Node's kubelet once per Interval and exports what it
@@ -36,6 +42,10 @@ type Monitor struct {
 	metrics *metrics.Metrics
 	cfg     Config
 	probes  *ProbeCollector
+	// clusterCASigns is true once the issued certificates showed that
+	// ClusterCA signs kubelet-serving ones; it stays true while no issued
+	// certificate says otherwise (approved CSRs are cleaned up after an hour).
+	clusterCASigns bool
 }
 
 // New returns a Monitor reading Nodes and CSRs from reader (a cache).
@@ -43,6 +53,8 @@ func New(reader client.Reader, m *metrics.Metrics, cfg Config) *Monitor {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 32
 	}
+	// Exported so that an alert on stale sweeps follows the configured interval.
+	m.ProbeInterval.Set(cfg.Interval.Seconds())
 	return &Monitor{reader: reader, metrics: m, cfg: cfg, probes: NewProbeCollector()}
 }
 
@@ -84,15 +96,25 @@ func (m *Monitor) Sweep(ctx context.Context) ([]Result, error) {
 	if err := m.reader.List(ctx, &nodes); err != nil {
 		return nil, err
 	}
-	results := ProbeAll(ctx, m.cfg.Prober, nodes.Items, m.cfg.Concurrency, nil)
-	for _, r := range results {
-		m.metrics.ProbeDuration.Observe(r.Duration.Seconds())
-	}
 	var csrs certificatesv1.CertificateSigningRequestList
 	if err := m.reader.List(ctx, &csrs); err != nil {
 		return nil, err
 	}
-	m.probes.Set(results, Issued(csrs.Items))
+	issued := Issued(csrs.Items)
+	prober := m.cfg.Prober
+	if prober.Roots == nil && m.cfg.ClusterCA != nil {
+		if signs, known := Signs(m.cfg.ClusterCA, issued); known {
+			m.clusterCASigns = signs
+		}
+		if m.clusterCASigns {
+			prober.Roots = m.cfg.ClusterCA
+		}
+	}
+	results := ProbeAll(ctx, prober, nodes.Items, m.cfg.Concurrency, nil)
+	for _, r := range results {
+		m.metrics.ProbeDuration.Observe(r.Duration.Seconds())
+	}
+	m.probes.Set(results, issued)
 	m.metrics.ProbeSweepDuration.Set(time.Since(start).Seconds())
 	m.metrics.ProbeSweepTimestamp.Set(float64(time.Now().Unix()))
 	return results, nil
@@ -151,6 +173,20 @@ func Issued(csrs []certificatesv1.CertificateSigningRequest) map[string]*x509.Ce
 		}
 	}
 	return out
+}
+
+// Signs reports whether roots signed every certificate in issued (see
+// Issued); known is false when there is none to tell by. Each is verified at
+// its own NotBefore, so an expired one still tells who signed it.
+func Signs(roots *x509.CertPool, issued map[string]*x509.Certificate) (signs, known bool) {
+	for _, c := range issued {
+		opts := x509.VerifyOptions{Roots: roots, CurrentTime: c.NotBefore, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+		if _, err := c.Verify(opts); err != nil {
+			return false, true
+		}
+		known = true
+	}
+	return known, known
 }
 
 func boolFloat(b bool) float64 {

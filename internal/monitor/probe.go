@@ -12,6 +12,7 @@
 package monitor
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -109,16 +110,49 @@ func (p Prober) Probe(ctx context.Context, node *corev1.Node) Result {
 	r.Cert = state.PeerCertificates[0]
 	r.SANsMatch, r.Missing, r.Extra = CompareSANs(r.Cert, node.Status.Addresses)
 	r.State = metrics.ProbeOK
+	var verifyErr error
 	if p.Roots != nil {
 		inter := x509.NewCertPool()
 		for _, c := range state.PeerCertificates[1:] {
 			inter.AddCert(c)
 		}
-		if _, err := r.Cert.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
-			r.State, r.Err = metrics.ProbeUntrusted, err
-		}
+		_, verifyErr = r.Cert.Verify(x509.VerifyOptions{Roots: p.Roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+	}
+	switch {
+	case p.Roots != nil && verifyErr == nil:
+		// Chains to the kubelet-serving CA, whatever else it presents.
+	case SelfSigned(state.PeerCertificates):
+		// The kubelet's own certificate (rotation off): its SANs are the
+		// kubelet's host name, so reporting a SAN mismatch would send the
+		// reader after addresses instead of the rotation setting.
+		r.State, r.Err = metrics.ProbeSelfSigned, verifyErr
+	case verifyErr != nil:
+		r.State, r.Err = metrics.ProbeUntrusted, verifyErr
 	}
 	return r
+}
+
+// SelfSigned reports whether a served chain is one the server signed itself:
+// its leaf is self-signed, or signed by a self-signed CA the server presents
+// along with it. That is what a kubelet serves when serving certificate
+// rotation is off ("<host>@<time>" issued by "<host>-ca@<time>"); a server
+// with a real certificate does not send its root.
+func SelfSigned(chain []*x509.Certificate) bool {
+	if len(chain) == 0 {
+		return false
+	}
+	for _, c := range chain {
+		if selfSigned(c) && (c == chain[0] || chain[0].CheckSignatureFrom(c) == nil) {
+			return true
+		}
+	}
+	return false
+}
+
+// selfSigned reports whether c is signed by its own key (CheckSignatureFrom
+// would refuse a leaf that is not a CA).
+func selfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignature(c.SignatureAlgorithm, c.RawTBSCertificate, c.Signature) == nil
 }
 
 // alertInternalError is TLS alert 80, what a kubelet without a serving

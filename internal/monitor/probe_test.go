@@ -58,6 +58,40 @@ func (a *ca) serving(t *testing.T, notAfter time.Time, dns []string, ips ...stri
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
 }
 
+// kubeletSelfSigned is what a kubelet serves when serving certificate
+// rotation is off (client-go's cert.GenerateSelfSignedCertKey): a leaf
+// "<host>@<time>" issued by a CA "<host>-ca@<time>", both presented.
+func kubeletSelfSigned(t *testing.T, notAfter time.Time, host string) *tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(4), Subject: pkix.Name{CommonName: host + "-ca@1700000000"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := x509.ParseCertificate(der)
+	own := &ca{cert: c, key: key}
+	leaf := own.serving(t, notAfter, []string{host})
+	leaf.Certificate = append(leaf.Certificate, der)
+	return leaf
+}
+
+// selfSignedLeaf is a leaf signed by its own key.
+func selfSignedLeaf(t *testing.T, notAfter time.Time, host string) *tls.Certificate {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: host + "@1700000000"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter, DNSNames: []string{host},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}
+}
+
 // kubelet serves TLS on 127.0.0.1 with getCert, like a kubelet's listener.
 func kubelet(t *testing.T, getCert func() (*tls.Certificate, error)) *corev1.Node {
 	t.Helper()
@@ -122,6 +156,17 @@ func TestProbe(t *testing.T) {
 		{name: "san_mismatch", node: kubelet(t, func() (*tls.Certificate, error) {
 			return a.serving(t, expiry, []string{"node-a", "old-name"}, "10.0.0.1"), nil
 		}), roots: roots, wantState: metrics.ProbeOK},
+		// A kubelet with rotation off serves a certificate it signed itself,
+		// for its host name only: self-signed, whatever the roots.
+		{name: "self_signed", node: kubelet(t, func() (*tls.Certificate, error) {
+			return kubeletSelfSigned(t, expiry, "node-a"), nil
+		}), roots: roots, wantState: metrics.ProbeSelfSigned},
+		{name: "self_signed_without_roots", node: kubelet(t, func() (*tls.Certificate, error) {
+			return kubeletSelfSigned(t, expiry, "node-a"), nil
+		}), wantState: metrics.ProbeSelfSigned},
+		{name: "self_signed_leaf", node: kubelet(t, func() (*tls.Certificate, error) {
+			return selfSignedLeaf(t, expiry, "node-a"), nil
+		}), wantState: metrics.ProbeSelfSigned},
 		{name: "refused", node: nodeAt(t, refused), wantState: metrics.ProbeRefused},
 		{name: "timeout", node: nodeAt(t, silent.Addr().String()), wantState: metrics.ProbeTimeout},
 		{name: "no_address", node: &corev1.Node{}, wantState: metrics.ProbeOther},
@@ -176,5 +221,32 @@ func TestEndpoint(t *testing.T) {
 	n.Status.DaemonEndpoints.KubeletEndpoint.Port = 10260
 	if got, _ := Endpoint(n); got != "203.0.113.1:10260" {
 		t.Errorf("Endpoint falls back to ExternalIP and the reported port: got %q", got)
+	}
+}
+
+func TestSigns(t *testing.T) {
+	clusterCA, other := newCA(t), newCA(t)
+	roots := x509.NewCertPool()
+	roots.AddCert(clusterCA.cert)
+	expired := time.Now().Add(-time.Minute) // still tells who signed it
+	fromCluster := clusterCA.serving(t, expired, []string{"node-a"}).Leaf
+	fromOther := other.serving(t, time.Now().Add(time.Hour), []string{"node-b"}).Leaf
+	tests := []struct {
+		name              string
+		issued            map[string]*x509.Certificate
+		wantSigns, wantOK bool
+	}{
+		{name: "none_issued"},
+		{name: "cluster_ca_signs", issued: map[string]*x509.Certificate{"a": fromCluster}, wantSigns: true, wantOK: true},
+		{name: "another_signer", issued: map[string]*x509.Certificate{"b": fromOther}, wantOK: true},
+		{name: "mixed", issued: map[string]*x509.Certificate{"a": fromCluster, "b": fromOther}, wantOK: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			signs, ok := Signs(roots, tc.issued)
+			if signs != tc.wantSigns || ok != tc.wantOK {
+				t.Errorf("Signs = %v, %v; want %v, %v", signs, ok, tc.wantSigns, tc.wantOK)
+			}
+		})
 	}
 }

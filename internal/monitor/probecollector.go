@@ -33,7 +33,7 @@ func (c *ProbeCollector) Set(results []Result, issued map[string]*x509.Certifica
 
 // Describe implements prometheus.Collector.
 func (c *ProbeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{metrics.ProbeResult, metrics.ServingCertExpiry, metrics.ServingCertSANsMatch, metrics.ServingCertInfo, metrics.IssuedCertExpiry} {
+	for _, d := range []*prometheus.Desc{metrics.ProbeResult, metrics.ServingCertExpiry, metrics.ServingCertSANsMatch, metrics.ServingCertInfo, metrics.IssuedCertExpiry, metrics.ServingCertNotBefore, metrics.IssuedCertNotBefore} {
 		ch <- d
 	}
 }
@@ -47,11 +47,16 @@ func (c *ProbeCollector) Collect(ch chan<- prometheus.Metric) {
 		// A kubelet that presented no certificate has no certificate series.
 		if r.Cert != nil {
 			ch <- prometheus.MustNewConstMetric(metrics.ServingCertExpiry, prometheus.GaugeValue, float64(r.Cert.NotAfter.Unix()), r.Node)
+			ch <- prometheus.MustNewConstMetric(metrics.ServingCertNotBefore, prometheus.GaugeValue, float64(r.Cert.NotBefore.Unix()), r.Node)
 			ch <- prometheus.MustNewConstMetric(metrics.ServingCertInfo, prometheus.GaugeValue, 1, r.Node, r.Cert.Issuer.CommonName)
-			ch <- prometheus.MustNewConstMetric(metrics.ServingCertSANsMatch, prometheus.GaugeValue, boolFloat(r.SANsMatch), r.Node)
+			// A self-signed certificate is reported as such, not as a SAN mismatch.
+			if r.State != metrics.ProbeSelfSigned {
+				ch <- prometheus.MustNewConstMetric(metrics.ServingCertSANsMatch, prometheus.GaugeValue, boolFloat(r.SANsMatch), r.Node)
+			}
 		}
 		if cert := c.issued[r.Node]; cert != nil {
 			ch <- prometheus.MustNewConstMetric(metrics.IssuedCertExpiry, prometheus.GaugeValue, float64(cert.NotAfter.Unix()), r.Node)
+			ch <- prometheus.MustNewConstMetric(metrics.IssuedCertNotBefore, prometheus.GaugeValue, float64(cert.NotBefore.Unix()), r.Node)
 		}
 	}
 }

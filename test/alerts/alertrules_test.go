@@ -2,6 +2,7 @@ package alerts
 
 import (
 	"context"
+	"maps"
 	"strconv"
 	"testing"
 	"time"
@@ -31,18 +32,31 @@ func fires(minute int, alert string, labels ...map[string]string) promtest.Alert
 
 func none(minute int, alert string) promtest.AlertTest { return fires(minute, alert) }
 
+// node and sev are the labels of a csrguard alert: the job the rules select
+// (kept, with namespace and cluster when the series have them, for routing),
+// the node where the alert is per node, and the severity.
 func node(n, severity string) map[string]string {
-	return map[string]string{"node": n, "severity": severity}
+	return map[string]string{"job": "csrguard", "node": n, "severity": severity}
 }
 
-func sev(severity string) map[string]string { return map[string]string{"severity": severity} }
+func sev(severity string) map[string]string {
+	return map[string]string{"job": "csrguard", "severity": severity}
+}
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
 const (
 	day  = 86400
 	week = 7 * day
+	year = 365 * day
 )
+
+// with returns labels plus name=value.
+func with(labels map[string]string, name, value string) map[string]string {
+	out := map[string]string{name: value}
+	maps.Copy(out, labels)
+	return out
+}
 
 var ruleCases = []ruleCase{
 	{
@@ -119,28 +133,49 @@ var ruleCases = []ruleCase{
 	{
 		name: "expiry_thresholds",
 		series: []promtest.Series{
-			// Timestamps are relative to promtool's time 0.
-			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w1"}`, itoa(week+300)+"x10"),
-			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w2"}`, itoa(day+300)+"x10"),
-			// The probe's expiry wins over the issued one.
-			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w3"}`, itoa(300*day)+"x10"),
-			s(`csrguard_kubelet_issued_cert_expiry_timestamp_seconds{job="csrguard",node="w3"}`, itoa(day)+"x10"),
-			// Without a probe result the issued expiry counts.
-			s(`csrguard_kubelet_issued_cert_expiry_timestamp_seconds{job="csrguard",node="w4"}`, itoa(3*day)+"x10"),
+			// Timestamps are relative to promtool's time 0; cert(node, notBefore, notAfter).
+			// w1, w2: a year's certificate, 7 days and 1 day (+5m) left: the absolute floors.
+			s(`csrguard_kubelet_serving_cert_not_before_timestamp_seconds{job="csrguard",node="w1"}`, itoa(week+300-year)+"x60"),
+			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w1"}`, itoa(week+300)+"x60"),
+			s(`csrguard_kubelet_serving_cert_not_before_timestamp_seconds{job="csrguard",node="w2"}`, itoa(day+300-year)+"x60"),
+			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w2"}`, itoa(day+300)+"x60"),
+			// The probe's certificate wins over the issued one.
+			s(`csrguard_kubelet_serving_cert_not_before_timestamp_seconds{job="csrguard",node="w3"}`, itoa(-65*day)+"x60"),
+			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w3"}`, itoa(300*day)+"x60"),
+			s(`csrguard_kubelet_issued_cert_not_before_timestamp_seconds{job="csrguard",node="w3"}`, itoa(day-year)+"x60"),
+			s(`csrguard_kubelet_issued_cert_expiry_timestamp_seconds{job="csrguard",node="w3"}`, itoa(day)+"x60"),
+			// Without a probe result the issued certificate counts: 30 days, 90% used.
+			s(`csrguard_kubelet_issued_cert_not_before_timestamp_seconds{job="csrguard",node="w4"}`, itoa(-27*day)+"x60"),
+			s(`csrguard_kubelet_issued_cert_expiry_timestamp_seconds{job="csrguard",node="w4"}`, itoa(3*day)+"x60"),
 			// Already expired.
-			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w5"}`, "-3600x10"),
+			s(`csrguard_kubelet_serving_cert_not_before_timestamp_seconds{job="csrguard",node="w5"}`, itoa(-3600-year)+"x60"),
+			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w5"}`, "-3600x60"),
+			// Short-lived certificates (a day, three days) halfway and two thirds through:
+			// rotation is not due, so nothing fires although under 1 and 7 days are left.
+			s(`csrguard_kubelet_serving_cert_not_before_timestamp_seconds{job="csrguard",node="w6"}`, itoa(-day/2)+"x60"),
+			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w6"}`, itoa(day/2)+"x60"),
+			s(`csrguard_kubelet_serving_cert_not_before_timestamp_seconds{job="csrguard",node="w8"}`, itoa(-2*day)+"x60"),
+			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w8"}`, itoa(day)+"x60"),
+			// A day's certificate with 2h left (91.7% used): warning; critical past 95% (minute 48).
+			s(`csrguard_kubelet_serving_cert_not_before_timestamp_seconds{job="csrguard",node="w7"}`, itoa(-22*3600)+"x60"),
+			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w7"}`, itoa(2*3600)+"x60"),
 		},
 		tests: []promtest.AlertTest{
 			fires(4, "KubeletServingCertificateExpiring",
-				node("w2", "warning"), node("w4", "warning"), node("w5", "critical")),
+				node("w2", "warning"), node("w4", "warning"), node("w5", "critical"), node("w7", "warning")),
 			fires(6, "KubeletServingCertificateExpiring",
-				node("w1", "warning"), node("w2", "critical"), node("w4", "warning"), node("w5", "critical")),
+				node("w1", "warning"), node("w2", "critical"), node("w4", "warning"), node("w5", "critical"), node("w7", "warning")),
+			fires(50, "KubeletServingCertificateExpiring",
+				node("w1", "warning"), node("w2", "critical"), node("w4", "warning"), node("w5", "critical"), node("w7", "critical")),
 		},
 	},
 	{
 		name: "expiry_far",
 		series: []promtest.Series{
+			s(`csrguard_kubelet_serving_cert_not_before_timestamp_seconds{job="csrguard",node="w1"}`, itoa(-65*day)+"x60"),
 			s(`csrguard_kubelet_serving_cert_expiry_timestamp_seconds{job="csrguard",node="w1"}`, itoa(300*day)+"x60"),
+			// 92% of a year used, but 30 days left: above the 7-day floor.
+			s(`csrguard_kubelet_issued_cert_not_before_timestamp_seconds{job="csrguard",node="w2"}`, itoa(30*day-year)+"x60"),
 			s(`csrguard_kubelet_issued_cert_expiry_timestamp_seconds{job="csrguard",node="w2"}`, itoa(30*day)+"x60"),
 		},
 		tests: []promtest.AlertTest{none(60, "KubeletServingCertificateExpiring")},
@@ -162,10 +197,13 @@ var ruleCases = []ruleCase{
 		series: []promtest.Series{
 			s(`csrguard_kubelet_probe_result{job="csrguard",node="w1",result="untrusted"}`, "1x20"),
 			s(`csrguard_kubelet_probe_result{job="csrguard",node="w2",result="ok"}`, "1x20"),
+			// Rotation off: the kubelet's own certificate.
+			s(`csrguard_kubelet_probe_result{job="csrguard",node="w3",result="self-signed"}`, "1x20"),
 		},
 		tests: []promtest.AlertTest{
 			none(14, "KubeletServingCertificateUntrusted"),
-			fires(15, "KubeletServingCertificateUntrusted", node("w1", "warning")),
+			fires(15, "KubeletServingCertificateUntrusted",
+				with(node("w1", "warning"), "result", "untrusted"), with(node("w3", "warning"), "result", "self-signed")),
 		},
 	},
 	{
@@ -211,11 +249,11 @@ var ruleCases = []ruleCase{
 		},
 		tests: []promtest.AlertTest{
 			none(20, "CSRGuardCSRDenied"),
-			fires(21, "CSRGuardCSRDenied", map[string]string{"reason": "SANNotOnNode", "mode": "enforce", "severity": "warning"}),
+			fires(21, "CSRGuardCSRDenied", map[string]string{"job": "csrguard", "reason": "SANNotOnNode", "mode": "enforce", "severity": "warning"}),
 			fires(34, "CSRGuardCSRDenied",
-				map[string]string{"reason": "SANNotOnNode", "mode": "enforce", "severity": "warning"},
-				map[string]string{"reason": "ReservedName", "mode": "dry-run", "severity": "warning"}),
-			fires(44, "CSRGuardCSRDenied", map[string]string{"reason": "ReservedName", "mode": "dry-run", "severity": "warning"}),
+				map[string]string{"job": "csrguard", "reason": "SANNotOnNode", "mode": "enforce", "severity": "warning"},
+				map[string]string{"job": "csrguard", "reason": "ReservedName", "mode": "dry-run", "severity": "warning"}),
+			fires(44, "CSRGuardCSRDenied", map[string]string{"job": "csrguard", "reason": "ReservedName", "mode": "dry-run", "severity": "warning"}),
 			none(46, "CSRGuardCSRDenied"),
 			none(60, "CSRGuardSANOfOtherNode"),
 		},
@@ -229,7 +267,7 @@ var ruleCases = []ruleCase{
 			EvalTime:  3 * time.Minute,
 			AlertName: "CSRGuardCSRDenied",
 			ExpAlerts: []promtest.ExpAlert{{
-				Labels: map[string]string{"reason": "ReservedName", "mode": "enforce", "severity": "warning"},
+				Labels: map[string]string{"job": "csrguard", "reason": "ReservedName", "mode": "enforce", "severity": "warning"},
 				Annotations: map[string]string{
 					"summary": "csrguard denied kubelet-serving CSRs in the last 15 minutes.",
 					"description": "csrguard denied 1 kubelet-serving CSR(s) with reason ReservedName in the last 15 minutes " +
@@ -250,10 +288,10 @@ var ruleCases = []ruleCase{
 		},
 		tests: []promtest.AlertTest{
 			none(4, "CSRGuardSANOfOtherNode"),
-			fires(5, "CSRGuardSANOfOtherNode", map[string]string{"reason": "SANOfOtherNode", "mode": "enforce", "severity": "critical"}),
+			fires(5, "CSRGuardSANOfOtherNode", map[string]string{"job": "csrguard", "reason": "SANOfOtherNode", "mode": "enforce", "severity": "critical"}),
+			// One page per problem: the SANOfOtherNode denial is not CSRGuardCSRDenied's too.
 			fires(5, "CSRGuardCSRDenied",
-				map[string]string{"reason": "SANOfOtherNode", "mode": "enforce", "severity": "warning"},
-				map[string]string{"reason": "SANNotOnNode", "mode": "enforce", "severity": "warning"}),
+				map[string]string{"job": "csrguard", "reason": "SANNotOnNode", "mode": "enforce", "severity": "warning"}),
 			none(25, "CSRGuardSANOfOtherNode"),
 		},
 	},
@@ -277,10 +315,14 @@ var ruleCases = []ruleCase{
 		series: []promtest.Series{
 			s(`csrguard_breaker_open{job="csrguard",instance="a"}`, "0 0 1x20"),
 			s(`csrguard_breaker_open{job="csrguard",instance="b"}`, "0x22"),
+			// CSRs wait from minute 1 to 12; then the gauge stays 1 (no attempt
+			// cleared it), but the breaker holds nothing.
+			s(`csrguard_pending_csrs{job="csrguard",instance="a"}`, "0 3x11 0x10"),
 		},
 		tests: []promtest.AlertTest{
 			none(2, "CSRGuardBreakerOpen"),
 			fires(3, "CSRGuardBreakerOpen", sev("critical")),
+			none(13, "CSRGuardBreakerOpen"),
 		},
 	},
 	{
@@ -291,7 +333,7 @@ var ruleCases = []ruleCase{
 		},
 		tests: []promtest.AlertTest{
 			none(15, "CSRGuardErrors"),
-			fires(16, "CSRGuardErrors", map[string]string{"stage": "facts", "severity": "warning"}),
+			fires(16, "CSRGuardErrors", map[string]string{"job": "csrguard", "stage": "facts", "severity": "warning"}),
 		},
 	},
 	{
@@ -302,9 +344,11 @@ var ruleCases = []ruleCase{
 			// time 0 (here, 2027-01-15).
 			s(`csrguard_kubelet_probe_sweep_timestamp_seconds{job="csrguard",instance="a"}`, "-30x30"),
 			s(`csrguard_kubelet_probe_sweep_timestamp_seconds{job="csrguard",instance="b"}`, "-1800000000x30"),
+			s(`csrguard_kubelet_probe_interval_seconds{job="csrguard",instance="a"}`, "180x30"),
+			s(`csrguard_kubelet_probe_interval_seconds{job="csrguard",instance="b"}`, "180x30"),
 		},
 		tests: []promtest.AlertTest{
-			none(13, "CSRGuardProbeSweepStale"), // stale (> 540s) from 9m, for 5m
+			none(13, "CSRGuardProbeSweepStale"), // stale (> 3 x 180s) from 9m, for 5m
 			fires(14, "CSRGuardProbeSweepStale", sev("warning")),
 		},
 	},
@@ -312,6 +356,28 @@ var ruleCases = []ruleCase{
 		name: "probe_sweeps_fresh",
 		series: []promtest.Series{
 			s(`csrguard_kubelet_probe_sweep_timestamp_seconds{job="csrguard",instance="a"}`, "-30+60x60"),
+			s(`csrguard_kubelet_probe_interval_seconds{job="csrguard",instance="a"}`, "180x60"),
+		},
+		tests: []promtest.AlertTest{none(60, "CSRGuardProbeSweepStale")},
+	},
+	{
+		// The threshold follows --probe-interval: 10s sweeps are stale after 30s.
+		name: "probe_sweep_stale_short_interval",
+		series: []promtest.Series{
+			s(`csrguard_kubelet_probe_sweep_timestamp_seconds{job="csrguard",instance="a"}`, "-30x30"),
+			s(`csrguard_kubelet_probe_interval_seconds{job="csrguard",instance="a"}`, "10x30"),
+		},
+		tests: []promtest.AlertTest{
+			none(5, "CSRGuardProbeSweepStale"),
+			fires(6, "CSRGuardProbeSweepStale", sev("warning")),
+		},
+	},
+	{
+		// --probe-interval=0s: nothing sweeps, and nothing should.
+		name: "probing_off",
+		series: []promtest.Series{
+			s(`csrguard_kubelet_probe_sweep_timestamp_seconds{job="csrguard",instance="a"}`, "-1800000000x60"),
+			s(`csrguard_kubelet_probe_interval_seconds{job="csrguard",instance="a"}`, "0x60"),
 		},
 		tests: []promtest.AlertTest{none(60, "CSRGuardProbeSweepStale")},
 	},
@@ -339,7 +405,7 @@ var ruleCases = []ruleCase{
 
 func TestAlertRules(t *testing.T) {
 	promtool := promtest.Promtool(t)
-	for _, tc := range ruleCases {
+	for _, tc := range append(ruleCases, routingCases...) {
 		t.Run(tc.name, func(t *testing.T) {
 			out, err := promtest.Run(context.Background(), promtool, t.TempDir(), promtest.RuleTest{
 				RuleFiles:  []string{rulesFile},
@@ -357,7 +423,7 @@ func TestAlertRules(t *testing.T) {
 // firing by ruleCases.
 func TestAlertRulesCovered(t *testing.T) {
 	firing, quiet := map[string]bool{}, map[string]bool{}
-	for _, tc := range ruleCases {
+	for _, tc := range append(ruleCases, routingCases...) {
 		for _, at := range tc.tests {
 			if len(at.ExpAlerts) > 0 {
 				firing[at.AlertName] = true

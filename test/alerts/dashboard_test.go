@@ -109,8 +109,8 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("variable %s: datasource %+v, want ${datasource}", v.Name, v.Datasource)
 		}
 	}
-	if vars["datasource"] != "datasource" || vars["node"] != "query" {
-		t.Errorf("template variables %v: want datasource (datasource) and node (query)", vars)
+	if vars["datasource"] != "datasource" || vars["job"] != "query" || vars["cluster"] != "query" || vars["node"] != "query" {
+		t.Errorf("template variables %v: want datasource (datasource), job, cluster and node (query)", vars)
 	}
 
 	ids := map[int]bool{}
@@ -146,8 +146,16 @@ func TestDashboard(t *testing.T) {
 				t.Errorf("%s: metric %s is not one of internal/metrics' csrguard_* metrics", where, n)
 			}
 		}
-		if !strings.Contains(expr, `job="csrguard"`) {
-			t.Errorf("%s: %q does not select job=\"csrguard\"", where, expr)
+		// Every selector follows the job and cluster variables (several
+		// installs, several clusters in one Prometheus).
+		// (The job and cluster variables list what there is to choose.)
+		choosing := where == "variable job" || where == "variable cluster"
+		if !choosing && strings.Count(expr, "{") != strings.Count(expr, `{job="$job", cluster=~"$cluster"`) {
+			t.Errorf("%s: %q has a selector without job=\"$job\", cluster=~\"$cluster\"", where, expr)
+		}
+		// A panel that cannot see csrguard must say No data, not look healthy.
+		if strings.Contains(expr, "vector(") {
+			t.Errorf("%s: %q has a constant that shows a value when nothing is scraped", where, expr)
 		}
 	}
 }
@@ -260,8 +268,12 @@ var (
 // identifiers that are not functions, aggregations, keywords, labels, numbers
 // or durations. It is a tokenizer, not a parser, and good enough for the
 // expressions csrguard ships (promtool parses them separately).
+// comment is a PromQL comment, to the end of its line.
+var comment = regexp.MustCompile(`#[^\n]*`)
+
 func metricNames(expr string) []string {
 	s := stringLit.ReplaceAllString(expr, `""`)
+	s = comment.ReplaceAllString(s, "")
 	s = labelMatch.ReplaceAllString(s, "{}")
 	s = rangeOrSub.ReplaceAllString(s, "[]")
 	s = grouping.ReplaceAllString(s, "")

@@ -78,7 +78,8 @@ func scrape(t *testing.T, probes []probe, pending pendingCSRs) string {
 	var results []monitor.Result
 	issued := map[string]*x509.Certificate{}
 	cert := func(expiresIn time.Duration) *x509.Certificate {
-		return &x509.Certificate{NotAfter: capturedAt.Add(expiresIn), Issuer: pkix.Name{CommonName: "kubernetes"}}
+		// A year's certificate, as kube-controller-manager signs by default.
+		return &x509.Certificate{NotBefore: capturedAt.Add(expiresIn - 365*24*time.Hour), NotAfter: capturedAt.Add(expiresIn), Issuer: pkix.Name{CommonName: "kubernetes"}}
 	}
 	for _, p := range probes {
 		r := monitor.Result{Node: p.node, State: p.result, SANsMatch: p.sansMatch}
@@ -94,6 +95,7 @@ func scrape(t *testing.T, probes []probe, pending pendingCSRs) string {
 	sweep.Set(results, issued)
 	m.ProbeSweepDuration.Set(0.8)
 	m.ProbeSweepTimestamp.Set(at(-30 * time.Second))
+	m.ProbeInterval.Set(180)
 	m.Decisions.WithLabelValues("approve", "AllChecksPassed", "enforce").Add(5)
 	m.Applied.WithLabelValues("approve").Add(5)
 	m.ApprovalLatency.Observe(1.2)
@@ -163,17 +165,17 @@ func TestScenarios(t *testing.T) {
 		{"incident_at_4m", sweeping(incident), 4 * time.Minute, firing{
 			"KubeletServingCertificateExpiring": expiring,
 		}},
+		// w1's pending CSR is part of its Missing page, not a second one.
 		{"incident_at_6m", sweeping(incident), 6 * time.Minute, firing{
 			"KubeletServingCertificateExpiring": expiring,
 			"KubeletServingCertificateMissing":  {node("w1", "critical")},
-			"KubeletServingCSRPending":          {node("w1", "warning")},
 		}},
 		{"incident_at_15m", sweeping(incident), 15 * time.Minute, firing{
 			"KubeletServingCertificateExpiring":    expiring,
 			"KubeletServingCertificateMissing":     {node("w1", "critical")},
-			"KubeletServingCSRPending":             {node("w1", "warning")},
+			"KubeletServingProbeFailing":           {node("w4", "warning")},
 			"KubeletServingCertificateSANMismatch": {node("w2", "warning")},
-			"KubeletServingCertificateUntrusted":   {node("w3", "warning")},
+			"KubeletServingCertificateUntrusted":   {with(node("w3", "warning"), "result", "untrusted")},
 		}},
 		{"healthy", sweeping(healthy), 60 * time.Minute, firing{}},
 		// Frozen at the capture, the last sweep grows old.

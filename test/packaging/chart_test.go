@@ -2,6 +2,9 @@ package packaging
 
 import (
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -17,6 +20,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/test/promtest"
 )
 
 // allFeatures is a values file that turns every optional feature on.
@@ -248,8 +252,9 @@ func TestTemplateAllFeatures(t *testing.T) {
 		t.Errorf("PrometheusRule labels = %v, want the extra label release", pr.GetLabels())
 	}
 	// The file's rules, but with the runbooks of the chart's release (the
-	// file points at main).
+	// file points at main) and selectors scoped to the release namespace.
 	rulesText := strings.ReplaceAll(readFile(t, repoRoot+"/deploy/prometheus/csrguard.rules.yaml"), "/blob/main/docs/runbooks/", "/blob/"+appVersion(t)+"/docs/runbooks/")
+	rulesText = strings.ReplaceAll(rulesText, `job="csrguard"`, `job="csrguard", namespace="`+releaseNamespace+`"`)
 	var rulesFile map[string]any
 	if err := yaml.Unmarshal([]byte(rulesText), &rulesFile); err != nil {
 		t.Fatal(err)
@@ -288,6 +293,60 @@ func TestPrometheusRuleJob(t *testing.T) {
 	// Runbooks of the release the chart installs, not of main.
 	if s, tag := string(b), "/blob/"+appVersion(t)+"/docs/runbooks/"; strings.Contains(s, "/blob/main/") || !strings.Contains(s, tag) {
 		t.Errorf("runbook URLs do not all point at %s", tag)
+	}
+}
+
+// TestPrometheusRuleValues: every threshold the rules file marks "# <name>"
+// is the chart value alerts.<name>, and cluster labels the scraped series
+// (ServiceMonitor) and scopes the alerts; promtool accepts the result.
+func TestPrometheusRuleValues(t *testing.T) {
+	rules := readFile(t, repoRoot+"/deploy/prometheus/csrguard.rules.yaml")
+	values := readYAML(t, chartDir+"/values.yaml")[0]["alerts"].(map[string]any)
+	marked := map[string]bool{}
+	for _, m := range regexp.MustCompile(`[-+.e0-9]+  # ([A-Za-z]+)\n`).FindAllStringSubmatch(rules, -1) {
+		marked[m[1]] = true
+	}
+	for name := range values {
+		if !marked[name] {
+			t.Errorf("alerts.%s: no threshold in the rules file is marked # %s", name, name)
+		}
+	}
+	for name := range marked {
+		if _, ok := values[name]; !ok {
+			t.Errorf("the rules file marks # %s, which is no value alerts.%s", name, name)
+		}
+	}
+	set := []string{"--api-versions", "monitoring.coreos.com/v1", "--set", "prometheusRule.enabled=true", "--set", "metrics.serviceMonitor.enabled=true",
+		"--set", "cluster=eu-1", "--set", "alerts.pendingAgeSeconds=900", "--set-json", "alerts.expiryWarningLifetimeShare=0.8",
+		"--set", "alerts.expiryCriticalRemainingSeconds=43200"}
+	objs := decodeAll(t, render(t, set...))
+	spec, err := yaml.Marshal(find(t, objs, "PrometheusRule", releaseNamespace, "csrguard").Object["spec"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"> 900  # pendingAgeSeconds\n", ">= 0.8  # expiryWarningLifetimeShare\n", "< 43200  # expiryCriticalRemainingSeconds\n",
+		">= 0.95  # expiryCriticalLifetimeShare\n", // a default
+		`absent(up{job="csrguard", namespace="csrguard", cluster="eu-1"})`,
+	} {
+		if !strings.Contains(string(spec), want) {
+			t.Errorf("rendered PrometheusRule lacks %q", want)
+		}
+	}
+	if strings.Contains(string(spec), `job="csrguard"}`) {
+		t.Error("a selector of the rendered PrometheusRule is not scoped to the release's namespace and cluster")
+	}
+	path := filepath.Join(t.TempDir(), "rules.yaml")
+	if err := os.WriteFile(path, spec, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtest.Promtool(t), "check", "rules", path).CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules on the rendered PrometheusRule: %v\n%s", err, out)
+	}
+	sm := find(t, objs, "ServiceMonitor", releaseNamespace, "csrguard")
+	ep := nested[[]any](t, sm.Object, "spec", "endpoints")[0].(map[string]any)
+	if got, want := ep["relabelings"], []any{map[string]any{"targetLabel": "cluster", "replacement": "eu-1"}}; !cmp.Equal(got, want) {
+		t.Errorf("ServiceMonitor relabelings = %v, want %v", got, want)
 	}
 }
 

@@ -32,7 +32,11 @@ const (
 	repoRoot    = "../.."
 	chartDir    = repoRoot + "/deploy/helm/csrguard"
 	installFile = repoRoot + "/deploy/install.yaml"
-	talosDir    = repoRoot + "/deploy/talos"
+	// monitoringFile is install.yaml's monitoring: the ServiceMonitor,
+	// PrometheusRule and dashboard, apart because they need the Prometheus
+	// Operator's CRDs, which a cluster being bootstrapped does not have.
+	monitoringFile = repoRoot + "/deploy/install-monitoring.yaml"
+	talosDir       = repoRoot + "/deploy/talos"
 
 	// The release name and namespace install.yaml is rendered with.
 	releaseName      = "csrguard"

@@ -40,8 +40,9 @@ import (
 
 // notApplied are the install.yaml kinds the local control plane does not
 // run: it has no scheduler or kubelets for the Deployment (csrguard runs out
-// of cluster instead, with the Deployment's own flags) and no Prometheus
-// Operator CRDs.
+// of cluster instead, with the Deployment's own flags); the Prometheus
+// Operator's kinds are in install-monitoring.yaml, applied by
+// checkMonitoringPath once it has created their CRDs.
 var notApplied = []string{"Deployment", "ServiceMonitor", "PrometheusRule"}
 
 // serviceAccountUser is who csrguard is when it runs from install.yaml.
@@ -71,8 +72,14 @@ func TestInstallManifestOnControlPlane(t *testing.T) {
 	t.Run("pod_security", func(t *testing.T) {
 		checkPodSecurity(t, controlplane.Deadline(t, time.Minute), cp, admin)
 	})
+	// The kubelets of both subtests share one address pool: an address is
+	// its first Node's for good (csrguard's address claims).
+	pool := netns.NewPool()
+	t.Run("monitoring_path_alerts", func(t *testing.T) {
+		checkMonitoringPath(t, cp, admin, bin, objs, pool)
+	})
 	t.Run("controller_runs_as_service_account", func(t *testing.T) {
-		runAsServiceAccount(t, controlplane.Deadline(t, 2*time.Minute), cp, admin, bin, &d)
+		runAsServiceAccount(t, controlplane.Deadline(t, 2*time.Minute), cp, admin, bin, &d, pool)
 	})
 	t.Run("service_account_rights", func(t *testing.T) {
 		checkServiceAccountRights(t, controlplane.Deadline(t, time.Minute), admin)
@@ -165,9 +172,11 @@ func applyManifest(t *testing.T, ctx context.Context, cfg *rest.Config, objs []*
 	t.Logf("applied %d objects of %s", applied, installFile)
 }
 
-// runAsServiceAccount runs csrguard out of cluster with a token of the
-// chart's ServiceAccount and the Deployment's own flags.
-func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, admin kubernetes.Interface, bin string, d *appsv1.Deployment) {
+// startAsServiceAccount starts csrguard out of cluster with a token of the
+// chart's ServiceAccount, the Deployment's own flags and extra; it returns
+// the process, its /metrics URL, its health URL and its log path.
+func startAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, admin kubernetes.Interface, bin string, d *appsv1.Deployment, extra ...string) (p *controlplane.Process, metricsURL, healthURL, logPath string) {
+	t.Helper()
 	tr, err := admin.CoreV1().ServiceAccounts(releaseNamespace).CreateToken(ctx, "csrguard", &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)},
 	}, metav1.CreateOptions{})
@@ -193,17 +202,17 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	}
 	args = append(args,
 		"--kubeconfig="+kubeconfig,
-		"--probe-interval=1s",
 		"--metrics-bind-address=127.0.0.1:"+strconv.Itoa(mport),
 		"--health-probe-bind-address=127.0.0.1:"+strconv.Itoa(hport),
 	)
+	args = append(args, extra...)
 	for _, want := range []string{"--leader-elect=true", "--namespace=" + releaseNamespace, "--log-format=json"} {
 		if !slices.Contains(args, want) {
 			t.Fatalf("csrguard would run without %s: %q", want, args)
 		}
 	}
-	logPath := filepath.Join(dir, "csrguard.log")
-	p, err := controlplane.StartProcess(bin, args, logPath)
+	logPath = filepath.Join(dir, "csrguard.log")
+	p, err = controlplane.StartProcess(bin, args, logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +223,14 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 		}
 	})
 
-	pool := netns.NewPool()
+	return p, "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics", "http://127.0.0.1:" + strconv.Itoa(hport), logPath
+}
+
+// runAsServiceAccount runs csrguard out of cluster with a token of the
+// chart's ServiceAccount and the Deployment's own flags.
+func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, admin kubernetes.Interface, bin string, d *appsv1.Deployment, pool *netns.Pool) {
+	p, metrics, health, logPath := startAsServiceAccount(t, ctx, cp, admin, bin, d, "--probe-interval=1s")
+
 	var nodes []*kubelet.Kubelet
 	for _, name := range []string{"talos-cp-1", "talos-worker-1"} {
 		cfg, err := cp.NodeConfig(name)
@@ -235,7 +251,6 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 	}
 	t.Logf("every kubelet got its serving certificate")
 
-	health := "http://127.0.0.1:" + strconv.Itoa(hport)
 	controlplane.Eventually(t, ctx, "/readyz ok", func() bool { return httpGet(ctx, health+"/readyz") == http.StatusOK })
 
 	hostname, err := os.Hostname()
@@ -250,7 +265,6 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 		t.Errorf("Lease %s/csrguard is held by %q, want this csrguard (%s_<uuid>)", releaseNamespace, holder, hostname)
 	}
 
-	metrics := "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics"
 	controlplane.Eventually(t, ctx, "csrguard_kubelet_probe_result ok for every node", func() bool {
 		fams := scrape(ctx, metrics)
 		for _, k := range nodes {
