@@ -106,6 +106,9 @@ func NewReconciler(reader client.Reader, writer Writer, recorder events.EventRec
 	if cfg.Mode == "" {
 		cfg.Mode = Enforce
 	}
+	if m != nil && clk != nil {
+		m.BreakerOpen.SetClock(clk.Now)
+	}
 	return &Reconciler{
 		reader: reader, writer: writer, recorder: recorder, metrics: m, clock: clk, facts: facts, cfg: cfg,
 		nodeLimit: newWindow(cfg.NodeLimit), breaker: newWindow(cfg.Breaker),
@@ -190,12 +193,12 @@ func (r *Reconciler) approve(ctx context.Context, csr *certificatesv1.Certificat
 	// overshoot a limit; a failed write gives the slot back.
 	wait, releaseBreaker := r.breaker.reserve("", now)
 	if wait > 0 {
-		r.metrics.BreakerOpen.Set(1)
+		r.metrics.BreakerOpen.Set(now.Add(wait))
 		held := policy.Decision{Verdict: policy.Hold, Reason: ReasonBreakerOpen,
 			Message: fmt.Sprintf("breaker: %d approvals in the last %s; approvals are held", r.cfg.Breaker.Max, r.cfg.Breaker.Window)}
 		return r.hold(ctx, csr, node, held, wait)
 	}
-	r.metrics.BreakerOpen.Set(0)
+	r.metrics.BreakerOpen.Set(time.Time{})
 	wait, releaseNode := r.nodeLimit.reserve(node, now)
 	if wait > 0 {
 		releaseBreaker()

@@ -121,7 +121,12 @@ func TestReconcileBreaker(t *testing.T) {
 		t.Errorf("got %d UpdateApproval calls with the breaker open, want 2", got)
 	}
 
-	f.clock.Step(8 * time.Minute)
+	// The gauge clears when the window passes, before anything is retried:
+	// the held CSR may be gone by then, and the alert must not stay on.
+	f.clock.Step(8*time.Minute - time.Second)
+	compareMetric(t, f.metrics.BreakerOpen, breakerHeader, "csrguard_breaker_open 1\n")
+	f.clock.Step(time.Second)
+	compareMetric(t, f.metrics.BreakerOpen, breakerHeader, "csrguard_breaker_open 0\n")
 	if diff := cmp.Diff(f.mustReconcile(t, c.Name), ctrl.Result{}); diff != "" {
 		t.Errorf("Reconcile(%q) after the window: result mismatch (-got +want):\n%s", c.Name, diff)
 	}

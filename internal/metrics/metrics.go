@@ -23,8 +23,9 @@ type Metrics struct {
 	// EvaluationErrors counts evaluations that could not decide because facts
 	// were unavailable, and writes that failed; both are retried.
 	Errors *prometheus.CounterVec
-	// BreakerOpen is 1 while the global approval breaker holds approvals.
-	BreakerOpen prometheus.Gauge
+	// BreakerOpen is 1 while the global approval breaker holds approvals: until
+	// the window that filled it has passed, whether or not anything is retried.
+	BreakerOpen *Until
 	// InsecureLoopback is 1 when the test-only loopback allowance is on.
 	InsecureLoopback prometheus.Gauge
 	// BuildInfo is always 1, labelled with the running build.
@@ -74,10 +75,8 @@ func New() *Metrics {
 			Name: "csrguard_errors_total",
 			Help: "Errors that kept a CSR from being decided or its decision from being written; each is retried. Stage is facts or write.",
 		}, []string{"stage"}),
-		BreakerOpen: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "csrguard_breaker_open",
-			Help: "1 while the global approval breaker is open and approvals are held, else 0.",
-		}),
+		BreakerOpen: NewUntil("csrguard_breaker_open",
+			"1 while the global approval breaker is open and approvals are held, else 0."),
 		InsecureLoopback: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "csrguard_insecure_loopback_allowed",
 			Help: "1 when the test-only --insecure-test-allow-loopback flag is set. Must be 0 in production.",
