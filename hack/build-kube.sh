@@ -98,6 +98,12 @@ hollow_module() {
   kube_module "$dir"
   cp "$HOLLOW_SRC" "$dir/main.go"
   sed -i '/^\/\/go:build ignore$/d' "$dir/main.go"
+  # Before 1.36 the CRI streaming server was k8s.io/kubelet/pkg/cri/streaming,
+  # with client-go's TerminalSize: the same API under older import paths.
+  if ! grep -q 'k8s.io/cri-streaming =>' "$dir/go.mod"; then
+    sed -i -e 's#"k8s.io/cri-streaming/pkg/streaming"#"k8s.io/kubelet/pkg/cri/streaming"#' \
+      -e 's#"k8s.io/cri-streaming/pkg/streaming/remotecommand"#"k8s.io/client-go/tools/remotecommand"#' "$dir/main.go"
+  fi
   (cd "$dir" && go mod tidy)
 }
 
