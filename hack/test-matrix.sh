@@ -93,7 +93,7 @@ for v in "${versions[@]}"; do
   fi
   log "Kubernetes v$v: build (cached by version), then test/e2e and test/packaging"
   if ! build "$v"; then
-    record "$(minor "$v")" "v$v" "build failed" "-" "-" "see hack/build-kube.sh's error above"; failed=1; continue
+    record "$(minor "$v")" "v$v" "build failed" "-" "-" "hack/build-kube.sh failed; it names its log"; failed=1; continue
   fi
   if CSRGUARD_KUBE_BIN="$BIN" suite "$OUT/e2e-v$v.log"; then
     record "$(minor "$v")" "v$v" pass "$BUILD_TIME" "$TEST_TIME" ""
