@@ -27,6 +27,10 @@ demo: build ## The incident on a local control plane, then csrguard fixing it
 test: ## The whole suite: lint, unit, fuzz smoke, integration and e2e on a real control plane
 	@hack/test.sh
 
+.PHONY: test-matrix
+test-matrix: ## The e2e and packaging tests on every Kubernetes version in K8S_MATRIX_VERSIONS, then with kubelets 3 minors older (not in make test; long); MATRIX_VERSIONS="1.36.3 skew" for some
+	@hack/test-matrix.sh
+
 .PHONY: build
 build: ## Build csrguard, the kubectl plugin kubectl-csrguard and its completion kubectl_complete-csrguard into _output/bin
 	@mkdir -p $(OUT)/bin

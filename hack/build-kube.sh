@@ -12,6 +12,10 @@
 # with its time; the go tool's output goes to $CSRGUARD_CACHE/logs/, which a
 # failure names. Cold, on 2 cores: Kubernetes about 12 minutes, the hollow
 # kubelet 3 more, metrics-server 9, etcd 1.
+#
+# hack/build-kube.sh --check only resolves K8S_VERSION's modules (k8s.io/kubernetes
+# and every staging module at the matching v0 version) and says whether the
+# module proxy serves them all, naming the first it refuses; nothing is built.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 K8S_VERSION="$(strip_v "$K8S_VERSION")"
@@ -61,11 +65,21 @@ kube_ldflags() {
   printf '%s' "$ldflags"
 }
 
+KUBE_PKGS=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl)
+
+# resolve_kube DIR writes the tools module into DIR and resolves every module
+# the Kubernetes binaries need; a module the proxy refuses fails it.
+resolve_kube() {
+  local dir="$1"
+  mkdir -p "$dir"
+  kube_module "$dir"
+  (cd "$dir" && for p in "${KUBE_PKGS[@]}"; do go get "k8s.io/kubernetes/$p@v$K8S_VERSION"; done)
+}
+
 build_kube() {
-  local work="$KUBE_DIR.work" pkgs=(cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl)
+  local work="$KUBE_DIR.work" pkgs=("${KUBE_PKGS[@]}")
   rm -rf "$work" && mkdir -p "$work/bin"
-  kube_module "$work"
-  (cd "$work" && for p in "${pkgs[@]}"; do go get "k8s.io/kubernetes/$p@v$K8S_VERSION"; done)
+  resolve_kube "$work"
   local ldflags; ldflags="$(kube_ldflags)"
   for p in "${pkgs[@]}"; do
     echo "--- go build k8s.io/kubernetes/$p"
@@ -75,13 +89,29 @@ build_kube() {
   mv "$work/bin/"* "$KUBE_DIR/" && rm -rf "$work"
 }
 
+# hollow_module DIR writes the hollow kubelet's module into DIR and resolves
+# what it needs (the kubelet's code needs more staging modules than the
+# control plane's, k8s.io/dynamic-resource-allocation among them).
+hollow_module() {
+  local dir="$1"
+  mkdir -p "$dir"
+  kube_module "$dir"
+  cp "$HOLLOW_SRC" "$dir/main.go"
+  sed -i '/^\/\/go:build ignore$/d' "$dir/main.go"
+  # Before 1.36 the CRI streaming server was k8s.io/kubelet/pkg/cri/streaming,
+  # with client-go's TerminalSize: the same API under older import paths.
+  if ! grep -q 'k8s.io/cri-streaming =>' "$dir/go.mod"; then
+    sed -i -e 's#"k8s.io/cri-streaming/pkg/streaming"#"k8s.io/kubelet/pkg/cri/streaming"#' \
+      -e 's#"k8s.io/cri-streaming/pkg/streaming/remotecommand"#"k8s.io/client-go/tools/remotecommand"#' "$dir/main.go"
+  fi
+  (cd "$dir" && go mod tidy)
+}
+
 build_hollow() {
   local work="$HOLLOW_DIR.work"
   rm -rf "$work" && mkdir -p "$work"
-  kube_module "$work"
-  cp "$HOLLOW_SRC" "$work/main.go"
-  sed -i '/^\/\/go:build ignore$/d' "$work/main.go"
-  (cd "$work" && go mod tidy && go build -trimpath -ldflags "$(kube_ldflags)" -o hollowkubelet .)
+  hollow_module "$work"
+  (cd "$work" && go build -trimpath -ldflags "$(kube_ldflags)" -o hollowkubelet .)
   # Builds of older versions of the source are of no more use.
   find "$CSRGUARD_CACHE/hollowkubelet" -maxdepth 1 -name "v$K8S_VERSION-*" ! -name '*.work' -exec rm -rf {} +
   rm -rf "$HOLLOW_DIR" && mkdir -p "$HOLLOW_DIR"
@@ -108,6 +138,19 @@ build_metrics_server() {
   rm -rf "$MS_DIR" && mkdir -p "$MS_DIR"
   mv "$work/metrics-server" "$MS_DIR/" && rm -rf "$work"
 }
+
+check_kube() {
+  local work; work="$(mktemp -d)"
+  resolve_kube "$work/kube"
+  hollow_module "$work/hollow"
+  rm -rf "$work"
+}
+
+if [[ "${1:-}" == "--check" ]]; then
+  build_step "nothing: resolving the modules of Kubernetes v$K8S_VERSION" "check-kube-v$K8S_VERSION" "~1 min" check_kube
+  echo "ok: the module proxy serves every module Kubernetes v$K8S_VERSION needs"
+  exit 0
+fi
 
 for b in kube-apiserver kube-controller-manager kubectl; do
   [[ -x "$KUBE_DIR/$b" ]] || { build_step "Kubernetes v$K8S_VERSION (kube-apiserver, kube-controller-manager, kubectl)" "kube-v$K8S_VERSION" "~15 min" build_kube; break; }

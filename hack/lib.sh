@@ -36,13 +36,21 @@ build_step() {
   mkdir -p "$logdir"
   local logfile="$logdir/$logname.log"
   log "building $title from Go modules (first time only; cold $estimate; log: $logfile)"
-  if ! ("$fn") >"$logfile" 2>&1; then
+  # Not `if ! ("$fn")`: bash ignores set -e inside a condition, so a failed
+  # step in the middle of fn would go unnoticed; the subshell sets it itself.
+  local rc=0
+  set +e
+  (set -e; "$fn") >"$logfile" 2>&1
+  rc=$?
+  set -e
+  if ((rc != 0)); then
     echo "error: building $title failed after $(elapsed "$start"); the end of $logfile:" >&2
     tail -n 20 "$logfile" >&2
     local refused
-    refused="$(grep -Eo '[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)+@v[0-9][^: ]*: .*(not found|404|410 Gone|unknown revision|invalid version)' "$logfile" | head -n 1 || true)"
+    refused="$(grep -Eo '[A-Za-z0-9.-]+(/[A-Za-z0-9._~-]+)+@v[0-9][^: ]*: .*(not found|403 Forbidden|404|410 Gone|unknown revision|invalid version)' "$logfile" |
+      sed 's/:.*//' | sort -u | paste -sd ' ' || true)"
     if [[ -n "$refused" ]]; then
-      echo "error: the Go module proxy does not serve a module this version needs: ${refused%%:*}" >&2
+      echo "error: the Go module proxy does not serve what this version needs: $refused" >&2
     fi
     exit 1
   fi

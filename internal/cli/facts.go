@@ -63,7 +63,7 @@ func readCluster(ctx context.Context, cfg *rest.Config, namespace string, static
 	if err != nil {
 		return nil, err
 	}
-	snap, err := kube.ReadSnapshot(ctx, reader, cfg, namespace, static, nodes)
+	snap, _, err := kube.ReadSnapshot(ctx, reader, cfg, namespace, static, nodes)
 	if err != nil {
 		return nil, err
 	}

@@ -17,6 +17,7 @@ import (
 const (
 	allowedNodeCIDRsHelmValue = "policy.allowedNodeCIDRs"
 	reservedCIDRsHelmValue    = "policy.reservedCIDRs"
+	serviceCIDRsHelmValue     = "policy.serviceCIDRs"
 )
 
 // NodeCIDRs returns a small set of CIDRs covering every IP a kubelet of nodes puts into its
@@ -144,6 +145,35 @@ func (v *view) clusterDiscovery() *Finding {
 		Evidence: []string{v.ClusterErr},
 		Fix: []string{
 			"Allow reading Service default/kubernetes, its EndpointSlices and ServiceCIDRs, or pass --apiserver-addresses and --service-cidrs.",
+		},
+	}
+}
+
+// serviceCIDRsUnknown asks for --service-cidrs where the API server serves no ServiceCIDR
+// objects (before 1.33, or turned off) and neither this command nor a csrguard Deployment
+// has it: csrguard then knows only the kubernetes Service's own IPs as Service IPs, and a
+// node could get a certificate for another Service's cluster IP.
+func (v *view) serviceCIDRsUnknown() *Finding {
+	if !v.NoServiceCIDRAPI || len(v.StaticServiceCIDRs) > 0 {
+		return nil
+	}
+	for _, a := range v.Approvers {
+		if a.ServiceCIDRs != "" {
+			return nil
+		}
+	}
+	evidence := "the API server serves no ServiceCIDR objects (networking.k8s.io/v1 servicecidrs, Kubernetes 1.33+)"
+	if len(v.Cluster.ServiceCIDRs) > 0 {
+		evidence += "; the Service IPs known are only " + joinPrefixes(v.Cluster.ServiceCIDRs)
+	}
+	return &Finding{
+		Severity: severity.Warning,
+		Title:    "The service range is unknown: the API server serves no ServiceCIDR objects and --service-cidrs is not set",
+		Evidence: []string{evidence},
+		Fix: []string{
+			"Set --service-cidrs to kube-apiserver's --service-cluster-ip-range (kubeadm: networking.serviceSubnet, 10.96.0.0/12 by default):",
+			fmt.Sprintf("helm upgrade csrguard <chart> --reuse-values --set '%s={<range>}'", serviceCIDRsHelmValue),
+			"or run csrguard controller (and doctor, preflight) with --service-cidrs=<range>",
 		},
 	}
 }

@@ -109,6 +109,35 @@ func TestAddressFindings(t *testing.T) {
 					}
 				}
 			}},
+		// Before 1.33 (or with the API turned off) there are no ServiceCIDR objects: the
+		// range must come from --service-cidrs, here or on the running csrguard.
+		{name: "no_servicecidr_api", modify: func(s *Snapshot) {
+			s.NoServiceCIDRAPI = true
+			s.Cluster.ServiceCIDRs = []netip.Prefix{netip.MustParsePrefix("10.96.0.1/32")}
+		}, want: []string{"warning service-cidrs-unknown"},
+			check: func(t *testing.T, f []Finding) {
+				want := Finding{
+					ID: IDServiceCIDRsUnknown, Severity: f[0].Severity,
+					Title:    "The service range is unknown: the API server serves no ServiceCIDR objects and --service-cidrs is not set",
+					Evidence: []string{"the API server serves no ServiceCIDR objects (networking.k8s.io/v1 servicecidrs, Kubernetes 1.33+); the Service IPs known are only 10.96.0.1/32"},
+					Fix: []string{
+						"Set --service-cidrs to kube-apiserver's --service-cluster-ip-range (kubeadm: networking.serviceSubnet, 10.96.0.0/12 by default):",
+						"helm upgrade csrguard <chart> --reuse-values --set 'policy.serviceCIDRs={<range>}'",
+						"or run csrguard controller (and doctor, preflight) with --service-cidrs=<range>",
+					},
+				}
+				if diff := cmp.Diff(f[0], want); diff != "" {
+					t.Errorf("finding (-got +want):\n%s", diff)
+				}
+			}},
+		{name: "no_servicecidr_api_flag_here", modify: func(s *Snapshot) {
+			s.NoServiceCIDRAPI = true
+			s.StaticServiceCIDRs = []netip.Prefix{netip.MustParsePrefix("10.96.0.0/12")}
+		}},
+		{name: "no_servicecidr_api_flag_on_csrguard", modify: func(s *Snapshot) {
+			s.NoServiceCIDRAPI = true
+			s.Approvers[0].ServiceCIDRs = "10.96.0.0/12"
+		}},
 		{name: "squatter", modify: func(s *Snapshot) {
 			s.Nodes[2].Status.Addresses = append(s.Nodes[2].Status.Addresses, corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: "10.0.0.1"})
 			s.Claims = map[string]policy.Claim{"10.0.0.1": {Node: "node-a", Since: now.Add(-time.Hour)}}
@@ -136,7 +165,7 @@ func TestAddressFindings(t *testing.T) {
 			v := newView(s)
 			var got []Finding
 			var ids []string
-			for _, id := range []string{IDAllowedNodeCIDRs, IDPodCIDRsNotReserved, IDControlPlaneUnlabelled, IDAddressConflicts} {
+			for _, id := range []string{IDAllowedNodeCIDRs, IDPodCIDRsNotReserved, IDControlPlaneUnlabelled, IDAddressConflicts, IDServiceCIDRsUnknown} {
 				if f := ruleOf(t, id).check(v); f != nil {
 					got = append(got, *f)
 					ids = append(ids, f.Severity.String()+" "+f.ID)

@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -87,6 +88,12 @@ type Snapshot struct {
 	// why they could not be read, if so.
 	Cluster    policy.Cluster
 	ClusterErr string
+	// NoServiceCIDRAPI is true when the API server serves no ServiceCIDR
+	// objects (kube.Found); StaticServiceCIDRs are the --service-cidrs given
+	// to this command. Without the API and without the flag, the service range
+	// is unknown to csrguard.
+	NoServiceCIDRAPI   bool
+	StaticServiceCIDRs []netip.Prefix
 	// Policy is the policy the decisions were made with.
 	Policy policy.Config
 	// Claims and Namespaces are the rest of what the policy decides with:
@@ -152,6 +159,8 @@ type Approver struct {
 	Ready bool `json:"ready"`
 	// Mode is csrguard's --mode ("enforce", "no-deny", "dry-run") when known.
 	Mode string `json:"mode,omitempty"`
+	// ServiceCIDRs is a csrguard Deployment's --service-cidrs, if set.
+	ServiceCIDRs string `json:"serviceCIDRs,omitempty"`
 	// Detail says what was seen: replicas, image, holder, renewal age.
 	Detail string `json:"detail"`
 }
@@ -193,12 +202,14 @@ func Fetch(ctx context.Context, cs kubernetes.Interface, reader client.Reader, o
 
 	// Without discovery, the flags' values are all there is.
 	s.Cluster = kube.Merge(policy.Cluster{}, nil, opts.Static)
+	s.StaticServiceCIDRs = opts.Static.ServiceCIDRs
 	if reader == nil {
 		s.ClusterErr = "no reader to discover API server addresses and service CIDRs"
-	} else if ps, err := kube.ReadSnapshot(ctx, reader, opts.APIServer, opts.Namespace, opts.Static, s.Nodes); err != nil {
+	} else if ps, found, err := kube.ReadSnapshot(ctx, reader, opts.APIServer, opts.Namespace, opts.Static, s.Nodes); err != nil {
 		s.ClusterErr = err.Error()
 	} else {
 		s.Cluster, s.Claims, s.Namespaces = ps.Cluster, ps.Claims, ps.Namespaces
+		s.NoServiceCIDRAPI = found.NoServiceCIDRAPI
 	}
 	s.Decisions = decide(ctx, cfg, s)
 
@@ -411,6 +422,7 @@ func deploymentApprover(d *appsv1.Deployment) (Approver, bool) {
 		if a.Mode == "" {
 			a.Mode = "enforce"
 		}
+		a.ServiceCIDRs = flagValue(args, "service-cidrs")
 	case has(servingcsr.ApproverAlex1989hu):
 		a.Kind = servingcsr.ApproverAlex1989hu
 	case has(servingcsr.ApproverPostfinance):

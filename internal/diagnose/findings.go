@@ -33,6 +33,7 @@ const (
 	IDAddressConflicts       = "address-conflicts"
 	IDAllowedNodeCIDRs       = "allowed-node-cidrs-unset"
 	IDPodCIDRsNotReserved    = "pod-cidrs-not-reserved"
+	IDServiceCIDRsUnknown    = "service-cidrs-unknown"
 )
 
 // Finding is one problem found, with the facts that show it and what to do.
@@ -87,6 +88,7 @@ var rules = []rule{
 	{IDAddressConflicts, (*view).addressConflicts},
 	{IDAllowedNodeCIDRs, (*view).allowedNodeCIDRs},
 	{IDPodCIDRsNotReserved, (*view).podCIDRsNotReserved},
+	{IDServiceCIDRsUnknown, (*view).serviceCIDRsUnknown},
 }
 
 // check runs r on v and gives the finding, if any, r's ID.

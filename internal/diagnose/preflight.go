@@ -153,7 +153,7 @@ func Preflight(ctx context.Context, s Snapshot, cfg policy.Config, key crypto.Si
 	if len(cfg.AllowedNodeCIDRs) == 0 {
 		advice = append(advice, v.allowedNodeCIDRs())
 	}
-	for _, f := range append(advice, v.podCIDRsNotReserved()) {
+	for _, f := range append(advice, v.podCIDRsNotReserved(), v.serviceCIDRsUnknown()) {
 		if f != nil {
 			r.Suggestions = append(r.Suggestions, fmt.Sprintf("%s: %s", f.Title, strings.Join(f.Fix[1:], "; ")))
 		}

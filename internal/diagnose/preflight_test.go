@@ -82,3 +82,22 @@ func TestPreflightGolden(t *testing.T) {
 	}
 	golden(t, "preflight-no-approver.json.golden", asJSON(t, r))
 }
+
+// TestPreflightNoServiceCIDRAPI: without ServiceCIDR objects and without
+// --service-cidrs, preflight asks for the flag; it does not fail for it.
+func TestPreflightNoServiceCIDRAPI(t *testing.T) {
+	s := healthy(t, "Debian")
+	s.NoServiceCIDRAPI = true
+	r, err := Preflight(t.Context(), s, hardened(), newKey(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"The service range is unknown: the API server serves no ServiceCIDR objects and --service-cidrs is not set: " +
+		"helm upgrade csrguard <chart> --reuse-values --set 'policy.serviceCIDRs={<range>}'; or run csrguard controller (and doctor, preflight) with --service-cidrs=<range>"}
+	if diff := cmp.Diff(r.Suggestions, want); diff != "" {
+		t.Errorf("suggestions (-got +want):\n%s", diff)
+	}
+	if !r.OK {
+		t.Errorf("OK = false, want true: a suggestion does not fail preflight")
+	}
+}

@@ -44,16 +44,19 @@ const (
 //     it by, including those of API servers that are not Nodes);
 //   - the server URL in kube-public/cluster-info (kubeadm's bootstrap
 //     kubeconfig) and apiServer's own host;
-//   - every ServiceCIDR (absent before 1.33, which is fine).
+//   - every ServiceCIDR (absent before 1.33, or when --runtime-config turns
+//     networking.k8s.io/v1 servicecidrs off).
 //
-// It also returns where each API server address and name was found.
+// It also returns where each API server address and name was found, and
+// whether the ServiceCIDR API is served (Found).
 // Wildcard names in the certificate are left out: a node may hold a name under
 // the wildcard's domain (its own FQDN), which the wildcard does not make the
 // API server's. Failing
 // to read the Service, its EndpointSlices or ServiceCIDRs is an error; the
 // certificate and cluster-info are best effort (apiServer may be nil).
-func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config) (policy.Cluster, map[string][]string, error) {
+func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config) (policy.Cluster, Found, error) {
 	var c policy.Cluster
+	var found Found
 	seen := map[string][]string{}
 	add := func(host, source string) {
 		if a, err := netip.ParseAddr(host); err == nil {
@@ -67,7 +70,7 @@ func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config)
 
 	var svc corev1.Service
 	if err := reader.Get(ctx, client.ObjectKey{Namespace: metav1.NamespaceDefault, Name: "kubernetes"}, &svc); err != nil {
-		return c, nil, fmt.Errorf("get service default/kubernetes: %w", err)
+		return c, found, fmt.Errorf("get service default/kubernetes: %w", err)
 	}
 	// The Service's cluster IPs are Service IPs, never a node's — not even a
 	// control-plane node's, which may hold its own API server endpoint.
@@ -78,7 +81,7 @@ func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config)
 	}
 	var endpoints discoveryv1.EndpointSliceList
 	if err := reader.List(ctx, &endpoints, client.InNamespace(metav1.NamespaceDefault), client.MatchingLabels{discoveryv1.LabelServiceName: "kubernetes"}); err != nil {
-		return c, nil, fmt.Errorf("list endpointslices of service default/kubernetes: %w", err)
+		return c, found, fmt.Errorf("list endpointslices of service default/kubernetes: %w", err)
 	}
 	for _, s := range endpoints.Items {
 		for _, e := range s.Endpoints {
@@ -98,9 +101,12 @@ func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config)
 			}
 		}
 	case meta.IsNoMatchError(err) || apierrors.IsNotFound(err):
-		// No ServiceCIDR API: only --service-cidrs flags describe the range.
+		// No ServiceCIDR API: only the Service's own IPs and --service-cidrs
+		// describe the range. Any other error (forbidden, unavailable) is
+		// returned: a range that could not be read must hold, never approve.
+		found.NoServiceCIDRAPI = true
 	default:
-		return c, nil, fmt.Errorf("list servicecidrs: %w", err)
+		return c, found, fmt.Errorf("list servicecidrs: %w", err)
 	}
 
 	if apiServer != nil {
@@ -114,7 +120,20 @@ func Discover(ctx context.Context, reader client.Reader, apiServer *rest.Config)
 	for _, host := range clusterInfoHosts(ctx, reader) {
 		add(host, SourceClusterInfo)
 	}
-	return Merge(c, nil, policy.Cluster{}), seen, nil
+	found.Sources = seen
+	return Merge(c, nil, policy.Cluster{}), found, nil
+}
+
+// Found is what Discover learnt besides the facts the policy decides with.
+type Found struct {
+	// Sources says, for each API server address and name, where it was found
+	// (the Source* constants).
+	Sources map[string][]string
+	// NoServiceCIDRAPI is true when the API server serves no ServiceCIDR
+	// objects (Kubernetes before 1.33, or networking.k8s.io/v1 servicecidrs
+	// turned off): the service range is then only the kubernetes Service's
+	// own IPs and what --service-cidrs says.
+	NoServiceCIDRAPI bool
 }
 
 // Merge returns found (what Discover read) with what remembered holds

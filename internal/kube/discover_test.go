@@ -34,11 +34,13 @@ func failServiceCIDRList(err error) interceptor.Funcs {
 func TestDiscover(t *testing.T) {
 	serviceCIDRs := schema.GroupResource{Group: networkingv1.GroupName, Resource: "servicecidrs"}
 	tests := []struct {
-		name    string
-		objs    []client.Object
-		funcs   interceptor.Funcs
-		want    kubetest.ClusterText
-		wantErr bool
+		name  string
+		objs  []client.Object
+		funcs interceptor.Funcs
+		want  kubetest.ClusterText
+		// wantNoAPI is Found.NoServiceCIDRAPI.
+		wantNoAPI bool
+		wantErr   bool
 	}{
 		{
 			name: "dual_stack",
@@ -80,16 +82,18 @@ func TestDiscover(t *testing.T) {
 		},
 		{
 			// Clusters before 1.33 have no ServiceCIDR API; --service-cidrs covers them.
-			name:  "servicecidr_no_match",
-			objs:  []client.Object{kubetest.KubernetesService("10.96.0.1")},
-			funcs: failServiceCIDRList(&meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: networkingv1.GroupName, Kind: "ServiceCIDR"}, SearchedVersions: []string{"v1"}}),
-			want:  kubetest.ClusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
+			name:      "servicecidr_no_match",
+			objs:      []client.Object{kubetest.KubernetesService("10.96.0.1")},
+			funcs:     failServiceCIDRList(&meta.NoKindMatchError{GroupKind: schema.GroupKind{Group: networkingv1.GroupName, Kind: "ServiceCIDR"}, SearchedVersions: []string{"v1"}}),
+			want:      kubetest.ClusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
+			wantNoAPI: true,
 		},
 		{
-			name:  "servicecidr_not_found",
-			objs:  []client.Object{kubetest.KubernetesService("10.96.0.1")},
-			funcs: failServiceCIDRList(apierrors.NewNotFound(serviceCIDRs, "")),
-			want:  kubetest.ClusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
+			name:      "servicecidr_not_found",
+			objs:      []client.Object{kubetest.KubernetesService("10.96.0.1")},
+			funcs:     failServiceCIDRList(apierrors.NewNotFound(serviceCIDRs, "")),
+			want:      kubetest.ClusterText{ServiceCIDRs: []string{"10.96.0.1/32"}},
+			wantNoAPI: true,
 		},
 		{
 			name:    "servicecidr_forbidden",
@@ -117,7 +121,7 @@ func TestDiscover(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			reader := fake.NewClientBuilder().WithObjects(tc.objs...).WithInterceptorFuncs(tc.funcs).Build()
-			got, _, err := Discover(t.Context(), reader, nil)
+			got, found, err := Discover(t.Context(), reader, nil)
 			if gotErr := err != nil; gotErr != tc.wantErr {
 				t.Fatalf("Discover() error = %v, want error: %t", err, tc.wantErr)
 			}
@@ -128,6 +132,9 @@ func TestDiscover(t *testing.T) {
 			slices.Sort(gotText.ServiceCIDRs) // Discover keeps list order; Refresh sorts
 			if diff := cmp.Diff(gotText, tc.want); diff != "" {
 				t.Errorf("Discover() mismatch (-got +want):\n%s", diff)
+			}
+			if found.NoServiceCIDRAPI != tc.wantNoAPI {
+				t.Errorf("Discover() NoServiceCIDRAPI = %t, want %t", found.NoServiceCIDRAPI, tc.wantNoAPI)
 			}
 		})
 	}

@@ -46,6 +46,9 @@ type ClusterDiscovery struct {
 	identity history.Identity // nil until read from the store
 	current  *policy.Cluster
 	lastErr  error
+	// noServiceCIDRAPI is whether the last discovery found no ServiceCIDR
+	// API; nil before the first.
+	noServiceCIDRAPI *bool
 }
 
 // DiscoveryConfig configures a ClusterDiscovery.
@@ -141,10 +144,12 @@ func (d *ClusterDiscovery) refresh(ctx context.Context) (policy.Cluster, error) 
 		}
 		identity = loaded
 	}
-	c, seen, err := Discover(ctx, d.reader, d.apiServer)
+	c, found, err := Discover(ctx, d.reader, d.apiServer)
 	if err != nil {
 		return policy.Cluster{}, err
 	}
+	d.noteServiceCIDRAPI(ctx, found.NoServiceCIDRAPI)
+	seen := found.Sources
 	for _, a := range d.static.APIServerAddresses {
 		seen[a.String()] = append(seen[a.String()], SourceFlag)
 	}
@@ -167,4 +172,33 @@ func (d *ClusterDiscovery) refresh(ctx context.Context) (policy.Cluster, error) 
 	d.mu.Unlock()
 
 	return Merge(c, identity, d.static), nil
+}
+
+// noteServiceCIDRAPI says once, when it is first seen and whenever it
+// changes, that the API server serves no ServiceCIDR objects, and keeps
+// csrguard_servicecidr_api_missing current. Without the API csrguard goes on
+// with the kubernetes Service's IPs and --service-cidrs: a Service IP outside
+// both is not known to be one, which only the operator can fix.
+func (d *ClusterDiscovery) noteServiceCIDRAPI(ctx context.Context, missing bool) {
+	d.mu.Lock()
+	changed := d.noServiceCIDRAPI == nil && missing || d.noServiceCIDRAPI != nil && *d.noServiceCIDRAPI != missing
+	d.noServiceCIDRAPI = &missing
+	d.mu.Unlock()
+	if missing {
+		d.errs.ServiceCIDRAPIMissing.Set(1)
+	} else {
+		d.errs.ServiceCIDRAPIMissing.Set(0)
+	}
+	if !changed {
+		return
+	}
+	logger := log.FromContext(ctx).WithName("cluster-discovery")
+	switch {
+	case !missing:
+		logger.Info("Found the ServiceCIDR API; reading the service range from it again")
+	case len(d.static.ServiceCIDRs) == 0:
+		logger.Info("The API server serves no ServiceCIDR objects and --service-cidrs is not set: only the kubernetes Service's own IPs are reserved as Service IPs; set --service-cidrs to kube-apiserver's --service-cluster-ip-range")
+	default:
+		logger.Info("The API server serves no ServiceCIDR objects: the service range is taken from --service-cidrs", "serviceCIDRs", d.static.ServiceCIDRs)
+	}
 }

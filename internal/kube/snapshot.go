@@ -22,26 +22,27 @@ import (
 // Failing to read the record is an error, not an empty record: without it an
 // address the API server once had, or the owner of a squatted address, is
 // unknown, and the policy would decide on less than the controller knows. An
-// absent record (csrguard never ran there) is empty.
-func ReadSnapshot(ctx context.Context, reader client.Reader, apiServer *rest.Config, namespace string, static policy.Cluster, nodes []corev1.Node) (policy.Snapshot, error) {
+// absent record (csrguard never ran there) is empty. It also returns what
+// Discover found about the sources (whether ServiceCIDRs are served).
+func ReadSnapshot(ctx context.Context, reader client.Reader, apiServer *rest.Config, namespace string, static policy.Cluster, nodes []corev1.Node) (policy.Snapshot, Found, error) {
 	s := policy.Snapshot{Nodes: policy.FromNodes(nodes)}
 	var err error
 	if s.Namespaces, err = listNamespaces(ctx, reader); err != nil {
-		return s, err
+		return s, Found{}, err
 	}
-	cluster, _, err := Discover(ctx, reader, apiServer)
+	cluster, found, err := Discover(ctx, reader, apiServer)
 	if err != nil {
-		return s, fmt.Errorf("discover API server addresses and service CIDRs (needed to decide safely): %w", err)
+		return s, found, fmt.Errorf("discover API server addresses and service CIDRs (needed to decide safely): %w", err)
 	}
 	store := history.NewStore(reader, nil, namespace)
 	identity, err := store.LoadIdentity(ctx)
 	if err != nil {
-		return s, fmt.Errorf("read csrguard's record of the API server's addresses: %w", err)
+		return s, found, fmt.Errorf("read csrguard's record of the API server's addresses: %w", err)
 	}
 	// Unusable entries are left out (LoadClaims): they can only make the policy stricter.
 	if s.Claims, _, err = store.LoadClaims(ctx); err != nil {
-		return s, fmt.Errorf("read csrguard's record of address claims: %w", err)
+		return s, found, fmt.Errorf("read csrguard's record of address claims: %w", err)
 	}
 	s.Cluster = Merge(cluster, identity, static)
-	return s, nil
+	return s, found, nil
 }

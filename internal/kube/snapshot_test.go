@@ -44,7 +44,7 @@ func TestReadSnapshot(t *testing.T) {
 		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.10"}},
 	}}}
 
-	s, err := ReadSnapshot(t.Context(), reader, nil, "csrguard", static, nodes)
+	s, _, err := ReadSnapshot(t.Context(), reader, nil, "csrguard", static, nodes)
 	if err != nil {
 		t.Fatalf("ReadSnapshot() error = %v", err)
 	}
@@ -87,7 +87,7 @@ func TestReadSnapshotErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			reader := fake.NewClientBuilder().WithObjects(tc.objs...).WithInterceptorFuncs(tc.funcs).Build()
-			_, err := ReadSnapshot(t.Context(), reader, nil, "csrguard", policy.Cluster{}, nil)
+			_, _, err := ReadSnapshot(t.Context(), reader, nil, "csrguard", policy.Cluster{}, nil)
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("ReadSnapshot() error = %v, want one containing %q", err, tc.wantErr)
 			}

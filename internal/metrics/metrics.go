@@ -28,6 +28,9 @@ type Metrics struct {
 	BreakerOpen *Until
 	// InsecureLoopback is 1 when the test-only loopback allowance is on.
 	InsecureLoopback prometheus.Gauge
+	// ServiceCIDRAPIMissing is 1 while the API server serves no ServiceCIDR
+	// objects, so the service range is only what --service-cidrs says.
+	ServiceCIDRAPIMissing prometheus.Gauge
 	// BuildInfo is always 1, labelled with the running build.
 	BuildInfo *prometheus.GaugeVec
 
@@ -81,6 +84,10 @@ func New() *Metrics {
 			Name: "csrguard_insecure_loopback_allowed",
 			Help: "1 when the test-only --insecure-test-allow-loopback flag is set. Must be 0 in production.",
 		}),
+		ServiceCIDRAPIMissing: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "csrguard_servicecidr_api_missing",
+			Help: "1 while the API server serves no ServiceCIDR objects (before Kubernetes 1.33, or turned off): the service range is only the kubernetes Service's IPs and --service-cidrs, else 0.",
+		}),
 		BuildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "csrguard_build_info",
 			Help: "Always 1; labels describe the running csrguard build.",
@@ -111,7 +118,7 @@ func New() *Metrics {
 // Register registers every collector with reg.
 func (m *Metrics) Register(reg prometheus.Registerer) error {
 	for _, c := range []prometheus.Collector{
-		m.Decisions, m.Applied, m.ApprovalLatency, m.Errors, m.BreakerOpen, m.InsecureLoopback, m.BuildInfo,
+		m.Decisions, m.Applied, m.ApprovalLatency, m.Errors, m.BreakerOpen, m.InsecureLoopback, m.ServiceCIDRAPIMissing, m.BuildInfo,
 		m.ProbeDuration, m.ProbeSweepDuration, m.ProbeSweepTimestamp, m.ProbeInterval,
 	} {
 		if err := reg.Register(c); err != nil {

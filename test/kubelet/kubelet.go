@@ -14,9 +14,14 @@
 //
 // It runs no pods and reports no readiness beyond a Ready condition; it serves
 // the node metrics metrics-server scrapes, so that kubectl top counts it.
+//
+// It acts as the kubelet of Options.Version, default $CSRGUARD_KUBELET_VERSION
+// or DefaultVersion: a kubelet older than the API server (version skew) reports
+// its version and asks with its version's usages (Usages).
 package kubelet
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -26,7 +31,9 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,6 +42,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilversion "k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -74,9 +82,35 @@ type Options struct {
 	// SkipRegistration uses the Node as it is instead of creating it and
 	// writing its status: to compare with a real kubelet of the same name.
 	SkipRegistration bool
+	// Version is the kubelet's version, as in v1.34.4: Node
+	// status.nodeInfo.kubeletVersion and the usages it asks for (Usages).
+	// Default $CSRGUARD_KUBELET_VERSION (VersionEnv), else DefaultVersion.
+	Version string
 	// Template, if set, replaces servingcsr.KubeletTemplate: to show that a
 	// drifted simulation is caught.
 	Template func(nodeName string, addrs []corev1.NodeAddress) *x509.CertificateRequest
+}
+
+// VersionEnv names the environment variable that sets the version of every
+// simulated kubelet whose Options.Version is empty: make test-matrix's skew run
+// sets it to a version older than the API server's.
+const VersionEnv = "CSRGUARD_KUBELET_VERSION"
+
+// DefaultVersion is the kubelet version simulated when none is set.
+const DefaultVersion = "v1.37.2"
+
+// Usages returns the key usages the kubelet of version asks for with key:
+// before v1.27 key encipherment, digital signature and server auth for every
+// key type (ECDSA included); since then certificate.DefaultKubeletServingGetUsages
+// (key encipherment for RSA keys only).
+func Usages(version string) func(key any) []certificatesv1.KeyUsage {
+	v, err := utilversion.ParseGeneric(version)
+	if err == nil && v.LessThan(utilversion.MajorMinor(1, 27)) {
+		return func(any) []certificatesv1.KeyUsage {
+			return []certificatesv1.KeyUsage{certificatesv1.UsageDigitalSignature, certificatesv1.UsageKeyEncipherment, certificatesv1.UsageServerAuth}
+		}
+	}
+	return certificate.DefaultKubeletServingGetUsages
 }
 
 // Addresses builds a kubelet's typical status.addresses: InternalIP and
@@ -115,6 +149,12 @@ func Start(ctx context.Context, opts Options) (*Kubelet, error) {
 	if opts.OSImage == "" {
 		opts.OSImage = Debian
 	}
+	if opts.Version == "" {
+		opts.Version = cmp.Or(os.Getenv(VersionEnv), DefaultVersion)
+	}
+	if _, err := utilversion.ParseGeneric(opts.Version); err != nil {
+		return nil, fmt.Errorf("kubelet %s: version: %w", opts.Name, err)
+	}
 	client, err := kubernetes.NewForConfig(opts.Config)
 	if err != nil {
 		return nil, fmt.Errorf("kubelet %s: client: %w", opts.Name, err)
@@ -137,7 +177,7 @@ func Start(ctx context.Context, opts Options) (*Kubelet, error) {
 		ClientsetFn:      func(*tls.Certificate) (kubernetes.Interface, error) { return client, nil },
 		GetTemplate:      k.template,
 		SignerName:       certificatesv1.KubeletServingSignerName,
-		GetUsages:        certificate.DefaultKubeletServingGetUsages,
+		GetUsages:        Usages(opts.Version),
 		CertificateStore: &memoryStore{},
 		Name:             "kubelet-serving-" + opts.Name,
 	}
@@ -208,7 +248,7 @@ func (k *Kubelet) register(ctx context.Context, opts Options) error {
 	resources := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2"), corev1.ResourceMemory: resource.MustParse("4Gi"), corev1.ResourcePods: resource.MustParse("110")}
 	created.Status.Capacity, created.Status.Allocatable = resources, resources
 	created.Status.NodeInfo = corev1.NodeSystemInfo{
-		OSImage: opts.OSImage, KubeletVersion: "v1.37.2", OperatingSystem: "linux", Architecture: "amd64",
+		OSImage: opts.OSImage, KubeletVersion: "v" + strings.TrimPrefix(opts.Version, "v"), OperatingSystem: "linux", Architecture: "amd64",
 		ContainerRuntimeVersion: "containerd://2.1.0", KernelVersion: "6.12.0",
 	}
 	now := metav1.Now()

@@ -57,6 +57,12 @@ type Kubelet struct {
 	log  string
 }
 
+// BinEnv names the environment variable that points at a kubelet binary (a
+// hollowkubelet built by hack/build-kube.sh) to run instead of the one beside
+// the control plane: make test-matrix's skew run points it at an older
+// version's.
+const BinEnv = "CSRGUARD_KUBELET_BIN"
+
 // Start registers nothing itself: it starts the kubelet, which registers its
 // Node with a client certificate for the node (CN system:node:<name>), reports
 // its addresses and asks for a serving certificate. It returns at once.
@@ -67,7 +73,10 @@ func Start(cp *controlplane.ControlPlane, opts Options) (*Kubelet, error) {
 	if opts.Port == 0 {
 		opts.Port = 10250
 	}
-	bin := filepath.Join(os.Getenv(controlplane.BinDirEnv), "hollowkubelet")
+	bin := os.Getenv(BinEnv)
+	if bin == "" {
+		bin = filepath.Join(os.Getenv(controlplane.BinDirEnv), "hollowkubelet")
+	}
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("realkubelet: %w (run hack/build-kube.sh, or make test)", err)
 	}
