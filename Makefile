@@ -90,8 +90,9 @@ sync-chart: ## Copy the Prometheus rules and Grafana dashboard into the Helm cha
 	cp deploy/grafana/csrguard-dashboard.json $(CHART)/files/csrguard-dashboard.json
 
 .PHONY: manifests
-manifests: sync-chart ## Render deploy/install.yaml from the Helm chart (plus the Namespace)
+manifests: sync-chart ## Render deploy/install.yaml, install-monitoring.yaml and the dashboard ConfigMap from their sources
 	CSRGUARD_TOOLS_BIN=$(TOOLS_BIN) go test ./test/packaging -run '^TestInstallManifest$$' -count=1 -update
+	go test ./test/alerts -run '^TestDashboardConfigMap$$' -count=1 -update
 
 .PHONY: image
 image: ## Build the image tarball _output/csrguard-image.tar without a container engine (docker load / crane push it)
