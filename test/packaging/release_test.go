@@ -89,6 +89,7 @@ func TestRelease(t *testing.T) {
 		"--helm", helmBin(t), "--allow-dirty"}
 	runRelease(t, append(build, "--output", out)...)
 	assets := checkReleaseFiles(t, out, version, host)
+	checkReadmeURLs(t, assets, version)
 
 	// Push to a registry on loopback, as `make release-push` pushes to ghcr.io.
 	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
@@ -232,6 +233,36 @@ func checkReleaseFiles(t *testing.T, dir, version, host string) map[string][]byt
 		t.Errorf("install.yaml is not deploy/install.yaml with %s:\n%s", pinned, cmp.Diff(got, want))
 	}
 	return assets
+}
+
+// checkReadmeURLs: every release download the README names is an asset
+// of this release (the SBOM aside, which this test does not build), and
+// every OCI chart it names is where make release-push pushes the chart.
+func checkReadmeURLs(t *testing.T, assets map[string][]byte, version string) {
+	t.Helper()
+	readme := readFile(t, repoRoot+"/README.md")
+	downloads := regexp.MustCompile("https://github\\.com/csrguard/csrguard/releases/download/([^/\\s]+)/([^\\s)`\"]+)").FindAllStringSubmatch(readme, -1)
+	checked := 0
+	for _, m := range downloads {
+		if strings.HasPrefix(m[1], "<") { // releases/download/<new version>/…
+			continue
+		}
+		if m[1] != version {
+			t.Errorf("README names %s: version %s, want the chart's %s", m[0], m[1], version)
+		}
+		if _, ok := assets[m[2]]; !ok && !strings.HasSuffix(m[2], "_sbom.cdx.json") {
+			t.Errorf("README names %s, which the release does not produce (%v)", m[0], keys(assets))
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Error("README names no release download: the check proves nothing")
+	}
+	for _, ref := range regexp.MustCompile("oci://[^\\s`\"]+").FindAllString(readme, -1) {
+		if ref != "oci://ghcr.io/csrguard/charts/csrguard" {
+			t.Errorf("README names chart %s; make release-push pushes oci://ghcr.io/csrguard/charts/csrguard", ref)
+		}
+	}
 }
 
 var digestLine = regexp.MustCompile(`image: "[^"@]+@(sha256:[0-9a-f]{64})"`)
