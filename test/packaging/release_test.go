@@ -54,7 +54,7 @@ func runRelease(t *testing.T, args ...string) string {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("release %s: %v\n%s%s", args[0], err, stdout.String(), stderr.String())
 	}
-	t.Logf("release %s:\n%s", args[0], stderr.String())
+	t.Logf("release %s:\n%s%s", args[0], stderr.String(), stdout.String())
 	return stdout.String()
 }
 
@@ -96,8 +96,7 @@ func TestRelease(t *testing.T) {
 	t.Cleanup(srv.Close)
 	reg := strings.TrimPrefix(srv.URL, "http://")
 	imageRepo := reg + "/csrguard/csrguard"
-	pushed := runRelease(t, "push", "--dir", out, "--image-repo", imageRepo, "--chart-repo", "oci://"+reg+"/charts", "--helm", helmBin(t), "--plain-http")
-	t.Logf("release push:\n%s", pushed)
+	runRelease(t, "push", "--dir", out, "--image-repo", imageRepo, "--chart-repo", "oci://"+reg+"/charts", "--helm", helmBin(t), "--plain-http")
 
 	// The index pulled back is the one install.yaml pins.
 	digest := installDigest(t, assets["install.yaml"])
