@@ -38,8 +38,8 @@ func releaseBinary(t testing.TB) string {
 }
 
 // runRelease runs test/cmd/release from the repository root with a private
-// helm home, and returns its stdout.
-func runRelease(t *testing.T, args ...string) string {
+// helm home, and logs its output.
+func runRelease(t *testing.T, args ...string) {
 	t.Helper()
 	home := t.TempDir()
 	cmd := exec.Command(releaseBinary(t), args...)
@@ -55,7 +55,6 @@ func runRelease(t *testing.T, args ...string) string {
 		t.Fatalf("release %s: %v\n%s%s", args[0], err, stdout.String(), stderr.String())
 	}
 	t.Logf("release %s:\n%s%s", args[0], stderr.String(), stdout.String())
-	return stdout.String()
 }
 
 // TestReleaseVersions: make release refuses a VERSION that is not a

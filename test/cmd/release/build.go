@@ -48,9 +48,13 @@ func runBuild(args []string) error {
 	if err := checkVersion(o.version); err != nil {
 		return err
 	}
-	if dirty, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err != nil || len(dirty) > 0 {
+	dirty, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output()
+	if err != nil {
+		return fmt.Errorf("git status: %w", err)
+	}
+	if len(dirty) > 0 {
 		if !o.allowDirty {
-			return fmt.Errorf("the tree has uncommitted changes (or git failed: %v): a release is built from a commit\n%s", err, dirty)
+			return fmt.Errorf("the tree has uncommitted changes: a release is built from a commit\n%s", dirty)
 		}
 		fmt.Fprintln(os.Stderr, "release: building from a modified tree (--allow-dirty)")
 	}

@@ -136,7 +136,7 @@ func archiveName(version string, p platform) string {
 	return fmt.Sprintf("csrguard_%s_%s_%s%s", version, p.os, p.arch, ext)
 }
 
-// imageArchive, sbomFile and krewFile name the other assets.
+// imageArchive, sbomFile, chartPackage and krewFile name the other assets.
 func imageArchive(version string) string { return "csrguard_" + version + "_image.oci.tar" }
 func sbomFile(version string) string     { return "csrguard_" + version + "_sbom.cdx.json" }
 func chartPackage(version string) string {
@@ -271,7 +271,7 @@ func untar(r io.Reader, dir string) error {
 		if err != nil {
 			return err
 		}
-		_, err = io.Copy(f, tr) //nolint:gosec // G110: our own release archive, read back by push
+		_, err = io.Copy(f, tr)
 		if err := errors.Join(err, f.Close()); err != nil {
 			return err
 		}
