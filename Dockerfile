@@ -7,8 +7,10 @@
 #     --build-arg VERSION=v0.1.0 -t ghcr.io/csrguard/csrguard:v0.1.0 .
 #
 # or without one: `make image` builds the same image (same path, user,
-# entrypoint and command, on an empty base) into _output/csrguard-image.tar
-# with test/cmd/ociimage, and the packaging tests inspect it.
+# entrypoint and command; on an empty base with our own passwd, group and CA
+# roots, see test/ociimage) into _output/csrguard-image.tar, and `make
+# release` builds the released multi-arch index that way. The packaging
+# tests inspect both.
 ARG GO_VERSION=1.26
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
@@ -26,7 +28,11 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
       -o /out/csrguard ./cmd/csrguard
 
 # static:nonroot has CA certificates, /etc/passwd with nonroot (65532) and no
-# shell. Release builds should pin it by digest.
+# shell. It is not pinned by digest here: its digest changes with every
+# distroless rebuild and none could be read from an authoritative source when
+# this was written. The released image does not use this file (it has no base
+# image to pin); if you build with it, pin the base yourself:
+# FROM gcr.io/distroless/static:nonroot@sha256:<crane digest gcr.io/distroless/static:nonroot>
 FROM gcr.io/distroless/static:nonroot
 ARG VERSION=dev
 LABEL org.opencontainers.image.title="csrguard" \

@@ -3,7 +3,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 include hack/versions.env
-export K8S_VERSION ETCD_VERSION PROMETHEUS_VERSION HELM_VERSION METRICS_SERVER_VERSION GOLANGCI_LINT_VERSION GOVULNCHECK_VERSION VULNDB_VERSION
+export K8S_VERSION ETCD_VERSION PROMETHEUS_VERSION HELM_VERSION METRICS_SERVER_VERSION GOLANGCI_LINT_VERSION GOVULNCHECK_VERSION VULNDB_VERSION CYCLONEDX_GOMOD_VERSION
 
 OUT      := _output
 NODES    ?= 3
@@ -101,6 +101,19 @@ image: ## Build the image tarball _output/csrguard-image.tar without a container
 	go run ./test/cmd/ociimage --binary $(OUT)/image/csrguard --output $(OUT)/csrguard-image.tar \
 		--tag $(IMAGE_REPO):$(IMAGE_TAG) --version $(VERSION) \
 		--revision "$$(git rev-parse HEAD 2>/dev/null)" --created $(IMAGE_CREATED)
+
+# --- Releases: docs/releasing.md ------------------------------------------
+
+CHART_REPO ?= oci://ghcr.io/csrguard/charts
+
+.PHONY: release
+release: ## Build release VERSION (vX.Y.Z[-pre], default git describe --tags) of this commit into _output/release/VERSION, offline and reproducibly
+	CSRGUARD_TOOLS_BIN=$(TOOLS_BIN) go run ./test/cmd/release build --version '$(VERSION)' --image-repo $(IMAGE_REPO) \
+		--cyclonedx-gomod "$$(hack/build-sbom.sh)/cyclonedx-gomod"
+
+.PHONY: release-push
+release-push: ## Push _output/release/VERSION's image index to IMAGE_REPO:VERSION and chart to CHART_REPO (docker login, helm registry login first)
+	CSRGUARD_TOOLS_BIN=$(TOOLS_BIN) go run ./test/cmd/release push --dir $(OUT)/release/$(VERSION) --image-repo $(IMAGE_REPO) --chart-repo $(CHART_REPO)
 
 .PHONY: chart
 chart: ## Lint and render the Helm chart with the pinned helm (the packaging tests run more)

@@ -2,7 +2,8 @@
 // render, schema, security context, RBAC), deploy/install.yaml (up to date,
 // and sufficient: applied to a real API server, its ServiceAccount runs the
 // controller and can do nothing more than it needs), the Talos patches, the
-// monitoring files synced into the chart, and the OCI image tarball.
+// monitoring files synced into the chart, the OCI image tarball, and the
+// release (make release: built, pushed to a registry, installed from it).
 package packaging
 
 import (

@@ -4,12 +4,14 @@ import (
 	"archive/tar"
 	"bytes"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,7 +38,8 @@ func buildImage(t *testing.T, binary, tag string) string {
 
 // TestImage builds the image tarball from a static csrguard binary and reads
 // it back as a container runtime would: a non-root user, the expected
-// entrypoint, and one layer holding /csrguard, executable.
+// entrypoint, a layer with passwd, group and CA roots, and one holding
+// /csrguard, executable.
 func TestImage(t *testing.T) {
 	bin := csrguardBinary(t)
 	tag := "ghcr.io/csrguard/csrguard:" + appVersion(t)
@@ -56,7 +59,7 @@ func TestImage(t *testing.T) {
 	}
 	uid, gid, ok := strings.Cut(cf.Config.User, ":")
 	if n, err := strconv.Atoi(uid); !ok || err != nil || n == 0 || uid != "65532" || gid != "65532" {
-		t.Errorf("config User = %q, want the non-root 65532:65532 (numeric: the image has no /etc/passwd)", cf.Config.User)
+		t.Errorf("config User = %q, want the non-root 65532:65532 (numeric, so that runAsNonRoot can check it)", cf.Config.User)
 	}
 	if diff := cmp.Diff(cf.Config.Entrypoint, []string{"/csrguard"}); diff != "" {
 		t.Errorf("Entrypoint (-got +want):\n%s", diff)
@@ -83,12 +86,32 @@ func TestImage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(layers) != 1 {
-		t.Fatalf("want one layer on an empty base, got %d", len(layers))
+	if len(layers) != 2 {
+		t.Fatalf("want two layers on an empty base (users and CA roots, the binary), got %d", len(layers))
 	}
-	files := layerFiles(t, layers[0])
+	base := layerFiles(t, layers[0])
+	baseNames := keys(base)
+	slices.Sort(baseNames)
+	wantBase := []string{"etc/", "etc/group", "etc/passwd", "etc/ssl/", "etc/ssl/certs/", "etc/ssl/certs/ca-certificates.crt", "home/", "home/nonroot/", "tmp/"}
+	if diff := cmp.Diff(baseNames, wantBase); diff != "" {
+		t.Errorf("base layer entries (-got +want):\n%s", diff)
+	}
+	if !strings.Contains(string(base["etc/passwd"].content), "nonroot:x:65532:65532:") || !strings.Contains(string(base["etc/group"].content), "nonroot:x:65532:") {
+		t.Errorf("/etc/passwd and /etc/group lack nonroot 65532:\n%s%s", base["etc/passwd"].content, base["etc/group"].content)
+	}
+	// The CA bundle is a PEM file Go's crypto/x509 loads as the system roots.
+	pool := x509.NewCertPool()
+	if ca := base["etc/ssl/certs/ca-certificates.crt"].content; !pool.AppendCertsFromPEM(ca) || bytes.Count(ca, []byte("BEGIN CERTIFICATE")) < 100 {
+		t.Errorf("/etc/ssl/certs/ca-certificates.crt holds %d certificates, want the NSS roots (over 100)", bytes.Count(ca, []byte("BEGIN CERTIFICATE")))
+	}
+	for name, f := range base {
+		if f.hdr.Uid != 0 && name != "home/nonroot/" {
+			t.Errorf("/%s is owned by %d, want root", name, f.hdr.Uid)
+		}
+	}
+	files := layerFiles(t, layers[1])
 	if len(files) != 1 {
-		t.Errorf("layer holds %d entries, want only csrguard: %v", len(files), keys(files))
+		t.Errorf("binary layer holds %d entries, want only csrguard: %v", len(files), keys(files))
 	}
 	f, ok := files["csrguard"]
 	if !ok {
