@@ -111,6 +111,16 @@ func checkPodSecurity(t *testing.T, ctx context.Context, cp *controlplane.Contro
 	})
 }
 
+// checkPodAdmitted creates the Pod a ReplicaSet of d would create in a
+// server-side dry run: PodSecurity admission enforces the namespace's level on
+// Pods (it only warns about Deployments).
+func checkPodAdmitted(t *testing.T, ctx context.Context, admin kubernetes.Interface, d *appsv1.Deployment) {
+	t.Helper()
+	if _, err := admin.CoreV1().Pods(d.Namespace).Create(ctx, podOf(d), metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		t.Fatalf("the Deployment's pod is refused in namespace %s: %v", d.Namespace, err)
+	}
+}
+
 // podOf is the Pod a ReplicaSet of d would create.
 func podOf(d *appsv1.Deployment) *corev1.Pod {
 	return &corev1.Pod{
