@@ -92,8 +92,8 @@ func (r *Reconciler) forget(name string) {
 	r.superseded.Delete(name)
 }
 
-// olderPending re-queues the pending CSRs of o's node that are older than o, a CSR that was
-// just decided or deleted: they may now be finally superseded, or live again.
+// olderPending re-queues the pending CSRs of o's node that o, a CSR that was just decided or
+// deleted, may have made finally superseded or live again (servingcsr.Revisit).
 func (r *Reconciler) olderPending(ctx context.Context, o client.Object) []reconcile.Request {
 	changed, ok := o.(*certificatesv1.CertificateSigningRequest)
 	if !ok {
@@ -113,11 +113,8 @@ func (r *Reconciler) olderPending(ctx context.Context, o client.Object) []reconc
 		return nil
 	}
 	var reqs []reconcile.Request
-	for i := range mine.Items {
-		c := &mine.Items[i]
-		if !servingcsr.IsFinal(c) && servingcsr.Newer(changed, c) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: c.Name}})
-		}
+	for _, name := range servingcsr.Revisit(changed, mine.Items) {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 	}
 	return reqs
 }

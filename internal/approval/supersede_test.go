@@ -200,12 +200,27 @@ func TestOlderPending(t *testing.T) {
 	request := func(name string) reconcile.Request {
 		return reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}
 	}
+	with := func(c *certificatesv1.CertificateSigningRequest, typ certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequest {
+		c = c.DeepCopy()
+		c.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: typ, Status: corev1.ConditionTrue}}
+		return c
+	}
+	denied := func(c *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+		return with(c, certificatesv1.CertificateDenied)
+	}
+	approved := func(c *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+		return with(c, certificatesv1.CertificateApproved)
+	}
 	tests := []struct {
 		name    string
 		changed *certificatesv1.CertificateSigningRequest
 		want    []reconcile.Request
 	}{
-		{"newest_decided", csrs[2], []reconcile.Request{request(csrs[0].Name), request(csrs[1].Name)}},
+		// Denied or deleted, the newest makes only the next one live; approved, it finally
+		// supersedes every older one.
+		{"newest_denied", denied(csrs[2]), []reconcile.Request{request(csrs[1].Name)}},
+		{"newest_approved", approved(csrs[2]), []reconcile.Request{request(csrs[0].Name), request(csrs[1].Name)}},
+		{"newest_deleted", csrs[2], []reconcile.Request{request(csrs[1].Name)}},
 		{"middle_decided", csrs[1], []reconcile.Request{request(csrs[0].Name)}},
 		{"oldest_decided", csrs[0], nil},
 		// Its newer approved CSR superseded every older one already.
@@ -252,5 +267,67 @@ func TestDecided(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s: predicate = %v, want %v", tc.name, tc.got, tc.want)
 		}
+	}
+}
+
+// TestSupersedeCascadeIsLinear is an attack: a node files n CSRs the policy denies, all pending
+// at once. Each is decided newest first, and each decision must requeue only the CSR it can make
+// live, not every older one: else the n decisions cost n²/2 reconciles, each listing the node's n
+// CSRs (n³ work from one node's credentials).
+func TestSupersedeCascadeIsLinear(t *testing.T) {
+	const n = 40 // two Events per denial: the fixture's recorder holds 100
+	hostile := csrtest.New(t, csrtest.DNSNames("node-a", "kubernetes.default.svc"))
+	var csrs []*certificatesv1.CertificateSigningRequest
+	for i := range n {
+		c := hostile.DeepCopy()
+		c.Name = fmt.Sprintf("csr-hostile-%03d", i)
+		c.CreationTimestamp = metav1.NewTime(csrtest.Created.Add(time.Duration(i) * time.Second))
+		csrs = append(csrs, c)
+	}
+	f := newFixture(t, enforce(), objects(csrs, nodeA())...)
+	// A workqueue: FIFO, an item queued once until it is processed; the initial list queues all.
+	var queue []string
+	queued := map[string]bool{}
+	push := func(name string) {
+		if !queued[name] {
+			queued[name] = true
+			queue = append(queue, name)
+		}
+	}
+	for _, c := range csrs {
+		push(c.Name)
+	}
+	reconciles := 0
+	for len(queue) > 0 {
+		name := queue[0]
+		queue, queued[name] = queue[1:], false
+		before := len(f.writer.written())
+		f.mustReconcile(t, name)
+		reconciles++
+		if reconciles > 10*n*n {
+			t.Fatalf("no end after %d reconciles; queue %v", reconciles, queue)
+		}
+		w := f.writer.written()
+		if len(w) == before {
+			continue
+		}
+		// The watch delivers the write; decided() passes it to olderPending.
+		var csr certificatesv1.CertificateSigningRequest
+		if err := f.cache.Get(t.Context(), client.ObjectKey{Name: name}, &csr); err != nil {
+			t.Fatal(err)
+		}
+		csr.Status.Conditions = w[len(w)-1].Conditions
+		if err := f.cache.Status().Update(t.Context(), &csr); err != nil {
+			t.Fatal(err)
+		}
+		for _, req := range f.r.olderPending(t.Context(), &csr) {
+			push(req.Name)
+		}
+	}
+	if got := len(f.writer.written()); got != n {
+		t.Errorf("%d writes, want %d (every hostile CSR denied)", got, n)
+	}
+	if reconciles > 3*n {
+		t.Errorf("%d reconciles to decide %d CSRs of one node, want at most %d", reconciles, n, 3*n)
 	}
 }

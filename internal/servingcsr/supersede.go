@@ -131,6 +131,45 @@ func SupersededBy(csr *certificatesv1.CertificateSigningRequest, csrs []certific
 	return Supersession{}, false
 }
 
+// Revisit returns the names of the pending CSRs in csrs whose supersession may have changed now
+// that changed, a CSR of their node, was decided or deleted while pending. If changed is approved
+// or issued, that is every pending CSR of its node older than it: they are now finally
+// superseded. Otherwise (denied, failed, or deleted pending) changed superseded nothing any more,
+// and only the newest older pending CSR can have become live: every other older one is still
+// superseded by that one, and is revisited when that one is decided in turn. So a node that files
+// n CSRs costs n revisits while they are decided one by one, not n²/2.
+func Revisit(changed *certificatesv1.CertificateSigningRequest, csrs []certificatesv1.CertificateSigningRequest) []string {
+	node, ok := NodeName(changed.Spec.Username)
+	if !ok || !InScope(changed) {
+		return nil
+	}
+	all := false
+	if st := StateOf(changed); st == Approved || st == Issued {
+		all = true
+	}
+	var out []string
+	var newest *certificatesv1.CertificateSigningRequest
+	for i := range csrs {
+		c := &csrs[i]
+		if c.Name == changed.Name || !InScope(c) || StateOf(c) != Pending || !Newer(changed, c) {
+			continue
+		}
+		if n, ok := NodeName(c.Spec.Username); !ok || n != node {
+			continue
+		}
+		switch {
+		case all:
+			out = append(out, c.Name)
+		case newest == nil || Newer(c, newest):
+			newest = c
+		}
+	}
+	if newest != nil {
+		out = append(out, newest.Name)
+	}
+	return out
+}
+
 // SupersedeApprovable is Supersede as a reader that denies nothing sees it (`csrguard approve`,
 // doctor): a pending CSR for which approvable reports false (the policy would deny or hold it)
 // supersedes nothing and is not itself reported, for the controller denies or holds it on its

@@ -148,3 +148,34 @@ func TestSupersedeApprovable(t *testing.T) {
 		t.Errorf("SupersedeApprovable (-got +want):\n%s", diff)
 	}
 }
+
+func TestRevisit(t *testing.T) {
+	const a, b = "system:node:node-a", "system:node:node-b"
+	pending := servingcsr.Pending
+	csrs := []certificatesv1.CertificateSigningRequest{
+		csrAt("c1", a, 1, pending), csrAt("c2", a, 2, pending), csrAt("c3", a, 3, servingcsr.Denied),
+		csrAt("c4", a, 4, pending), csrAt("b1", b, 1, pending), csrAt("c9", a, 9, pending),
+	}
+	tests := []struct {
+		name    string
+		changed certificatesv1.CertificateSigningRequest
+		want    []string
+	}{
+		// Only the newest older pending CSR can be live now; c1 is still superseded by c2.
+		{"denied", csrAt("c5", a, 5, servingcsr.Denied), []string{"c4"}},
+		{"failed", csrAt("c5", a, 5, servingcsr.Failed), []string{"c4"}},
+		{"deleted_pending", csrAt("c5", a, 5, pending), []string{"c4"}},
+		// Every older pending CSR is finally superseded; newer and other nodes' ones are not.
+		{"approved", csrAt("c5", a, 5, servingcsr.Approved), []string{"c1", "c2", "c4"}},
+		{"issued", csrAt("c5", a, 5, servingcsr.Issued), []string{"c1", "c2", "c4"}},
+		{"oldest", csrAt("c0", a, 0, servingcsr.Denied), nil},
+		{"not_a_node", csrAt("x", "alice", 5, servingcsr.Approved), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(servingcsr.Revisit(&tc.changed, csrs), tc.want); diff != "" {
+				t.Errorf("Revisit() mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
