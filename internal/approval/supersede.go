@@ -60,8 +60,10 @@ func (r *Reconciler) supersede(ctx context.Context, csr *certificatesv1.Certific
 		if first {
 			logger.Info("Superseded CSR", "mode", r.cfg.Mode)
 		}
-		// The newer CSR's decision requeues this one; the retry is a backstop.
-		return ctrl.Result{RequeueAfter: r.cfg.HoldRetry}, nil
+		// No retry on a timer: a waiting CSR is requeued by the newer one's decision or
+		// deletion (olderPending), and a final supersession never changes. A retry would list
+		// the node's CSRs for each of them: n² work every HoldRetry for a node that files n.
+		return ctrl.Result{}, nil
 	}
 	denied := csr.DeepCopy() // never mutate the cached object
 	denied.Status.Conditions = append(denied.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{

@@ -73,7 +73,7 @@ func TestReconcileSuperseded(t *testing.T) {
 	f := newFixture(t, cfg, objects(csrs, nodeA())...)
 
 	// While the newest is pending, the older ones wait for it: no write, no Event.
-	if diff := cmp.Diff(f.mustReconcile(t, old.Name), ctrl.Result{RequeueAfter: 30 * time.Second}); diff != "" {
+	if diff := cmp.Diff(f.mustReconcile(t, old.Name), ctrl.Result{}); diff != "" {
 		t.Errorf("Reconcile(old) result mismatch (-got +want):\n%s", diff)
 	}
 	f.mustReconcile(t, mid.Name)
@@ -120,7 +120,7 @@ func TestReconcileSupersededOutcomes(t *testing.T) {
 		// wantDecision is the verdict/reason counted.
 		wantDecision string
 	}{
-		{name: "newer_pending_waits", mode: Enforce, newer: servingcsr.Pending, wantResult: hold, wantDecision: "supersede/Superseded"},
+		{name: "newer_pending_waits", mode: Enforce, newer: servingcsr.Pending, wantDecision: "supersede/Superseded"},
 		{name: "newer_approved_denies", mode: Enforce, newer: servingcsr.Approved, wantWrite: "Superseded", wantDecision: "supersede/Superseded"},
 		// A denial of the newer CSR (which its node's kubelet may not have filed) strands
 		// nothing: the older one is live again.
@@ -132,9 +132,9 @@ func TestReconcileSupersededOutcomes(t *testing.T) {
 		{name: "policy_hold_wins", mode: Enforce, opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, newer: servingcsr.Approved, wantResult: hold, wantDecision: "hold/SANNotOnNode"},
 		// While the newer CSR is pending, the older one waits undecided, hostile or not: it is
 		// evaluated once the newer one is decided.
-		{name: "hostile_waits_for_newer", mode: Enforce, opts: []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, newer: servingcsr.Pending, wantResult: hold, wantDecision: "supersede/Superseded"},
-		{name: "no_deny_leaves_pending", mode: NoDeny, newer: servingcsr.Approved, wantResult: hold, wantDecision: "supersede/Superseded"},
-		{name: "dry_run_leaves_pending", mode: DryRun, newer: servingcsr.Approved, wantResult: hold, wantDecision: "supersede/Superseded"},
+		{name: "hostile_waits_for_newer", mode: Enforce, opts: []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, newer: servingcsr.Pending, wantDecision: "supersede/Superseded"},
+		{name: "no_deny_leaves_pending", mode: NoDeny, newer: servingcsr.Approved, wantDecision: "supersede/Superseded"},
+		{name: "dry_run_leaves_pending", mode: DryRun, newer: servingcsr.Approved, wantDecision: "supersede/Superseded"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -329,5 +329,28 @@ func TestSupersedeCascadeIsLinear(t *testing.T) {
 	}
 	if reconciles > 3*n {
 		t.Errorf("%d reconciles to decide %d CSRs of one node, want at most %d", reconciles, n, 3*n)
+	}
+}
+
+// TestWaitingCostsNoRetries is an attack: a node files n CSRs the policy holds. The newest is
+// held and retried; the n-1 older ones wait for it, and must not be retried on a timer too: each
+// retry lists the node's n CSRs, n² work every HoldRetry from one node's credentials. The newer
+// CSR's decision or deletion requeues them (olderPending).
+func TestWaitingCostsNoRetries(t *testing.T) {
+	const n = 20
+	csrs := backlog(t, n, csrtest.IPAddresses("10.0.0.99"))
+	for _, mode := range []Mode{Enforce, NoDeny, DryRun} {
+		cfg := enforce()
+		cfg.Mode = mode
+		f := newFixture(t, cfg, objects(csrs, nodeA())...)
+		retried := 0
+		for _, c := range csrs {
+			if f.mustReconcile(t, c.Name).RequeueAfter > 0 {
+				retried++
+			}
+		}
+		if retried != 1 {
+			t.Errorf("%s: %d of a node's %d held CSRs retried on a timer, want 1 (the newest)", mode, retried, n)
+		}
 	}
 }
