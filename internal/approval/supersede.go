@@ -27,8 +27,10 @@ func (r *Reconciler) supersession(ctx context.Context, csr *certificatesv1.Certi
 		// Not a node's CSR: never superseded (the policy denies it).
 		return servingcsr.Supersession{}, false, nil
 	}
-	if by, ok := r.superseded.Load(csr.Name); ok {
-		return servingcsr.Supersession{By: by.(string), Final: true}, true, nil
+	// Keyed by name, as requests are; the UID tells a CSR deleted and re-created under its name
+	// (the workqueue merges both events into one request) from the one remembered.
+	if v, ok := r.superseded.Load(csr.Name); ok && v.(supersededCSR).uid == csr.UID {
+		return servingcsr.Supersession{By: v.(supersededCSR).by, Final: true}, true, nil
 	}
 	var mine certificatesv1.CertificateSigningRequestList
 	// Read only: no copies of the node's CSRs.
@@ -55,7 +57,7 @@ func (r *Reconciler) supersede(ctx context.Context, csr *certificatesv1.Certific
 	}
 	if !s.Final || r.cfg.Mode != Enforce {
 		if s.Final {
-			r.superseded.Store(csr.Name, s.By)
+			r.superseded.Store(csr.Name, supersededCSR{uid: csr.UID, by: s.By})
 		}
 		if first {
 			logger.Info("Superseded CSR", "mode", r.cfg.Mode)
@@ -86,6 +88,12 @@ func (r *Reconciler) supersede(ctx context.Context, csr *certificatesv1.Certific
 		logger.Info("Denied superseded CSR")
 	}
 	return ctrl.Result{}, nil
+}
+
+// supersededCSR is what the Reconciler remembers of a CSR found finally superseded.
+type supersededCSR struct {
+	uid types.UID
+	by  string
 }
 
 // forget drops what the Reconciler remembers of a CSR that is gone or final.

@@ -354,3 +354,29 @@ func TestWaitingCostsNoRetries(t *testing.T) {
 		}
 	}
 }
+
+// TestSupersededIsPerCSRNotPerName is an attack: a CSR remembered as superseded (no-deny) is
+// deleted and another node's CSR of the same name created before the deletion is reconciled (the
+// workqueue merges both events into one request). The new CSR must be decided on its own.
+func TestSupersededIsPerCSRNotPerName(t *testing.T) {
+	older := csrtest.New(t, csrtest.Name("csr-reused"))
+	older.UID = "uid-old"
+	newer := csrtest.New(t, csrtest.Name("csr-newer"), csrtest.CreatedAt(csrtest.Created.Add(time.Second)))
+	newer.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue}}
+	cfg := enforce()
+	cfg.Mode = NoDeny
+	f := newFixture(t, cfg, nodeA(), nodeB(), older, newer)
+	f.mustReconcile(t, older.Name)
+	if err := f.cache.Delete(t.Context(), older); err != nil {
+		t.Fatal(err)
+	}
+	reused := csrtest.New(t, csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.11"), csrtest.Name("csr-reused"))
+	reused.UID = "uid-new"
+	if err := f.cache.Create(t.Context(), reused); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile(t, reused.Name)
+	if w := f.writer.written(); len(w) != 1 || w[0].Conditions[0].Reason != servingcsr.ApprovedReason {
+		t.Errorf("wrote %+v, want node-b's CSR approved", w)
+	}
+}
