@@ -380,3 +380,20 @@ func TestSupersededIsPerCSRNotPerName(t *testing.T) {
 		t.Errorf("wrote %+v, want node-b's CSR approved", w)
 	}
 }
+
+// TestImpostorSupersedesNothing is an attack: a requester named system:node:node-a that is not in
+// system:nodes (an authenticator other than the node's) files CSRs newer than the kubelet's. The
+// policy denies them; in no-deny and dry-run they stay pending, and must not make the kubelet's
+// CSR wait for them forever.
+func TestImpostorSupersedesNothing(t *testing.T) {
+	kubeletCSR := csrtest.New(t, csrtest.Name("csr-kubelet"))
+	impostor := csrtest.New(t, csrtest.Name("csr-impostor"), csrtest.CreatedAt(csrtest.Created.Add(time.Second)),
+		csrtest.Groups("system:authenticated"))
+	for _, mode := range []Mode{Enforce, NoDeny, DryRun} {
+		cfg := enforce()
+		cfg.Mode = mode
+		f := newFixture(t, cfg, nodeA(), kubeletCSR, impostor)
+		f.mustReconcile(t, kubeletCSR.Name)
+		compareMetric(t, f.metrics.Decisions, decisionsHeader, fmt.Sprintf("csrguard_decisions_total{mode=%q,reason=\"AllChecksPassed\",verdict=\"approve\"} 1\n", mode))
+	}
+}

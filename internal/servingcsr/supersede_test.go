@@ -11,12 +11,13 @@ import (
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
-// csrAt is a kubelet-serving CSR of user created at second sec, in state (Pending, Approved,
-// Issued, Denied or Failed).
+// csrAt is a kubelet-serving CSR of user, in the groups of a node, created at second sec, in
+// state (Pending, Approved, Issued, Denied or Failed).
 func csrAt(name, user string, sec int, state servingcsr.State) certificatesv1.CertificateSigningRequest {
 	csr := certificatesv1.CertificateSigningRequest{
 		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(time.Date(2026, 11, 30, 12, 0, sec, 0, time.UTC))},
-		Spec:       certificatesv1.CertificateSigningRequestSpec{SignerName: servingcsr.SignerName, Username: user},
+		Spec: certificatesv1.CertificateSigningRequestSpec{SignerName: servingcsr.SignerName, Username: user,
+			Groups: []string{"system:nodes", "system:authenticated"}},
 	}
 	cond := func(t certificatesv1.RequestConditionType) {
 		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{Type: t, Status: "True"})
@@ -102,6 +103,21 @@ func TestSupersede(t *testing.T) {
 			name: "not_a_node_never_superseded",
 			csrs: []certificatesv1.CertificateSigningRequest{csrAt("x1", "alice", 1, pending), csrAt("x2", "alice", 2, pending), csrAt("x3", "system:node:", 3, pending), csrAt("x4", "system:node:", 4, approved)},
 			want: map[string]servingcsr.Supersession{},
+		},
+		{
+			// Named system:node:node-a by another authenticator, not in system:nodes: its newer
+			// CSRs do not hide the kubelet's, and the kubelet's newer ones do not hide its.
+			name: "impostor_of_a_node_apart",
+			csrs: func() []certificatesv1.CertificateSigningRequest {
+				impostor := func(name string, sec int, st servingcsr.State) certificatesv1.CertificateSigningRequest {
+					c := csrAt(name, a, sec, st)
+					c.Spec.Groups = []string{"system:authenticated"}
+					return c
+				}
+				return []certificatesv1.CertificateSigningRequest{csrAt("c1", a, 1, pending), impostor("i2", 2, pending), impostor("i3", 3, approved),
+					impostor("i0", 0, pending), csrAt("c4", a, 4, pending)}
+			}(),
+			want: map[string]servingcsr.Supersession{"c1": {By: "c4"}},
 		},
 		{
 			name: "other_signer_ignored",
