@@ -23,8 +23,9 @@ import (
 // while the mode kept it pending stays superseded for the life of the process, though the
 // newer CSR that superseded it is deleted an hour after its approval.
 func (r *Reconciler) supersession(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string) (servingcsr.Supersession, bool, error) {
-	if node == "" {
-		// Not a node's CSR: never superseded (the policy denies it).
+	if node == "" || servingcsr.IsFinal(csr) {
+		// Not a node's CSR: never superseded (the policy denies it). Nor is a final one, which
+		// dry-run judges when another approver approved it: no list of the node's CSRs for it.
 		return servingcsr.Supersession{}, false, nil
 	}
 	// Keyed by name, as requests are; the UID tells a CSR deleted and re-created under its name

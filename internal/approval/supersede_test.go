@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -395,5 +396,38 @@ func TestImpostorSupersedesNothing(t *testing.T) {
 		f := newFixture(t, cfg, nodeA(), kubeletCSR, impostor)
 		f.mustReconcile(t, kubeletCSR.Name)
 		compareMetric(t, f.metrics.Decisions, decisionsHeader, fmt.Sprintf("csrguard_decisions_total{mode=%q,reason=\"AllChecksPassed\",verdict=\"approve\"} 1\n", mode))
+	}
+}
+
+// listCounter counts the List calls of a reader.
+type listCounter struct {
+	client.Reader
+	lists int
+}
+
+func (l *listCounter) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	l.lists++
+	return l.Reader.List(ctx, list, opts...)
+}
+
+// TestDryRunJudgesApprovedWithoutListing: a dry-run judging CSRs another approver approved (which
+// may be thousands of one node's, held and retried for the hour they are kept) lists no node's
+// CSRs for them: a final CSR is never superseded.
+func TestDryRunJudgesApprovedWithoutListing(t *testing.T) {
+	approved := csrtest.New(t, csrtest.IPAddresses("10.0.0.99")) // held: SANNotOnNode
+	approved.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "AutoApproved"}}
+	cfg := enforce()
+	cfg.Mode = DryRun
+	f := newFixture(t, cfg, nodeA(), approved)
+	counter := &listCounter{Reader: f.r.reader}
+	f.r.reader = counter
+	if diff := cmp.Diff(f.mustReconcile(t, approved.Name), ctrl.Result{RequeueAfter: 30 * time.Second}); diff != "" {
+		t.Errorf("Reconcile() result mismatch (-got +want):\n%s", diff)
+	}
+	if counter.lists != 0 {
+		t.Errorf("%d List calls, want 0", counter.lists)
+	}
+	if w := f.writer.written(); len(w) != 0 {
+		t.Errorf("wrote %+v, want nothing", w)
 	}
 }
