@@ -223,3 +223,27 @@ func TestSupersedeCascadeIsLinear(t *testing.T) {
 	}
 	t.Logf("%v reconciles for %d CSRs", reconciles, n+1)
 }
+
+// TestImpostorCannotHoldBackKubelet is an attack: a user another authenticator names
+// system:node:<victim>, outside system:nodes, files a CSR newer than the victim kubelet's. In
+// no-deny mode csrguard leaves it pending for a human; the kubelet's CSR must not wait behind it.
+func TestImpostorCannotHoldBackKubelet(t *testing.T) {
+	ctx := controlplane.Deadline(t, 2*time.Minute)
+	c := newCluster(t, controlplane.Options{})
+	c.allowCSRCreation(ctx, "csrguard-e2e-requesters")
+	victim := c.addKubelet(ctx, "victim", kubelet.Debian)
+	kubeletCSR := c.waitPending(ctx, victim.Name()).Name
+	impostor := c.userClient("system:node:"+victim.Name(), "csrguard-e2e-requesters")
+	name := c.createCSR(ctx, impostor, csrtest.New(t, csrtest.Node(victim.Name()), csrtest.Name("zz-impostor"),
+		csrtest.IPAddresses(victim.Addresses()[0].Address))).Name
+	c.startCSRGuard(ctx, "csrguard", true, "--mode=no-deny")
+	if _, err := victim.WaitForCertificate(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.state(ctx, kubeletCSR); s != "Issued" {
+		t.Errorf("kubelet CSR %s is %s, want Issued", kubeletCSR, s)
+	}
+	if s := c.state(ctx, name); s != "Pending" {
+		t.Errorf("impostor CSR %s is %s, want Pending (no-deny)", name, s)
+	}
+}
