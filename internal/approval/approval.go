@@ -91,8 +91,8 @@ type Reconciler struct {
 	nodeLimit *window  // keyed by node name
 	breaker   *window  // one key
 	holds     sync.Map // CSR name -> what was last reported for it (see firstReport)
-	// superseded holds the names of pending CSRs found finally superseded
-	// while the mode kept them pending (see supersede).
+	// superseded holds the pending CSRs found finally superseded while the
+	// mode kept them pending, by name (a supersededCSR; see supersede).
 	superseded sync.Map
 }
 

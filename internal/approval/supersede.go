@@ -23,12 +23,15 @@ import (
 // while the mode kept it pending stays superseded for the life of the process, though the
 // newer CSR that superseded it is deleted an hour after its approval.
 func (r *Reconciler) supersession(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string) (servingcsr.Supersession, bool, error) {
-	if node == "" {
-		// Not a node's CSR: never superseded (the policy denies it).
+	if node == "" || servingcsr.IsFinal(csr) {
+		// Not a node's CSR: never superseded (the policy denies it). Nor is a final one, which
+		// dry-run judges when another approver approved it: no list of the node's CSRs for it.
 		return servingcsr.Supersession{}, false, nil
 	}
-	if by, ok := r.superseded.Load(csr.Name); ok {
-		return servingcsr.Supersession{By: by.(string), Final: true}, true, nil
+	// Keyed by name, as requests are; the UID tells a CSR deleted and re-created under its name
+	// (the workqueue merges both events into one request) from the one remembered.
+	if v, ok := r.superseded.Load(csr.Name); ok && v.(supersededCSR).uid == csr.UID {
+		return servingcsr.Supersession{By: v.(supersededCSR).by, Final: true}, true, nil
 	}
 	var mine certificatesv1.CertificateSigningRequestList
 	// Read only: no copies of the node's CSRs.
@@ -55,13 +58,15 @@ func (r *Reconciler) supersede(ctx context.Context, csr *certificatesv1.Certific
 	}
 	if !s.Final || r.cfg.Mode != Enforce {
 		if s.Final {
-			r.superseded.Store(csr.Name, s.By)
+			r.superseded.Store(csr.Name, supersededCSR{uid: csr.UID, by: s.By})
 		}
 		if first {
 			logger.Info("Superseded CSR", "mode", r.cfg.Mode)
 		}
-		// The newer CSR's decision requeues this one; the retry is a backstop.
-		return ctrl.Result{RequeueAfter: r.cfg.HoldRetry}, nil
+		// No retry on a timer: a waiting CSR is requeued by the newer one's decision or
+		// deletion (olderPending), and a final supersession never changes. A retry would list
+		// the node's CSRs for each of them: n² work every HoldRetry for a node that files n.
+		return ctrl.Result{}, nil
 	}
 	denied := csr.DeepCopy() // never mutate the cached object
 	denied.Status.Conditions = append(denied.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
@@ -86,14 +91,20 @@ func (r *Reconciler) supersede(ctx context.Context, csr *certificatesv1.Certific
 	return ctrl.Result{}, nil
 }
 
+// supersededCSR is what the Reconciler remembers of a CSR found finally superseded.
+type supersededCSR struct {
+	uid types.UID
+	by  string
+}
+
 // forget drops what the Reconciler remembers of a CSR that is gone or final.
 func (r *Reconciler) forget(name string) {
 	r.holds.Delete(name)
 	r.superseded.Delete(name)
 }
 
-// olderPending re-queues the pending CSRs of o's node that are older than o, a CSR that was
-// just decided or deleted: they may now be finally superseded, or live again.
+// olderPending re-queues the pending CSRs of o's node that o, a CSR that was just decided or
+// deleted, may have made finally superseded or live again (servingcsr.Revisit).
 func (r *Reconciler) olderPending(ctx context.Context, o client.Object) []reconcile.Request {
 	changed, ok := o.(*certificatesv1.CertificateSigningRequest)
 	if !ok {
@@ -113,11 +124,8 @@ func (r *Reconciler) olderPending(ctx context.Context, o client.Object) []reconc
 		return nil
 	}
 	var reqs []reconcile.Request
-	for i := range mine.Items {
-		c := &mine.Items[i]
-		if !servingcsr.IsFinal(c) && servingcsr.Newer(changed, c) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: c.Name}})
-		}
+	for _, name := range servingcsr.Revisit(changed, mine.Items) {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 	}
 	return reqs
 }

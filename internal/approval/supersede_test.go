@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -73,7 +74,7 @@ func TestReconcileSuperseded(t *testing.T) {
 	f := newFixture(t, cfg, objects(csrs, nodeA())...)
 
 	// While the newest is pending, the older ones wait for it: no write, no Event.
-	if diff := cmp.Diff(f.mustReconcile(t, old.Name), ctrl.Result{RequeueAfter: 30 * time.Second}); diff != "" {
+	if diff := cmp.Diff(f.mustReconcile(t, old.Name), ctrl.Result{}); diff != "" {
 		t.Errorf("Reconcile(old) result mismatch (-got +want):\n%s", diff)
 	}
 	f.mustReconcile(t, mid.Name)
@@ -120,7 +121,7 @@ func TestReconcileSupersededOutcomes(t *testing.T) {
 		// wantDecision is the verdict/reason counted.
 		wantDecision string
 	}{
-		{name: "newer_pending_waits", mode: Enforce, newer: servingcsr.Pending, wantResult: hold, wantDecision: "supersede/Superseded"},
+		{name: "newer_pending_waits", mode: Enforce, newer: servingcsr.Pending, wantDecision: "supersede/Superseded"},
 		{name: "newer_approved_denies", mode: Enforce, newer: servingcsr.Approved, wantWrite: "Superseded", wantDecision: "supersede/Superseded"},
 		// A denial of the newer CSR (which its node's kubelet may not have filed) strands
 		// nothing: the older one is live again.
@@ -132,9 +133,9 @@ func TestReconcileSupersededOutcomes(t *testing.T) {
 		{name: "policy_hold_wins", mode: Enforce, opts: []csrtest.Option{csrtest.IPAddresses("10.0.0.99")}, newer: servingcsr.Approved, wantResult: hold, wantDecision: "hold/SANNotOnNode"},
 		// While the newer CSR is pending, the older one waits undecided, hostile or not: it is
 		// evaluated once the newer one is decided.
-		{name: "hostile_waits_for_newer", mode: Enforce, opts: []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, newer: servingcsr.Pending, wantResult: hold, wantDecision: "supersede/Superseded"},
-		{name: "no_deny_leaves_pending", mode: NoDeny, newer: servingcsr.Approved, wantResult: hold, wantDecision: "supersede/Superseded"},
-		{name: "dry_run_leaves_pending", mode: DryRun, newer: servingcsr.Approved, wantResult: hold, wantDecision: "supersede/Superseded"},
+		{name: "hostile_waits_for_newer", mode: Enforce, opts: []csrtest.Option{csrtest.DNSNames("node-a", "kubernetes.default.svc")}, newer: servingcsr.Pending, wantDecision: "supersede/Superseded"},
+		{name: "no_deny_leaves_pending", mode: NoDeny, newer: servingcsr.Approved, wantDecision: "supersede/Superseded"},
+		{name: "dry_run_leaves_pending", mode: DryRun, newer: servingcsr.Approved, wantDecision: "supersede/Superseded"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,12 +201,27 @@ func TestOlderPending(t *testing.T) {
 	request := func(name string) reconcile.Request {
 		return reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}
 	}
+	with := func(c *certificatesv1.CertificateSigningRequest, typ certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequest {
+		c = c.DeepCopy()
+		c.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: typ, Status: corev1.ConditionTrue}}
+		return c
+	}
+	denied := func(c *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+		return with(c, certificatesv1.CertificateDenied)
+	}
+	approved := func(c *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+		return with(c, certificatesv1.CertificateApproved)
+	}
 	tests := []struct {
 		name    string
 		changed *certificatesv1.CertificateSigningRequest
 		want    []reconcile.Request
 	}{
-		{"newest_decided", csrs[2], []reconcile.Request{request(csrs[0].Name), request(csrs[1].Name)}},
+		// Denied or deleted, the newest makes only the next one live; approved, it finally
+		// supersedes every older one.
+		{"newest_denied", denied(csrs[2]), []reconcile.Request{request(csrs[1].Name)}},
+		{"newest_approved", approved(csrs[2]), []reconcile.Request{request(csrs[0].Name), request(csrs[1].Name)}},
+		{"newest_deleted", csrs[2], []reconcile.Request{request(csrs[1].Name)}},
 		{"middle_decided", csrs[1], []reconcile.Request{request(csrs[0].Name)}},
 		{"oldest_decided", csrs[0], nil},
 		// Its newer approved CSR superseded every older one already.
@@ -252,5 +268,166 @@ func TestDecided(t *testing.T) {
 		if tc.got != tc.want {
 			t.Errorf("%s: predicate = %v, want %v", tc.name, tc.got, tc.want)
 		}
+	}
+}
+
+// TestSupersedeCascadeIsLinear is an attack: a node files n CSRs the policy denies, all pending
+// at once. Each is decided newest first, and each decision must requeue only the CSR it can make
+// live, not every older one: else the n decisions cost n²/2 reconciles, each listing the node's n
+// CSRs (n³ work from one node's credentials).
+func TestSupersedeCascadeIsLinear(t *testing.T) {
+	const n = 40 // two Events per denial: the fixture's recorder holds 100
+	hostile := csrtest.New(t, csrtest.DNSNames("node-a", "kubernetes.default.svc"))
+	var csrs []*certificatesv1.CertificateSigningRequest
+	for i := range n {
+		c := hostile.DeepCopy()
+		c.Name = fmt.Sprintf("csr-hostile-%03d", i)
+		c.CreationTimestamp = metav1.NewTime(csrtest.Created.Add(time.Duration(i) * time.Second))
+		csrs = append(csrs, c)
+	}
+	f := newFixture(t, enforce(), objects(csrs, nodeA())...)
+	// A workqueue: FIFO, an item queued once until it is processed; the initial list queues all.
+	var queue []string
+	queued := map[string]bool{}
+	push := func(name string) {
+		if !queued[name] {
+			queued[name] = true
+			queue = append(queue, name)
+		}
+	}
+	for _, c := range csrs {
+		push(c.Name)
+	}
+	reconciles := 0
+	for len(queue) > 0 {
+		name := queue[0]
+		queue, queued[name] = queue[1:], false
+		before := len(f.writer.written())
+		f.mustReconcile(t, name)
+		reconciles++
+		if reconciles > 10*n*n {
+			t.Fatalf("no end after %d reconciles; queue %v", reconciles, queue)
+		}
+		w := f.writer.written()
+		if len(w) == before {
+			continue
+		}
+		// The watch delivers the write; decided() passes it to olderPending.
+		var csr certificatesv1.CertificateSigningRequest
+		if err := f.cache.Get(t.Context(), client.ObjectKey{Name: name}, &csr); err != nil {
+			t.Fatal(err)
+		}
+		csr.Status.Conditions = w[len(w)-1].Conditions
+		if err := f.cache.Status().Update(t.Context(), &csr); err != nil {
+			t.Fatal(err)
+		}
+		for _, req := range f.r.olderPending(t.Context(), &csr) {
+			push(req.Name)
+		}
+	}
+	if got := len(f.writer.written()); got != n {
+		t.Errorf("%d writes, want %d (every hostile CSR denied)", got, n)
+	}
+	if reconciles > 3*n {
+		t.Errorf("%d reconciles to decide %d CSRs of one node, want at most %d", reconciles, n, 3*n)
+	}
+}
+
+// TestWaitingCostsNoRetries is an attack: a node files n CSRs the policy holds. The newest is
+// held and retried; the n-1 older ones wait for it, and must not be retried on a timer too: each
+// retry lists the node's n CSRs, n² work every HoldRetry from one node's credentials. The newer
+// CSR's decision or deletion requeues them (olderPending).
+func TestWaitingCostsNoRetries(t *testing.T) {
+	const n = 20
+	csrs := backlog(t, n, csrtest.IPAddresses("10.0.0.99"))
+	for _, mode := range []Mode{Enforce, NoDeny, DryRun} {
+		cfg := enforce()
+		cfg.Mode = mode
+		f := newFixture(t, cfg, objects(csrs, nodeA())...)
+		retried := 0
+		for _, c := range csrs {
+			if f.mustReconcile(t, c.Name).RequeueAfter > 0 {
+				retried++
+			}
+		}
+		if retried != 1 {
+			t.Errorf("%s: %d of a node's %d held CSRs retried on a timer, want 1 (the newest)", mode, retried, n)
+		}
+	}
+}
+
+// TestSupersededIsPerCSRNotPerName is an attack: a CSR remembered as superseded (no-deny) is
+// deleted and another node's CSR of the same name created before the deletion is reconciled (the
+// workqueue merges both events into one request). The new CSR must be decided on its own.
+func TestSupersededIsPerCSRNotPerName(t *testing.T) {
+	older := csrtest.New(t, csrtest.Name("csr-reused"))
+	older.UID = "uid-old"
+	newer := csrtest.New(t, csrtest.Name("csr-newer"), csrtest.CreatedAt(csrtest.Created.Add(time.Second)))
+	newer.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue}}
+	cfg := enforce()
+	cfg.Mode = NoDeny
+	f := newFixture(t, cfg, nodeA(), nodeB(), older, newer)
+	f.mustReconcile(t, older.Name)
+	if err := f.cache.Delete(t.Context(), older); err != nil {
+		t.Fatal(err)
+	}
+	reused := csrtest.New(t, csrtest.Node("node-b"), csrtest.IPAddresses("10.0.0.11"), csrtest.Name("csr-reused"))
+	reused.UID = "uid-new"
+	if err := f.cache.Create(t.Context(), reused); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile(t, reused.Name)
+	if w := f.writer.written(); len(w) != 1 || w[0].Conditions[0].Reason != servingcsr.ApprovedReason {
+		t.Errorf("wrote %+v, want node-b's CSR approved", w)
+	}
+}
+
+// TestImpostorSupersedesNothing is an attack: a requester named system:node:node-a that is not in
+// system:nodes (an authenticator other than the node's) files CSRs newer than the kubelet's. The
+// policy denies them; in no-deny and dry-run they stay pending, and must not make the kubelet's
+// CSR wait for them forever.
+func TestImpostorSupersedesNothing(t *testing.T) {
+	kubeletCSR := csrtest.New(t, csrtest.Name("csr-kubelet"))
+	impostor := csrtest.New(t, csrtest.Name("csr-impostor"), csrtest.CreatedAt(csrtest.Created.Add(time.Second)),
+		csrtest.Groups("system:authenticated"))
+	for _, mode := range []Mode{Enforce, NoDeny, DryRun} {
+		cfg := enforce()
+		cfg.Mode = mode
+		f := newFixture(t, cfg, nodeA(), kubeletCSR, impostor)
+		f.mustReconcile(t, kubeletCSR.Name)
+		compareMetric(t, f.metrics.Decisions, decisionsHeader, fmt.Sprintf("csrguard_decisions_total{mode=%q,reason=\"AllChecksPassed\",verdict=\"approve\"} 1\n", mode))
+	}
+}
+
+// listCounter counts the List calls of a reader.
+type listCounter struct {
+	client.Reader
+	lists int
+}
+
+func (l *listCounter) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	l.lists++
+	return l.Reader.List(ctx, list, opts...)
+}
+
+// TestDryRunJudgesApprovedWithoutListing: a dry-run judging CSRs another approver approved (which
+// may be thousands of one node's, held and retried for the hour they are kept) lists no node's
+// CSRs for them: a final CSR is never superseded.
+func TestDryRunJudgesApprovedWithoutListing(t *testing.T) {
+	approved := csrtest.New(t, csrtest.IPAddresses("10.0.0.99")) // held: SANNotOnNode
+	approved.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: "AutoApproved"}}
+	cfg := enforce()
+	cfg.Mode = DryRun
+	f := newFixture(t, cfg, nodeA(), approved)
+	counter := &listCounter{Reader: f.r.reader}
+	f.r.reader = counter
+	if diff := cmp.Diff(f.mustReconcile(t, approved.Name), ctrl.Result{RequeueAfter: 30 * time.Second}); diff != "" {
+		t.Errorf("Reconcile() result mismatch (-got +want):\n%s", diff)
+	}
+	if counter.lists != 0 {
+		t.Errorf("%d List calls, want 0", counter.lists)
+	}
+	if w := f.writer.written(); len(w) != 0 {
+		t.Errorf("wrote %+v, want nothing", w)
 	}
 }

@@ -42,8 +42,10 @@ type Supersession struct {
 // strand the one it did.
 //
 // The node is the one spec.username names (system:node:<name>), which the API server sets from
-// the requester's credentials; CSRs whose username names no node are never superseded, so one
-// requester's CSRs never decide the fate of another's. CSRs of other signers are ignored.
+// the requester's credentials, and only with spec.groups holding system:nodes, as the node
+// authorizer requires: CSRs of other requesters are never superseded and supersede nothing, so
+// one requester's CSRs never decide the fate of another's, even one that another authenticator
+// names system:node:<name>. CSRs of other signers are ignored.
 func Supersede(csrs []certificatesv1.CertificateSigningRequest) map[string]Supersession {
 	byNode := map[string][]*certificatesv1.CertificateSigningRequest{}
 	for i := range csrs {
@@ -51,7 +53,7 @@ func Supersede(csrs []certificatesv1.CertificateSigningRequest) map[string]Super
 		if !InScope(csr) {
 			continue
 		}
-		if node, ok := NodeName(csr.Spec.Username); ok {
+		if node, ok := nodeOf(csr); ok {
 			byNode[node] = append(byNode[node], csr)
 		}
 	}
@@ -91,12 +93,22 @@ func Supersede(csrs []certificatesv1.CertificateSigningRequest) map[string]Super
 	return out
 }
 
+// nodeOf returns the node whose kubelet filed csr: spec.username's, when spec.groups holds
+// system:nodes (see Supersede).
+func nodeOf(csr *certificatesv1.CertificateSigningRequest) (string, bool) {
+	node, ok := NodeName(csr.Spec.Username)
+	return node, ok && slices.Contains(csr.Spec.Groups, nodesGroup)
+}
+
+// nodesGroup is the group of every kubelet's identity.
+const nodesGroup = "system:nodes"
+
 // SupersededBy is Supersede for the one pending CSR csr, in one pass over csrs (which may hold
 // any CSRs, csr among them): the controller asks it for each CSR it decides, so that a node with
 // thousands of CSRs costs linear time per decision, not a sort. It reports false when csr is
 // live, or not a pending kubelet-serving CSR of a node.
 func SupersededBy(csr *certificatesv1.CertificateSigningRequest, csrs []certificatesv1.CertificateSigningRequest) (Supersession, bool) {
-	node, ok := NodeName(csr.Spec.Username)
+	node, ok := nodeOf(csr)
 	if !ok || !InScope(csr) || StateOf(csr) != Pending {
 		return Supersession{}, false
 	}
@@ -106,7 +118,7 @@ func SupersededBy(csr *certificatesv1.CertificateSigningRequest, csrs []certific
 		if c.Name == csr.Name || !InScope(c) || !Newer(c, csr) {
 			continue
 		}
-		if n, ok := NodeName(c.Spec.Username); !ok || n != node {
+		if n, ok := nodeOf(c); !ok || n != node {
 			continue
 		}
 		switch StateOf(c) {
@@ -129,6 +141,45 @@ func SupersededBy(csr *certificatesv1.CertificateSigningRequest, csrs []certific
 		return Supersession{By: pending.Name}, true
 	}
 	return Supersession{}, false
+}
+
+// Revisit returns the names of the pending CSRs in csrs whose supersession may have changed now
+// that changed, a CSR of their node, was decided or deleted while pending. If changed is approved
+// or issued, that is every pending CSR of its node older than it: they are now finally
+// superseded. Otherwise (denied, failed, or deleted pending) changed superseded nothing any more,
+// and only the newest older pending CSR can have become live: every other older one is still
+// superseded by that one, and is revisited when that one is decided in turn. So a node that files
+// n CSRs costs n revisits while they are decided one by one, not n²/2.
+func Revisit(changed *certificatesv1.CertificateSigningRequest, csrs []certificatesv1.CertificateSigningRequest) []string {
+	node, ok := nodeOf(changed)
+	if !ok || !InScope(changed) {
+		return nil
+	}
+	all := false
+	if st := StateOf(changed); st == Approved || st == Issued {
+		all = true
+	}
+	var out []string
+	var newest *certificatesv1.CertificateSigningRequest
+	for i := range csrs {
+		c := &csrs[i]
+		if c.Name == changed.Name || !InScope(c) || StateOf(c) != Pending || !Newer(changed, c) {
+			continue
+		}
+		if n, ok := nodeOf(c); !ok || n != node {
+			continue
+		}
+		switch {
+		case all:
+			out = append(out, c.Name)
+		case newest == nil || Newer(c, newest):
+			newest = c
+		}
+	}
+	if newest != nil {
+		out = append(out, newest.Name)
+	}
+	return out
 }
 
 // SupersedeApprovable is Supersede as a reader that denies nothing sees it (`csrguard approve`,

@@ -11,12 +11,13 @@ import (
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
-// csrAt is a kubelet-serving CSR of user created at second sec, in state (Pending, Approved,
-// Issued, Denied or Failed).
+// csrAt is a kubelet-serving CSR of user, in the groups of a node, created at second sec, in
+// state (Pending, Approved, Issued, Denied or Failed).
 func csrAt(name, user string, sec int, state servingcsr.State) certificatesv1.CertificateSigningRequest {
 	csr := certificatesv1.CertificateSigningRequest{
 		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: metav1.NewTime(time.Date(2026, 11, 30, 12, 0, sec, 0, time.UTC))},
-		Spec:       certificatesv1.CertificateSigningRequestSpec{SignerName: servingcsr.SignerName, Username: user},
+		Spec: certificatesv1.CertificateSigningRequestSpec{SignerName: servingcsr.SignerName, Username: user,
+			Groups: []string{"system:nodes", "system:authenticated"}},
 	}
 	cond := func(t certificatesv1.RequestConditionType) {
 		csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{Type: t, Status: "True"})
@@ -104,6 +105,21 @@ func TestSupersede(t *testing.T) {
 			want: map[string]servingcsr.Supersession{},
 		},
 		{
+			// Named system:node:node-a by another authenticator, not in system:nodes: its newer
+			// CSRs do not hide the kubelet's, and the kubelet's newer ones do not hide its.
+			name: "impostor_of_a_node_apart",
+			csrs: func() []certificatesv1.CertificateSigningRequest {
+				impostor := func(name string, sec int, st servingcsr.State) certificatesv1.CertificateSigningRequest {
+					c := csrAt(name, a, sec, st)
+					c.Spec.Groups = []string{"system:authenticated"}
+					return c
+				}
+				return []certificatesv1.CertificateSigningRequest{csrAt("c1", a, 1, pending), impostor("i2", 2, pending), impostor("i3", 3, approved),
+					impostor("i0", 0, pending), csrAt("c4", a, 4, pending)}
+			}(),
+			want: map[string]servingcsr.Supersession{"c1": {By: "c4"}},
+		},
+		{
 			name: "other_signer_ignored",
 			csrs: func() []certificatesv1.CertificateSigningRequest {
 				other := csrAt("o2", a, 2, approved)
@@ -146,5 +162,36 @@ func TestSupersedeApprovable(t *testing.T) {
 	want := map[string]servingcsr.Supersession{"c0": {By: "c2"}, "c1": {By: "c2"}}
 	if diff := cmp.Diff(got, want); diff != "" {
 		t.Errorf("SupersedeApprovable (-got +want):\n%s", diff)
+	}
+}
+
+func TestRevisit(t *testing.T) {
+	const a, b = "system:node:node-a", "system:node:node-b"
+	pending := servingcsr.Pending
+	csrs := []certificatesv1.CertificateSigningRequest{
+		csrAt("c1", a, 1, pending), csrAt("c2", a, 2, pending), csrAt("c3", a, 3, servingcsr.Denied),
+		csrAt("c4", a, 4, pending), csrAt("b1", b, 1, pending), csrAt("c9", a, 9, pending),
+	}
+	tests := []struct {
+		name    string
+		changed certificatesv1.CertificateSigningRequest
+		want    []string
+	}{
+		// Only the newest older pending CSR can be live now; c1 is still superseded by c2.
+		{"denied", csrAt("c5", a, 5, servingcsr.Denied), []string{"c4"}},
+		{"failed", csrAt("c5", a, 5, servingcsr.Failed), []string{"c4"}},
+		{"deleted_pending", csrAt("c5", a, 5, pending), []string{"c4"}},
+		// Every older pending CSR is finally superseded; newer and other nodes' ones are not.
+		{"approved", csrAt("c5", a, 5, servingcsr.Approved), []string{"c1", "c2", "c4"}},
+		{"issued", csrAt("c5", a, 5, servingcsr.Issued), []string{"c1", "c2", "c4"}},
+		{"oldest", csrAt("c0", a, 0, servingcsr.Denied), nil},
+		{"not_a_node", csrAt("x", "alice", 5, servingcsr.Approved), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(servingcsr.Revisit(&tc.changed, csrs), tc.want); diff != "" {
+				t.Errorf("Revisit() mismatch (-got +want):\n%s", diff)
+			}
+		})
 	}
 }

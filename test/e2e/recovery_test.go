@@ -176,3 +176,74 @@ func TestSupersedingCannotBeSteered(t *testing.T) {
 		}
 	}
 }
+
+// TestSupersedeCascadeIsLinear is an attack: a node files n CSRs csrguard denies, all pending when
+// it starts, so that they are decided newest first, one at a time. Each decision must requeue only
+// the CSR it can make live: requeuing every older one cost n²/2 reconciles, each listing the
+// node's n CSRs.
+func TestSupersedeCascadeIsLinear(t *testing.T) {
+	ctx := controlplane.Deadline(t, 2*time.Minute)
+	c := newCluster(t, controlplane.Options{})
+	mallory := c.addKubelet(ctx, "mallory", kubelet.Debian)
+	kubeletCSR := c.waitPending(ctx, mallory.Name()).Name
+	cs := c.nodeClient(mallory.Name())
+	const n = 60
+	hostile := csrtest.New(t, csrtest.Node(mallory.Name()), csrtest.DNSNames(mallory.Name(), "kubernetes.default.svc"))
+	var names []string
+	for i := range n {
+		csr := hostile.DeepCopy()
+		csr.Name = fmt.Sprintf("zz-mallory-%03d", i) // newer than the kubelet's, in order
+		names = append(names, c.createCSR(ctx, cs, csr).Name)
+	}
+	// No backstop retries: only the watches requeue.
+	g := c.startCSRGuard(ctx, "csrguard", true, "--hold-retry=1h")
+	if _, err := mallory.WaitForCertificate(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	controlplane.Eventually(t, ctx, "the hostile CSRs denied", func() bool {
+		for _, name := range names {
+			if c.denyReason(ctx, name) != "ReservedName" {
+				return false
+			}
+		}
+		return true
+	})
+	if s := c.state(ctx, kubeletCSR); s != "Issued" {
+		t.Errorf("kubelet CSR %s is %s, want Issued", kubeletCSR, s)
+	}
+	s := g.scrape(ctx)
+	var reconciles float64
+	for _, result := range []string{"success", "error", "requeue", "requeue_after"} {
+		if v := s.value("controller_runtime_reconcile_total", "controller", "kubelet-serving-csr", "result", result); !math.IsNaN(v) {
+			reconciles += v
+		}
+	}
+	if reconciles > 4*n {
+		t.Errorf("%v reconciles to decide %d CSRs of one node, want at most %d", reconciles, n+1, 4*n)
+	}
+	t.Logf("%v reconciles for %d CSRs", reconciles, n+1)
+}
+
+// TestImpostorCannotHoldBackKubelet is an attack: a user another authenticator names
+// system:node:<victim>, outside system:nodes, files a CSR newer than the victim kubelet's. In
+// no-deny mode csrguard leaves it pending for a human; the kubelet's CSR must not wait behind it.
+func TestImpostorCannotHoldBackKubelet(t *testing.T) {
+	ctx := controlplane.Deadline(t, 2*time.Minute)
+	c := newCluster(t, controlplane.Options{})
+	c.allowCSRCreation(ctx, "csrguard-e2e-requesters")
+	victim := c.addKubelet(ctx, "victim", kubelet.Debian)
+	kubeletCSR := c.waitPending(ctx, victim.Name()).Name
+	impostor := c.userClient("system:node:"+victim.Name(), "csrguard-e2e-requesters")
+	name := c.createCSR(ctx, impostor, csrtest.New(t, csrtest.Node(victim.Name()), csrtest.Name("zz-impostor"),
+		csrtest.IPAddresses(victim.Addresses()[0].Address))).Name
+	c.startCSRGuard(ctx, "csrguard", true, "--mode=no-deny")
+	if _, err := victim.WaitForCertificate(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s := c.state(ctx, kubeletCSR); s != "Issued" {
+		t.Errorf("kubelet CSR %s is %s, want Issued", kubeletCSR, s)
+	}
+	if s := c.state(ctx, name); s != "Pending" {
+		t.Errorf("impostor CSR %s is %s, want Pending (no-deny)", name, s)
+	}
+}
