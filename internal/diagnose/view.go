@@ -68,7 +68,7 @@ type view struct {
 	// superseded are the pending CSRs that are not their node's live one
 	// (servingcsr.Supersede), by name.
 	superseded map[string]servingcsr.Supersession
-	issued  map[string]*x509.Certificate
+	issued     map[string]*x509.Certificate
 }
 
 func newView(s Snapshot) *view {

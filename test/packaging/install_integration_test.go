@@ -226,13 +226,12 @@ func startAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.C
 	return p, "http://127.0.0.1:" + strconv.Itoa(mport) + "/metrics", "http://127.0.0.1:" + strconv.Itoa(hport), logPath
 }
 
-// runAsServiceAccount runs csrguard out of cluster with a token of the
-// chart's ServiceAccount and the Deployment's own flags.
-func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, admin kubernetes.Interface, bin string, d *appsv1.Deployment, pool *netns.Pool) {
-	p, metrics, health, logPath := startAsServiceAccount(t, ctx, cp, admin, bin, d, "--probe-interval=1s")
-
+// startTalosKubelets starts a simulated Talos kubelet for each name, with an
+// address from pool, stopped when the test ends.
+func startTalosKubelets(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, pool *netns.Pool, names ...string) []*kubelet.Kubelet {
+	t.Helper()
 	var nodes []*kubelet.Kubelet
-	for _, name := range []string{"talos-cp-1", "talos-worker-1"} {
+	for _, name := range names {
 		cfg, err := cp.NodeConfig(name)
 		if err != nil {
 			t.Fatal(err)
@@ -244,6 +243,15 @@ func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.Con
 		t.Cleanup(k.Stop)
 		nodes = append(nodes, k)
 	}
+	return nodes
+}
+
+// runAsServiceAccount runs csrguard out of cluster with a token of the
+// chart's ServiceAccount and the Deployment's own flags.
+func runAsServiceAccount(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane, admin kubernetes.Interface, bin string, d *appsv1.Deployment, pool *netns.Pool) {
+	p, metrics, health, logPath := startAsServiceAccount(t, ctx, cp, admin, bin, d, "--probe-interval=1s")
+
+	nodes := startTalosKubelets(t, ctx, cp, pool, "talos-cp-1", "talos-worker-1")
 	for _, k := range nodes {
 		if _, err := k.WaitForCertificate(ctx, nil); err != nil {
 			t.Fatalf("%v (csrguard exited: %v)", err, p.Exited())

@@ -22,7 +22,6 @@ import (
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/csrguard/csrguard/test/controlplane"
-	"github.com/csrguard/csrguard/test/kubelet"
 	"github.com/csrguard/csrguard/test/netns"
 	"github.com/csrguard/csrguard/test/promtest"
 )
@@ -66,17 +65,7 @@ func checkMonitoringPath(t *testing.T, cp *controlplane.ControlPlane, admin kube
 	p, metricsURL, _, _ := startAsServiceAccount(t, ctx, cp, admin, bin, &d, "--probe-interval=1s", "--mode=dry-run")
 	// Names of their own: the next subtest starts talos-cp-1 and talos-worker-1.
 	nodes := []string{"talos-cp-2", "talos-worker-2"}
-	for _, name := range nodes {
-		cfg, err := cp.NodeConfig(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		k, err := kubelet.Start(ctx, kubelet.Options{Name: name, Config: cfg, Addresses: kubelet.Addresses(name, pool.Next()), OSImage: kubelet.Talos})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(k.Stop)
-	}
+	startTalosKubelets(t, ctx, cp, pool, nodes...)
 	var exposition string
 	var at time.Time
 	controlplane.Eventually(t, ctx, "every kubelet reported without a serving certificate, its CSR pending", func() bool {

@@ -45,11 +45,7 @@ func runRelease(t *testing.T, args ...string) {
 	home := t.TempDir()
 	cmd := exec.Command(releaseBinary(t), args...)
 	cmd.Dir = repoRoot
-	cmd.Env = append(os.Environ(),
-		"HELM_CACHE_HOME="+filepath.Join(home, "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(home, "config"),
-		"HELM_DATA_HOME="+filepath.Join(home, "data"),
-	)
+	cmd.Env = helmEnv(home)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
