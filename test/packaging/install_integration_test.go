@@ -87,6 +87,44 @@ func TestInstallManifestOnControlPlane(t *testing.T) {
 	t.Run("runbook_rbac_commands", func(t *testing.T) {
 		checkRunbookRBACCommands(t, controlplane.Deadline(t, time.Minute), cp)
 	})
+	t.Run("runbook_read_commands", func(t *testing.T) {
+		checkRunbookReadCommands(t, controlplane.Deadline(t, time.Minute), cp)
+	})
+}
+
+// checkRunbookReadCommands runs the runbooks' read-only kubectl commands (get
+// and describe, up to a pipe or a comment) with the real kubectl against the
+// installed csrguard: a field selector, label or flag kubectl refuses would
+// leave a user stuck in the middle of an incident. Lines with a placeholder
+// (<node>), shell quoting or a continuation are left to the reader.
+func checkRunbookReadCommands(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane) {
+	runbooks, err := filepath.Glob(repoRoot + "/docs/runbooks/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := 0
+	for _, path := range runbooks {
+		for line := range strings.Lines(readFile(t, path)) {
+			cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "kubectl ")
+			if !ok || strings.ContainsAny(cmd, "<'\"\\") {
+				continue
+			}
+			cmd, _, _ = strings.Cut(cmd, "#")
+			cmd, _, _ = strings.Cut(cmd, "|")
+			args := strings.Fields(cmd)
+			if !slices.ContainsFunc(args[:min(3, len(args))], func(a string) bool { return a == "get" || a == "describe" }) {
+				continue
+			}
+			if out, err := cp.Kubectl(ctx, args...); err != nil {
+				t.Errorf("%s: kubectl %s: %v\n%s", filepath.Base(path), cmd, err, out)
+			}
+			ran++
+		}
+	}
+	if ran < 10 {
+		t.Fatalf("ran %d read-only runbook commands, want at least 10: is the parsing broken?", ran)
+	}
+	t.Logf("ran %d read-only runbook commands", ran)
 }
 
 // checkRunbookRBACCommands runs every `kubectl auth can-i` line of the runbooks
