@@ -158,8 +158,8 @@ func TestRelease(t *testing.T) {
 
 	// The binary for this machine, from the image the Deployment names.
 	bin := binaryFromImage(t, container(t, dep).Image)
-	if out, err := exec.Command(bin, "version").CombinedOutput(); err != nil || !strings.Contains(string(out), version) {
-		t.Fatalf("csrguard version from the pulled image: %q (%v), want %s", out, err, version)
+	if out, err := exec.Command(bin, "version").CombinedOutput(); err != nil || !strings.Contains(string(out), version) || strings.Contains(string(out), "revision unknown") {
+		t.Fatalf("csrguard version from the pulled image: %q (%v), want %s and the commit", out, err, version)
 	}
 
 	t.Run("pod_passes_restricted_pod_security", func(t *testing.T) {

@@ -148,7 +148,10 @@ const krewFile = "csrguard.yaml"
 // goBuild builds cmd/csrguard for p, stamped with version, and returns it.
 func goBuild(dir, version string, p platform) ([]byte, error) {
 	out := filepath.Join(dir, p.os+"_"+p.arch, "csrguard")
-	cmd := exec.Command("go", "build", "-trimpath", "-mod=readonly",
+	// -buildvcs=true: the commit goes into the binary (csrguard version shows
+	// it) even where GOFLAGS or go env turn VCS stamping off; a release is
+	// always built from a git checkout.
+	cmd := exec.Command("go", "build", "-trimpath", "-mod=readonly", "-buildvcs=true",
 		"-ldflags", "-s -w -buildid= -X "+module+"/internal/buildinfo.Version="+version,
 		"-o", out, "./cmd/csrguard")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+p.os, "GOARCH="+p.arch, "GOFLAGS=", "GOWORK=off")
