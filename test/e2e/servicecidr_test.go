@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
@@ -52,7 +53,17 @@ func TestNoServiceCIDRAPI(t *testing.T) {
 	inRange := c.cp.ServiceCIDR.Addr().Next().Next().Next().String()
 	squatter := c.addKubelet(ctx, "squatter", kubelet.Debian, kubelet.Addresses("squatter", c.pool.Next(),
 		corev1.NodeAddress{Type: corev1.NodeExternalIP, Address: inRange})...)
-	csr := c.waitPending(ctx, squatter.Name())
+	// Its first CSR, whatever its state: csrguard may decide it before a
+	// poll sees it pending.
+	var csr certificatesv1.CertificateSigningRequest
+	controlplane.Eventually(t, ctx, "a CSR from the squatter", func() bool {
+		csrs := c.csrsOf(ctx, squatter.Name())
+		if len(csrs) == 0 {
+			return false
+		}
+		csr = csrs[0]
+		return true
+	})
 	controlplane.Eventually(t, ctx, "the squatter's CSR decided", func() bool { return c.state(ctx, csr.Name) != "Pending" })
 	if got, reason := c.state(ctx, csr.Name), c.denyReason(ctx, csr.Name); got != "Denied" || reason != string(policy.ReservedAddress) {
 		t.Errorf("CSR for %s, in --service-cidrs: %s (%s), want Denied (ReservedAddress)", inRange, got, reason)
