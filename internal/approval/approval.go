@@ -242,15 +242,7 @@ func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSi
 		}
 		return ctrl.Result{}, nil
 	}
-	denied := csr.DeepCopy()
-	denied.Status.Conditions = append(denied.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-		Type:           certificatesv1.CertificateDenied,
-		Status:         corev1.ConditionTrue,
-		Reason:         string(d.Reason),
-		Message:        "csrguard: " + d.Message,
-		LastUpdateTime: metav1.NewTime(r.clock.Now()),
-	})
-	written, err := r.write(ctx, denied)
+	written, err := r.write(ctx, r.denial(csr, d.Reason, d.Message))
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -263,6 +255,19 @@ func (r *Reconciler) deny(ctx context.Context, csr *certificatesv1.CertificateSi
 	r.record(csr, node, d, corev1.EventTypeWarning, servingcsr.EventDenied, true)
 	logger.Info("Denied CSR", "reason", d.Reason, "message", d.Message)
 	return ctrl.Result{}, nil
+}
+
+// denial returns a copy of csr (never the cached object) with csrguard's Denied condition.
+func (r *Reconciler) denial(csr *certificatesv1.CertificateSigningRequest, reason policy.Reason, message string) *certificatesv1.CertificateSigningRequest {
+	denied := csr.DeepCopy()
+	denied.Status.Conditions = append(denied.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
+		Type:           certificatesv1.CertificateDenied,
+		Status:         corev1.ConditionTrue,
+		Reason:         string(reason),
+		Message:        "csrguard: " + message,
+		LastUpdateTime: metav1.NewTime(r.clock.Now()),
+	})
+	return denied
 }
 
 func (r *Reconciler) hold(ctx context.Context, csr *certificatesv1.CertificateSigningRequest, node string, d policy.Decision, retry time.Duration) (ctrl.Result, error) {

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -68,16 +66,8 @@ func (r *Reconciler) supersede(ctx context.Context, csr *certificatesv1.Certific
 		// the node's CSRs for each of them: n² work every HoldRetry for a node that files n.
 		return ctrl.Result{}, nil
 	}
-	denied := csr.DeepCopy() // never mutate the cached object
-	denied.Status.Conditions = append(denied.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{
-		Type:   certificatesv1.CertificateDenied,
-		Status: corev1.ConditionTrue,
-		Reason: string(ReasonSuperseded),
-		Message: fmt.Sprintf("csrguard: superseded: node %q has the newer CSR %s approved; its kubelet waits only for its newest CSR",
-			node, s.By),
-		LastUpdateTime: metav1.NewTime(r.clock.Now()),
-	})
-	written, err := r.write(ctx, denied)
+	written, err := r.write(ctx, r.denial(csr, ReasonSuperseded,
+		fmt.Sprintf("superseded: node %q has the newer CSR %s approved; its kubelet waits only for its newest CSR", node, s.By)))
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -117,13 +117,11 @@ const IssueGrace = time.Minute
 // (the API server fills both times in; a client may have written neither before it did). It
 // returns the zero time when csr has no Approved condition.
 func ApprovedAt(csr *certificatesv1.CertificateSigningRequest) time.Time {
-	i := slices.IndexFunc(csr.Status.Conditions, func(c certificatesv1.CertificateSigningRequestCondition) bool {
-		return c.Type == certificatesv1.CertificateApproved
-	})
-	if i < 0 {
+	c, ok := approvedCondition(csr)
+	if !ok {
 		return time.Time{}
 	}
-	switch c := csr.Status.Conditions[i]; {
+	switch {
 	case !c.LastUpdateTime.IsZero():
 		return c.LastUpdateTime.Time
 	case !c.LastTransitionTime.IsZero():
@@ -140,10 +138,19 @@ func ApprovedByOther(csr *certificatesv1.CertificateSigningRequest) bool {
 	if st := StateOf(csr); st != Approved && st != Issued {
 		return false
 	}
+	c, ok := approvedCondition(csr)
+	return ok && c.Reason != ApprovedReason
+}
+
+// approvedCondition returns csr's Approved condition, if it has one.
+func approvedCondition(csr *certificatesv1.CertificateSigningRequest) (certificatesv1.CertificateSigningRequestCondition, bool) {
 	i := slices.IndexFunc(csr.Status.Conditions, func(c certificatesv1.CertificateSigningRequestCondition) bool {
 		return c.Type == certificatesv1.CertificateApproved
 	})
-	return i >= 0 && csr.Status.Conditions[i].Reason != ApprovedReason
+	if i < 0 {
+		return certificatesv1.CertificateSigningRequestCondition{}, false
+	}
+	return csr.Status.Conditions[i], true
 }
 
 // NodeName returns the node name from a "system:node:<name>" username. It reports false unless

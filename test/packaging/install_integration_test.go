@@ -3,6 +3,7 @@ package packaging
 import (
 	"context"
 	"io"
+	"iter"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -98,33 +99,44 @@ func TestInstallManifestOnControlPlane(t *testing.T) {
 // leave a user stuck in the middle of an incident. Lines with a placeholder
 // (<node>), shell quoting or a continuation are left to the reader.
 func checkRunbookReadCommands(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane) {
-	runbooks, err := filepath.Glob(repoRoot + "/docs/runbooks/*.md")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ran := 0
-	for _, path := range runbooks {
-		for line := range strings.Lines(readFile(t, path)) {
-			cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "kubectl ")
-			if !ok || strings.ContainsAny(cmd, "<'\"\\") {
-				continue
-			}
-			cmd, _, _ = strings.Cut(cmd, "#")
-			cmd, _, _ = strings.Cut(cmd, "|")
-			args := strings.Fields(cmd)
-			if !slices.ContainsFunc(args[:min(3, len(args))], func(a string) bool { return a == "get" || a == "describe" }) {
-				continue
-			}
-			if out, err := cp.Kubectl(ctx, args...); err != nil {
-				t.Errorf("%s: kubectl %s: %v\n%s", filepath.Base(path), cmd, err, out)
-			}
-			ran++
+	for runbook, cmd := range runbookCommands(t, "kubectl ") {
+		if strings.ContainsAny(cmd, "<'\"\\") {
+			continue
 		}
+		cmd, _, _ = strings.Cut(cmd, "#")
+		cmd, _, _ = strings.Cut(cmd, "|")
+		args := strings.Fields(cmd)
+		if !slices.ContainsFunc(args[:min(3, len(args))], func(a string) bool { return a == "get" || a == "describe" }) {
+			continue
+		}
+		if out, err := cp.Kubectl(ctx, args...); err != nil {
+			t.Errorf("%s: kubectl %s: %v\n%s", runbook, cmd, err, out)
+		}
+		ran++
 	}
 	if ran < 10 {
 		t.Fatalf("ran %d read-only runbook commands, want at least 10: is the parsing broken?", ran)
 	}
 	t.Logf("ran %d read-only runbook commands", ran)
+}
+
+// runbookCommands yields, for each line of docs/runbooks that starts with
+// prefix (after indentation), the runbook's file name and the rest of the line.
+func runbookCommands(t *testing.T, prefix string) iter.Seq2[string, string] {
+	runbooks, err := filepath.Glob(repoRoot + "/docs/runbooks/*.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func(yield func(string, string) bool) {
+		for _, path := range runbooks {
+			for line := range strings.Lines(readFile(t, path)) {
+				if cmd, ok := strings.CutPrefix(strings.TrimSpace(line), prefix); ok && !yield(filepath.Base(path), cmd) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // checkRunbookRBACCommands runs every `kubectl auth can-i` line of the runbooks
@@ -133,34 +145,24 @@ func checkRunbookReadCommands(t *testing.T, ctx context.Context, cp *controlplan
 // fault that is not there. The subresource written as a resource path must
 // answer no, or this check proves nothing.
 func checkRunbookRBACCommands(t *testing.T, ctx context.Context, cp *controlplane.ControlPlane) {
-	runbooks, err := filepath.Glob(repoRoot + "/docs/runbooks/*.md")
-	if err != nil {
-		t.Fatal(err)
-	}
 	ran := 0
-	for _, path := range runbooks {
-		for line := range strings.Lines(readFile(t, path)) {
-			cmd, ok := strings.CutPrefix(strings.TrimSpace(line), "kubectl auth can-i ")
-			if !ok {
-				continue
+	for runbook, cmd := range runbookCommands(t, "kubectl auth can-i ") {
+		cmd, _, _ = strings.Cut(cmd, "#")
+		cmd, grep, piped := strings.Cut(cmd, "| grep ")
+		out, err := cp.Kubectl(ctx, append([]string{"auth", "can-i"}, strings.Fields(cmd)...)...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		switch {
+		case piped:
+			grep = strings.TrimSpace(grep)
+			if i := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, grep) }); err != nil || i < 0 {
+				t.Errorf("%s: kubectl auth can-i %s: no line with %q in %q (%v)", runbook, cmd, grep, out, err)
+			} else {
+				t.Logf("%s: kubectl auth can-i %s| grep %s: %s", runbook, cmd, grep, lines[i])
 			}
-			cmd, _, _ = strings.Cut(cmd, "#")
-			cmd, grep, piped := strings.Cut(cmd, "| grep ")
-			out, err := cp.Kubectl(ctx, append([]string{"auth", "can-i"}, strings.Fields(cmd)...)...)
-			lines := strings.Split(strings.TrimSpace(out), "\n")
-			switch {
-			case piped:
-				grep = strings.TrimSpace(grep)
-				if i := slices.IndexFunc(lines, func(l string) bool { return strings.Contains(l, grep) }); err != nil || i < 0 {
-					t.Errorf("%s: kubectl auth can-i %s: no line with %q in %q (%v)", filepath.Base(path), cmd, grep, out, err)
-				} else {
-					t.Logf("%s: kubectl auth can-i %s| grep %s: %s", filepath.Base(path), cmd, grep, lines[i])
-				}
-			case err != nil || lines[len(lines)-1] != "yes": // after any warning
-				t.Errorf("%s: kubectl auth can-i %s: %q (%v), want yes", filepath.Base(path), cmd, out, err)
-			}
-			ran++
+		case err != nil || lines[len(lines)-1] != "yes": // after any warning
+			t.Errorf("%s: kubectl auth can-i %s: %q (%v), want yes", runbook, cmd, out, err)
 		}
+		ran++
 	}
 	if ran == 0 {
 		t.Fatal("no runbook has a kubectl auth can-i command")
