@@ -79,9 +79,12 @@ func TestApproverIssuesEveryKubelet(t *testing.T) {
 	if diff := cmp.Diff(sans(third), addressSANs(moved)); diff != "" {
 		t.Errorf("after address change: SANs (-got +want):\n%s", diff)
 	}
+	// The test's forced rotations run beside the certificate manager's own
+	// loop, so a kubelet may have two CSRs in flight; the older is then denied
+	// as Superseded (README, recovery). Every other CSR is issued.
 	for _, csr := range c.csrsOf(ctx, k.Name()) {
-		if s := servingcsr.StateOf(&csr); s != servingcsr.Issued {
-			t.Errorf("CSR %s of %s: state %s, want Issued", csr.Name, k.Name(), s)
+		if s := servingcsr.StateOf(&csr); s != servingcsr.Issued && (s != servingcsr.Denied || c.denyReason(ctx, csr.Name) != servingcsr.SupersededReason) {
+			t.Errorf("CSR %s of %s: state %s (%s), want Issued or Denied as Superseded", csr.Name, k.Name(), s, c.denyReason(ctx, csr.Name))
 		}
 	}
 }
