@@ -21,8 +21,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 K8S_VERSION="$(strip_v "$K8S_VERSION")"
 ETCD_VERSION="$(strip_v "$ETCD_VERSION")"
 METRICS_SERVER_VERSION="$(strip_v "$METRICS_SERVER_VERSION")"
-HOLLOW_SRC="$REPO_ROOT/test/hollowkubelet/main.go"
-HOLLOW_HASH="$(sha256sum "$HOLLOW_SRC" | cut -c1-12)"
+HOLLOW_SRC="$REPO_ROOT/test/hollowkubelet"
+HOLLOW_HASH="$(cat "$HOLLOW_SRC"/*.go | sha256sum | cut -c1-12)"
 
 KUBE_DIR="$CSRGUARD_CACHE/kube/v$K8S_VERSION"
 ETCD_DIR="$CSRGUARD_CACHE/etcd/v$ETCD_VERSION"
@@ -96,8 +96,15 @@ hollow_module() {
   local dir="$1"
   mkdir -p "$dir"
   kube_module "$dir"
-  cp "$HOLLOW_SRC" "$dir/main.go"
-  sed -i '/^\/\/go:build ignore$/d' "$dir/main.go"
+  # The root container's cAdvisor types moved to cadvisor/lib/model in v1.37:
+  # copy the variant of the version's kubelet (the fake it embeds says which).
+  local variant=cadvisor_info.go kube
+  kube="$(cd "$dir" && go list -m -f '{{.Dir}}' k8s.io/kubernetes)"
+  if grep -q '"github.com/google/cadvisor/lib/model"' "$kube/pkg/kubelet/cadvisor/testing/cadvisor_fake.go"; then
+    variant=cadvisor_model.go
+  fi
+  cp "$HOLLOW_SRC/main.go" "$HOLLOW_SRC/$variant" "$dir/"
+  sed -i '/^\/\/go:build ignore$/d' "$dir/main.go" "$dir/$variant"
   # Before 1.36 the CRI streaming server was k8s.io/kubelet/pkg/cri/streaming,
   # with client-go's TerminalSize: the same API under older import paths.
   if ! grep -q 'k8s.io/cri-streaming =>' "$dir/go.mod"; then

@@ -41,7 +41,6 @@ import (
 	"syscall"
 	"time"
 
-	cadvisorapi "github.com/google/cadvisor/lib/model"
 	"k8s.io/apimachinery/pkg/types"
 	clientset "k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -247,27 +246,21 @@ type rootCadvisor struct {
 	start time.Time
 }
 
-func (c *rootCadvisor) ContainerInfoV2(name string, _ cadvisorapi.RequestOptions) (map[string]cadvisorapi.ContainerInfo, error) {
-	if name != "/" {
-		return map[string]cadvisorapi.ContainerInfo{}, nil
-	}
+// rootSample is the root container's figures now: the CPU time this process
+// has used, its mean rate since start (the "instant" CPU cAdvisor reports)
+// and its resident set size. ContainerInfoV2 wraps it in the cAdvisor types of
+// the Kubernetes version built against (cadvisor_model.go from v1.37,
+// cadvisor_info.go before; hack/build-kube.sh copies the one that compiles).
+func (c *rootCadvisor) rootSample() (now time.Time, cpu, cpuRate, rss uint64) {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	cpu := uint64(ru.Utime.Nano() + ru.Stime.Nano())
-	rss := selfRSS()
-	now := time.Now()
-	return map[string]cadvisorapi.ContainerInfo{"/": {
-		ContainerReference: cadvisorapi.ContainerReference{Name: "/"},
-		Spec: cadvisorapi.ContainerSpec{CreationTime: c.start, HasCpu: true, HasMemory: true,
-			Memory: cadvisorapi.MemorySpec{Limit: 4026531840}}, // cadvisortest.Fake's MachineInfo capacity
-		Stats: []*cadvisorapi.ContainerStats{{
-			Timestamp: now,
-			Cpu:       &cadvisorapi.CpuStats{Usage: cadvisorapi.CpuUsage{Total: cpu}},
-			CpuInst:   &cadvisorapi.CpuInstStats{Usage: cadvisorapi.CpuInstUsage{Total: uint64(float64(cpu) / now.Sub(c.start).Seconds())}},
-			Memory:    &cadvisorapi.MemoryStats{Usage: rss, WorkingSet: rss, RSS: rss},
-		}},
-	}}, nil
+	cpu = uint64(ru.Utime.Nano() + ru.Stime.Nano())
+	now = time.Now()
+	return now, cpu, uint64(float64(cpu) / now.Sub(c.start).Seconds()), selfRSS()
 }
+
+// rootMemoryLimit is cadvisortest.Fake's MachineInfo memory capacity.
+const rootMemoryLimit = 4026531840
 
 // selfRSS is this process's resident set size in bytes.
 func selfRSS() uint64 {
