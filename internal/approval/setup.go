@@ -110,28 +110,36 @@ func trimNamespace(obj any) (any, error) {
 	}}, nil
 }
 
+// indexes are the cache indexes Setup registers: Nodes by address and by name prefix (the
+// facts of the policy), CSRs by the node that filed them (supersession).
+var indexes = []struct {
+	obj     client.Object
+	field   string
+	extract client.IndexerFunc
+}{
+	{&corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
+		return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
+	}},
+	{&corev1.Node{}, nodeNamePrefixIndex, func(o client.Object) []string {
+		return policy.NamePrefixes(o.GetName())
+	}},
+	{&certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
+		if n, ok := servingcsr.NodeName(o.(*certificatesv1.CertificateSigningRequest).Spec.Username); ok {
+			return []string{n}
+		}
+		return nil
+	}},
+}
+
 // Setup registers the indexes, the cluster discovery and the controller with
 // mgr. workers is the number of CSRs decided in parallel. Nodes sent on
 // requeue have their pending CSRs decided again.
 func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kube.ClusterDiscovery, workers int, requeue <-chan event.TypedGenericEvent[*corev1.Node]) error {
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
-		return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
-	}); err != nil {
-		return fmt.Errorf("index nodes by address: %w", err)
-	}
-	if err := idx.IndexField(ctx, &corev1.Node{}, nodeNamePrefixIndex, func(o client.Object) []string {
-		return policy.NamePrefixes(o.GetName())
-	}); err != nil {
-		return fmt.Errorf("index nodes by name prefix: %w", err)
-	}
-	if err := idx.IndexField(ctx, &certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
-		if n, ok := servingcsr.NodeName(o.(*certificatesv1.CertificateSigningRequest).Spec.Username); ok {
-			return []string{n}
+	for _, i := range indexes {
+		if err := idx.IndexField(ctx, i.obj, i.field, i.extract); err != nil {
+			return fmt.Errorf("index %s: %w", i.field, err)
 		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("index CSRs by node: %w", err)
 	}
 	if err := mgr.Add(discovery); err != nil {
 		return err
