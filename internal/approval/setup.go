@@ -3,6 +3,7 @@ package approval
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"slices"
 
@@ -78,25 +79,68 @@ func trimNode(labelKeys []string) func(any) (any, error) {
 	}
 }
 
-// trimCSR drops managed fields, the request of a final CSR (it is never decided again; its
-// certificate stays) unless another approver approved it (dry-run judges those; the API server
-// deletes them after an hour) and cuts a longer request than servingcsr.MaxRequestBytes (which Parse
-// refuses anyway) to one byte more, so that no node can fill the cache: the API server keeps
-// decided CSRs an hour and pending ones a day.
+// trimCSR keeps of a CSR what is read of it in the cache. A CSR that may still be decided — a
+// pending one, and one another approver approved (dry-run judges those) — is kept whole but for its
+// managed fields, with a request longer than servingcsr.MaxRequestBytes (which Parse refuses
+// anyway) cut to one byte more, so that no node can fill the cache: the API server keeps pending
+// CSRs a day. A final CSR is never decided again; it is reduced to finalCSR, for the API server
+// keeps it an hour after its decision, and a rotation of the fleet puts one per Node in the cache.
 func trimCSR(obj any) (any, error) {
 	csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
 	if !ok {
 		return obj, nil
 	}
+	if servingcsr.IsFinal(csr) && !servingcsr.ApprovedByOther(csr) {
+		return finalCSR(csr), nil
+	}
 	csr.ManagedFields = nil
-	switch {
-	case servingcsr.IsFinal(csr) && !servingcsr.ApprovedByOther(csr):
-		csr.Spec.Request = nil
-	case len(csr.Spec.Request) > servingcsr.MaxRequestBytes:
+	if len(csr.Spec.Request) > servingcsr.MaxRequestBytes {
 		// A copy: a sub-slice would keep the whole array alive.
 		csr.Spec.Request = bytes.Clone(csr.Spec.Request[:servingcsr.MaxRequestBytes+1])
 	}
 	return csr, nil
+}
+
+// finalCSR returns what the cache's readers use of a final CSR, and nothing else:
+//   - its name, UID, resourceVersion and creationTimestamp: the reconciler's key, supersession
+//     orders a node's CSRs by creation, the pending-CSR metrics count ages from it;
+//   - spec.signerName (servingcsr.InScope), spec.username and spec.groups (the node that filed
+//     it: the CSR index, servingcsr.Supersede);
+//   - of each condition its type, status, reason and times: servingcsr.StateOf, ApprovedByOther,
+//     ApprovedAt (the approved-not-issued metric), the Superseded denial; not the message;
+//   - status.certificate as DER, the PEM armour (a third of it) removed: monitor.Issued reads
+//     NotBefore and NotAfter of it, and monitor.Signs verifies its signature against the cluster
+//     CA, which needs the whole signed certificate, so it cannot be reduced further. Only the
+//     first block is kept, as monitor.Issued reads only that one; an unparsable value is kept as
+//     it is (servingcsr.StateOf counts it as issued, monitor.Issued skips it).
+//
+// Labels, annotations, managed fields, the request, usages, spec.uid, spec.extra and
+// spec.expirationSeconds are dropped: they are read only to decide, and a final CSR is not decided.
+// Measured with BenchmarkCacheBytes (see CacheOptions).
+func finalCSR(csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+	out := &certificatesv1.CertificateSigningRequest{
+		TypeMeta: csr.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: csr.Name, UID: csr.UID, ResourceVersion: csr.ResourceVersion, CreationTimestamp: csr.CreationTimestamp,
+		},
+		Spec: certificatesv1.CertificateSigningRequestSpec{SignerName: csr.Spec.SignerName, Username: csr.Spec.Username, Groups: csr.Spec.Groups},
+	}
+	if csr.Spec.SignerName == servingcsr.SignerName {
+		out.Spec.SignerName = servingcsr.SignerName // one string for all, not one per CSR
+	}
+	if len(csr.Status.Conditions) > 0 {
+		out.Status.Conditions = make([]certificatesv1.CertificateSigningRequestCondition, len(csr.Status.Conditions))
+		for i, c := range csr.Status.Conditions {
+			out.Status.Conditions[i] = certificatesv1.CertificateSigningRequestCondition{
+				Type: c.Type, Status: c.Status, Reason: c.Reason, LastUpdateTime: c.LastUpdateTime, LastTransitionTime: c.LastTransitionTime,
+			}
+		}
+	}
+	out.Status.Certificate = csr.Status.Certificate
+	if block, _ := pem.Decode(csr.Status.Certificate); block != nil && len(block.Bytes) > 0 {
+		out.Status.Certificate = block.Bytes
+	}
+	return out
 }
 
 // trimNamespace keeps a Namespace's name only: the policy asks whether one exists.
