@@ -56,6 +56,7 @@ func BenchmarkCacheBytes(b *testing.B) {
 		{"Node/kubelet", kubeletNode},
 		{"CSR/pending", func(i int) client.Object { return kubeletCSR(b, i, nil) }},
 		{"CSR/issued", func(i int) client.Object { return kubeletCSR(b, i, issuer) }},
+		{"CSR/superseded", func(i int) client.Object { return deniedSupersededCSR(b, i) }},
 	} {
 		for _, t := range []struct {
 			name      string
@@ -307,6 +308,21 @@ func kubeletCSR(b *testing.B, i int, iss *issuer) client.Object {
 		b.Fatal(err)
 	}
 	csr.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	return csr
+}
+
+// deniedSupersededCSR is kubeletCSR denied by csrguard as superseded, as a recovery leaves a dozen per
+// node.
+func deniedSupersededCSR(b *testing.B, i int) client.Object {
+	csr := kubeletCSR(b, i, nil).(*certificatesv1.CertificateSigningRequest)
+	csr.ManagedFields = append(csr.ManagedFields, metav1.ManagedFieldsEntry{Manager: "csrguard", Operation: metav1.ManagedFieldsOperationUpdate,
+		APIVersion: "certificates.k8s.io/v1", Time: &benchCreated, FieldsType: "FieldsV1", Subresource: "approval",
+		FieldsV1: metav1.NewFieldsV1(`{"f:status":{"f:conditions":{".":{},"k:{\"type\":\"Denied\"}":{".":{},"f:lastTransitionTime":{},"f:lastUpdateTime":{},"f:message":{},"f:reason":{},"f:status":{},"f:type":{}}}}}`)})
+	csr.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{
+		Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue, Reason: servingcsr.SupersededReason,
+		Message:        fmt.Sprintf("csrguard: superseded: node %q has the newer CSR %s-serving-2 approved; its kubelet waits only for its newest CSR", csr.Spec.Username, csr.Name),
+		LastUpdateTime: benchCreated, LastTransitionTime: benchCreated,
+	}}
 	return csr
 }
 

@@ -18,10 +18,12 @@ import (
 // normalised as policy.AddressKey does.
 const nodeAddressIndex = "csrguard.status.addresses"
 
-// nodeNamePrefixIndex indexes cached Nodes by policy.NamePrefixes of their name.
+// nodeNamePrefixIndex indexes cached Nodes by policy.NamePrefixes of their name but the whole
+// name, under which the cache finds a Node by its key: most Node names have no dot, so most Nodes
+// are not in this index at all, which saves an index entry (a set of its own, ~330 B) per Node.
 const nodeNamePrefixIndex = "csrguard.metadata.nameprefix"
 
-// csrNodeIndex indexes cached CSRs by the node that requested them.
+// csrNodeIndex indexes cached CSRs by the node that requested them, but not denied or failed ones.
 const csrNodeIndex = "csrguard.spec.node"
 
 // cacheFacts answers the policy's lookups from the controller's caches and
@@ -55,7 +57,24 @@ func (f *cacheFacts) NodesWithAddress(ctx context.Context, key string) ([]string
 }
 
 func (f *cacheFacts) NodesUnderName(ctx context.Context, name string, limit int) ([]string, error) {
-	return f.nodesIndexed(ctx, nodeNamePrefixIndex, name, client.Limit(max(limit, 0)))
+	// The Node named name by its key (nodeNamePrefixIndex leaves it out), then those under it.
+	// Only the name is read: no copy.
+	names := []string{}
+	var n corev1.Node
+	switch err := f.reader.Get(ctx, client.ObjectKey{Name: name}, &n, client.UnsafeDisableDeepCopy); {
+	case err == nil:
+		names = append(names, n.Name)
+	case !apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("get node %q: %w", name, err)
+	}
+	if limit > 0 && len(names) >= limit {
+		return names, nil
+	}
+	under, err := f.nodesIndexed(ctx, nodeNamePrefixIndex, name, client.Limit(max(limit-len(names), 0)))
+	if err != nil {
+		return nil, err
+	}
+	return append(names, under...), nil
 }
 
 // nodesIndexed returns the names of the cached Nodes index holds under key. Only names are

@@ -96,6 +96,9 @@ func TestCacheFactsNodesUnderName(t *testing.T) {
 		want  []string
 	}{
 		{"web", 0, []string{"web", "web.dc1.example", "web.dc2.example"}},
+		// The fake client ignores Limit; the Node named name alone can fill it.
+		{"web", 1, []string{"web"}},
+		{"node-a", 2, []string{"node-a"}},
 		{"web.dc1", 0, []string{"web.dc1.example"}},
 		{"web.dc1.example", 0, []string{"web.dc1.example"}},
 		{"we", 0, []string{}},

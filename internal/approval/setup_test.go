@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -293,5 +294,43 @@ func TestTrimCSRRequest(t *testing.T) {
 	}
 	if _, err := servingcsr.Parse(big.Spec.Request); err == nil {
 		t.Error("Parse accepted a request over MaxRequestBytes")
+	}
+}
+
+// TestCSRNodeIndex: a CSR is indexed under its node while it can be decided or supersede
+// another; denied and failed ones, which can do neither, are left out.
+func TestCSRNodeIndex(t *testing.T) {
+	var extract func(client.Object) []string
+	for _, i := range indexes {
+		if i.field == csrNodeIndex {
+			extract = i.extract
+		}
+	}
+	with := func(cert string, types ...certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequest {
+		csr := csrtest.New(t)
+		for _, typ := range types {
+			csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{Type: typ, Status: corev1.ConditionTrue})
+		}
+		csr.Status.Certificate = []byte(cert)
+		return csr
+	}
+	tests := []struct {
+		name string
+		csr  *certificatesv1.CertificateSigningRequest
+		want []string
+	}{
+		{"pending", with(""), []string{"node-a"}},
+		{"approved", with("", certificatesv1.CertificateApproved), []string{"node-a"}},
+		{"issued", with("cert", certificatesv1.CertificateApproved), []string{"node-a"}},
+		{"denied", with("", certificatesv1.CertificateDenied), nil},
+		{"failed", with("", certificatesv1.CertificateApproved, certificatesv1.CertificateFailed), nil},
+		{"not_a_node", csrtest.New(t, csrtest.Username("system:serviceaccount:default:node-a")), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(extract(tc.csr), tc.want); diff != "" {
+				t.Errorf("csrNodeIndex mismatch (-got +want):\n%s", diff)
+			}
+		})
 	}
 }
