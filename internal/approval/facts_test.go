@@ -42,6 +42,13 @@ func TestCacheFactsNode(t *testing.T) {
 	if _, err := failing.Node(t.Context(), "node-a"); err == nil {
 		t.Error("Node() on a failing reader: error = nil, want an error")
 	}
+	// The lookups that get a Node by its name first fail as well.
+	if _, err := failing.NodesWithAddress(t.Context(), "node-a"); err == nil {
+		t.Error("NodesWithAddress() on a failing reader: error = nil, want an error")
+	}
+	if _, err := failing.NodesUnderName(t.Context(), "node-a", 2); err == nil {
+		t.Error("NodesUnderName() on a failing reader: error = nil, want an error")
+	}
 }
 
 func TestCacheFactsNodesWithAddress(t *testing.T) {
@@ -49,6 +56,8 @@ func TestCacheFactsNodesWithAddress(t *testing.T) {
 		node("node-a", "Hostname=node-a", "InternalIP=10.0.0.10", "InternalDNS=Node-A.Example."),
 		node("node-b", "Hostname=node-b", "InternalIP=::ffff:10.0.0.10"),
 		node("node-c", "Hostname=node-c", "InternalIP=10.0.0.12"),
+		node("node-d", "InternalIP=10.0.0.13"),
+		node("node-e", "Hostname=node-d", "InternalDNS=node-c", "InternalIP=10.0.0.14"),
 	)
 	facts := NewCacheFacts(cache, discovered(t), claimsOf())
 	tests := []struct {
@@ -58,7 +67,10 @@ func TestCacheFactsNodesWithAddress(t *testing.T) {
 	}{
 		{"ip_of_two_nodes", "10.0.0.10", []string{"node-a", "node-b"}},
 		{"dns_name_normalised", "node-a.example", []string{"node-a"}},
-		{"hostname", "node-c", []string{"node-c"}},
+		{"hostname", "node-c", []string{"node-c", "node-e"}},
+		// A Node's name is not one of its addresses unless it reports it.
+		{"name_not_reported", "node-d", []string{"node-e"}},
+		{"name_only", "node-e", []string{}},
 		{"unknown", "10.0.0.99", []string{}},
 	}
 	for _, tc := range tests {
@@ -96,6 +108,9 @@ func TestCacheFactsNodesUnderName(t *testing.T) {
 		want  []string
 	}{
 		{"web", 0, []string{"web", "web.dc1.example", "web.dc2.example"}},
+		// The fake client ignores Limit; the Node named name alone can fill it.
+		{"web", 1, []string{"web"}},
+		{"node-a", 2, []string{"node-a"}},
 		{"web.dc1", 0, []string{"web.dc1.example"}},
 		{"web.dc1.example", 0, []string{"web.dc1.example"}},
 		{"we", 0, []string{}},

@@ -45,21 +45,11 @@ func nodeC() *corev1.Node { return node("node-c", "Hostname=node-c", "InternalIP
 // newCache returns a fake client standing in for the manager's cache, with the indexes Setup
 // registers.
 func newCache(objs ...client.Object) client.WithWatch {
-	return fake.NewClientBuilder().
-		WithObjects(objs...).
-		WithIndex(&corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
-			return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
-		}).
-		WithIndex(&corev1.Node{}, nodeNamePrefixIndex, func(o client.Object) []string {
-			return policy.NamePrefixes(o.GetName())
-		}).
-		WithIndex(&certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
-			if n, ok := servingcsr.NodeName(o.(*certificatesv1.CertificateSigningRequest).Spec.Username); ok {
-				return []string{n}
-			}
-			return nil
-		}).
-		Build()
+	b := fake.NewClientBuilder().WithObjects(objs...)
+	for _, i := range indexes {
+		b = b.WithIndex(i.obj, i.field, i.extract)
+	}
+	return b.Build()
 }
 
 // newDiscovery returns a ClusterDiscovery over reader, which also holds its

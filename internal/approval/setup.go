@@ -3,6 +3,7 @@ package approval
 import (
 	"bytes"
 	"context"
+	"encoding/pem"
 	"fmt"
 	"slices"
 
@@ -28,12 +29,22 @@ import (
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
-// CacheOptions trims the manager's caches to what the policy needs, so memory
+// CacheOptions trims the manager's caches to what is read of them, so memory
 // stays small with thousands of nodes: only kubelet-serving CSRs are listed
-// (a server-side field selector), without the request once they are final and
-// with an oversized one cut (trimCSR); Nodes keep their name, addresses, the
-// control-plane labels of cfg, kubelet endpoint and OS image — no images,
-// conditions or other labels; Namespaces are cached as names only.
+// (a server-side field selector), a final one reduced to what its readers use
+// (its issued certificate as DER, no request) and an oversized request cut
+// (trimCSR); Nodes keep their name, addresses, the control-plane labels of
+// cfg, kubelet endpoint and OS image — no images, conditions or other labels;
+// Namespaces are cached as names only. The manager caches nothing else:
+// Services, EndpointSlices, ConfigMaps and Leases are read uncached.
+//
+// Heap kept per cached object with the indexes of Setup (BenchmarkCacheBytes,
+// 2026-11-30; before the Node indexes left a Node's own name out and final
+// CSRs were reduced, in brackets): a Node as the bench registers it 1,528 B
+// (2,245), a real kubelet's Node 2,056 B (2,718; 20,536 untrimmed); a pending
+// CSR 2,241 B (2,241); an issued CSR 1,673 B (2,661; 4,177 untrimmed); a CSR
+// denied as superseded 866 B (2,049). A typed cache cannot go much lower: the
+// Node struct alone takes 896 B, a CSR 448 B, and each index entry ~330 B.
 func CacheOptions(cfg policy.Config) cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
@@ -78,25 +89,68 @@ func trimNode(labelKeys []string) func(any) (any, error) {
 	}
 }
 
-// trimCSR drops managed fields, the request of a final CSR (it is never decided again; its
-// certificate stays) unless another approver approved it (dry-run judges those; the API server
-// deletes them after an hour) and cuts a longer request than servingcsr.MaxRequestBytes (which Parse
-// refuses anyway) to one byte more, so that no node can fill the cache: the API server keeps
-// decided CSRs an hour and pending ones a day.
+// trimCSR keeps of a CSR what is read of it in the cache. A CSR that may still be decided — a
+// pending one, and one another approver approved (dry-run judges those) — is kept whole but for its
+// managed fields, with a request longer than servingcsr.MaxRequestBytes (which Parse refuses
+// anyway) cut to one byte more, so that no node can fill the cache: the API server keeps pending
+// CSRs a day. A final CSR is never decided again; it is reduced to finalCSR, for the API server
+// keeps it an hour after its decision, and a rotation of the fleet puts one per Node in the cache.
 func trimCSR(obj any) (any, error) {
 	csr, ok := obj.(*certificatesv1.CertificateSigningRequest)
 	if !ok {
 		return obj, nil
 	}
+	if servingcsr.IsFinal(csr) && !servingcsr.ApprovedByOther(csr) {
+		return finalCSR(csr), nil
+	}
 	csr.ManagedFields = nil
-	switch {
-	case servingcsr.IsFinal(csr) && !servingcsr.ApprovedByOther(csr):
-		csr.Spec.Request = nil
-	case len(csr.Spec.Request) > servingcsr.MaxRequestBytes:
+	if len(csr.Spec.Request) > servingcsr.MaxRequestBytes {
 		// A copy: a sub-slice would keep the whole array alive.
 		csr.Spec.Request = bytes.Clone(csr.Spec.Request[:servingcsr.MaxRequestBytes+1])
 	}
 	return csr, nil
+}
+
+// finalCSR returns what the cache's readers use of a final CSR, and nothing else:
+//   - its name, UID, resourceVersion and creationTimestamp: the reconciler's key, supersession
+//     orders a node's CSRs by creation, the pending-CSR metrics count ages from it;
+//   - spec.signerName (servingcsr.InScope), spec.username and spec.groups (the node that filed
+//     it: the CSR index, servingcsr.Supersede);
+//   - of each condition its type, status, reason and times: servingcsr.StateOf, ApprovedByOther,
+//     ApprovedAt (the approved-not-issued metric), the Superseded denial; not the message;
+//   - status.certificate as DER, the PEM armour (a third of it) removed: monitor.Issued reads
+//     NotBefore and NotAfter of it, and monitor.Signs verifies its signature against the cluster
+//     CA, which needs the whole signed certificate, so it cannot be reduced further. Only the
+//     first block is kept, as monitor.Issued reads only that one; an unparsable value is kept as
+//     it is (servingcsr.StateOf counts it as issued, monitor.Issued skips it).
+//
+// Labels, annotations, managed fields, the request, usages, spec.uid, spec.extra and
+// spec.expirationSeconds are dropped: they are read only to decide, and a final CSR is not decided.
+// Measured with BenchmarkCacheBytes (see CacheOptions).
+func finalCSR(csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+	out := &certificatesv1.CertificateSigningRequest{
+		TypeMeta: csr.TypeMeta,
+		ObjectMeta: metav1.ObjectMeta{
+			Name: csr.Name, UID: csr.UID, ResourceVersion: csr.ResourceVersion, CreationTimestamp: csr.CreationTimestamp,
+		},
+		Spec: certificatesv1.CertificateSigningRequestSpec{SignerName: csr.Spec.SignerName, Username: csr.Spec.Username, Groups: csr.Spec.Groups},
+	}
+	if csr.Spec.SignerName == servingcsr.SignerName {
+		out.Spec.SignerName = servingcsr.SignerName // one string for all, not one per CSR
+	}
+	if len(csr.Status.Conditions) > 0 {
+		out.Status.Conditions = make([]certificatesv1.CertificateSigningRequestCondition, len(csr.Status.Conditions))
+		for i, c := range csr.Status.Conditions {
+			out.Status.Conditions[i] = certificatesv1.CertificateSigningRequestCondition{
+				Type: c.Type, Status: c.Status, Reason: c.Reason, LastUpdateTime: c.LastUpdateTime, LastTransitionTime: c.LastTransitionTime,
+			}
+		}
+	}
+	out.Status.Certificate = csr.Status.Certificate
+	if block, _ := pem.Decode(csr.Status.Certificate); block != nil && len(block.Bytes) > 0 {
+		out.Status.Certificate = block.Bytes
+	}
+	return out
 }
 
 // trimNamespace keeps a Namespace's name only: the policy asks whether one exists.
@@ -110,28 +164,45 @@ func trimNamespace(obj any) (any, error) {
 	}}, nil
 }
 
+// indexes are the cache indexes Setup registers: Nodes by address and by name prefix (the
+// facts of the policy), CSRs that are not denied or failed by the node that filed them
+// (supersession).
+var indexes = []struct {
+	obj     client.Object
+	field   string
+	extract client.IndexerFunc
+}{
+	{&corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
+		// Not its own name: see nodeAddressIndex.
+		return slices.DeleteFunc(policy.AddressKeys(o.(*corev1.Node).Status.Addresses), func(k string) bool { return k == o.GetName() })
+	}},
+	{&corev1.Node{}, nodeNamePrefixIndex, func(o client.Object) []string {
+		p := policy.NamePrefixes(o.GetName())
+		return p[:len(p)-1] // not the whole name: see nodeNamePrefixIndex
+	}},
+	{&certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
+		csr := o.(*certificatesv1.CertificateSigningRequest)
+		if st := servingcsr.StateOf(csr); st == servingcsr.Denied || st == servingcsr.Failed {
+			// Never decided again and supersedes nothing (servingcsr.Supersede): no reader of the
+			// index wants it, and a recovery leaves a dozen denied as superseded per node.
+			return nil
+		}
+		if n, ok := servingcsr.NodeName(csr.Spec.Username); ok {
+			return []string{n}
+		}
+		return nil
+	}},
+}
+
 // Setup registers the indexes, the cluster discovery and the controller with
 // mgr. workers is the number of CSRs decided in parallel. Nodes sent on
 // requeue have their pending CSRs decided again.
 func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kube.ClusterDiscovery, workers int, requeue <-chan event.TypedGenericEvent[*corev1.Node]) error {
 	idx := mgr.GetFieldIndexer()
-	if err := idx.IndexField(ctx, &corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
-		return policy.AddressKeys(o.(*corev1.Node).Status.Addresses)
-	}); err != nil {
-		return fmt.Errorf("index nodes by address: %w", err)
-	}
-	if err := idx.IndexField(ctx, &corev1.Node{}, nodeNamePrefixIndex, func(o client.Object) []string {
-		return policy.NamePrefixes(o.GetName())
-	}); err != nil {
-		return fmt.Errorf("index nodes by name prefix: %w", err)
-	}
-	if err := idx.IndexField(ctx, &certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
-		if n, ok := servingcsr.NodeName(o.(*certificatesv1.CertificateSigningRequest).Spec.Username); ok {
-			return []string{n}
+	for _, i := range indexes {
+		if err := idx.IndexField(ctx, i.obj, i.field, i.extract); err != nil {
+			return fmt.Errorf("index %s: %w", i.field, err)
 		}
-		return nil
-	}); err != nil {
-		return fmt.Errorf("index CSRs by node: %w", err)
 	}
 	if err := mgr.Add(discovery); err != nil {
 		return err

@@ -1,15 +1,18 @@
 package approval
 
 import (
+	"encoding/pem"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -176,8 +179,104 @@ func TestCacheOptions(t *testing.T) {
 }
 
 func TestTrimCSR(t *testing.T) {
+	created := metav1.NewTime(csrtest.Created)
+	decided := metav1.NewTime(csrtest.Created.Add(time.Minute))
+	der := []byte{0x30, 0x82, 0x01, 0x0a} // stands for a certificate's DER: only its armour is read
+	pemOf := func(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+	condition := func(typ certificatesv1.RequestConditionType, reason string) certificatesv1.CertificateSigningRequestCondition {
+		return certificatesv1.CertificateSigningRequestCondition{Type: typ, Status: corev1.ConditionTrue, Reason: reason,
+			Message: "a message nobody reads from the cache", LastUpdateTime: decided, LastTransitionTime: decided}
+	}
+	// full is a CSR as the API server serves it, with everything a cache could keep.
+	full := func(conditions []certificatesv1.CertificateSigningRequestCondition, cert []byte) *certificatesv1.CertificateSigningRequest {
+		csr := csrtest.New(t)
+		csr.UID, csr.ResourceVersion, csr.CreationTimestamp = "uid-1", "42", created
+		csr.Labels = map[string]string{"app": "x"}
+		csr.Annotations = map[string]string{"note": "y"}
+		csr.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
+		csr.Spec.UID = "kubelet-uid"
+		csr.Spec.Extra = map[string]certificatesv1.ExtraValue{"authentication.kubernetes.io/credential-id": {"X509SHA256=ab"}}
+		csr.Status.Conditions = conditions
+		csr.Status.Certificate = cert
+		return csr
+	}
+	// whole is what is kept of a CSR that may still be decided: all but its managed fields.
+	whole := func(csr *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+		csr = csr.DeepCopy()
+		csr.ManagedFields = nil
+		return csr
+	}
+	// final is what is kept of a final CSR.
+	final := func(cert []byte, conditions ...certificatesv1.CertificateSigningRequestCondition) *certificatesv1.CertificateSigningRequest {
+		for i := range conditions {
+			conditions[i].Message = ""
+		}
+		csr := csrtest.New(t)
+		return &certificatesv1.CertificateSigningRequest{
+			ObjectMeta: metav1.ObjectMeta{Name: csr.Name, UID: "uid-1", ResourceVersion: "42", CreationTimestamp: created},
+			Spec: certificatesv1.CertificateSigningRequestSpec{
+				SignerName: servingcsr.SignerName, Username: csr.Spec.Username, Groups: csr.Spec.Groups,
+			},
+			Status: certificatesv1.CertificateSigningRequestStatus{Conditions: conditions, Certificate: cert},
+		}
+	}
+	approved := condition(certificatesv1.CertificateApproved, servingcsr.ApprovedReason)
+	byOther := condition(certificatesv1.CertificateApproved, "AutoApproved")
+	superseded := condition(certificatesv1.CertificateDenied, servingcsr.SupersededReason)
+	failed := condition(certificatesv1.CertificateFailed, "SignerValidationFailure")
+	pending := full(nil, nil)
+	approvedByOther := full([]certificatesv1.CertificateSigningRequestCondition{byOther}, nil)
+	issuedByOther := full([]certificatesv1.CertificateSigningRequestCondition{byOther}, pemOf(der))
+	tests := []struct {
+		name string
+		in   *certificatesv1.CertificateSigningRequest
+		want *certificatesv1.CertificateSigningRequest
+	}{
+		// Still to be decided: the request and all else stay.
+		{"pending", pending, whole(pending)},
+		// Final: only what the readers use; the issued certificate as DER.
+		{"approved_not_issued", full([]certificatesv1.CertificateSigningRequestCondition{approved}, nil), final(nil, approved)},
+		{"issued", full([]certificatesv1.CertificateSigningRequestCondition{approved}, pemOf(der)), final(der, approved)},
+		{"issued_chain_first_block", full([]certificatesv1.CertificateSigningRequestCondition{approved}, append(pemOf(der), pemOf([]byte{0x30, 0})...)), final(der, approved)},
+		{"issued_unparsable_kept", full([]certificatesv1.CertificateSigningRequestCondition{approved}, []byte("junk")), final([]byte("junk"), approved)},
+		{"denied_superseded", full([]certificatesv1.CertificateSigningRequestCondition{superseded}, nil), final(nil, superseded)},
+		{"failed", full([]certificatesv1.CertificateSigningRequestCondition{approved, failed}, nil), final(nil, approved, failed)},
+		// Approved by another approver: dry-run judges it still, so it is kept whole.
+		{"approved_by_other", approvedByOther, whole(approvedByOther)},
+		{"issued_by_other", issuedByOther, whole(issuedByOther)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.in.DeepCopy()
+			got, err := trimCSR(tc.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(got, any(tc.want)); diff != "" {
+				t.Errorf("trimCSR() mismatch (-got +want):\n%s", diff)
+			}
+			// What the readers derive is unchanged.
+			c := got.(*certificatesv1.CertificateSigningRequest)
+			if servingcsr.StateOf(c) != servingcsr.StateOf(in) || !servingcsr.ApprovedAt(c).Equal(servingcsr.ApprovedAt(in)) ||
+				servingcsr.ApprovedByOther(c) != servingcsr.ApprovedByOther(in) || isSupersededDenial(c) != isSupersededDenial(in) {
+				t.Errorf("trimCSR() changed what is read: state %s, approved at %v, by other %t, superseded %t",
+					servingcsr.StateOf(c), servingcsr.ApprovedAt(c), servingcsr.ApprovedByOther(c), isSupersededDenial(c))
+			}
+		})
+	}
+
+	// Anything else (a tombstone, say) passes through untouched.
+	other := &corev1.Pod{}
+	if got, err := trimCSR(other); err != nil || got != any(other) {
+		t.Errorf("trimCSR(pod) = %v, %v; want the pod, nil", got, err)
+	}
+}
+
+// TestTrimCSRRequest: an oversized request of a pending CSR is cut so that no node can fill the
+// cache, to a copy (a sub-slice would keep the whole array alive) that Parse refuses as it would
+// the whole.
+func TestTrimCSRRequest(t *testing.T) {
 	csr := csrtest.New(t)
-	csr.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	big := csr.DeepCopy()
 	big.Spec.Request = make([]byte, 10<<20)
 	for _, tc := range []struct {
@@ -189,37 +288,49 @@ func TestTrimCSR(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := got.(*certificatesv1.CertificateSigningRequest)
-		// The capacity too: a sub-slice of the 10 MB array would keep it alive.
-		if len(c.Spec.Request) != tc.wantLen || cap(c.Spec.Request) > 2*servingcsr.MaxRequestBytes || c.ManagedFields != nil {
-			t.Errorf("trimCSR: request %d bytes (cap %d), managed fields %v; want %d bytes and none", len(c.Spec.Request), cap(c.Spec.Request), c.ManagedFields, tc.wantLen)
+		if len(c.Spec.Request) != tc.wantLen || cap(c.Spec.Request) > 2*servingcsr.MaxRequestBytes {
+			t.Errorf("trimCSR: request %d bytes (cap %d); want %d bytes", len(c.Spec.Request), cap(c.Spec.Request), tc.wantLen)
 		}
 	}
-	// The cut request is refused, as the whole one would be.
 	if _, err := servingcsr.Parse(big.Spec.Request); err == nil {
 		t.Error("Parse accepted a request over MaxRequestBytes")
 	}
+}
 
-	// A final CSR is never decided again: its request goes, its certificate stays.
-	issued := csrtest.New(t)
-	issued.Status.Certificate = []byte("certificate")
-	got, err := trimCSR(issued)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if c := got.(*certificatesv1.CertificateSigningRequest); c.Spec.Request != nil || string(c.Status.Certificate) != "certificate" {
-		t.Errorf("trimCSR(issued): request %d bytes, certificate %q; want none and kept", len(c.Spec.Request), c.Status.Certificate)
-	}
-
-	// Unless another approver approved it: dry-run judges it still.
-	for reason, keep := range map[string]bool{"AutoApproved": true, servingcsr.ApprovedReason: false} {
-		approved := csrtest.New(t)
-		approved.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateApproved, Status: "True", Reason: reason}}
-		got, err := trimCSR(approved)
-		if err != nil {
-			t.Fatal(err)
+// TestCSRNodeIndex: a CSR is indexed under its node while it can be decided or supersede
+// another; denied and failed ones, which can do neither, are left out.
+func TestCSRNodeIndex(t *testing.T) {
+	var extract func(client.Object) []string
+	for _, i := range indexes {
+		if i.field == csrNodeIndex {
+			extract = i.extract
 		}
-		if c := got.(*certificatesv1.CertificateSigningRequest); (c.Spec.Request != nil) != keep {
-			t.Errorf("trimCSR(approved with reason %s): request %d bytes, want kept %v", reason, len(c.Spec.Request), keep)
+	}
+	with := func(cert string, types ...certificatesv1.RequestConditionType) *certificatesv1.CertificateSigningRequest {
+		csr := csrtest.New(t)
+		for _, typ := range types {
+			csr.Status.Conditions = append(csr.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{Type: typ, Status: corev1.ConditionTrue})
 		}
+		csr.Status.Certificate = []byte(cert)
+		return csr
+	}
+	tests := []struct {
+		name string
+		csr  *certificatesv1.CertificateSigningRequest
+		want []string
+	}{
+		{"pending", with(""), []string{"node-a"}},
+		{"approved", with("", certificatesv1.CertificateApproved), []string{"node-a"}},
+		{"issued", with("cert", certificatesv1.CertificateApproved), []string{"node-a"}},
+		{"denied", with("", certificatesv1.CertificateDenied), nil},
+		{"failed", with("", certificatesv1.CertificateApproved, certificatesv1.CertificateFailed), nil},
+		{"not_a_node", csrtest.New(t, csrtest.Username("system:serviceaccount:default:node-a")), nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if diff := cmp.Diff(extract(tc.csr), tc.want); diff != "" {
+				t.Errorf("csrNodeIndex mismatch (-got +want):\n%s", diff)
+			}
+		})
 	}
 }

@@ -151,7 +151,8 @@ func ProbeAll(ctx context.Context, p Prober, nodes []corev1.Node, concurrency in
 }
 
 // Issued returns, per node, the issued kubelet-serving certificate with the
-// latest NotAfter among csrs.
+// latest NotAfter among csrs. A status.certificate is read as PEM (its first
+// block) or, as the controller's cache keeps it, DER.
 func Issued(csrs []certificatesv1.CertificateSigningRequest) map[string]*x509.Certificate {
 	out := map[string]*x509.Certificate{}
 	for i := range csrs {
@@ -160,11 +161,13 @@ func Issued(csrs []certificatesv1.CertificateSigningRequest) map[string]*x509.Ce
 		if !ok || !servingcsr.InScope(csr) || len(csr.Status.Certificate) == 0 {
 			continue
 		}
-		block, _ := pem.Decode(csr.Status.Certificate)
-		if block == nil {
-			continue
+		// PEM as the API server holds it, or its first block's DER as the controller's
+		// cache keeps it (approval.CacheOptions).
+		der := csr.Status.Certificate
+		if block, _ := pem.Decode(der); block != nil {
+			der = block.Bytes
 		}
-		c, err := x509.ParseCertificate(block.Bytes)
+		c, err := x509.ParseCertificate(der)
 		if err != nil {
 			continue
 		}

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	certificatesv1 "k8s.io/api/certificates/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/csrguard/csrguard/internal/metrics"
@@ -124,14 +126,20 @@ func TestSweepClusterCA(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
 		issuedBy  *ca
+		der       bool // as the controller's cache keeps the certificate
 		wantState string
 	}{
 		{name: "cluster_ca_signs_kubelet_serving", issuedBy: clusterCA, wantState: metrics.ProbeUntrusted},
+		{name: "cluster_ca_signs_kubelet_serving_der", issuedBy: clusterCA, der: true, wantState: metrics.ProbeUntrusted},
 		{name: "another_ca_signs_kubelet_serving", issuedBy: other, wantState: metrics.ProbeOK},
+		{name: "another_ca_signs_kubelet_serving_der", issuedBy: other, der: true, wantState: metrics.ProbeOK},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			csr := csrtest.New(t, csrtest.Node("node-a"), csrtest.Name("issued"))
-			csr.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tc.issuedBy.serving(t, expiry, []string{"node-a"}).Certificate[0]})
+			csr.Status.Certificate = tc.issuedBy.serving(t, expiry, []string{"node-a"}).Certificate[0]
+			if !tc.der {
+				csr.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: csr.Status.Certificate})
+			}
 			reader := fake.NewClientBuilder().WithObjects(node.DeepCopy(), csr).Build()
 			m := New(reader, metrics.New(), Config{Interval: time.Minute, Prober: Prober{Timeout: time.Second}, ClusterCA: pool})
 			results, err := m.Sweep(context.Background())
@@ -140,6 +148,53 @@ func TestSweepClusterCA(t *testing.T) {
 			}
 			if len(results) != 1 || results[0].State != tc.wantState {
 				t.Errorf("results %+v, want one with state %s", results, tc.wantState)
+			}
+		})
+	}
+}
+
+// TestIssued: the newest issued certificate of each node, read from PEM as the API server
+// holds it or from DER as the controller's cache keeps it (approval.CacheOptions).
+func TestIssued(t *testing.T) {
+	ca := newCA(t)
+	soon, later := time.Now().Add(time.Hour).Truncate(time.Second), time.Now().Add(2*time.Hour).Truncate(time.Second)
+	der := func(notAfter time.Time) []byte { return ca.serving(t, notAfter, []string{"node-a"}).Certificate[0] }
+	pemOf := func(der []byte) []byte { return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}) }
+	issued := func(name string, cert []byte, opts ...csrtest.Option) certificatesv1.CertificateSigningRequest {
+		csr := csrtest.New(t, append([]csrtest.Option{csrtest.Name(name)}, opts...)...)
+		csr.Status.Certificate = cert
+		return *csr
+	}
+	tests := []struct {
+		name string
+		csrs []certificatesv1.CertificateSigningRequest
+		want map[string]time.Time // NotAfter by node
+	}{
+		{"pem", []certificatesv1.CertificateSigningRequest{issued("a", pemOf(der(soon)))}, map[string]time.Time{"node-a": soon}},
+		{"der", []certificatesv1.CertificateSigningRequest{issued("a", der(soon))}, map[string]time.Time{"node-a": soon}},
+		{"pem_chain_first_block", []certificatesv1.CertificateSigningRequest{
+			issued("a", append(pemOf(der(soon)), pemOf(ca.cert.Raw)...)),
+		}, map[string]time.Time{"node-a": soon}},
+		{"latest_not_after", []certificatesv1.CertificateSigningRequest{
+			issued("a", der(later)), issued("b", pemOf(der(soon))),
+		}, map[string]time.Time{"node-a": later}},
+		{"garbage", []certificatesv1.CertificateSigningRequest{issued("a", []byte("not a certificate"))}, map[string]time.Time{}},
+		{"not_issued", []certificatesv1.CertificateSigningRequest{issued("a", nil)}, map[string]time.Time{}},
+		{"not_a_node", []certificatesv1.CertificateSigningRequest{
+			issued("a", der(soon), csrtest.Username("system:serviceaccount:default:node-a")),
+		}, map[string]time.Time{}},
+		{"other_signer", []certificatesv1.CertificateSigningRequest{
+			issued("a", der(soon), csrtest.SignerName("example.com/serving")),
+		}, map[string]time.Time{}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[string]time.Time{}
+			for node, c := range Issued(tc.csrs) {
+				got[node] = c.NotAfter
+			}
+			if diff := cmp.Diff(got, tc.want); diff != "" {
+				t.Errorf("Issued() NotAfter mismatch (-got +want):\n%s", diff)
 			}
 		})
 	}
