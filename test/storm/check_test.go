@@ -171,7 +171,7 @@ csrguard_errors_total{stage="facts"} 2
 leader_election_master_status{name="csrguard"} 1
 odd_metric{help="a \"quoted\", value"} 5
 `
-	samples, err := parseSamples(strings.NewReader(text), requestsMetric, writeErrorsMetric, leaderMetric, "odd_metric")
+	samples, err := parseSamples(strings.NewReader(text), "apiserver_request_total", writeErrorsMetric, leaderMetric, "odd_metric")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +180,8 @@ odd_metric{help="a \"quoted\", value"} 5
 		labels map[string]string
 		want   float64
 	}{
-		{requestsMetric, map[string]string{"verb": "LIST", "resource": "certificatesigningrequests"}, 7},
-		{requestsMetric, map[string]string{"verb": "LIST"}, 10},
+		{"apiserver_request_total", map[string]string{"verb": "LIST", "resource": "certificatesigningrequests"}, 7},
+		{"apiserver_request_total", map[string]string{"verb": "LIST"}, 10},
 		{writeErrorsMetric, map[string]string{"stage": "write"}, 4},
 		{leaderMetric, nil, 1},
 		{"odd_metric", map[string]string{"help": `a "quoted", value`}, 5},

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -168,10 +169,8 @@ func inject(ctx context.Context, cp *controlplane.ControlPlane, admin kubernetes
 	case LeaderKill, LeaderPause:
 		return failover(ctx, admin, rw, f, o)
 	case WatchExpiry:
-		before, err := lists(ctx, admin)
-		if err != nil {
-			return time.Time{}, none, err
-		}
+		apiserverLog := cp.LogFile("kube-apiserver")
+		offset := logSize(apiserverLog)
 		rev, err := cp.CompactEtcd(ctx)
 		if err != nil {
 			return time.Time{}, none, err
@@ -181,14 +180,13 @@ func inject(ctx context.Context, cp *controlplane.ControlPlane, admin kubernetes
 			return time.Time{}, none, err
 		}
 		healed := time.Now()
-		none.after = func(ctx context.Context) (string, error) {
-			after, err := lists(ctx, admin)
-			if err != nil {
-				return "", err
-			}
-			detail := fmt.Sprintf("etcd compacted at revision %d, %d connections cut, %.0f CSR/Node lists after", rev, conns, after-before)
-			if after == before {
-				return detail, errors.New("no informer listed CSRs or Nodes again after the compaction: the watches did not expire")
+		none.after = func(context.Context) (string, error) {
+			// The API server logs each watch it resumed from a compacted
+			// revision; its client got 410 Gone and its informer listed again.
+			expired := countLines(apiserverLog, offset, compactedWatch)[0]
+			detail := fmt.Sprintf("etcd compacted at revision %d, %d connections cut, %d watches expired (410 Gone)", rev, conns, expired)
+			if expired == 0 {
+				return detail, errors.New("no watch resumed from a compacted revision: the watch expiry did not happen")
 			}
 			return detail, nil
 		}
@@ -298,13 +296,30 @@ func failover(ctx context.Context, admin kubernetes.Interface, rw *replicaWatch,
 	}
 	pause := time.Since(paused)
 	done.killed = old // it is to exit: that is how it steps down
+	resumed := time.Now()
 	done.after = func(ctx context.Context) (string, error) {
 		exited := poll(ctx, o.Timeout, "the resumed leader to step down and exit", rep.Process.Exited)
-		detail := fmt.Sprintf("%s paused for %s; it logged %d decisions after it resumed", rep.Name, pause.Round(100*time.Millisecond), countDecisions(rep.Log, offset))
+		refused := countLines(rep.Log, offset, conflict)[0]
+		late, inFlight := 0, 0
+		for _, name := range decided(rep.Log, offset) {
+			// A decision's condition carries when the decider made it (to the
+			// second): before the pause for a write that was in flight.
+			csr, err := admin.CertificatesV1().CertificateSigningRequests().Get(ctx, name, metav1.GetOptions{})
+			if err != nil {
+				return "", err
+			}
+			if decisionTime(csr).Before(resumed.Truncate(time.Second)) {
+				inFlight++
+			} else {
+				late++
+			}
+		}
+		detail := fmt.Sprintf("%s paused for %s; once resumed, before it stepped down, it wrote %d decisions (and %d in flight when paused) and had %d writes refused as conflicts",
+			rep.Name, pause.Round(100*time.Millisecond), late, inFlight, refused)
 		if exited != nil {
 			return detail, fmt.Errorf("%s resumed after losing its Lease and did not exit: %w", rep.Name, exited)
 		}
-		return detail + ", then exited", nil
+		return detail, nil
 	}
 	return healed, done, nil
 }
@@ -318,25 +333,70 @@ func logSize(path string) int64 {
 	return fi.Size()
 }
 
-// countDecisions counts the approvals and denials logged in path after offset.
-func countDecisions(path string, offset int64) int {
+// decidedName finds the CSR in a log line of csrguard's.
+var decidedName = regexp.MustCompile(`"csr": \{"name":"([^"]+)"\}`)
+
+// decided returns the CSRs whose approval or denial csrguard logged in the
+// file at path after offset: decisions it wrote.
+func decided(path string, offset int64) []string {
+	var names []string
+	forLines(path, offset, func(line string) {
+		if strings.Contains(line, "Approved CSR") || strings.Contains(line, "Denied CSR") || strings.Contains(line, "Denied superseded CSR") {
+			if m := decidedName.FindStringSubmatch(line); m != nil {
+				names = append(names, m[1])
+			}
+		}
+	})
+	return names
+}
+
+// decisionTime is the LastUpdateTime of csr's Approved or Denied condition.
+func decisionTime(csr *certificatesv1.CertificateSigningRequest) time.Time {
+	for _, c := range csr.Status.Conditions {
+		if c.Type == certificatesv1.CertificateApproved || c.Type == certificatesv1.CertificateDenied {
+			return c.LastUpdateTime.Time
+		}
+	}
+	return time.Time{}
+}
+
+// What the logs say when a watch expired, and when a decision was refused
+// because the CSR changed since it was read.
+const (
+	compactedWatch = "required revision has been compacted"
+	conflict       = "the object has been modified"
+)
+
+// countLines counts, for each of substrings, the lines of the file at path
+// after offset that contain it.
+func countLines(path string, offset int64, substrings ...string) []int {
+	n := make([]int, len(substrings))
+	forLines(path, offset, func(line string) {
+		for i, s := range substrings {
+			if strings.Contains(line, s) {
+				n[i]++
+			}
+		}
+	})
+	return n
+}
+
+// forLines calls f with each line of the file at path after offset; a file
+// that cannot be read has no lines.
+func forLines(path string, offset int64, f func(string)) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return 0
+		return
 	}
 	defer fh.Close()
 	if _, err := fh.Seek(offset, io.SeekStart); err != nil {
-		return 0
+		return
 	}
-	n := 0
 	sc := bufio.NewScanner(fh)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	for sc.Scan() {
-		if line := sc.Text(); strings.Contains(line, "Approved CSR") || strings.Contains(line, "Denied CSR") {
-			n++
-		}
+		f(sc.Text())
 	}
-	return n
 }
 
 // poll checks cond every 50 ms until it holds, failing when timeout passes or

@@ -12,11 +12,9 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"k8s.io/client-go/kubernetes"
 )
 
-// The series read from csrguard and the API server.
+// The series read from csrguard.
 const (
 	// leaderMetric is client-go's leader election status, 1 on the leader,
 	// which controller-runtime exports for every manager.
@@ -24,8 +22,6 @@ const (
 	// writeErrorsMetric with stage="write" counts decision writes that failed
 	// and are retried (internal/metrics).
 	writeErrorsMetric = "csrguard_errors_total"
-	// requestsMetric is the API server's count of requests served.
-	requestsMetric = "apiserver_request_total"
 )
 
 // sample is one series' value.
@@ -220,20 +216,4 @@ func (w *replicaWatch) writeErrors() float64 {
 func (w *replicaWatch) stop() {
 	w.cancel()
 	<-w.done
-}
-
-// lists counts the LIST requests the API server has served for CSRs and
-// Nodes: each is a client's informer listing, as it does after a watch
-// expired.
-func lists(ctx context.Context, admin kubernetes.Interface) (float64, error) {
-	body, err := admin.Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return 0, fmt.Errorf("API server metrics: %w", err)
-	}
-	samples, err := parseSamples(strings.NewReader(string(body)), requestsMetric)
-	if err != nil {
-		return 0, fmt.Errorf("API server metrics: %w", err)
-	}
-	return sum(samples, requestsMetric, map[string]string{"verb": "LIST", "resource": "certificatesigningrequests"}) +
-		sum(samples, requestsMetric, map[string]string{"verb": "LIST", "resource": "nodes"}), nil
 }
