@@ -11,6 +11,10 @@
 // certificate, so the Node authorizer and NodeRestriction apply exactly as they
 // do to kubelets.
 //
+// Fault tests can restart the API server, kill and restart etcd, compact its
+// history, cut every client connection (Options.Proxy) and pause processes
+// (faults.go, Process); test/storm injects them in the middle of a CSR storm.
+//
 // The package owns processes and PKI; simulated kubelets live in
 // test/kubelet. Every process started is stopped and waited for by Stop, and
 // component logs stay in Options.Dir.

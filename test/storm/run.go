@@ -27,7 +27,8 @@ type Result struct {
 	// Verdict is Check's verdict on the API server's CSRs at the end.
 	Verdict Verdict
 	// Healed is how long the fault lasted: from its injection until the API
-	// server was ready again, or another replica led.
+	// server answered again (restarts), another replica acquired the Lease
+	// (leader faults), or the connections were cut (watch expiry).
 	Healed time.Duration
 	// ToLastApproval is from the fault healing to the last legitimate CSR
 	// seen approved; zero if every one was approved before it healed.
@@ -43,8 +44,8 @@ type Result struct {
 	// Exited names the replicas that exited on their own (a leader that
 	// lost its Lease steps down by exiting; a Deployment restarts it).
 	Exited []string
-	// Detail says what the fault did: the connections it cut and the lists
-	// they caused, what the resumed leader wrote before it exited, ….
+	// Detail says what the fault did: the connections it cut and the watches
+	// that expired, what the resumed leader wrote before it stepped down.
 	Detail string
 }
 
@@ -319,7 +320,7 @@ func failover(ctx context.Context, admin kubernetes.Interface, rw *replicaWatch,
 		if exited != nil {
 			return detail, fmt.Errorf("%s resumed after losing its Lease and did not exit: %w", rep.Name, exited)
 		}
-		return detail, nil
+		return detail + "; then it exited", nil
 	}
 	return healed, done, nil
 }
