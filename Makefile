@@ -10,6 +10,7 @@ NODES    ?= 3
 N        ?= 2000
 RECOVERY_NODES   ?= 200
 RECOVERY_PENDING ?= 12
+FAULTS   ?= all
 FUZZTIME ?= 2m
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/csrguard/csrguard/internal/buildinfo.Version=$(VERSION)
@@ -70,6 +71,10 @@ bench: build ## Benchmarks: approving N CSRs (csrguard vs a no-check ceiling), p
 	CGO_ENABLED=0 go build -trimpath -o $(OUT)/bin/nocheck-approver ./test/cmd/nocheck-approver
 	CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/bench --n $(N) --dir $(OUT)/bench --csrguard $(OUT)/bin/csrguard --nocheck $(OUT)/bin/nocheck-approver \
 		--recovery-nodes $(RECOVERY_NODES) --recovery-pending $(RECOVERY_PENDING)
+
+.PHONY: bench-faults
+bench-faults: build ## Faults mid-storm: each of FAULTS (all, or some of apiserver-restart,etcd-restart,leader-kill,leader-pause,watch-expiry) while N (2000) nodes file CSRs with a hostile share; checks every outcome
+	CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/bench --fault $(FAULTS) --n $(N) --dir $(OUT)/bench-faults --csrguard $(OUT)/bin/csrguard
 
 .PHONY: clean
 clean: ## Remove _output (the binary cache outside the repo stays)

@@ -11,6 +11,10 @@
 // certificate, so the Node authorizer and NodeRestriction apply exactly as they
 // do to kubelets.
 //
+// Fault tests can restart the API server, kill and restart etcd, compact its
+// history, cut every client connection (Options.Proxy) and pause processes
+// (faults.go, Process); test/storm injects them in the middle of a CSR storm.
+//
 // The package owns processes and PKI; simulated kubelets live in
 // test/kubelet. Every process started is stopped and waited for by Stop, and
 // component logs stay in Options.Dir.
@@ -76,6 +80,13 @@ type Options struct {
 	// MetricsServer runs metrics-server beside the control plane, registered
 	// as the v1beta1.metrics.k8s.io APIService (see startMetricsServer).
 	MetricsServer bool
+	// APIServerFlags are added to kube-apiserver's flags (a later flag wins).
+	APIServerFlags []string
+	// Proxy puts a TCP proxy in front of the API server and makes URL (and
+	// so every client config handed out) point at it, so that
+	// DropConnections can cut every client's connections at once, as a
+	// load balancer that restarts does.
+	Proxy bool
 	// Logf reports progress; default discards.
 	Logf func(format string, args ...any)
 }
@@ -106,6 +117,7 @@ type ControlPlane struct {
 	mu        sync.Mutex
 	procs     map[string]*Process
 	apiserver []string // argv, kept for RestartAPIServer
+	proxy     *proxy   // with Options.Proxy
 	stopped   bool
 }
 
@@ -342,6 +354,14 @@ func (cp *ControlPlane) etcdURL() string {
 func (cp *ControlPlane) startAPIServer(ctx context.Context, p *paths) error {
 	port := freePort()
 	cp.URL = "https://" + net.JoinHostPort(cp.opts.BindAddress, strconv.Itoa(port))
+	if cp.opts.Proxy {
+		px, err := startProxy(net.JoinHostPort(cp.opts.BindAddress, "0"), net.JoinHostPort(cp.opts.BindAddress, strconv.Itoa(port)))
+		if err != nil {
+			return err
+		}
+		cp.proxy = px
+		cp.URL = "https://" + px.addr()
+	}
 	cp.admin.Host = cp.URL
 	args := []string{
 		"--etcd-servers=" + cp.etcdURL(),
@@ -383,6 +403,7 @@ func (cp *ControlPlane) startAPIServer(ctx context.Context, p *paths) error {
 		"--max-mutating-requests-inflight=1000",
 		"--profiling=false",
 	}
+	args = append(args, cp.opts.APIServerFlags...)
 	cp.apiserver = args
 	if err := cp.spawn("kube-apiserver", args); err != nil {
 		return err
@@ -560,6 +581,9 @@ func (cp *ControlPlane) Stop() error {
 		if p := cp.procs[name]; p != nil {
 			errs = append(errs, p.Stop())
 		}
+	}
+	if cp.proxy != nil {
+		cp.proxy.close()
 	}
 	return errors.Join(errs...)
 }

@@ -99,5 +99,13 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
+// Pause stops the process with SIGSTOP, as a stalled VM or a frozen cgroup
+// would: it keeps its sockets and its state, and runs on from where it was
+// when Resume sends SIGCONT.
+func (p *Process) Pause() error { return syscall.Kill(-p.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Resume continues a paused process with SIGCONT.
+func (p *Process) Resume() error { return syscall.Kill(-p.cmd.Process.Pid, syscall.SIGCONT) }
+
 // Pid returns the process ID.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }

@@ -29,6 +29,13 @@
 // probed and the mean handshake. It exits non-zero unless every node was
 // probed ok.
 //
+// With --fault it runs only the fault phase (see faults.go and test/storm):
+// for each fault in turn — an API server restart, etcd killed and restarted,
+// the leading csrguard replica killed or paused, a watch expiry — on a fresh
+// control plane, in the middle of a storm of --n nodes' CSRs with a hostile
+// share, and checks that every legitimate CSR was approved and issued and
+// no hostile one approved. `make bench-faults` runs it.
+//
 // It needs the binaries of hack/build-kube.sh ($CSRGUARD_KUBE_BIN), a built
 // csrguard and a built nocheck-approver; `make bench` sets all of that up.
 package main
@@ -64,6 +71,9 @@ type options struct {
 
 	// The recovery phase; recoveryNodes 0 skips it.
 	recoveryNodes, recoveryPending int
+
+	// The fault phase (faults.go); when set, it runs alone.
+	faults faultOptions
 }
 
 func main() {
@@ -101,8 +111,12 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.probeConcurrency, "probe-concurrency", 32, "csrguard's --probe-concurrency in the probe phase; csrguard's default is the same.")
 	fs.IntVar(&o.recoveryNodes, "recovery-nodes", 0, "Nodes in the recovery phase, each with --recovery-pending pending CSRs when csrguard starts; 0 skips the phase.")
 	fs.IntVar(&o.recoveryPending, "recovery-pending", 12, "Pending CSRs per node in the recovery phase, the newest filed last: what a kubelet leaves after a 3-hour outage.")
+	o.faults.addFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if o.faults.spec != "" {
+		return runFaults(ctx, o, args)
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
