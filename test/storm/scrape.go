@@ -1,17 +1,14 @@
 package storm
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The series read from csrguard.
@@ -31,69 +28,33 @@ type sample struct {
 	value  float64
 }
 
-// parseSamples reads the samples of the named metrics from Prometheus text
-// exposition; other lines are skipped unparsed.
+// parseSamples reads the counter, gauge and untyped samples of the named
+// metrics from Prometheus text exposition (expfmt, as test/promtest does).
 func parseSamples(r io.Reader, names ...string) ([]sample, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, err
+	}
 	var out []sample
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		end := strings.IndexAny(line, "{ ")
-		if end < 0 || strings.HasPrefix(line, "#") || !slices.Contains(names, line[:end]) {
-			continue
-		}
-		s := sample{name: line[:end], labels: map[string]string{}}
-		rest := line[end:]
-		if strings.HasPrefix(rest, "{") {
-			var err error
-			if rest, err = parseLabels(rest[1:], s.labels); err != nil {
-				return nil, fmt.Errorf("%q: %w", line, err)
+	for _, name := range names {
+		for _, m := range families[name].GetMetric() {
+			s := sample{name: name, labels: map[string]string{}}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
 			}
-		}
-		fields := strings.Fields(rest) // the value, then an optional timestamp
-		if len(fields) == 0 {
-			return nil, fmt.Errorf("%q: no value", line)
-		}
-		v, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("%q: %w", line, err)
-		}
-		s.value = v
-		out = append(out, s)
-	}
-	return out, sc.Err()
-}
-
-// parseLabels reads `k="v",…}` into labels and returns what follows the brace.
-func parseLabels(s string, labels map[string]string) (string, error) {
-	for {
-		s = strings.TrimLeft(s, ", ")
-		if strings.HasPrefix(s, "}") {
-			return s[1:], nil
-		}
-		key, rest, ok := strings.Cut(s, `="`)
-		if !ok {
-			return "", errors.New("malformed labels")
-		}
-		var v strings.Builder
-		i := 0
-		for ; i < len(rest) && rest[i] != '"'; i++ {
-			if rest[i] == '\\' && i+1 < len(rest) {
-				i++ // \\, \" and \n are the escapes
-				if rest[i] == 'n' {
-					v.WriteByte('\n')
-					continue
-				}
+			switch {
+			case m.Counter != nil:
+				s.value = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				s.value = m.GetGauge().GetValue()
+			default:
+				s.value = m.GetUntyped().GetValue()
 			}
-			v.WriteByte(rest[i])
+			out = append(out, s)
 		}
-		if i == len(rest) {
-			return "", errors.New("unterminated label value")
-		}
-		labels[key] = v.String()
-		s = rest[i+1:]
 	}
+	return out, nil
 }
 
 // sum adds the values of the samples named name whose labels include want.
