@@ -32,8 +32,12 @@ func TestCSRIndexMatchesEveryCSR(t *testing.T) {
 	states := []func(*certificatesv1.CertificateSigningRequest){
 		func(*certificatesv1.CertificateSigningRequest) {}, // pending
 		func(*certificatesv1.CertificateSigningRequest) {},
-		func(c *certificatesv1.CertificateSigningRequest) { c.Status.Conditions = append(c.Status.Conditions, approved(servingcsr.ApprovedReason)) },
-		func(c *certificatesv1.CertificateSigningRequest) { c.Status.Conditions = append(c.Status.Conditions, approved("AutoApproved")) },
+		func(c *certificatesv1.CertificateSigningRequest) {
+			c.Status.Conditions = append(c.Status.Conditions, approved(servingcsr.ApprovedReason))
+		},
+		func(c *certificatesv1.CertificateSigningRequest) {
+			c.Status.Conditions = append(c.Status.Conditions, approved("AutoApproved"))
+		},
 		func(c *certificatesv1.CertificateSigningRequest) {
 			c.Status.Conditions = append(c.Status.Conditions, approved(servingcsr.ApprovedReason))
 			c.Status.Certificate = []byte("-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n")
