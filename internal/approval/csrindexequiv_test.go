@@ -58,7 +58,7 @@ func TestCSRIndexMatchesEveryCSR(t *testing.T) {
 		{"system:node:node-a"}, // an impostor when without system:nodes, below
 		{"system:serviceaccount:kube-system:node-a"},
 	}
-	rng := rand.New(rand.NewPCG(13, 4))
+	rng := rand.New(rand.NewPCG(13, 4)) //nolint:gosec // a fixed seed, so that a failure repeats: nothing secret
 	for round := range 40 {
 		var all []certificatesv1.CertificateSigningRequest
 		var objs []client.Object
