@@ -151,8 +151,8 @@ func ProbeAll(ctx context.Context, p Prober, nodes []corev1.Node, concurrency in
 }
 
 // Issued returns, per node, the issued kubelet-serving certificate with the
-// latest NotAfter among csrs. A status.certificate is read as PEM (its first
-// block) or, as the controller's cache keeps it, DER.
+// latest NotAfter among csrs. A status.certificate is read as DER, as the
+// controller's cache keeps it, or else as PEM (its first block).
 func Issued(csrs []certificatesv1.CertificateSigningRequest) map[string]*x509.Certificate {
 	out := map[string]*x509.Certificate{}
 	for i := range csrs {
@@ -161,15 +161,19 @@ func Issued(csrs []certificatesv1.CertificateSigningRequest) map[string]*x509.Ce
 		if !ok || !servingcsr.InScope(csr) || len(csr.Status.Certificate) == 0 {
 			continue
 		}
-		// PEM as the API server holds it, or its first block's DER as the controller's
-		// cache keeps it (approval.CacheOptions).
-		der := csr.Status.Certificate
-		if block, _ := pem.Decode(der); block != nil {
-			der = block.Bytes
-		}
-		c, err := x509.ParseCertificate(der)
+		// DER as the controller's cache keeps it (approval.CacheOptions), or else PEM as the
+		// API server holds it (its first block). DER is tried first: PEM text is never DER,
+		// but a DER certificate may hold a PEM block in the bytes its requester chose (an RSA
+		// modulus), which pem.Decode would find in it.
+		c, err := x509.ParseCertificate(csr.Status.Certificate)
 		if err != nil {
-			continue
+			block, _ := pem.Decode(csr.Status.Certificate)
+			if block == nil {
+				continue
+			}
+			if c, err = x509.ParseCertificate(block.Bytes); err != nil {
+				continue
+			}
 		}
 		if prev := out[node]; prev == nil || c.NotAfter.After(prev.NotAfter) {
 			out[node] = c

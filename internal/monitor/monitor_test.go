@@ -2,11 +2,14 @@ package monitor
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -178,6 +181,9 @@ func TestIssued(t *testing.T) {
 		{"latest_not_after", []certificatesv1.CertificateSigningRequest{
 			issued("a", der(later)), issued("b", pemOf(der(soon))),
 		}, map[string]time.Time{"node-a": later}},
+		// The requester chose the top of its RSA modulus: a PEM block of another certificate
+		// (approval.TestIssuedCertificateHidingPEM). The issued certificate is read, not that.
+		{"der_holding_pem", []certificatesv1.CertificateSigningRequest{issued("a", holdingPEM(t, ca, soon, pemOf(der(later))))}, map[string]time.Time{"node-a": soon}},
 		{"garbage", []certificatesv1.CertificateSigningRequest{issued("a", []byte("not a certificate"))}, map[string]time.Time{}},
 		{"not_issued", []certificatesv1.CertificateSigningRequest{issued("a", nil)}, map[string]time.Time{}},
 		{"not_a_node", []certificatesv1.CertificateSigningRequest{
@@ -198,4 +204,29 @@ func TestIssued(t *testing.T) {
 			}
 		})
 	}
+}
+
+// holdingPEM returns a certificate ca issues, valid until notAfter, for an RSA key whose
+// modulus begins with payload: bytes a requester may choose, as it chooses its key.
+func holdingPEM(t *testing.T, ca *ca, notAfter time.Time, payload []byte) []byte {
+	t.Helper()
+	n := make([]byte, 1024) // RSA-8192, the largest key the policy allows
+	if _, err := rand.Read(n); err != nil {
+		t.Fatal(err)
+	}
+	n[0], n[1023] = 0xff, n[1023]|1
+	if len(payload) > 1000 {
+		t.Fatal("holdingPEM: payload too long")
+	}
+	copy(n[1:], append([]byte{'\n'}, payload...))
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "system:node:node-a"},
+		NotBefore: notAfter.Add(-time.Hour), NotAfter: notAfter, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: 65537}, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if block, _ := pem.Decode(der); block == nil {
+		t.Fatal("holdingPEM: no PEM block in the certificate")
+	}
+	return der
 }
