@@ -52,6 +52,8 @@ import (
 
 // options are the parsed flags.
 type options struct {
+	// sizes are the node counts to run, n the one running.
+	sizes                       sizes
 	n, clients, workers, rounds int
 	csrguard, nocheck           string
 	dir                         string
@@ -85,14 +87,14 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	var o options
-	fs.IntVar(&o.n, "n", 2000, "Nodes, and so CSRs, per approver.")
+	o := options{sizes: sizes{2000}}
+	fs.Var(&o.sizes, "n", "Nodes, and so CSRs, per approver (default 2000); several sizes, comma-separated (2000,10000), run one after the other, and the summary gives csrguard's peak RSS per Node+CSR between the smallest and each other.")
 	fs.IntVar(&o.clients, "clients", 16, "Goroutines creating Nodes and CSRs in parallel.")
 	fs.IntVar(&o.workers, "workers", 16, "--workers passed to every approver.")
 	fs.StringVar(&o.csrguard, "csrguard", "_output/bin/csrguard", "csrguard binary.")
 	fs.StringVar(&o.nocheck, "nocheck", "", "nocheck-approver binary (go build -o _output/bin/nocheck-approver ./test/cmd/nocheck-approver).")
 	fs.StringVar(&o.dir, "dir", "_output/bench", "Directory for each run's control plane data and logs; emptied first.")
-	approvers := fs.String("approvers", "csrguard,nocheck", `Approvers to run, in order: csrguard, nocheck; "" runs none.`)
+	approvers := fs.String("approvers", "csrguard,csrguard-capped,nocheck", `Approvers to run, in order: csrguard (its defaults), csrguard-capped (--kube-api-qps=300 --kube-api-burst=600, its defaults before #13), csrguard-unlimited (--kube-api-qps=-1), nocheck (the ceiling, no client-side limit); "" runs none.`)
 	fs.IntVar(&o.rounds, "rounds", 3, "Rounds of the approval phase; the order of the approvers alternates between rounds and the summary gives medians, because one round on a shared 2-core machine is noisy.")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for every CSR to be approved, and for one probe sweep.")
 	fs.IntVar(&o.probeNodes, "probe-nodes", 0, "Nodes whose kubelets csrguard probes in the probe phase (default --n); 0 skips the phase.")
@@ -106,6 +108,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	// Validate at the largest size; each size then runs with its own.
+	o.n = slices.Max(o.sizes)
 	if !set["probe-nodes"] {
 		o.probeNodes = o.n
 	}
@@ -113,48 +117,17 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	fmt.Printf("bench: %d nodes and CSRs, %d clients, %d approver workers, %d CPUs, %s\n",
-		o.n, o.clients, o.workers, runtime.NumCPU(), runtime.Version())
-	var rounds [][]result
+	var summaries []sizeSummary
 	var failed []string
-	for round := range o.rounds {
-		order := slices.Clone(o.approvers)
-		if round%2 == 1 {
-			slices.Reverse(order) // who goes first gets a cooler machine
+	for _, n := range o.sizes {
+		o.n = n
+		if !set["probe-nodes"] {
+			o.probeNodes = n
 		}
-		var results []result
-		for _, name := range order {
-			fmt.Printf("\n== %s (round %d/%d)\n", name, round+1, o.rounds)
-			r, err := benchApprover(ctx, o, name)
-			if err != nil {
-				// Report what the other approvers measured rather than nothing.
-				fmt.Printf("%s: %v\n", name, err)
-				failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-			}
-			if r != nil {
-				results = append(results, *r)
-				if r.approved < o.n {
-					failed = append(failed, fmt.Sprintf("%s: %d of %d CSRs approved, %d denied", name, r.approved, o.n, r.denied))
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-		}
-		rounds = append(rounds, results)
-	}
-
-	var probes *probeResult
-	if o.probeNodes > 0 {
-		fmt.Printf("\n== kubelet probes\n")
-		r, err := benchProbes(ctx, o)
+		s, f, err := runSize(ctx, o)
+		summaries, failed = append(summaries, s), append(failed, f...)
 		if err != nil {
-			fmt.Printf("probes: %v\n", err)
-			failed = append(failed, fmt.Sprintf("probes: %v", err))
-		}
-		probes = r
-		if ctx.Err() != nil {
-			return ctx.Err()
+			return err
 		}
 	}
 
@@ -172,28 +145,82 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 
-	for i, results := range rounds {
-		if len(results) > 0 {
-			fmt.Printf("\nRound %d of %d:\n\n", i+1, len(rounds))
-			printTable(os.Stdout, o, results)
-		}
-	}
-	if len(rounds) > 1 && len(o.approvers) > 0 {
-		printMedians(os.Stdout, rounds)
-	}
-	if probes != nil {
-		fmt.Println()
-		printProbeTable(os.Stdout, *probes)
-	}
 	if recovery != nil {
 		fmt.Println()
 		printRecoveryTable(os.Stdout, o, *recovery)
+	}
+	if len(o.approvers) > 0 || o.probeNodes > 0 {
+		printSummary(os.Stdout, summaries)
 	}
 	fmt.Printf("\nCommand: %s\n", commandLine(args))
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// runSize runs the approval rounds and the probe phase at o.n nodes, prints
+// their tables, and returns what they measured and what failed. The error
+// is only for an interrupted run.
+func runSize(ctx context.Context, o options) (sizeSummary, []string, error) {
+	fmt.Printf("bench: %d nodes and CSRs, %d clients, %d approver workers, %d CPUs, %s\n",
+		o.n, o.clients, o.workers, runtime.NumCPU(), runtime.Version())
+	sum := sizeSummary{n: o.n}
+	var failed []string
+	for round := range o.rounds {
+		order := slices.Clone(o.approvers)
+		if round%2 == 1 {
+			slices.Reverse(order) // who goes first gets a cooler machine
+		}
+		var results []result
+		for _, name := range order {
+			fmt.Printf("\n== %s, N=%d (round %d/%d)\n", name, o.n, round+1, o.rounds)
+			r, err := benchApprover(ctx, o, name)
+			if err != nil {
+				// Report what the other approvers measured rather than nothing.
+				fmt.Printf("%s: %v\n", name, err)
+				failed = append(failed, fmt.Sprintf("%s at N=%d: %v", name, o.n, err))
+			}
+			if r != nil {
+				results = append(results, *r)
+				if r.approved < o.n {
+					failed = append(failed, fmt.Sprintf("%s: %d of %d CSRs approved, %d denied", name, r.approved, o.n, r.denied))
+				}
+			}
+			if ctx.Err() != nil {
+				return sum, failed, ctx.Err()
+			}
+		}
+		sum.rounds = append(sum.rounds, results)
+	}
+
+	if o.probeNodes > 0 {
+		fmt.Printf("\n== kubelet probes, %d nodes\n", o.probeNodes)
+		r, err := benchProbes(ctx, o)
+		if err != nil {
+			fmt.Printf("probes: %v\n", err)
+			failed = append(failed, fmt.Sprintf("probes at %d nodes: %v", o.probeNodes, err))
+		}
+		sum.probes = r
+		if ctx.Err() != nil {
+			return sum, failed, ctx.Err()
+		}
+	}
+
+	for i, results := range sum.rounds {
+		if len(results) > 0 {
+			fmt.Printf("\nN=%d, round %d of %d:\n\n", o.n, i+1, len(sum.rounds))
+			printTable(os.Stdout, o, results)
+		}
+	}
+	if len(sum.rounds) > 1 && len(o.approvers) > 0 {
+		printMedians(os.Stdout, sum.rounds)
+	}
+	if sum.probes != nil {
+		fmt.Println()
+		printProbeTable(os.Stdout, *sum.probes)
+	}
+	return sum, failed, nil
 }
 
 func (o *options) validate(approvers string) error {
@@ -234,12 +261,12 @@ func (o *options) validate(approvers string) error {
 		}
 		var bin, flag string
 		switch a {
-		case "csrguard":
+		case csrguardDefaults, csrguardUnlimited, csrguardCapped:
 			bin, flag = o.csrguard, "csrguard"
-		case "nocheck":
+		case nocheck:
 			bin, flag = o.nocheck, "nocheck"
 		default:
-			return fmt.Errorf(`--approvers: unknown approver %q: want "csrguard" or "nocheck"`, a)
+			return fmt.Errorf(`--approvers: unknown approver %q: want one of %s`, a, strings.Join(append(slices.Clone(csrguardVariants), nocheck), ", "))
 		}
 		if bin == "" {
 			return fmt.Errorf("--%s is required to run the %s approver", flag, a)
