@@ -59,6 +59,9 @@ func (o *kubeOptions) addFlags(fs *pflag.FlagSet, qps float32, burst int) {
 func (o *kubeOptions) addControllerFlags(fs *pflag.FlagSet, qps float32, burst int) {
 	o.flags = &genericclioptions.ConfigFlags{KubeConfig: ptr.To(""), Context: ptr.To(""), Namespace: ptr.To("")}
 	o.add(fs, qps, burst)
+	if qps == unlimitedQPS {
+		fs.Lookup("kube-api-qps").Usage = "Client-side queries per second to the API server; -1 (the default) sets no client-side limit and leaves the pacing to the API server's Priority and Fairness, which queues or rejects what it cannot take: the controller makes one write per CSR and retries with backoff, so its rate follows the kubelets', and a cap only slowed a fleet-wide rotation (README, Performance)."
+	}
 }
 
 func (o *kubeOptions) add(fs *pflag.FlagSet, qps float32, burst int) {

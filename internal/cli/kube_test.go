@@ -28,15 +28,16 @@ func TestKubeRestConfigRateLimits(t *testing.T) {
 		wantQPS   float32
 		wantBurst int
 	}{
-		{"defaults", nil, 300, 600},
+		{"defaults", nil, -1, 600},
 		{"set", []string{"--kube-api-qps=50", "--kube-api-burst=70"}, 50, 70},
+		{"capped", []string{"--kube-api-qps=300"}, 300, 600},
 		{"unlimited", []string{"--kube-api-qps=-1"}, -1, 600},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var o kubeOptions
 			fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-			o.addControllerFlags(fs, 300, 600)
+			o.addControllerFlags(fs, unlimitedQPS, 600)
 			if err := fs.Parse(append([]string{"--kubeconfig=" + kubeconfig}, tc.args...)); err != nil {
 				t.Fatal(err)
 			}
