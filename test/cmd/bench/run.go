@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -133,6 +134,13 @@ func benchApprover(ctx context.Context, o options, approver string) (*result, er
 	if err != nil {
 		return nil, err
 	}
+	if ep.pprof != "" {
+		// What is in csrguard's heap with N Nodes and N CSRs cached, for
+		// `go tool pprof` should the RSS per node grow.
+		if err := saveProfile(ctx, ep.pprof+"/heap", filepath.Join(dir, "heap.pprof")); err != nil {
+			return nil, err
+		}
+	}
 
 	// Read the approver's counters before stopping it: its /metrics and
 	// /proc entry go with it.
@@ -232,6 +240,27 @@ func registerNodes(ctx context.Context, cp *controlplane.ControlPlane, n, client
 	return nodes, err
 }
 
+// saveProfile writes the Go profile served at url to path.
+func saveProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get %s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
 // closeIdle closes the idle API server connections of the nodes' clients, which
 // are not used again: one descriptor per node, here and in the API server.
 func closeIdle(nodes []*node) {
@@ -323,8 +352,9 @@ func approverConfig(ctx context.Context, cp *controlplane.ControlPlane) (*rest.C
 	return cp.UserConfig(approverUser, approverGroups...)
 }
 
-// endpoints are where an approver serves metrics and health.
-type endpoints struct{ metrics, readyz string }
+// endpoints are where an approver serves metrics and health, and csrguard
+// its Go profiles.
+type endpoints struct{ metrics, readyz, pprof string }
 
 // startApprover starts the approver as approverUser, with extra flags after
 // the common ones, and returns once its /readyz says its caches are synced.
@@ -354,6 +384,9 @@ func startApprover(ctx context.Context, cp *controlplane.ControlPlane, o options
 		// handshakes to addresses nothing listens on.
 		bin, args = o.csrguard, append([]string{"controller", "--leader-elect=false", "--probe-interval=0"}, common...)
 		args = append(args, variantFlags[approver]...)
+		pprofAddr := freeAddr()
+		ep.pprof = "http://" + pprofAddr + "/debug/pprof"
+		args = append(args, "--pprof-bind-address="+pprofAddr)
 	}
 	args = append(args, extra...)
 	logPath := filepath.Join(dir, "logs", approver+".log")
