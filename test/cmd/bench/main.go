@@ -66,6 +66,11 @@ type options struct {
 
 	// The recovery phase; recoveryNodes 0 skips it.
 	recoveryNodes, recoveryPending int
+
+	// The back-pressure phase; backpressureNodes 0 skips it. throttle is
+	// set while it runs.
+	backpressureNodes int
+	throttle          bool
 }
 
 func main() {
@@ -103,6 +108,7 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.probeConcurrency, "probe-concurrency", 32, "csrguard's --probe-concurrency in the probe phase; csrguard's default is the same.")
 	fs.IntVar(&o.recoveryNodes, "recovery-nodes", 0, "Nodes in the recovery phase, each with --recovery-pending pending CSRs when csrguard starts; 0 skips the phase.")
 	fs.IntVar(&o.recoveryPending, "recovery-pending", 12, "Pending CSRs per node in the recovery phase, the newest filed last: what a kubelet leaves after a 3-hour outage.")
+	fs.IntVar(&o.backpressureNodes, "backpressure-nodes", 0, "CSRs in the back-pressure phase, where Priority and Fairness gives csrguard one seat (see backpressure.go); 0 skips the phase.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -145,9 +151,27 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 
+	var backpressure *backpressureResult
+	if o.backpressureNodes > 0 {
+		fmt.Printf("\n== back-pressure, %d CSRs\n", o.backpressureNodes)
+		r, err := benchBackpressure(ctx, o)
+		if err != nil {
+			fmt.Printf("back-pressure: %v\n", err)
+			failed = append(failed, fmt.Sprintf("back-pressure: %v", err))
+		}
+		backpressure = r
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+
 	if recovery != nil {
 		fmt.Println()
 		printRecoveryTable(os.Stdout, o, *recovery)
+	}
+	if backpressure != nil {
+		fmt.Println()
+		printBackpressureTable(os.Stdout, *backpressure)
 	}
 	if len(o.approvers) > 0 || o.probeNodes > 0 {
 		printSummary(os.Stdout, summaries)
@@ -251,6 +275,8 @@ func (o *options) validate(approvers string) error {
 		return fmt.Errorf("--probe-concurrency must be >= 1, got %d", o.probeConcurrency)
 	case o.recoveryNodes < 0 || o.recoveryNodes > maxNodes:
 		return fmt.Errorf("--recovery-nodes must be between 0 and %d, got %d", maxNodes, o.recoveryNodes)
+	case o.backpressureNodes < 0 || o.backpressureNodes > maxNodes:
+		return fmt.Errorf("--backpressure-nodes must be between 0 and %d, got %d", maxNodes, o.backpressureNodes)
 	case o.recoveryNodes > 0 && (o.recoveryPending < 1 || o.recoveryPending > 100):
 		return fmt.Errorf("--recovery-pending must be between 1 and 100, got %d", o.recoveryPending)
 	}
@@ -276,10 +302,10 @@ func (o *options) validate(approvers string) error {
 		}
 		o.approvers = append(o.approvers, a)
 	}
-	if len(o.approvers) == 0 && o.probeNodes == 0 && o.recoveryNodes == 0 {
-		return errors.New(`nothing to run: --approvers="", --probe-nodes=0 and --recovery-nodes=0`)
+	if len(o.approvers) == 0 && o.probeNodes == 0 && o.recoveryNodes == 0 && o.backpressureNodes == 0 {
+		return errors.New(`nothing to run: --approvers="", --probe-nodes=0, --recovery-nodes=0 and --backpressure-nodes=0`)
 	}
-	if (o.probeNodes > 0 || o.recoveryNodes > 0) && !slices.Contains(o.approvers, "csrguard") {
+	if (o.probeNodes > 0 || o.recoveryNodes > 0 || o.backpressureNodes > 0) && !slices.Contains(o.approvers, "csrguard") {
 		// The approval phases check the binary only for approvers they run.
 		if _, err := os.Stat(o.csrguard); err != nil {
 			return fmt.Errorf("--csrguard: %w (make build builds it)", err)

@@ -100,6 +100,11 @@ func benchApprover(ctx context.Context, o options, approver string) (*result, er
 		return nil, err
 	}
 
+	if o.throttle {
+		if err := throttle(ctx, admin); err != nil {
+			return nil, err
+		}
+	}
 	proc, ep, err := startApprover(ctx, cp, o, approver, dir)
 	if err != nil {
 		return nil, err
