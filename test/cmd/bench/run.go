@@ -101,7 +101,7 @@ func benchApprover(ctx context.Context, o options, approver string) (*result, er
 	}
 
 	if o.throttle {
-		if err := throttle(ctx, admin); err != nil {
+		if err := cp.Throttle(ctx, approverUser, throttleQueueLength); err != nil {
 			return nil, err
 		}
 	}
