@@ -1,6 +1,10 @@
 // Command bench measures how fast csrguard approves a burst of legitimate
 // kubelet-serving CSRs, against the ceiling of an approver that checks
-// nothing (test/cmd/nocheck-approver), on a real local control plane.
+// nothing and has no client-side rate limit (test/cmd/nocheck-approver), on
+// a real local control plane. csrguard runs with its defaults and with the
+// client-side cap it had before (csrguard-capped), every approver as a
+// ServiceAccount, and each run also reports the API server's CPU time and
+// request latencies over the same window: what a cap would protect.
 //
 // For each approver in turn, on a fresh control plane (test/controlplane),
 // it registers N Nodes as the nodes themselves, starts the approver, then has
@@ -28,6 +32,11 @@
 // the longest sweep against the interval, csrguard's CPU time per node
 // probed and the mean handshake. It exits non-zero unless every node was
 // probed ok.
+//
+// --n takes several sizes (2000,10000); each runs in full and a summary
+// table gives one row per size, with csrguard's peak RSS per Node+CSR as
+// the slope between sizes. With --backpressure-nodes N it runs csrguard at
+// one Priority and Fairness seat (see backpressure.go).
 //
 // It needs the binaries of hack/build-kube.sh ($CSRGUARD_KUBE_BIN), a built
 // csrguard and a built nocheck-approver; `make bench` sets all of that up.
@@ -93,7 +102,7 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	o := options{sizes: sizes{2000}}
-	fs.Var(&o.sizes, "n", "Nodes, and so CSRs, per approver (default 2000); several sizes, comma-separated (2000,10000), run one after the other, and the summary gives csrguard's peak RSS per Node+CSR between the smallest and each other.")
+	fs.Var(&o.sizes, "n", "Nodes, and so CSRs, per approver; several sizes, comma-separated (2000,10000), run one after the other, and the summary gives csrguard's peak RSS per Node+CSR between the smallest and each other.")
 	fs.IntVar(&o.clients, "clients", 16, "Goroutines creating Nodes and CSRs in parallel.")
 	fs.IntVar(&o.workers, "workers", 16, "--workers passed to every approver.")
 	fs.StringVar(&o.csrguard, "csrguard", "_output/bin/csrguard", "csrguard binary.")
