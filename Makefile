@@ -67,7 +67,7 @@ fuzz: ## Fuzz CSR parsing, the policy, Node address parsing and the config reade
 	go test -run='^$$' -fuzz=FuzzCheck -fuzztime=$(FUZZTIME) ./internal/configcheck
 
 .PHONY: bench
-bench: build ## Benchmarks: approving N CSRs (csrguard vs a no-check ceiling), probing N kubelets (N=2000), recovery of RECOVERY_NODES nodes × RECOVERY_PENDING CSRs (200 × 12)
+bench: build ## Benchmarks: approving N CSRs (csrguard, capped and not, vs an unthrottled no-check ceiling), probing N kubelets (N=2000; N=2000,10000 gives RSS per node), recovery of RECOVERY_NODES nodes × RECOVERY_PENDING CSRs (200 × 12)
 	CGO_ENABLED=0 go build -trimpath -o $(OUT)/bin/nocheck-approver ./test/cmd/nocheck-approver
 	CSRGUARD_KUBE_BIN=$(KUBE_BIN) go run ./test/cmd/bench --n $(N) --dir $(OUT)/bench --csrguard $(OUT)/bin/csrguard --nocheck $(OUT)/bin/nocheck-approver \
 		--recovery-nodes $(RECOVERY_NODES) --recovery-pending $(RECOVERY_PENDING)

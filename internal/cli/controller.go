@@ -277,7 +277,7 @@ out of it with --kubeconfig.`,
 	fs.IntVar(&o.probeConcurrency, "probe-concurrency", 32, "Kubelet probes in flight at once.")
 	fs.StringVar(&o.kubeletCAFile, "kubelet-ca-file", "", "PEM bundle of the CA that signs kubelet serving certificates; a kubelet whose certificate does not chain to it is reported as untrusted. Default: the cluster CA, where every issued kubelet-serving certificate chains to it (Talos, kubeadm).")
 
-	o.kube.addControllerFlags(s.section("Kubernetes client"), 300, 600)
+	o.kube.addControllerFlags(s.section("Kubernetes client"), unlimitedQPS, 600)
 	o.log.addFlags(s.section("Logging"))
 	s.install(cmd)
 	return cmd

@@ -79,6 +79,7 @@ func TestControllerBadFlags(t *testing.T) {
 		{"log_format_xml", []string{"--log-format=xml"}, "log-format"},
 		{"verbosity_negative", []string{"-v=-1"}, "verbosity"},
 		{"kube_api_qps_zero", []string{"--kube-api-qps=0"}, "kube-api-qps"},
+		{"kube_api_qps_negative_not_minus_one", []string{"--kube-api-qps=-300"}, "kube-api-qps"},
 		{"kube_api_burst_zero", []string{"--kube-api-burst=0"}, "kube-api-burst"},
 		{"node_approval_limit_negative", []string{"--node-approval-limit=-1"}, "node-approval-limit"},
 		{"node_approval_window_zero", []string{"--node-approval-window=0"}, "node-approval-window"},
@@ -146,6 +147,7 @@ func TestControllerGoodFlags(t *testing.T) {
 		{"no_control_plane_labels", []string{"--control-plane-labels="}, ""},
 		{"leader_elect_pod_namespace", []string{"--leader-elect"}, "csrguard-system"},
 		{"json_logs", []string{"--log-format=json", "-v=2"}, ""},
+		{"kube_api_qps_unlimited", []string{"--kube-api-qps=-1"}, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -25,6 +25,15 @@ type kubeOptions struct {
 	burst int
 }
 
+// unlimitedQPS as --kube-api-qps turns the client-side rate limiter off, as
+// client-go reads any QPS below 0: every request goes out at once, and the
+// API server's Priority and Fairness queues or rejects (429) what it cannot
+// take. Only -1 is accepted, so that a typo such as -300 is an error.
+const unlimitedQPS = -1
+
+// unlimitedQPSUsage ends the help of --kube-api-qps.
+const unlimitedQPSUsage = "-1 turns the client-side limit off and leaves the pacing to the API server's Priority and Fairness."
+
 // defaultNamespace is where csrguard is installed unless told otherwise.
 const defaultNamespace = "csrguard"
 
@@ -50,6 +59,9 @@ func (o *kubeOptions) addFlags(fs *pflag.FlagSet, qps float32, burst int) {
 func (o *kubeOptions) addControllerFlags(fs *pflag.FlagSet, qps float32, burst int) {
 	o.flags = &genericclioptions.ConfigFlags{KubeConfig: ptr.To(""), Context: ptr.To(""), Namespace: ptr.To("")}
 	o.add(fs, qps, burst)
+	if qps == unlimitedQPS {
+		fs.Lookup("kube-api-qps").Usage = "Client-side queries per second to the API server; -1 (the default) sets no client-side limit and leaves the pacing to the API server's Priority and Fairness, which queues or rejects what it cannot take: the controller makes one write per CSR and retries with backoff, so its rate follows the kubelets', and a cap only slowed a fleet-wide rotation (README, Performance)."
+	}
 }
 
 func (o *kubeOptions) add(fs *pflag.FlagSet, qps float32, burst int) {
@@ -57,16 +69,16 @@ func (o *kubeOptions) add(fs *pflag.FlagSet, qps float32, burst int) {
 	for name, usage := range kubeFlagUsage {
 		fs.Lookup(name).Usage = usage
 	}
-	fs.Float32Var(&o.qps, "kube-api-qps", qps, "Client-side queries per second to the API server.")
-	fs.IntVar(&o.burst, "kube-api-burst", burst, "Client-side burst of queries to the API server.")
+	fs.Float32Var(&o.qps, "kube-api-qps", qps, "Client-side queries per second to the API server; "+unlimitedQPSUsage)
+	fs.IntVar(&o.burst, "kube-api-burst", burst, "Client-side burst of queries to the API server; unused with --kube-api-qps=-1.")
 }
 
 func (o *kubeOptions) validate() error {
 	if ns := *o.flags.Namespace; ns != "" && len(validation.IsDNS1123Label(ns)) > 0 {
 		return flagError("namespace", "must be a namespace name, got %q", ns)
 	}
-	if o.qps <= 0 {
-		return flagError("kube-api-qps", "must be > 0, got %v", o.qps)
+	if o.qps <= 0 && o.qps != unlimitedQPS {
+		return flagError("kube-api-qps", "must be > 0, or -1 for no client-side limit, got %v", o.qps)
 	}
 	if o.burst < 1 {
 		return flagError("kube-api-burst", "must be >= 1, got %d", o.burst)

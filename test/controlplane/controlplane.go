@@ -563,6 +563,17 @@ func (cp *ControlPlane) StopControllerManager() {
 	}
 }
 
+// PID returns the process ID of a running component ("kube-apiserver",
+// "etcd", …), or 0 if it is not running; benchmarks read its /proc entry.
+func (cp *ControlPlane) PID(component string) int {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if p := cp.procs[component]; p != nil && !p.Exited() {
+		return p.Pid()
+	}
+	return 0
+}
+
 // LogFile returns the path of a component's log.
 func (cp *ControlPlane) LogFile(component string) string {
 	return filepath.Join(cp.Dir, "logs", component+".log")

@@ -53,14 +53,18 @@ type guard struct {
 	health  string // http://host:port
 }
 
-// startCSRGuard runs `csrguard controller` against c as an administrator,
+// startCSRGuard runs `csrguard controller` against c as an administrator (or as c.guardConfig),
 // with the production policy, short settle and retry times, and extra flags. It waits until /readyz is ok
 // unless waitReady is false.
 func (c *cluster) startCSRGuard(ctx context.Context, name string, waitReady bool, extra ...string) *guard {
 	c.t.Helper()
 	dir := c.t.TempDir()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
-	if err := controlplane.WriteKubeconfig(kubeconfig, c.cp.AdminConfig()); err != nil {
+	cfg := c.guardConfig
+	if cfg == nil {
+		cfg = c.cp.AdminConfig()
+	}
+	if err := controlplane.WriteKubeconfig(kubeconfig, cfg); err != nil {
 		c.t.Fatal(err)
 	}
 	g := &guard{log: filepath.Join(dir, name+".log")}

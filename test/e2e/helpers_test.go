@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/csrguard/csrguard/internal/history"
@@ -31,6 +32,9 @@ type cluster struct {
 	pool   *netns.Pool
 	nodes  []*kubelet.Kubelet
 	byName map[string]*kubelet.Kubelet
+	// guardConfig is who startCSRGuard runs csrguard as; nil for an
+	// administrator.
+	guardConfig *rest.Config
 }
 
 func newCluster(t *testing.T, opts controlplane.Options) *cluster {

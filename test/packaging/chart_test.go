@@ -396,6 +396,9 @@ func TestSchemaRejects(t *testing.T) {
 		{"duration_unit", []string{"--set", "policy.maxExpiration=1y"}, "/policy/maxExpiration"},
 		{"negative_limit", []string{"--set", "policy.nodeApprovalLimit=-1"}, "/policy/nodeApprovalLimit"},
 		{"zero_workers", []string{"--set", "controller.workers=0"}, "/controller/workers"},
+		// -1 means no client-side limit (the default); other values up to 0 are typos.
+		{"zero_qps", []string{"--set", "controller.kubeAPIQPS=0"}, "/controller/kubeAPIQPS"},
+		{"negative_qps_not_minus_one", []string{"--set", "controller.kubeAPIQPS=-300"}, "/controller/kubeAPIQPS"},
 		{"string_for_int", []string{"--set", "policy.maxSANs=many"}, "/policy/maxSANs"},
 		{"cidr_with_comma", []string{"--set-json", `policy.allowedNodeCIDRs=["10.0.0.0/8,0.0.0.0/0"]`}, "/policy/allowedNodeCIDRs/0"},
 		{"log_format", []string{"--set", "logging.format=xml"}, "/logging/format"},

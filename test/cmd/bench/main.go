@@ -1,6 +1,10 @@
 // Command bench measures how fast csrguard approves a burst of legitimate
 // kubelet-serving CSRs, against the ceiling of an approver that checks
-// nothing (test/cmd/nocheck-approver), on a real local control plane.
+// nothing and has no client-side rate limit (test/cmd/nocheck-approver), on
+// a real local control plane. csrguard runs with its defaults and with the
+// client-side cap it had before (csrguard-capped), every approver as a
+// ServiceAccount, and each run also reports the API server's CPU time and
+// request latencies over the same window: what a cap would protect.
 //
 // For each approver in turn, on a fresh control plane (test/controlplane),
 // it registers N Nodes as the nodes themselves, starts the approver, then has
@@ -28,6 +32,11 @@
 // the longest sweep against the interval, csrguard's CPU time per node
 // probed and the mean handshake. It exits non-zero unless every node was
 // probed ok.
+//
+// --n takes several sizes (2000,10000); each runs in full and a summary
+// table gives one row per size, with csrguard's peak RSS per Node+CSR as
+// the slope between sizes. With --backpressure-nodes N it runs csrguard at
+// one Priority and Fairness seat (see backpressure.go).
 //
 // With --fault it runs only the fault phase (see faults.go and test/storm):
 // for each fault in turn — an API server restart, etcd killed and restarted,
@@ -59,6 +68,8 @@ import (
 
 // options are the parsed flags.
 type options struct {
+	// sizes are the node counts to run, n the one running.
+	sizes                       sizes
 	n, clients, workers, rounds int
 	csrguard, nocheck           string
 	dir                         string
@@ -74,6 +85,10 @@ type options struct {
 
 	// The fault phase (faults.go); when set, it runs alone.
 	faults faultOptions
+	// The back-pressure phase; backpressureNodes 0 skips it. throttle is
+	// set while it runs.
+	backpressureNodes int
+	throttle          bool
 }
 
 func main() {
@@ -95,14 +110,14 @@ func main() {
 
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	var o options
-	fs.IntVar(&o.n, "n", 2000, "Nodes, and so CSRs, per approver.")
+	o := options{sizes: sizes{2000}}
+	fs.Var(&o.sizes, "n", "Nodes, and so CSRs, per approver; several sizes, comma-separated (2000,10000), run one after the other, and the summary gives csrguard's peak RSS per Node+CSR between the smallest and each other.")
 	fs.IntVar(&o.clients, "clients", 16, "Goroutines creating Nodes and CSRs in parallel.")
 	fs.IntVar(&o.workers, "workers", 16, "--workers passed to every approver.")
 	fs.StringVar(&o.csrguard, "csrguard", "_output/bin/csrguard", "csrguard binary.")
 	fs.StringVar(&o.nocheck, "nocheck", "", "nocheck-approver binary (go build -o _output/bin/nocheck-approver ./test/cmd/nocheck-approver).")
 	fs.StringVar(&o.dir, "dir", "_output/bench", "Directory for each run's control plane data and logs; emptied first.")
-	approvers := fs.String("approvers", "csrguard,nocheck", `Approvers to run, in order: csrguard, nocheck; "" runs none.`)
+	approvers := fs.String("approvers", "csrguard,csrguard-capped,nocheck", `Approvers to run, in order: csrguard (its defaults), csrguard-capped (--kube-api-qps=300 --kube-api-burst=600, its defaults before #13), csrguard-unlimited (--kube-api-qps=-1), nocheck (the ceiling, no client-side limit); "" runs none.`)
 	fs.IntVar(&o.rounds, "rounds", 3, "Rounds of the approval phase; the order of the approvers alternates between rounds and the summary gives medians, because one round on a shared 2-core machine is noisy.")
 	fs.DurationVar(&o.timeout, "timeout", 5*time.Minute, "How long to wait for every CSR to be approved, and for one probe sweep.")
 	fs.IntVar(&o.probeNodes, "probe-nodes", 0, "Nodes whose kubelets csrguard probes in the probe phase (default --n); 0 skips the phase.")
@@ -112,9 +127,12 @@ func run(ctx context.Context, args []string) error {
 	fs.IntVar(&o.recoveryNodes, "recovery-nodes", 0, "Nodes in the recovery phase, each with --recovery-pending pending CSRs when csrguard starts; 0 skips the phase.")
 	fs.IntVar(&o.recoveryPending, "recovery-pending", 12, "Pending CSRs per node in the recovery phase, the newest filed last: what a kubelet leaves after a 3-hour outage.")
 	o.faults.addFlags(fs)
+	fs.IntVar(&o.backpressureNodes, "backpressure-nodes", 0, "CSRs in the back-pressure phase, where Priority and Fairness gives csrguard one seat (see backpressure.go); 0 skips the phase.")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// Validate at the largest size; each size then runs with its own.
+	o.n = slices.Max(o.sizes)
 	if o.faults.spec != "" {
 		return runFaults(ctx, o, args)
 	}
@@ -127,48 +145,17 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 
-	fmt.Printf("bench: %d nodes and CSRs, %d clients, %d approver workers, %d CPUs, %s\n",
-		o.n, o.clients, o.workers, runtime.NumCPU(), runtime.Version())
-	var rounds [][]result
+	var summaries []sizeSummary
 	var failed []string
-	for round := range o.rounds {
-		order := slices.Clone(o.approvers)
-		if round%2 == 1 {
-			slices.Reverse(order) // who goes first gets a cooler machine
+	for _, n := range o.sizes {
+		o.n = n
+		if !set["probe-nodes"] {
+			o.probeNodes = n
 		}
-		var results []result
-		for _, name := range order {
-			fmt.Printf("\n== %s (round %d/%d)\n", name, round+1, o.rounds)
-			r, err := benchApprover(ctx, o, name)
-			if err != nil {
-				// Report what the other approvers measured rather than nothing.
-				fmt.Printf("%s: %v\n", name, err)
-				failed = append(failed, fmt.Sprintf("%s: %v", name, err))
-			}
-			if r != nil {
-				results = append(results, *r)
-				if r.approved < o.n {
-					failed = append(failed, fmt.Sprintf("%s: %d of %d CSRs approved, %d denied", name, r.approved, o.n, r.denied))
-				}
-			}
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-		}
-		rounds = append(rounds, results)
-	}
-
-	var probes *probeResult
-	if o.probeNodes > 0 {
-		fmt.Printf("\n== kubelet probes\n")
-		r, err := benchProbes(ctx, o)
+		s, f, err := runSize(ctx, o)
+		summaries, failed = append(summaries, s), append(failed, f...)
 		if err != nil {
-			fmt.Printf("probes: %v\n", err)
-			failed = append(failed, fmt.Sprintf("probes: %v", err))
-		}
-		probes = r
-		if ctx.Err() != nil {
-			return ctx.Err()
+			return err
 		}
 	}
 
@@ -186,28 +173,100 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 
-	for i, results := range rounds {
-		if len(results) > 0 {
-			fmt.Printf("\nRound %d of %d:\n\n", i+1, len(rounds))
-			printTable(os.Stdout, o, results)
+	var backpressure *backpressureResult
+	if o.backpressureNodes > 0 {
+		fmt.Printf("\n== back-pressure, %d CSRs\n", o.backpressureNodes)
+		r, err := benchBackpressure(ctx, o)
+		if err != nil {
+			fmt.Printf("back-pressure: %v\n", err)
+			failed = append(failed, fmt.Sprintf("back-pressure: %v", err))
+		}
+		backpressure = r
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 	}
-	if len(rounds) > 1 && len(o.approvers) > 0 {
-		printMedians(os.Stdout, rounds)
-	}
-	if probes != nil {
-		fmt.Println()
-		printProbeTable(os.Stdout, *probes)
-	}
+
 	if recovery != nil {
 		fmt.Println()
 		printRecoveryTable(os.Stdout, o, *recovery)
+	}
+	if backpressure != nil {
+		fmt.Println()
+		printBackpressureTable(os.Stdout, *backpressure)
+	}
+	if len(o.approvers) > 0 || o.probeNodes > 0 {
+		printSummary(os.Stdout, summaries)
 	}
 	fmt.Printf("\nCommand: %s\n", commandLine(args))
 	if len(failed) > 0 {
 		return errors.New(strings.Join(failed, "; "))
 	}
 	return nil
+}
+
+// runSize runs the approval rounds and the probe phase at o.n nodes, prints
+// their tables, and returns what they measured and what failed. The error
+// is only for an interrupted run.
+func runSize(ctx context.Context, o options) (sizeSummary, []string, error) {
+	fmt.Printf("bench: %d nodes and CSRs, %d clients, %d approver workers, %d CPUs, %s\n",
+		o.n, o.clients, o.workers, runtime.NumCPU(), runtime.Version())
+	sum := sizeSummary{n: o.n}
+	var failed []string
+	for round := range o.rounds {
+		order := slices.Clone(o.approvers)
+		if round%2 == 1 {
+			slices.Reverse(order) // who goes first gets a cooler machine
+		}
+		var results []result
+		for _, name := range order {
+			fmt.Printf("\n== %s, N=%d (round %d/%d)\n", name, o.n, round+1, o.rounds)
+			r, err := benchApprover(ctx, o, name)
+			if err != nil {
+				// Report what the other approvers measured rather than nothing.
+				fmt.Printf("%s: %v\n", name, err)
+				failed = append(failed, fmt.Sprintf("%s at N=%d: %v", name, o.n, err))
+			}
+			if r != nil {
+				results = append(results, *r)
+				if r.approved < o.n {
+					failed = append(failed, fmt.Sprintf("%s: %d of %d CSRs approved, %d denied", name, r.approved, o.n, r.denied))
+				}
+			}
+			if ctx.Err() != nil {
+				return sum, failed, ctx.Err()
+			}
+		}
+		sum.rounds = append(sum.rounds, results)
+	}
+
+	if o.probeNodes > 0 {
+		fmt.Printf("\n== kubelet probes, %d nodes\n", o.probeNodes)
+		r, err := benchProbes(ctx, o)
+		if err != nil {
+			fmt.Printf("probes: %v\n", err)
+			failed = append(failed, fmt.Sprintf("probes at %d nodes: %v", o.probeNodes, err))
+		}
+		sum.probes = r
+		if ctx.Err() != nil {
+			return sum, failed, ctx.Err()
+		}
+	}
+
+	for i, results := range sum.rounds {
+		if len(results) > 0 {
+			fmt.Printf("\nN=%d, round %d of %d:\n\n", o.n, i+1, len(sum.rounds))
+			printTable(os.Stdout, o, results)
+		}
+	}
+	if len(sum.rounds) > 1 && len(o.approvers) > 0 {
+		printMedians(os.Stdout, sum.rounds)
+	}
+	if sum.probes != nil {
+		fmt.Println()
+		printProbeTable(os.Stdout, *sum.probes)
+	}
+	return sum, failed, nil
 }
 
 func (o *options) validate(approvers string) error {
@@ -238,6 +297,8 @@ func (o *options) validate(approvers string) error {
 		return fmt.Errorf("--probe-concurrency must be >= 1, got %d", o.probeConcurrency)
 	case o.recoveryNodes < 0 || o.recoveryNodes > maxNodes:
 		return fmt.Errorf("--recovery-nodes must be between 0 and %d, got %d", maxNodes, o.recoveryNodes)
+	case o.backpressureNodes < 0 || o.backpressureNodes > maxNodes:
+		return fmt.Errorf("--backpressure-nodes must be between 0 and %d, got %d", maxNodes, o.backpressureNodes)
 	case o.recoveryNodes > 0 && (o.recoveryPending < 1 || o.recoveryPending > 100):
 		return fmt.Errorf("--recovery-pending must be between 1 and 100, got %d", o.recoveryPending)
 	}
@@ -248,12 +309,12 @@ func (o *options) validate(approvers string) error {
 		}
 		var bin, flag string
 		switch a {
-		case "csrguard":
+		case csrguardDefaults, csrguardUnlimited, csrguardCapped:
 			bin, flag = o.csrguard, "csrguard"
-		case "nocheck":
+		case nocheck:
 			bin, flag = o.nocheck, "nocheck"
 		default:
-			return fmt.Errorf(`--approvers: unknown approver %q: want "csrguard" or "nocheck"`, a)
+			return fmt.Errorf(`--approvers: unknown approver %q: want one of %s`, a, strings.Join(append(slices.Clone(csrguardVariants), nocheck), ", "))
 		}
 		if bin == "" {
 			return fmt.Errorf("--%s is required to run the %s approver", flag, a)
@@ -263,10 +324,10 @@ func (o *options) validate(approvers string) error {
 		}
 		o.approvers = append(o.approvers, a)
 	}
-	if len(o.approvers) == 0 && o.probeNodes == 0 && o.recoveryNodes == 0 {
-		return errors.New(`nothing to run: --approvers="", --probe-nodes=0 and --recovery-nodes=0`)
+	if len(o.approvers) == 0 && o.probeNodes == 0 && o.recoveryNodes == 0 && o.backpressureNodes == 0 {
+		return errors.New(`nothing to run: --approvers="", --probe-nodes=0, --recovery-nodes=0 and --backpressure-nodes=0`)
 	}
-	if (o.probeNodes > 0 || o.recoveryNodes > 0) && !slices.Contains(o.approvers, "csrguard") {
+	if (o.probeNodes > 0 || o.recoveryNodes > 0 || o.backpressureNodes > 0) && !slices.Contains(o.approvers, "csrguard") {
 		// The approval phases check the binary only for approvers they run.
 		if _, err := os.Stat(o.csrguard); err != nil {
 			return fmt.Errorf("--csrguard: %w (make build builds it)", err)

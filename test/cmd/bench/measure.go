@@ -37,6 +37,10 @@ func (h histogram) meanSince(before histogram) time.Duration {
 // controller and workqueue histograms for every manager.
 type scrape struct {
 	requests requestCounts
+	// throttled counts the requests the API server answered 429 Too Many
+	// Requests (Priority and Fairness rejecting them); client-go retries
+	// them after the Retry-After the server sent, each retry counted again.
+	throttled float64
 	// queued is how long CSRs waited in the controller's workqueue,
 	// reconcile how long the reconciler took: together they say whether a
 	// slow approval was waiting for a worker or being worked on.
@@ -136,6 +140,9 @@ func parseMetrics(r io.Reader) (scrape, error) {
 		case requestsMetric:
 			found = true
 			s.requests[label(labels, "method")] += v
+			if label(labels, "code") == "429" {
+				s.throttled += v
+			}
 		case queuedMetric + "_sum":
 			s.queued.sum += v
 		case queuedMetric + "_count":
@@ -273,44 +280,50 @@ func percentile(d []time.Duration, q float64) time.Duration {
 	return s[max(0, min(i, len(s)-1))]
 }
 
-// printTable writes the results as a Markdown table. When both approvers
-// ran, a last row divides csrguard's numbers by the ceiling's, and the
-// "× ceiling" column does so for the headline number, total time.
+// printTable writes the results as a Markdown table. When the ceiling ran,
+// the "× ceiling" column divides each approver's headline number, total
+// time, by the ceiling's, and a last row per csrguard variant divides each
+// of its numbers by the ceiling's.
 func printTable(w io.Writer, o options, results []result) {
-	var ceiling *result
-	for i := range results {
-		if results[i].approver == "nocheck" {
-			ceiling = &results[i]
-		}
-	}
-	fmt.Fprintf(w, "%d kubelet-serving CSRs, one per node, created in a burst by %d clients; approvers run with --workers=%d; %d CPUs shared by the control plane, the approver and the load generator.\n\n",
+	ceiling := find(results, nocheck)
+	fmt.Fprintf(w, "%d kubelet-serving CSRs, one per node, created in a burst by %d clients; approvers run with --workers=%d as a ServiceAccount; %d CPUs shared by the control plane, the approver and the load generator.\n\n",
 		o.n, o.clients, o.workers, runtime.NumCPU())
-	fmt.Fprintln(w, "| approver | approved | denied | burst created in | all approved after | × ceiling | drained after burst | latency p50 | latency p99 | API reads/CSR | API writes/CSR | peak RSS | CPU time |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| approver | approved | denied | burst created in | all approved after | × ceiling | drained after burst | latency p50 | latency p99 | API reads/CSR | API writes/CSR | 429s | peak RSS | CPU time | API server CPU | server p99: approvals / others |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range results {
 		ratio := "—"
 		if ceiling != nil && ceiling.total > 0 {
 			ratio = fmt.Sprintf("%.2f×", r.total.Seconds()/ceiling.total.Seconds())
 		}
-		fmt.Fprintf(w, "| %s | %d/%d | %d | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.0f MB | %.2f s |\n",
+		fmt.Fprintf(w, "| %s | %d/%d | %d | %s | %s | %s | %s | %s | %s | %.3f | %.3f | %.0f | %.0f MB | %.2f s | %.2f s | %s / %s |\n",
 			describe(r.approver), r.approved, o.n, r.denied, secs(r.burst), secs(r.total), ratio, secs(r.drain()),
-			ms(r.p50), ms(r.p99), r.reads, r.writes, r.peakRSSMB, r.cpu.Seconds())
+			ms(r.p50), ms(r.p99), r.reads, r.writes, r.throttled, r.peakRSSMB, r.cpu.Seconds(),
+			r.server.cpu.Seconds(), ms(r.server.approvals.quantile(0.99)), ms(r.server.others.quantile(0.99)))
 	}
-	var guard *result
-	for i := range results {
-		if results[i].approver == "csrguard" {
-			guard = &results[i]
+	if ceiling != nil {
+		for _, name := range csrguardVariants {
+			if g := find(results, name); g != nil {
+				ratioRow(w, g, ceiling)
+			}
 		}
 	}
-	if guard != nil && ceiling != nil {
-		ratioRow(w, guard, ceiling)
-	}
-	fmt.Fprintln(w, "\nAPI reads are GET requests (lists and watches included); writes are POST/PUT/PATCH/DELETE, e.g. approvals and Events.")
+	fmt.Fprintln(w, "\nAPI reads are GET requests (lists and watches included); writes are POST/PUT/PATCH/DELETE, e.g. approvals and Events; 429s are the approver's requests the API server's Priority and Fairness rejected (retries included).")
 	fmt.Fprintln(w, "Latency is approval seen by an admin watch − CSR create returned; totals run from the first create.")
 	fmt.Fprintln(w, "Drained after burst is all approved after − burst created in: the approver's own lag, less sensitive than the total to how fast this machine let the burst be created.")
+	fmt.Fprintln(w, "API server CPU and the server p99s (apiserver_request_duration_seconds; approvals are PUT certificatesigningrequests/approval, others every other request but WATCH and CONNECT, chiefly the nodes' CSR creates) run from the first create to the last approval.")
 }
 
-// ratioRow divides each of csrguard's numbers by the ceiling's.
+// find returns the result of approver, or nil.
+func find(results []result, approver string) *result {
+	for i := range results {
+		if results[i].approver == approver {
+			return &results[i]
+		}
+	}
+	return nil
+}
+
+// ratioRow divides each of a csrguard variant's numbers by the ceiling's.
 func ratioRow(w io.Writer, guard, ceiling *result) {
 	div := func(a, b float64) string {
 		if b == 0 {
@@ -326,21 +339,27 @@ func ratioRow(w io.Writer, guard, ceiling *result) {
 		}
 		return div(a, b)
 	}
-	fmt.Fprintf(w, "| csrguard ÷ ceiling | | | %s | %s | | %s | %s | %s | %s | %s | %s | %s |\n",
+	fmt.Fprintf(w, "| %s ÷ ceiling | | | %s | %s | | %s | %s | %s | %s | %s | | %s | %s | %s | %s / %s |\n", guard.approver,
 		div(guard.burst.Seconds(), ceiling.burst.Seconds()),
 		div(guard.total.Seconds(), ceiling.total.Seconds()),
 		div(guard.drain().Seconds(), ceiling.drain().Seconds()),
 		div(guard.p50.Seconds(), ceiling.p50.Seconds()),
 		div(guard.p99.Seconds(), ceiling.p99.Seconds()),
 		perCSR(guard.reads, ceiling.reads), perCSR(guard.writes, ceiling.writes),
-		div(guard.peakRSSMB, ceiling.peakRSSMB), div(guard.cpu.Seconds(), ceiling.cpu.Seconds()))
+		div(guard.peakRSSMB, ceiling.peakRSSMB), div(guard.cpu.Seconds(), ceiling.cpu.Seconds()),
+		div(guard.server.cpu.Seconds(), ceiling.server.cpu.Seconds()),
+		div(guard.server.approvals.quantile(0.99).Seconds(), ceiling.server.approvals.quantile(0.99).Seconds()),
+		div(guard.server.others.quantile(0.99).Seconds(), ceiling.server.others.quantile(0.99).Seconds()))
 }
 
 func describe(approver string) string {
-	if approver == "nocheck" {
-		return "no-check approver (ceiling)"
+	switch approver {
+	case nocheck:
+		return "no-check approver (ceiling, no client-side limit)"
+	case csrguardUnlimited, csrguardCapped:
+		return "csrguard, " + strings.Join(variantFlags[approver], " ")
 	}
-	return approver
+	return "csrguard, defaults"
 }
 
 func secs(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
@@ -430,43 +449,57 @@ func joinSecs(d []time.Duration) string {
 	return strings.Join(s, ", ")
 }
 
-// printMedians summarises several rounds: per approver the median of "all
-// approved after", "drained after burst" and peak RSS, and the median of the
-// per-round csrguard ÷ ceiling ratios.
+// printMedians summarises several rounds: per approver the medians of the
+// headline numbers, and per csrguard variant the median of its per-round
+// ratios to the ceiling.
 func printMedians(w io.Writer, rounds [][]result) {
 	per := map[string][]result{}
-	var ratios, drainRatios []float64
 	for _, results := range rounds {
-		byName := map[string]result{}
 		for _, r := range results {
 			per[r.approver] = append(per[r.approver], r)
-			byName[r.approver] = r
-		}
-		g, okG := byName["csrguard"]
-		c, okC := byName["nocheck"]
-		if okG && okC && c.total > 0 && c.drain() > 0 {
-			ratios = append(ratios, g.total.Seconds()/c.total.Seconds())
-			drainRatios = append(drainRatios, g.drain().Seconds()/c.drain().Seconds())
 		}
 	}
 	fmt.Fprintf(w, "\nMedians over %d rounds:\n\n", len(rounds))
-	fmt.Fprintln(w, "| approver | all approved after | drained after burst | peak RSS | API writes/CSR |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
-	for _, name := range []string{"csrguard", "nocheck"} {
+	fmt.Fprintln(w, "| approver | all approved after | drained after burst | latency p99 | peak RSS | API writes/CSR | 429s | API server CPU | server p99: approvals / others |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, name := range append(slices.Clone(csrguardVariants), nocheck) {
 		rs := per[name]
 		if len(rs) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f MB | %.3f |\n", name,
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %.0f MB | %.3f | %.0f | %s | %s / %s |\n", describe(name),
 			secs(medianDur(rs, func(r result) time.Duration { return r.total })),
 			secs(medianDur(rs, func(r result) time.Duration { return r.drain() })),
+			ms(medianDur(rs, func(r result) time.Duration { return r.p99 })),
 			median(rs, func(r result) float64 { return r.peakRSSMB }),
-			median(rs, func(r result) float64 { return r.writes }))
+			median(rs, func(r result) float64 { return r.writes }),
+			median(rs, func(r result) float64 { return r.throttled }),
+			secs(medianDur(rs, func(r result) time.Duration { return r.server.cpu })),
+			ms(medianDur(rs, func(r result) time.Duration { return r.server.approvals.quantile(0.99) })),
+			ms(medianDur(rs, func(r result) time.Duration { return r.server.others.quantile(0.99) })))
 	}
-	if len(ratios) > 0 {
-		fmt.Fprintf(w, "\ncsrguard ÷ ceiling, all approved after: median %.2f× (rounds: %s); drained after burst: median %.2f×.\n",
-			medianF(ratios), joinRatios(ratios), medianF(drainRatios))
+	fmt.Fprintln(w)
+	for _, name := range csrguardVariants {
+		total, drain := ceilingRatios(rounds, name)
+		if len(total) > 0 {
+			fmt.Fprintf(w, "%s ÷ ceiling, all approved after: median %.2f× (rounds: %s); drained after burst: median %.2f×.\n",
+				describe(name), medianF(total), joinRatios(total), medianF(drain))
+		}
 	}
+}
+
+// ceilingRatios returns, for each round where both approver and the ceiling
+// ran, approver's "all approved after" and "drained after burst" divided by
+// the ceiling's.
+func ceilingRatios(rounds [][]result, approver string) (total, drain []float64) {
+	for _, results := range rounds {
+		g, c := find(results, approver), find(results, nocheck)
+		if g != nil && c != nil && c.total > 0 && c.drain() > 0 {
+			total = append(total, g.total.Seconds()/c.total.Seconds())
+			drain = append(drain, g.drain().Seconds()/c.drain().Seconds())
+		}
+	}
+	return total, drain
 }
 
 func medianF(v []float64) float64 {

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"math"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/csrguard/csrguard/test/netns"
 )
@@ -207,6 +209,189 @@ func TestMedianF(t *testing.T) {
 	}{{[]float64{3, 1, 2}, 2}, {[]float64{4, 1, 3, 2}, 2.5}, {[]float64{7}, 7}} {
 		if got := medianF(tc.in); got != tc.want {
 			t.Errorf("medianF(%v) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestParseMetricsThrottled(t *testing.T) {
+	const exposition = `rest_client_requests_total{code="200",host="h:6443",method="PUT"} 10
+rest_client_requests_total{code="429",host="h:6443",method="PUT"} 3
+rest_client_requests_total{code="429",host="h:6443",method="GET"} 1
+`
+	got, err := parseMetrics(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.throttled != 4 {
+		t.Errorf("throttled = %v, want 4", got.throttled)
+	}
+}
+
+func TestParseAPIServerMetrics(t *testing.T) {
+	const exposition = `# TYPE apiserver_request_duration_seconds histogram
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="approval",verb="PUT",version="v1",le="0.005"} 10
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="approval",verb="PUT",version="v1",le="0.01"} 90
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="approval",verb="PUT",version="v1",le="+Inf"} 100
+apiserver_request_duration_seconds_sum{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="approval",verb="PUT",version="v1"} 0.8
+apiserver_request_duration_seconds_count{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="approval",verb="PUT",version="v1"} 100
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="",verb="POST",version="v1",le="0.005"} 4
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="",verb="POST",version="v1",le="0.01"} 4
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="",verb="POST",version="v1",le="+Inf"} 5
+apiserver_request_duration_seconds_sum{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="",verb="POST",version="v1"} 0.1
+apiserver_request_duration_seconds_count{component="apiserver",dry_run="",group="certificates.k8s.io",resource="certificatesigningrequests",scope="resource",subresource="",verb="POST",version="v1"} 5
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="",resource="nodes",scope="cluster",subresource="",verb="WATCH",version="v1",le="+Inf"} 7
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="",resource="nodes",scope="cluster",subresource="",verb="PUT",version="v1",le="0.005"} 1
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="",resource="nodes",scope="cluster",subresource="",verb="PUT",version="v1",le="0.01"} 1
+apiserver_request_duration_seconds_bucket{component="apiserver",dry_run="",group="",resource="nodes",scope="cluster",subresource="",verb="PUT",version="v1",le="+Inf"} 1
+apiserver_request_duration_seconds_sum{component="apiserver",dry_run="",group="",resource="nodes",scope="cluster",subresource="",verb="PUT",version="v1"} 0.001
+apiserver_request_duration_seconds_count{component="apiserver",dry_run="",group="",resource="nodes",scope="cluster",subresource="",verb="PUT",version="v1"} 1
+apiserver_request_duration_seconds_bucketeer{verb="PUT"} 99
+apiserver_flowcontrol_rejected_requests_total{flow_schema="service-accounts",priority_level="workload-low",reason="queue-full"} 3
+apiserver_flowcontrol_rejected_requests_total{flow_schema="service-accounts",priority_level="workload-low",reason="time-out"} 2
+`
+	got, err := parseAPIServerMetrics(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inf := math.Inf(1)
+	want := apiserverScrape{
+		approvals: bucketHistogram{buckets: map[float64]float64{0.005: 10, 0.01: 90, inf: 100}, sum: 0.8, count: 100},
+		others:    bucketHistogram{buckets: map[float64]float64{0.005: 5, 0.01: 5, inf: 6}, sum: 0.101, count: 6},
+		rejected:  map[string]float64{"workload-low": 5},
+	}
+	if diff := cmp.Diff(got, want, cmp.AllowUnexported(apiserverScrape{}, bucketHistogram{}), cmpopts.EquateApprox(0, 1e-9)); diff != "" {
+		t.Errorf("parseAPIServerMetrics (-got +want):\n%s", diff)
+	}
+	if _, err := parseAPIServerMetrics(strings.NewReader("go_goroutines 3\n")); err == nil {
+		t.Error("parseAPIServerMetrics without request durations: got nil error")
+	}
+}
+
+func TestBucketHistogram(t *testing.T) {
+	inf := math.Inf(1)
+	h := bucketHistogram{buckets: map[float64]float64{0.005: 10, 0.01: 90, 0.1: 99, inf: 100}, sum: 1, count: 100}
+	tests := []struct {
+		name string
+		h    bucketHistogram
+		q    float64
+		want time.Duration
+	}{
+		// Rank 50 lies in (0.005, 0.01], 40 of its 80: 5 ms + 5 ms × 0.5.
+		{"p50_interpolated", h, 0.5, 7500 * time.Microsecond},
+		// Rank 5 lies in the first bucket, whose lower bound is taken as 0.
+		{"p05_first_bucket", h, 0.05, 2500 * time.Microsecond},
+		{"p99_at_bound", h, 0.99, 100 * time.Millisecond},
+		// Rank 99.5 lies in +Inf: the highest finite bound.
+		{"p995_in_inf", h, 0.995, 100 * time.Millisecond},
+		{"empty", bucketHistogram{buckets: map[float64]float64{inf: 0}}, 0.99, 0},
+		{"no_buckets", bucketHistogram{}, 0.99, 0},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.h.quantile(tc.q); got != tc.want {
+				t.Errorf("quantile(%v) = %v, want %v", tc.q, got, tc.want)
+			}
+		})
+	}
+
+	before := bucketHistogram{buckets: map[float64]float64{0.005: 10, 0.01: 10, 0.1: 10, inf: 10}, sum: 0.05, count: 10}
+	d := h.sub(before)
+	want := bucketHistogram{buckets: map[float64]float64{0.005: 0, 0.01: 80, 0.1: 89, inf: 90}, sum: 0.95, count: 90}
+	if diff := cmp.Diff(d, want, cmp.AllowUnexported(bucketHistogram{}), cmpopts.EquateApprox(0, 1e-9)); diff != "" {
+		t.Errorf("sub (-got +want):\n%s", diff)
+	}
+	if got, want := h.mean(), 10*time.Millisecond; got != want {
+		t.Errorf("mean = %v, want %v", got, want)
+	}
+	if got := (bucketHistogram{}).mean(); got != 0 {
+		t.Errorf("mean of nothing = %v, want 0", got)
+	}
+}
+
+func TestAPIServerCostSince(t *testing.T) {
+	before := apiserverSample{
+		metrics: apiserverScrape{rejected: map[string]float64{"workload-low": 2}},
+		usage:   procUsage{cpu: time.Second},
+	}
+	after := apiserverSample{
+		metrics: apiserverScrape{rejected: map[string]float64{"workload-low": 5, "bench-tiny": 7}},
+		usage:   procUsage{cpu: 3500 * time.Millisecond},
+	}
+	c := after.since(before)
+	if c.cpu != 2500*time.Millisecond || c.rejected != 10 {
+		t.Errorf("since = cpu %v, rejected %v; want 2.5s, 10", c.cpu, c.rejected)
+	}
+}
+
+func TestSizesSet(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    sizes
+		wantErr bool
+	}{
+		{in: "2000", want: sizes{2000}},
+		{in: "2000,10000", want: sizes{2000, 10000}},
+		{in: " 10000, 2000 ", want: sizes{10000, 2000}},
+		{in: "0", wantErr: true},
+		{in: "2000,", wantErr: true},
+		{in: "2k", wantErr: true},
+		{in: "2000,2000", wantErr: true},
+	}
+	for _, tc := range tests {
+		var s sizes
+		err := s.Set(tc.in)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("Set(%q) error = %v, want error %v", tc.in, err, tc.wantErr)
+			continue
+		}
+		if diff := cmp.Diff(s, tc.want); diff != "" {
+			t.Errorf("Set(%q) (-got +want):\n%s", tc.in, diff)
+		}
+		if !tc.wantErr && s.String() != strings.ReplaceAll(strings.TrimSpace(tc.in), " ", "") {
+			t.Errorf("String() = %q after Set(%q)", s.String(), tc.in)
+		}
+	}
+}
+
+func TestSummary(t *testing.T) {
+	round := func(guardTotal, cappedTotal, ceilingTotal time.Duration, rss float64) []result {
+		return []result{
+			{approver: csrguardDefaults, total: guardTotal, burst: guardTotal / 2, p99: guardTotal / 4, peakRSSMB: rss},
+			{approver: csrguardCapped, total: cappedTotal, burst: cappedTotal / 4},
+			{approver: nocheck, total: ceilingTotal, burst: ceilingTotal / 2},
+		}
+	}
+	small := sizeSummary{n: 2000, rounds: [][]result{
+		round(10*time.Second, 15*time.Second, 10*time.Second, 60),
+		round(11*time.Second, 14*time.Second, 10*time.Second, 62),
+		round(12*time.Second, 20*time.Second, 10*time.Second, 61),
+	}}
+	large := sizeSummary{n: 10000, rounds: [][]result{
+		round(40*time.Second, 80*time.Second, 40*time.Second, 80),
+		round(44*time.Second, 88*time.Second, 40*time.Second, 81),
+		round(40*time.Second, 84*time.Second, 40*time.Second, 82),
+	}, probes: &probeResult{nodes: 10000, interval: 30 * time.Second, sweeps: []time.Duration{9 * time.Second}, doctorTime: 12 * time.Second}}
+
+	if got, want := small.ratio(csrguardDefaults), 1.1; math.Abs(got-want) > 1e-9 {
+		t.Errorf("ratio = %v, want %v", got, want)
+	}
+	// (81 − 61) MB over 8,000 nodes.
+	if got, ok := rssPerNodeKiB(small, large); !ok || math.Abs(got-20*1024/8000.0) > 1e-9 {
+		t.Errorf("rssPerNodeKiB = %v, %v; want %v, true", got, ok, 20*1024/8000.0)
+	}
+	if _, ok := rssPerNodeKiB(small, small); ok {
+		t.Error("rssPerNodeKiB of a size with itself: ok")
+	}
+
+	var b strings.Builder
+	printSummary(&b, []sizeSummary{small, large})
+	for _, want := range []string{
+		"| N | csrguard, defaults ÷ ceiling | csrguard, --kube-api-qps=300 --kube-api-burst=600 ÷ ceiling | latency p99 |",
+		"| 2000 | 1.10× | 1.50× | 2750 ms | 61 MB | — | — | — |\n",
+		"| 10000 | 1.00× | 2.10× | 10000 ms | 81 MB | 2.56 KiB (from N=2000) | 9.00 s ÷ 30s = 0.300 (10000 kubelets) | 12.00 s |\n",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("printSummary lacks\n%s\ngot:\n%s", want, b.String())
 		}
 	}
 }

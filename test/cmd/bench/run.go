@@ -10,6 +10,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -25,11 +26,14 @@ import (
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/csrguard/csrguard/test/controlplane"
@@ -59,6 +63,12 @@ type result struct {
 	reads, writes float64
 	peakRSSMB     float64
 	cpu           time.Duration
+	// throttled counts the approver's requests answered 429 during the
+	// burst (Priority and Fairness rejecting them), retries included.
+	throttled float64
+	// server is what the API server spent and how fast it answered, from
+	// the first create to the last approval.
+	server apiserverCost
 }
 
 // drain is how long after the last create returned the last approval came.
@@ -90,6 +100,11 @@ func benchApprover(ctx context.Context, o options, approver string) (*result, er
 		return nil, err
 	}
 
+	if o.throttle {
+		if err := cp.Throttle(ctx, approverUser, throttleQueueLength); err != nil {
+			return nil, err
+		}
+	}
 	proc, ep, err := startApprover(ctx, cp, o, approver, dir)
 	if err != nil {
 		return nil, err
@@ -106,6 +121,10 @@ func benchApprover(ctx context.Context, o options, approver string) (*result, er
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s metrics before the burst: %w", approver, err)
 	}
+	serverBefore, err := sampleAPIServer(ctx, cp, admin, true)
+	if err != nil {
+		return nil, err
+	}
 
 	burstStart := time.Now()
 	created, burstEnd, err := createCSRs(ctx, nodes, o.clients)
@@ -116,6 +135,17 @@ func benchApprover(ctx context.Context, o options, approver string) (*result, er
 	fmt.Printf("created %d CSRs in %s\n", len(nodes), burst.Round(10*time.Millisecond))
 
 	waitErr := w.waitApproved(ctx, len(nodes), o.timeout, proc)
+	serverAfter, err := sampleAPIServer(ctx, cp, admin, false)
+	if err != nil {
+		return nil, err
+	}
+	if ep.pprof != "" {
+		// What is in csrguard's heap with N Nodes and N CSRs cached, for
+		// `go tool pprof` should the RSS per node grow.
+		if err := saveProfile(ctx, ep.pprof+"/heap", filepath.Join(dir, "heap.pprof")); err != nil {
+			return nil, err
+		}
+	}
 
 	// Read the approver's counters before stopping it: its /metrics and
 	// /proc entry go with it.
@@ -137,16 +167,21 @@ func benchApprover(ctx context.Context, o options, approver string) (*result, er
 	r := &result{
 		approver: approver, approved: approved, denied: denied, burst: burst,
 		peakRSSMB: usage.peakRSSMB, cpu: usage.cpu,
+		throttled: after.throttled - before.throttled,
+		server:    serverAfter.since(serverBefore),
 	}
 	r.total, r.p50, r.p99 = w.latencies(burstStart, created)
 	if err := w.writeCSV(filepath.Join(dir, "csrs.csv"), burstStart, created); err != nil {
 		return nil, err
 	}
 	reads, writes := after.requests.sub(before.requests)
-	fmt.Printf("%s during the burst: API requests %s; mean wait in workqueue %s, mean reconcile %s\n", approver,
-		after.requests.delta(before.requests),
+	fmt.Printf("%s during the burst: API requests %s (%.0f answered 429); mean wait in workqueue %s, mean reconcile %s\n", approver,
+		after.requests.delta(before.requests), r.throttled,
 		after.queued.meanSince(before.queued).Round(100*time.Microsecond),
 		after.reconcile.meanSince(before.reconcile).Round(100*time.Microsecond))
+	fmt.Printf("kube-apiserver meanwhile: CPU %s; approval writes p50 %s, p99 %s, mean %s; other requests p50 %s, p99 %s; %.0f rejected by Priority and Fairness\n",
+		secs(r.server.cpu), ms(r.server.approvals.quantile(0.5)), ms(r.server.approvals.quantile(0.99)), ms(r.server.approvals.mean()),
+		ms(r.server.others.quantile(0.5)), ms(r.server.others.quantile(0.99)), r.server.rejected)
 	if approved > 0 {
 		r.reads, r.writes = reads/float64(approved), writes/float64(approved)
 	}
@@ -210,6 +245,37 @@ func registerNodes(ctx context.Context, cp *controlplane.ControlPlane, n, client
 	return nodes, err
 }
 
+// saveProfile writes the Go profile served at url to path.
+func saveProfile(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("get %s: %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("get %s: %w", url, err)
+	}
+	return os.WriteFile(path, b, 0o600)
+}
+
+// closeIdle closes the idle API server connections of the nodes' clients, which
+// are not used again: one descriptor per node, here and in the API server.
+func closeIdle(nodes []*node) {
+	for _, n := range nodes {
+		if rc, ok := n.client.CoreV1().RESTClient().(*rest.RESTClient); ok && rc.Client != nil {
+			rc.Client.CloseIdleConnections()
+		}
+	}
+}
+
 // servingCSR is the CSR a kubelet files for its serving certificate: ECDSA
 // P-256, CN system:node:NAME, O system:nodes, its Hostname as DNS SAN and its
 // InternalIP as IP SAN, usages digital signature and server auth.
@@ -236,16 +302,74 @@ func servingCSR(name string, ip netip.Addr) (*certificatesv1.CertificateSigningR
 	}, nil
 }
 
-// endpoints are where an approver serves metrics and health.
-type endpoints struct{ metrics, readyz string }
+// The approvers of the approval phase.
+const (
+	// csrguardDefaults is csrguard with its default flags, as installed.
+	csrguardDefaults = "csrguard"
+	// csrguardUnlimited is csrguard with its client-side rate limit off
+	// (--kube-api-qps=-1), as the ceiling runs; since #13 that is also its
+	// default.
+	csrguardUnlimited = "csrguard-unlimited"
+	// csrguardCapped is csrguard with the client-side rate limit it had
+	// before #13 (--kube-api-qps=300 --kube-api-burst=600): what such a cap
+	// costs the approvals and spares the API server.
+	csrguardCapped = "csrguard-capped"
+	// nocheck is the ceiling: test/cmd/nocheck-approver, which checks
+	// nothing and has no client-side rate limit.
+	nocheck = "nocheck"
+)
 
-// startApprover starts the approver as an administrator (as it would run
-// with its RBAC in a cluster, it needs read access to Nodes and more), with
-// extra flags after the common ones, and returns once its /readyz says its
-// caches are synced.
+// csrguardVariants are the csrguard approvers, in the order tables show them.
+var csrguardVariants = []string{csrguardDefaults, csrguardCapped, csrguardUnlimited}
+
+// variantFlags are the flags each csrguard variant adds to its defaults.
+var variantFlags = map[string][]string{
+	csrguardUnlimited: {"--kube-api-qps=-1"},
+	csrguardCapped:    {"--kube-api-qps=300", "--kube-api-burst=600"},
+}
+
+// approverUser and approverGroups are who every approver runs as: a
+// ServiceAccount, as csrguard runs in a cluster, so that the API server's
+// Priority and Fairness classifies their requests as it would there (the
+// FlowSchema service-accounts, priority level workload-low). An
+// administrator (system:masters) would be exempt from it. The user is bound
+// to cluster-admin: the bench measures speed; the packaging tests check the
+// chart's RBAC.
+const approverUser = "system:serviceaccount:csrguard:csrguard"
+
+var approverGroups = []string{"system:serviceaccounts", "system:serviceaccounts:csrguard"}
+
+// approverConfig binds approverUser to cluster-admin, once per control
+// plane, and returns a client configuration authenticated as it.
+func approverConfig(ctx context.Context, cp *controlplane.ControlPlane) (*rest.Config, error) {
+	admin, err := kubernetes.NewForConfig(cp.AdminConfig())
+	if err != nil {
+		return nil, err
+	}
+	crb := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "bench-approver"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "cluster-admin"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: approverUser}},
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, crb, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("bind %s to cluster-admin: %w", approverUser, err)
+	}
+	return cp.UserConfig(approverUser, approverGroups...)
+}
+
+// endpoints are where an approver serves metrics and health, and csrguard
+// its Go profiles.
+type endpoints struct{ metrics, readyz, pprof string }
+
+// startApprover starts the approver as approverUser, with extra flags after
+// the common ones, and returns once its /readyz says its caches are synced.
 func startApprover(ctx context.Context, cp *controlplane.ControlPlane, o options, approver, dir string, extra ...string) (*controlplane.Process, endpoints, error) {
+	cfg, err := approverConfig(ctx, cp)
+	if err != nil {
+		return nil, endpoints{}, err
+	}
 	kubeconfig := filepath.Join(dir, "approver.kubeconfig")
-	if err := controlplane.WriteKubeconfig(kubeconfig, cp.AdminConfig()); err != nil {
+	if err := controlplane.WriteKubeconfig(kubeconfig, cfg); err != nil {
 		return nil, endpoints{}, err
 	}
 	metricsAddr, healthAddr := freeAddr(), freeAddr()
@@ -257,12 +381,17 @@ func startApprover(ctx context.Context, cp *controlplane.ControlPlane, o options
 		"--workers=" + strconv.Itoa(o.workers),
 	}
 	bin, args := o.nocheck, common
-	if approver == "csrguard" {
+	switch approver {
+	case csrguardDefaults, csrguardUnlimited, csrguardCapped:
 		// Default policy and limits: the benchmark's nodes have routable,
 		// unique addresses, so nothing needs loosening.
 		// Probing is measured in its own phase; here it would only add
 		// handshakes to addresses nothing listens on.
 		bin, args = o.csrguard, append([]string{"controller", "--leader-elect=false", "--probe-interval=0"}, common...)
+		args = append(args, variantFlags[approver]...)
+		pprofAddr := freeAddr()
+		ep.pprof = "http://" + pprofAddr + "/debug/pprof"
+		args = append(args, "--pprof-bind-address="+pprofAddr)
 	}
 	args = append(args, extra...)
 	logPath := filepath.Join(dir, "logs", approver+".log")

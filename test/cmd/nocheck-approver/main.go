@@ -1,9 +1,9 @@
 // Command nocheck-approver approves every pending kubernetes.io/kubelet-serving
 // CSR without looking at it. It exists ONLY as the ceiling of csrguard's
 // approval benchmark (test/cmd/bench, `make bench`): the fastest a
-// controller-runtime approver with the same workers, client rate limits and
-// CSR cache can possibly be, so that csrguard's cost of checking is measured
-// against doing nothing at all.
+// controller-runtime approver with the same workers and CSR cache can
+// possibly be, so that csrguard's cost of checking, and of its client rate
+// limits, is measured against doing nothing at all.
 //
 // NEVER DEPLOY IT. Approving kubelet-serving CSRs unchecked lets any node, or
 // anyone holding a node's credentials, obtain a certificate the cluster trusts
@@ -12,9 +12,11 @@
 //
 // It shares csrguard's shape where that shape affects speed: a
 // controller-runtime manager whose CSR cache is narrowed by the
-// spec.signerName field selector, --workers parallel reconciles, client QPS
-// 300 and burst 600, and approval through the clientset's UpdateApproval
-// (the approval subresource). It emits no Events and keeps no metrics of its
+// spec.signerName field selector, --workers parallel reconciles, and approval
+// through the clientset's UpdateApproval (the approval subresource). It has
+// no client-side rate limit by default (--kube-api-qps=-1): the ceiling is
+// the physical limit of approving, which only the API server's own Priority
+// and Fairness paces. It emits no Events and keeps no metrics of its
 // own; controller-runtime's metrics, including rest_client_requests_total,
 // are served on --metrics-bind-address, and /readyz on
 // --health-probe-bind-address once its CSR watch has synced.
@@ -63,8 +65,8 @@ func run() error {
 	fs := flag.NewFlagSet("nocheck-approver", flag.ExitOnError)
 	kubeconfig := fs.String("kubeconfig", "", "Path to a kubeconfig file (required).")
 	workers := fs.Int("workers", 16, "CSRs approved in parallel.")
-	qps := fs.Float64("kube-api-qps", 300, "Client-side queries per second to the API server.")
-	burst := fs.Int("kube-api-burst", 600, "Client-side burst of queries to the API server.")
+	qps := fs.Float64("kube-api-qps", -1, "Client-side queries per second to the API server; -1 (client-go's meaning of any value below 0) for no client-side limit.")
+	burst := fs.Int("kube-api-burst", 600, "Client-side burst of queries to the API server; unused with --kube-api-qps=-1.")
 	metricsAddr := fs.String("metrics-bind-address", ":8080", `Address of the Prometheus /metrics endpoint; "0" disables it.`)
 	healthAddr := fs.String("health-probe-bind-address", ":8081", `Address of /healthz and /readyz; "0" disables them.`)
 	_ = fs.Parse(os.Args[1:]) // ExitOnError: a bad flag exits with usage
