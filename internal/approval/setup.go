@@ -6,12 +6,14 @@ import (
 	"encoding/pem"
 	"fmt"
 	"slices"
+	"time"
 
 	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -221,8 +223,21 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kub
 		WatchesRawSource(source.Channel(requeue, handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, n *corev1.Node) []reconcile.Request {
 			return r.pendingCSRsOf(ctx, n)
 		}))).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers, RateLimiter: retryBackoff()}).
 		Complete(r)
+}
+
+// retryBackoff spaces a CSR's tries after an error (a failed write or read of
+// facts): 200 ms, doubling, at most 30 s apart. controller-runtime's default
+// under its priority queue starts at 5 ms, with no overall limit: in an API
+// server outage each pending CSR was tried eight times in the first second and
+// 13 times in 25 s. From 200 ms, as in Kubernetes' own certificate
+// controllers, it is three and seven (TestRetryBackoff); the cap, csrguard's
+// HoldRetry, tries a CSR at least every 30 s through a long outage, so it is
+// decided soon after the outage ends even if no watch event wakes it. A watch
+// event still queues a CSR at once, out of its backoff.
+func retryBackoff() workqueue.TypedRateLimiter[reconcile.Request] {
+	return workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](200*time.Millisecond, 30*time.Second)
 }
 
 // pendingCSRsOf re-queues a node's pending CSRs: a CSR held because its Node

@@ -12,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -330,6 +331,52 @@ func TestCSRNodeIndex(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			if diff := cmp.Diff(extract(tc.csr), tc.want); diff != "" {
 				t.Errorf("csrNodeIndex mismatch (-got +want):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRetryBackoff counts the tries of a CSR whose every try fails (an API
+// server outage), in windows from its first failure: retryBackoff against
+// controller-runtime's default under its priority queue (5 ms, doubling, to
+// 1000 s; no overall limit), which made ~13 writes per pending CSR in a 25 s
+// outage.
+func TestRetryBackoff(t *testing.T) {
+	windows := []time.Duration{time.Second, 10 * time.Second, 25 * time.Second, 10 * time.Minute}
+	tries := func(l workqueue.TypedRateLimiter[reconcile.Request]) (delays []time.Duration, counts []int) {
+		csr := reconcile.Request{NamespacedName: types.NamespacedName{Name: "csr-node-a"}}
+		at := []time.Duration{0} // the times of the tries from the first, which is at once
+		for last := windows[len(windows)-1]; at[len(at)-1] <= last; {
+			d := l.When(csr)
+			delays = append(delays, d)
+			at = append(at, at[len(at)-1]+d)
+		}
+		for _, w := range windows {
+			counts = append(counts, len(slices.DeleteFunc(slices.Clone(at), func(a time.Duration) bool { return a > w })))
+		}
+		return delays, counts
+	}
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name       string
+		limiter    workqueue.TypedRateLimiter[reconcile.Request]
+		wantDelays []time.Duration // the first eight
+		wantCounts []int           // tries within each of windows
+	}{
+		{"csrguard", retryBackoff(),
+			[]time.Duration{200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 6400 * ms, 12800 * ms, 25600 * ms},
+			[]int{3, 6, 7, 27}},
+		{"controller_runtime_default", workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](5*ms, 1000*time.Second),
+			[]time.Duration{5 * ms, 10 * ms, 20 * ms, 40 * ms, 80 * ms, 160 * ms, 320 * ms, 640 * ms},
+			[]int{8, 11, 13, 17}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			delays, counts := tries(tc.limiter)
+			if diff := cmp.Diff(delays[:8], tc.wantDelays); diff != "" {
+				t.Errorf("delays (-got +want):\n%s", diff)
+			}
+			if diff := cmp.Diff(counts, tc.wantCounts); diff != "" {
+				t.Errorf("tries within %v (-got +want):\n%s", windows, diff)
 			}
 		})
 	}
