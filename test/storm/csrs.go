@@ -85,7 +85,7 @@ var hostileShapes = []struct {
 // certificate, as kubelets register, with an InternalIP and a Hostname.
 func registerNodes(ctx context.Context, cp *controlplane.ControlPlane, n, clients int) ([]*node, error) {
 	nodes := make([]*node, n)
-	err := parallel(ctx, n, clients, func(ctx context.Context, i int) error {
+	err := Parallel(ctx, n, clients, func(ctx context.Context, i int) error {
 		name := nodeName(i)
 		cfg, err := cp.NodeConfig(name)
 		if err != nil {
@@ -190,7 +190,7 @@ func file(ctx context.Context, nodes [][]filing, clients int, rate float64) *fil
 	start := time.Now()
 	go func() {
 		defer close(f.done)
-		f.err = parallel(ctx, len(nodes), clients, func(ctx context.Context, i int) error {
+		f.err = Parallel(ctx, len(nodes), clients, func(ctx context.Context, i int) error {
 			// Pacing, not a decision: the storm arrives at a steady rate.
 			at := start.Add(time.Duration(float64(due[i]) / rate * float64(time.Second)))
 			select {
@@ -230,9 +230,9 @@ func (f *filer) create(ctx context.Context, fl filing) error {
 	}
 }
 
-// parallel calls f for 0..n-1 from workers goroutines and returns the first
+// Parallel calls f for 0..n-1 from workers goroutines and returns the first
 // error; after an error the remaining indexes are skipped.
-func parallel(ctx context.Context, n, workers int, f func(context.Context, int) error) error {
+func Parallel(ctx context.Context, n, workers int, f func(context.Context, int) error) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var next atomic.Int64

@@ -17,6 +17,7 @@ import (
 
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/test/controlplane"
+	"github.com/csrguard/csrguard/test/storm"
 )
 
 // recoveryResult is what the recovery phase measured.
@@ -61,7 +62,7 @@ func benchRecovery(ctx context.Context, o options) (*recoveryResult, error) {
 	older := o.recoveryPending - 1
 	var filed atomic.Int64
 	stop := progress("abandoned CSRs filed", &filed, len(nodes)*older)
-	err = parallel(ctx, len(nodes)*older, o.clients, func(ctx context.Context, i int) error {
+	err = storm.Parallel(ctx, len(nodes)*older, o.clients, func(ctx context.Context, i int) error {
 		n := nodes[i/older]
 		csr, err := servingCSR(n.name, nodeAddr(i/older))
 		if err != nil {

@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -37,6 +36,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/csrguard/csrguard/test/controlplane"
+	"github.com/csrguard/csrguard/test/storm"
 )
 
 // maxNodes is how many unique node addresses nodeAddr can hand out.
@@ -210,7 +210,7 @@ func registerNodes(ctx context.Context, cp *controlplane.ControlPlane, n, client
 	var done atomic.Int64
 	stop := progress("nodes registered", &done, n)
 	defer stop()
-	err := parallel(ctx, n, clients, func(ctx context.Context, i int) error {
+	err := storm.Parallel(ctx, n, clients, func(ctx context.Context, i int) error {
 		name := nodeName(i)
 		cfg, err := cp.NodeConfig(name)
 		if err != nil {
@@ -426,7 +426,7 @@ func createCSRs(ctx context.Context, nodes []*node, clients int) (map[string]tim
 	created := make([]time.Time, len(nodes))
 	var done atomic.Int64
 	stop := progress("CSRs created", &done, len(nodes))
-	err := parallel(ctx, len(nodes), clients, func(ctx context.Context, i int) error {
+	err := storm.Parallel(ctx, len(nodes), clients, func(ctx context.Context, i int) error {
 		n := nodes[i]
 		if _, err := n.client.CertificatesV1().CertificateSigningRequests().Create(ctx, n.csr, metav1.CreateOptions{}); err != nil {
 			return fmt.Errorf("create CSR as %s: %w", n.name, err)
@@ -599,34 +599,6 @@ func countFinal(ctx context.Context, admin kubernetes.Interface) (approved, deni
 		}
 	}
 	return approved, denied, nil
-}
-
-// parallel calls f for 0..n-1 from workers goroutines and returns the first
-// error; after an error the remaining indexes are skipped.
-func parallel(ctx context.Context, n, workers int, f func(context.Context, int) error) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(workers, n) {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n || ctx.Err() != nil {
-					return
-				}
-				if err := f(ctx, i); err != nil {
-					cancel(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
-	}
-	return ctx.Err()
 }
 
 // poll calls cond every 50 ms until it reports done or an error, or timeout.
