@@ -38,13 +38,14 @@ import (
 // Cost: a fleet of Nodes of a few addresses each is kept in a few hundred bytes per Node
 // (BenchmarkClaimsMemory), because almost every key is reported by one Node: a key holds its
 // one reporter inline, and only a key that two Nodes or more report has a set of them. Each
-// Node's name is stored once and shared by its claims and keys. Under the lock, SetNode and
-// DeleteNode cost O(k log k) in the keys k ≤ MaxKeysPerNode they touch, plus the claims a Node
-// at MaxKeysPerNode sheds (O(MaxKeysPerNode) each): never anything in the number of Nodes that
-// report one key, which Nodes an attacker registers can make as large as they like. Adding or
-// removing a reporter of a shared key is O(1) (amortised: the set is dropped when it is down to
-// one Node, whose name is then found by a walk over the set, paid for by the additions that
-// made it large). Sync, Expire, NextExpiry, Nodes, Snapshot and Conflicts walk everything.
+// Node's name is stored once and shared by its claims and keys. SetNode and DeleteNode sort
+// the keys they are given, then, under the lock, cost O(k) map operations for the k ≤
+// MaxKeysPerNode old and new keys of the Node, plus O(MaxKeysPerNode) for each claim that a
+// Node at MaxKeysPerNode sheds: never anything in the number of Nodes that report one key,
+// which Nodes an attacker registers can make as large as they like. Adding or removing one
+// reporter of a shared key is O(1), amortised: the set is dropped when it is down to one Node,
+// whose name is then found by a walk over the set, paid for by the additions that made it
+// large. Sync, Expire, NextExpiry, Nodes, Snapshot and Conflicts walk everything.
 type Claims struct {
 	// Settle is how long a released claim lasts: policy.Config.AddressSettleTime.
 	Settle time.Duration

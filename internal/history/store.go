@@ -66,13 +66,13 @@ type dataDigest [sha256.Size]byte
 // digest returns the digest of data: its entries in key order, each length-prefixed.
 func digest(data map[string]string) dataDigest {
 	h := sha256.New()
-	var n [8]byte
+	var buf []byte // one buffer for every entry: the data may be most of a MiB
 	for _, k := range slices.Sorted(maps.Keys(data)) {
-		for _, s := range []string{k, data[k]} {
-			binary.BigEndian.PutUint64(n[:], uint64(len(s)))
-			h.Write(n[:])
-			h.Write([]byte(s))
-		}
+		buf = binary.BigEndian.AppendUint64(buf[:0], uint64(len(k)))
+		buf = append(buf, k...)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(data[k])))
+		buf = append(buf, data[k]...)
+		h.Write(buf)
 	}
 	return dataDigest(h.Sum(nil))
 }
