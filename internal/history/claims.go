@@ -13,6 +13,7 @@ package history
 import (
 	"cmp"
 	"fmt"
+	"iter"
 	"maps"
 	"slices"
 	"sync"
@@ -33,18 +34,46 @@ import (
 // A Node holds at most MaxKeysPerNode claims, released ones included: a Node that keeps
 // changing its addresses loses its oldest released claims first, so that it cannot grow the
 // record without bound.
+//
+// Cost: a fleet of Nodes of a few addresses each is kept in a few hundred bytes per Node
+// (BenchmarkClaimsMemory), because almost every key is reported by one Node: a key holds its
+// one reporter inline, and only a key that two Nodes or more report has a set of them. Each
+// Node's name is stored once and shared by its claims and keys. SetNode and DeleteNode sort
+// the keys they are given, then, under the lock, cost O(k) map operations for the k ≤
+// MaxKeysPerNode old and new keys of the Node, plus O(MaxKeysPerNode) for each claim that a
+// Node at MaxKeysPerNode sheds: never anything in the number of Nodes that report one key,
+// which Nodes an attacker registers can make as large as they like. Adding or removing one
+// reporter of a shared key is O(1), amortised: the set is dropped when it is down to one Node,
+// whose name is then found by a walk over the set, paid for by the additions that made it
+// large. Sync, Expire, NextExpiry, Nodes, Snapshot and Conflicts walk everything.
 type Claims struct {
 	// Settle is how long a released claim lasts: policy.Config.AddressSettleTime.
 	Settle time.Duration
 
 	mu        sync.Mutex
-	claims    map[string]policy.Claim
-	owned     map[string]map[string]bool // node -> keys it holds a claim on
-	reporters map[string]map[string]bool // key -> nodes reporting it
-	nodeKeys  map[string][]string        // node -> keys it reports, sorted
-	overLimit map[string]int             // node -> keys it reports, when over MaxKeysPerNode
+	keys      map[string]*keyState           // key -> its claim and reporters; absent when it has neither
+	nodes     map[string]*nodeState          // node -> its keys and claims; absent when untracked and owning nothing
+	shared    map[string]map[string]struct{} // key -> the Nodes reporting it, only for keys 2+ Nodes report
+	overLimit map[string]int                 // node -> keys it reports, when over MaxKeysPerNode
+	nclaims   int                            // keys with a claim
 	synced    bool
 	version   uint64 // bumped on every change to claims
+}
+
+// keyState is what Claims knows of one address key.
+type keyState struct {
+	claim     policy.Claim // valid when claimed
+	claimed   bool
+	reporters int    // how many Nodes report the key
+	reporter  string // the Node reporting it, when reporters is 1; Claims.shared has them when more
+}
+
+// nodeState is what Claims knows of one Node.
+type nodeState struct {
+	name    string   // the Node's name, held once: claims and reporters refer to this copy
+	keys    []string // the keys it reports, sorted, at most MaxKeysPerNode; nil when untracked
+	owned   []string // the keys it holds a claim on, sorted
+	tracked bool     // its keys are known: Sync or SetNode saw it, and DeleteNode did not since
 }
 
 // MaxKeysPerNode bounds the addresses of one Node that Claims tracks, and the claims it holds.
@@ -55,7 +84,7 @@ const MaxKeysPerNode = 64
 
 // NewClaims returns empty Claims whose released claims last settle.
 func NewClaims(settle time.Duration) *Claims {
-	return &Claims{Settle: settle, claims: map[string]policy.Claim{}, owned: map[string]map[string]bool{}, reporters: map[string]map[string]bool{}, nodeKeys: map[string][]string{}, overLimit: map[string]int{}}
+	return &Claims{Settle: settle, keys: map[string]*keyState{}, nodes: map[string]*nodeState{}, shared: map[string]map[string]struct{}{}, overLimit: map[string]int{}}
 }
 
 // Get returns the claim on key. It reports synced false until Sync has run: before that,
@@ -63,15 +92,30 @@ func NewClaims(settle time.Duration) *Claims {
 func (c *Claims) Get(key string) (claim policy.Claim, ok, synced bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	claim, ok = c.claims[key]
-	return claim, ok, c.synced
+	if e := c.keys[key]; e != nil && e.claimed {
+		return e.claim, true, c.synced
+	}
+	return policy.Claim{}, false, c.synced
 }
 
 // Snapshot returns a copy of every claim and a version that changes whenever they do.
 func (c *Claims) Snapshot() (map[string]policy.Claim, uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return maps.Clone(c.claims), c.version
+	out := make(map[string]policy.Claim, c.nclaims)
+	for key, e := range c.keys {
+		if e.claimed {
+			out[key] = e.claim
+		}
+	}
+	return out, c.version
+}
+
+// currentVersion returns the version Snapshot would: the Keeper asks it before copying.
+func (c *Claims) currentVersion() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.version
 }
 
 // Sync starts the bookkeeping from recorded claims (a Store's, possibly empty) and every Node's
@@ -83,13 +127,19 @@ func (c *Claims) Snapshot() (map[string]policy.Claim, uint64) {
 func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.claims, c.owned = map[string]policy.Claim{}, map[string]map[string]bool{}
+	c.keys, c.nodes, c.shared, c.nclaims = map[string]*keyState{}, map[string]*nodeState{}, map[string]map[string]struct{}{}, 0
 	for key, cl := range recorded {
 		if !c.ended(cl, now) {
-			c.put(key, cl)
+			// A record may hold any number of claims of one Node: sort its list once below
+			// rather than insert into it in order.
+			st := c.claim(key, cl)
+			st.owned = append(st.owned, key)
 		}
 	}
-	c.reporters, c.nodeKeys, c.overLimit = map[string]map[string]bool{}, map[string][]string{}, map[string]int{}
+	for _, st := range c.nodes {
+		slices.Sort(st.owned)
+	}
+	c.overLimit = map[string]int{}
 	for node, keys := range nodes {
 		keys, n := bounded(keys)
 		if n > MaxKeysPerNode {
@@ -97,20 +147,26 @@ func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]strin
 		}
 		c.setKeys(node, keys)
 	}
-	for key, cl := range c.claims {
-		switch reports := c.reporters[key][cl.Node]; {
-		case reports && !cl.Released.IsZero():
-			cl.Released = time.Time{}
-		case !reports && cl.Released.IsZero():
-			cl.Released = now
+	for key, e := range c.keys {
+		if !e.claimed {
+			continue
 		}
-		c.claims[key] = cl
+		switch reports := c.reports(key, e, e.claim.Node); {
+		case reports && !e.claim.Released.IsZero():
+			e.claim.Released = time.Time{}
+		case !reports && e.claim.Released.IsZero():
+			e.claim.Released = now
+		}
 	}
-	for key := range c.reporters {
-		c.settle(key, now)
+	for key, e := range c.keys {
+		if e.reporters > 0 {
+			c.settle(key, now)
+		}
 	}
-	for node := range c.owned {
-		c.bound(node, now)
+	for node, st := range c.nodes {
+		if len(st.owned) > 0 {
+			c.bound(node, now)
+		}
 	}
 	c.synced = true
 	c.version++
@@ -126,31 +182,33 @@ func (c *Claims) SetNode(node string, keys []string, now time.Time) {
 	} else {
 		delete(c.overLimit, node)
 	}
-	old := c.nodeKeys[node]
+	var old []string
+	if st := c.nodes[node]; st != nil {
+		old = st.keys
+	}
 	if slices.Equal(old, keys) {
 		return
 	}
 	c.setKeys(node, keys)
-	current := make(map[string]bool, len(keys))
 	for _, key := range keys {
-		current[key] = true
-		if cl, ok := c.claims[key]; ok && cl.Node == node && !cl.Released.IsZero() {
-			cl.Released = time.Time{} // reporting it again
-			c.claims[key] = cl
+		if e := c.keys[key]; e.claimed && e.claim.Node == node && !e.claim.Released.IsZero() {
+			e.claim.Released = time.Time{} // reporting it again
 			c.version++
 		}
 	}
 	for _, key := range old {
-		if current[key] {
+		if _, current := slices.BinarySearch(keys, key); current {
 			continue
 		}
-		if cl, ok := c.claims[key]; ok && cl.Node == node && cl.Released.IsZero() {
-			cl.Released = now
-			c.claims[key] = cl
+		if e := c.keys[key]; e != nil && e.claimed && e.claim.Node == node && e.claim.Released.IsZero() {
+			e.claim.Released = now
 			c.version++
 		}
 	}
-	for _, key := range append(old, keys...) {
+	for _, key := range old {
+		c.settle(key, now)
+	}
+	for _, key := range keys {
 		c.settle(key, now)
 	}
 }
@@ -159,25 +217,45 @@ func (c *Claims) SetNode(node string, keys []string, now time.Time) {
 func (c *Claims) Nodes() []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return slices.Sorted(maps.Keys(c.nodeKeys))
+	var out []string
+	for node, st := range c.nodes {
+		if st.tracked {
+			out = append(out, node)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // DeleteNode records that a Node is gone: its claims are released now.
 func (c *Claims) DeleteNode(node string, now time.Time) {
 	c.SetNode(node, nil, now)
 	c.mu.Lock()
-	delete(c.nodeKeys, node)
-	c.mu.Unlock()
+	defer c.mu.Unlock()
+	if st := c.nodes[node]; st != nil {
+		// SetNode left it reporting nothing.
+		st.tracked, st.keys = false, nil
+		c.forget(st)
+	}
 }
 
 // Expire ends the claims released at least Settle before now, and lets a key that one Node
-// alone reports pass to it. It returns the Nodes that gained a claim so.
+// alone reports pass to it. It returns the Nodes that gained a claim so. Ended claims are
+// visited in key order, so that the answer does not depend on map order when ending one makes
+// a Node at MaxKeysPerNode shed another (that Node's gain is not reported then).
 func (c *Claims) Expire(now time.Time) []string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	var ended []string
+	for key, e := range c.keys {
+		if e.claimed && c.ended(e.claim, now) {
+			ended = append(ended, key)
+		}
+	}
+	slices.Sort(ended)
 	var gained []string
-	for key, cl := range c.claims {
-		if c.ended(cl, now) {
+	for _, key := range ended {
+		if e := c.keys[key]; e != nil && e.claimed && c.ended(e.claim, now) {
 			c.drop(key)
 			if node := c.settle(key, now); node != "" {
 				gained = append(gained, node)
@@ -192,9 +270,11 @@ func (c *Claims) NextExpiry() (time.Time, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var next time.Time
-	for _, cl := range c.claims {
-		if end := cl.Released.Add(c.Settle); !cl.Released.IsZero() && (next.IsZero() || end.Before(next)) {
-			next = end
+	for _, e := range c.keys {
+		if cl := e.claim; e.claimed && !cl.Released.IsZero() {
+			if end := cl.Released.Add(c.Settle); next.IsZero() || end.Before(next) {
+				next = end
+			}
 		}
 	}
 	return next, !next.IsZero()
@@ -213,13 +293,15 @@ func (c *Claims) Conflicts() []Conflict {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []Conflict
-	for key, nodes := range c.reporters {
-		cl, claimed := c.claims[key]
-		for node := range nodes {
+	for key, e := range c.keys {
+		if e.reporters == 0 {
+			continue
+		}
+		for node := range c.reportersOf(key, e) {
 			switch {
-			case claimed && cl.Node != node:
-				out = append(out, Conflict{Node: node, Key: key, Owner: cl.Node})
-			case !claimed && len(nodes) > 1:
+			case e.claimed && e.claim.Node != node:
+				out = append(out, Conflict{Node: node, Key: key, Owner: e.claim.Node})
+			case !e.claimed && e.reporters > 1:
 				out = append(out, Conflict{Node: node, Key: key})
 			}
 		}
@@ -244,52 +326,146 @@ func bounded(keys []string) ([]string, int) {
 	return keys, n
 }
 
-// setKeys replaces a Node's reported keys in the reporter index. c.mu is held.
+// reportersOf returns the Nodes reporting key, whose state is e. c.mu is held.
+func (c *Claims) reportersOf(key string, e *keyState) iter.Seq[string] {
+	if e.reporters == 1 {
+		return func(yield func(string) bool) { yield(e.reporter) }
+	}
+	return maps.Keys(c.shared[key])
+}
+
+// reports reports whether node reports key, whose state is e. c.mu is held.
+func (c *Claims) reports(key string, e *keyState, node string) bool {
+	switch e.reporters {
+	case 0:
+		return false
+	case 1:
+		return e.reporter == node
+	}
+	_, ok := c.shared[key][node]
+	return ok
+}
+
+// node returns the state of a Node, made when it has none. c.mu is held.
+func (c *Claims) node(name string) *nodeState {
+	st := c.nodes[name]
+	if st == nil {
+		st = &nodeState{name: name}
+		c.nodes[name] = st
+	}
+	return st
+}
+
+// forget removes the state of a Node that is neither tracked nor owns anything. c.mu is held.
+func (c *Claims) forget(st *nodeState) {
+	if !st.tracked && len(st.owned) == 0 {
+		delete(c.nodes, st.name)
+	}
+}
+
+// entry returns the state of key, made when it has none. c.mu is held.
+func (c *Claims) entry(key string) *keyState {
+	e := c.keys[key]
+	if e == nil {
+		e = &keyState{}
+		c.keys[key] = e
+	}
+	return e
+}
+
+// release removes the state of key when it has neither a claim nor a reporter. c.mu is held.
+func (c *Claims) release(key string, e *keyState) {
+	if !e.claimed && e.reporters == 0 {
+		delete(c.keys, key)
+	}
+}
+
+// setKeys replaces a Node's reported keys, sorted, in the reporter index, and tracks it: O(k)
+// map operations for its k old and new keys. c.mu is held.
 func (c *Claims) setKeys(node string, keys []string) {
-	for _, key := range c.nodeKeys[node] {
-		delete(c.reporters[key], node)
-		if len(c.reporters[key]) == 0 {
-			delete(c.reporters, key)
+	st := c.node(node)
+	old := st.keys
+	i, j := 0, 0
+	for i < len(old) || j < len(keys) {
+		switch {
+		case j == len(keys) || i < len(old) && old[i] < keys[j]:
+			c.unreport(old[i], st.name)
+			i++
+		case i == len(old) || keys[j] < old[i]:
+			c.report(keys[j], st.name)
+			j++
+		default: // reported before and now
+			i++
+			j++
 		}
 	}
-	c.nodeKeys[node] = keys
-	for _, key := range keys {
-		if c.reporters[key] == nil {
-			c.reporters[key] = map[string]bool{}
-		}
-		c.reporters[key][node] = true
+	if cap(keys) > len(keys) {
+		keys = slices.Clone(keys) // bounded's slice may have room to spare: keep only the keys
 	}
+	st.keys, st.tracked = keys, true
+}
+
+// report records that node reports key: O(1). c.mu is held.
+func (c *Claims) report(key, node string) {
+	e := c.entry(key)
+	switch e.reporters {
+	case 0:
+		e.reporter = node
+	case 1:
+		c.shared[key] = map[string]struct{}{e.reporter: {}, node: {}}
+		e.reporter = ""
+	default:
+		c.shared[key][node] = struct{}{}
+	}
+	e.reporters++
+}
+
+// unreport records that node, which reported key, does not any more: O(1), amortised (see
+// Claims). c.mu is held.
+func (c *Claims) unreport(key, node string) {
+	e := c.keys[key]
+	switch e.reporters {
+	case 1:
+		e.reporter = ""
+	case 2:
+		delete(c.shared[key], node)
+		for last := range c.shared[key] {
+			e.reporter = last
+		}
+		delete(c.shared, key)
+	default:
+		delete(c.shared[key], node)
+	}
+	e.reporters--
+	c.release(key, e)
 }
 
 // settle claims key for the Node that alone reports it, if nobody claims it, and returns that
 // Node. c.mu is held.
 func (c *Claims) settle(key string, now time.Time) string {
-	if _, ok := c.claims[key]; ok || len(c.reporters[key]) != 1 {
+	e := c.keys[key]
+	if e == nil || e.claimed || e.reporters != 1 {
 		return ""
 	}
-	for node := range c.reporters[key] {
-		c.put(key, policy.Claim{Node: node, Since: now})
-		c.bound(node, now)
-		return node
-	}
-	return ""
+	node := e.reporter
+	c.put(key, policy.Claim{Node: node, Since: now})
+	c.bound(node, now)
+	return node
 }
 
 // bound ends a Node's oldest released claims while it holds more than MaxKeysPerNode. Its
-// unreleased claims are on keys it reports, which are bounded already. c.mu is held.
+// unreleased claims are on keys it reports, which are bounded already. Each claim ended costs
+// O(MaxKeysPerNode) to find. c.mu is held.
 func (c *Claims) bound(node string, now time.Time) {
-	for len(c.owned[node]) > MaxKeysPerNode {
-		oldest := ""
-		for key := range c.owned[node] {
-			cl := c.claims[key]
-			if cl.Released.IsZero() {
-				continue
-			}
-			if o := c.claims[oldest]; oldest == "" || cl.Released.Before(o.Released) || cl.Released.Equal(o.Released) && key < oldest {
-				oldest = key
+	for st := c.nodes[node]; st != nil && len(st.owned) > MaxKeysPerNode; st = c.nodes[node] {
+		var oldest string
+		var at time.Time
+		for _, key := range st.owned { // sorted: the first of equal times is the smallest key
+			if cl := c.keys[key].claim; !cl.Released.IsZero() && (at.IsZero() || cl.Released.Before(at)) {
+				oldest, at = key, cl.Released
 			}
 		}
-		if oldest == "" {
+		if at.IsZero() {
 			return
 		}
 		c.drop(oldest)
@@ -302,23 +478,38 @@ func (c *Claims) ended(cl policy.Claim, now time.Time) bool {
 	return !cl.Released.IsZero() && !now.Before(cl.Released.Add(c.Settle))
 }
 
-// put sets the claim on key, which nobody holds. c.mu is held.
-func (c *Claims) put(key string, cl policy.Claim) {
-	c.claims[key] = cl
-	if c.owned[cl.Node] == nil {
-		c.owned[cl.Node] = map[string]bool{}
-	}
-	c.owned[cl.Node][key] = true
+// claim sets the claim on key, which nobody holds, and returns its owner's state; the caller
+// adds key to the owner's list. c.mu is held.
+func (c *Claims) claim(key string, cl policy.Claim) *nodeState {
+	st := c.node(cl.Node)
+	cl.Node = st.name
+	e := c.entry(key)
+	e.claim, e.claimed = cl, true
+	c.nclaims++
 	c.version++
+	return st
 }
 
-// drop ends the claim on key. c.mu is held.
+// put sets the claim on key, which nobody holds: O(MaxKeysPerNode). c.mu is held.
+func (c *Claims) put(key string, cl policy.Claim) {
+	st := c.claim(key, cl)
+	i, _ := slices.BinarySearch(st.owned, key)
+	st.owned = slices.Insert(st.owned, i, key)
+}
+
+// drop ends the claim on key: O(MaxKeysPerNode). c.mu is held.
 func (c *Claims) drop(key string) {
-	node := c.claims[key].Node
-	delete(c.claims, key)
-	delete(c.owned[node], key)
-	if len(c.owned[node]) == 0 {
-		delete(c.owned, node)
+	e := c.keys[key]
+	st := c.nodes[e.claim.Node]
+	if i, ok := slices.BinarySearch(st.owned, key); ok {
+		st.owned = slices.Delete(st.owned, i, i+1)
 	}
+	if len(st.owned) == 0 {
+		st.owned = nil
+	}
+	e.claim, e.claimed = policy.Claim{}, false
+	c.nclaims--
 	c.version++
+	c.forget(st)
+	c.release(key, e)
 }

@@ -148,10 +148,11 @@ func (k *Keeper) Start(ctx context.Context) error {
 		// Only the leader writes, and only what changed. The Store backs off each ConfigMap
 		// it failed to write, so this retries every second without flooding the API server
 		// or the log, and one ConfigMap that cannot be written does not hold up the others.
-		claims, version := k.claims.Snapshot()
-		if version == saved {
+		// Copy the claims only when they changed: the copy is as large as the claims.
+		if k.claims.currentVersion() == saved {
 			continue
 		}
+		claims, version := k.claims.Snapshot()
 		pending, err := k.store.SaveClaims(ctx, claims, k.clock.Now())
 		if err != nil {
 			k.errs.Inc()

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,9 +52,29 @@ type Store struct {
 	writer    client.Client
 	namespace string
 
-	mu      sync.Mutex
-	saved   map[string]map[string]string // claim ConfigMap name -> data last written or read
-	backoff map[string]retryAfter        // claim ConfigMap name -> when its failed write may be retried
+	mu sync.Mutex
+	// saved holds, by claim ConfigMap name, the digest of the data last written or read: all a
+	// save needs to tell what changed, where a copy would cost as much memory as the claims.
+	saved   map[string]dataDigest
+	backoff map[string]retryAfter // claim ConfigMap name -> when its failed write may be retried
+}
+
+// dataDigest identifies a ConfigMap's data: SHA-256, so that no content chosen by a Node's
+// names and addresses can pass for another and have a changed shard go unwritten.
+type dataDigest [sha256.Size]byte
+
+// digest returns the digest of data: its entries in key order, each length-prefixed.
+func digest(data map[string]string) dataDigest {
+	h := sha256.New()
+	var buf []byte // one buffer for every entry: the data may be most of a MiB
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		buf = binary.BigEndian.AppendUint64(buf[:0], uint64(len(k)))
+		buf = append(buf, k...)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(data[k])))
+		buf = append(buf, data[k]...)
+		h.Write(buf)
+	}
+	return dataDigest(h.Sum(nil))
 }
 
 // retryAfter is the backoff of a claim ConfigMap whose last write failed.
@@ -63,7 +85,7 @@ type retryAfter struct {
 
 // NewStore returns a Store in namespace. writer may be nil for a read-only Store.
 func NewStore(reader client.Reader, writer client.Client, namespace string) *Store {
-	return &Store{reader: reader, writer: writer, namespace: namespace, saved: map[string]map[string]string{}, backoff: map[string]retryAfter{}}
+	return &Store{reader: reader, writer: writer, namespace: namespace, saved: map[string]dataDigest{}, backoff: map[string]retryAfter{}}
 }
 
 // Namespace returns the namespace the Store keeps its ConfigMaps in.
@@ -141,7 +163,7 @@ func (s *Store) LoadClaims(ctx context.Context) (claims map[string]policy.Claim,
 			}
 		}
 		s.mu.Lock()
-		s.saved[name] = maps.Clone(cm.Data)
+		s.saved[name] = digest(cm.Data)
 		s.mu.Unlock()
 	}
 	return claims, problems, nil
@@ -196,7 +218,7 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 		prev, known := s.saved[name]
 		back := s.backoff[name]
 		s.mu.Unlock()
-		if known && maps.Equal(prev, shards[i]) || !known && len(shards[i]) == 0 {
+		if known && prev == digest(shards[i]) || !known && len(shards[i]) == 0 {
 			continue
 		}
 		if now.Before(back.at) {
@@ -213,7 +235,7 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 			continue
 		}
 		s.mu.Lock()
-		s.saved[name] = shards[i]
+		s.saved[name] = digest(shards[i])
 		delete(s.backoff, name)
 		s.mu.Unlock()
 	}
