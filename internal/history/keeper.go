@@ -132,6 +132,9 @@ func (k *Keeper) Start(ctx context.Context) error {
 			return nil
 		case <-elected:
 			leading, elected = true, nil
+			// The previous leader may have written the ConfigMaps since this replica loaded
+			// them: write them all once, whatever this replica last saw in them.
+			k.store.ForgetSaved()
 		case <-expiry.C():
 		case <-flush.C():
 		}
