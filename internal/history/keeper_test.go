@@ -170,6 +170,18 @@ func TestKeeper(t *testing.T) {
 		defer mu.Unlock()
 		return c.Node == "squatter" && len(gained) == 1 && gained[0] == "squatter"
 	}, state)
+	// Someone deletes the claim ConfigMaps: the leader, its claims unchanged, writes them
+	// again within RewriteClaimsEvery, or they would be lost at its next restart.
+	for _, name := range history.ClaimConfigMaps() {
+		if err := client.IgnoreNotFound(records.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "csrguard", Name: name}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the leader to write the deleted claims again", func() bool {
+		clock.Step(time.Minute)
+		recorded, _, _ := store.LoadClaims(ctx)
+		return recorded["10.0.0.9"].Node == "owner"
+	}, state)
 	nodes.informer.Delete(nodeWith("squatter", "10.0.0.2", "10.0.0.1"))
 	if c, _, _ := claims.Get("10.0.0.2"); c.Released.IsZero() {
 		t.Errorf("Get(10.0.0.2) = %v after the Node was deleted, want released", c)
