@@ -64,6 +64,16 @@ func TestClaimsEquivalence(t *testing.T) {
 			}
 			recorded[hot[rng.IntN(len(hot))]] = cl
 		}
+		if rng.IntN(4) == 0 { // a record over MaxKeysPerNode for one Node: a hand edit, or an older csrguard's
+			owner := []string{"n0", "n1", "gone"}[rng.IntN(3)]
+			for i, key := range churn[:rng.IntN(len(churn))] {
+				cl := policy.Claim{Node: owner, Since: now.Add(-time.Hour)}
+				if rng.IntN(3) > 0 {
+					cl.Released = now.Add(-time.Duration(rng.IntN(int(2 * settle)))).Add(time.Duration(i%3) * time.Millisecond)
+				}
+				recorded[key] = cl
+			}
+		}
 		got, want := history.NewClaims(settle), newRefClaims(settle)
 		e := &equivalence{t: t, seq: seq, keys: queried, got: got, want: want}
 		e.compare("before Sync")

@@ -46,6 +46,10 @@ func NewKeeper(claims *Claims, store *Store, c NodeSource, clk clock.WithTicker,
 	return &Keeper{claims: claims, store: store, cache: c, clock: clk, elected: elected, gained: gained, errs: errs}
 }
 
+// RewriteClaimsEvery is how often the leader writes every claim ConfigMap, changed or not, so
+// that one edited or deleted by someone else is restored within that time.
+const RewriteClaimsEvery = 10 * time.Minute
+
 // NeedLeaderElection is false: every replica keeps claims; writing waits for elected.
 func (k *Keeper) NeedLeaderElection() bool { return false }
 
@@ -120,6 +124,7 @@ func (k *Keeper) Start(ctx context.Context) error {
 	elected := k.elected
 	leading := false
 	var saved uint64
+	var rewritten time.Time // when every claim ConfigMap was last rewritten; zero: not yet
 	for {
 		wait := time.Minute
 		if next, ok := k.claims.NextExpiry(); ok {
@@ -149,7 +154,16 @@ func (k *Keeper) Start(ctx context.Context) error {
 		// it failed to write, so this retries every second without flooding the API server
 		// or the log, and one ConfigMap that cannot be written does not hold up the others.
 		// Copy the claims only when they changed: the copy is as large as the claims.
-		if k.claims.currentVersion() == saved {
+		// Except that on election (the previous leader may have written the ConfigMaps since
+		// this replica loaded them), and every RewriteClaimsEvery after (someone may have
+		// edited or deleted one), every ConfigMap is written whatever this replica last saw
+		// in it: claims held only in memory are lost at the next restart.
+		rewrite := !k.clock.Now().Before(rewritten.Add(RewriteClaimsEvery))
+		if rewrite {
+			k.store.ForgetSaved()
+			rewritten = k.clock.Now()
+		}
+		if k.claims.currentVersion() == saved && !rewrite {
 			continue
 		}
 		claims, version := k.claims.Snapshot()

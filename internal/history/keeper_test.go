@@ -148,10 +148,18 @@ func TestKeeper(t *testing.T) {
 	if _, ok := recorded["10.0.0.9"]; ok {
 		t.Error("a standby wrote claims")
 	}
+	// The previous leader wrote, after this replica loaded the claims, a claim in a shard where
+	// this replica holds none (a Node it saw come and go, say). Elected, this replica must
+	// write that shard too, though it holds what it loaded there: nothing.
+	ghost := nodeInOtherShard(t, "owner", "squatter", "departed", "a-late")
+	if _, err := history.NewStore(records, records, "csrguard").SaveClaims(ctx, map[string]policy.Claim{"10.0.0.77": {Node: ghost, Since: t0}}, t0); err != nil {
+		t.Fatal(err)
+	}
 	close(elected)
 	waitFor(t, "the leader to save the claims", func() bool {
 		recorded, _, _ := store.LoadClaims(ctx)
-		return recorded["10.0.0.9"].Node == "owner" && !recorded["10.0.0.1"].Released.IsZero()
+		_, stale := recorded["10.0.0.77"]
+		return recorded["10.0.0.9"].Node == "owner" && !recorded["10.0.0.1"].Released.IsZero() && !stale
 	}, state)
 	// The released claim runs out: the squatter, now the only one to report
 	// the address, gets it and its CSRs are decided again.
@@ -162,6 +170,18 @@ func TestKeeper(t *testing.T) {
 		defer mu.Unlock()
 		return c.Node == "squatter" && len(gained) == 1 && gained[0] == "squatter"
 	}, state)
+	// Someone deletes the claim ConfigMaps: the leader, its claims unchanged, writes them
+	// again within RewriteClaimsEvery, or they would be lost at its next restart.
+	for _, name := range history.ClaimConfigMaps() {
+		if err := client.IgnoreNotFound(records.Delete(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "csrguard", Name: name}})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the leader to write the deleted claims again", func() bool {
+		clock.Step(time.Minute)
+		recorded, _, _ := store.LoadClaims(ctx)
+		return recorded["10.0.0.9"].Node == "owner"
+	}, state)
 	nodes.informer.Delete(nodeWith("squatter", "10.0.0.2", "10.0.0.1"))
 	if c, _, _ := claims.Get("10.0.0.2"); c.Released.IsZero() {
 		t.Errorf("Get(10.0.0.2) = %v after the Node was deleted, want released", c)
@@ -169,6 +189,31 @@ func TestKeeper(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Start() = %v", err)
+	}
+}
+
+// nodeInOtherShard returns a Node name whose claims a Store keeps in another ConfigMap than
+// those of nodes.
+func nodeInOtherShard(t *testing.T, nodes ...string) string {
+	t.Helper()
+	shardOf := func(node string) string {
+		c := configMaps{data: map[string]map[string]string{}}
+		if _, err := history.NewStore(c, c, "csrguard").SaveClaims(t.Context(), map[string]policy.Claim{"10.0.0.1": {Node: node, Since: t0}}, t0); err != nil {
+			t.Fatal(err)
+		}
+		for name := range c.data {
+			return name
+		}
+		return ""
+	}
+	used := map[string]bool{}
+	for _, n := range nodes {
+		used[shardOf(n)] = true
+	}
+	for i := 0; ; i++ {
+		if ghost := fmt.Sprintf("ghost-%d", i); !used[shardOf(ghost)] {
+			return ghost
+		}
 	}
 }
 

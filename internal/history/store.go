@@ -63,6 +63,10 @@ type Store struct {
 // names and addresses can pass for another and have a changed shard go unwritten.
 type dataDigest [sha256.Size]byte
 
+// unknownDigest stands for a claim ConfigMap whose content is not known: no data has it, so
+// the next save writes that ConfigMap.
+var unknownDigest dataDigest
+
 // digest returns the digest of data: its entries in key order, each length-prefixed.
 func digest(data map[string]string) dataDigest {
 	h := sha256.New()
@@ -86,6 +90,17 @@ type retryAfter struct {
 // NewStore returns a Store in namespace. writer may be nil for a read-only Store.
 func NewStore(reader client.Reader, writer client.Client, namespace string) *Store {
 	return &Store{reader: reader, writer: writer, namespace: namespace, saved: map[string]dataDigest{}, backoff: map[string]retryAfter{}}
+}
+
+// ForgetSaved makes the next SaveClaims write every claim ConfigMap: for when another writer
+// may have written them since this Store last read or wrote them (this replica becomes the
+// leader after another one led).
+func (s *Store) ForgetSaved() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, name := range ClaimConfigMaps() {
+		s.saved[name] = unknownDigest
+	}
 }
 
 // Namespace returns the namespace the Store keeps its ConfigMaps in.
@@ -231,6 +246,10 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 			back.delay = min(max(2*back.delay, time.Second), time.Minute)
 			s.mu.Lock()
 			s.backoff[name] = retryAfter{at: now.Add(back.delay), delay: back.delay}
+			// A write that failed may still have been applied (a timeout after the commit):
+			// the ConfigMap's content is unknown now, so the next save writes it whatever the
+			// claims are, even if they came back to what was last written.
+			s.saved[name] = unknownDigest
 			s.mu.Unlock()
 			continue
 		}
@@ -274,8 +293,11 @@ func fitShard(data map[string]string, first map[string]time.Time) []string {
 func (s *Store) writeShard(ctx context.Context, name string, data map[string]string) error {
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		cm, err := s.get(ctx, name)
-		if err != nil {
+		switch {
+		case err != nil:
 			return err
+		case cm == nil && len(data) == 0:
+			return nil // nothing recorded, nothing to record
 		}
 		return s.put(ctx, cm, name, data)
 	})

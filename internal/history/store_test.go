@@ -267,3 +267,83 @@ func TestIdentityObserveAndExpire(t *testing.T) {
 		t.Errorf("Expire after the retention kept %v", id)
 	}
 }
+
+// TestStoreSaveClaimsAfterAmbiguousFailure: a write that reports an error may still have been
+// applied (a timeout after the commit). When the claims then come back to what was last
+// written before it, the Store must not take the ConfigMap for unchanged: it holds the failed
+// write's content. Here that is the owner's claim released, which a restart after the settle
+// time would drop, handing the address to whichever Node reports it then.
+func TestStoreSaveClaimsAfterAmbiguousFailure(t *testing.T) {
+	ambiguous := false
+	c := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.UpdateOption) error {
+			if err := c.Update(ctx, o, opts...); err != nil || !ambiguous {
+				return err
+			}
+			return errors.New("context deadline exceeded")
+		},
+	}).Build()
+	s := history.NewStore(c, c, "csrguard")
+	live := map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0}}
+	if _, err := s.SaveClaims(t.Context(), live, t0); err != nil {
+		t.Fatal(err)
+	}
+	ambiguous = true
+	released := map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0, Released: at(10)}}
+	if pending, err := s.SaveClaims(t.Context(), released, at(10)); err == nil || !pending {
+		t.Fatalf("SaveClaims() = %v, %v; want pending and the error", pending, err)
+	}
+	ambiguous = false
+	// The owner reports the address again before the backoff is over.
+	if pending, err := s.SaveClaims(t.Context(), live, at(20)); err != nil || pending {
+		t.Fatalf("SaveClaims() = %v, %v; want done", pending, err)
+	}
+	got, _, err := history.NewStore(c, nil, "csrguard").LoadClaims(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, live); diff != "" {
+		t.Errorf("recorded claims (-got +want):\n%s", diff)
+	}
+}
+
+// TestStoreForgetSaved: a standby loads the claims at its start; the leader then writes a
+// change and leaves before the change is undone. The standby, elected, has the claims as it
+// loaded them and must still write them: the ConfigMap holds the old leader's change. It
+// creates no ConfigMap for an empty shard doing so.
+func TestStoreForgetSaved(t *testing.T) {
+	var creates int
+	c := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, o client.Object, opts ...client.CreateOption) error {
+			creates++
+			return c.Create(ctx, o, opts...)
+		},
+	}).Build()
+	live := map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0}}
+	if _, err := history.NewStore(c, c, "csrguard").SaveClaims(t.Context(), live, t0); err != nil {
+		t.Fatal(err)
+	}
+	standby := history.NewStore(c, c, "csrguard")
+	if _, _, err := standby.LoadClaims(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	released := map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0, Released: at(10)}}
+	if _, err := history.NewStore(c, c, "csrguard").SaveClaims(t.Context(), released, at(10)); err != nil {
+		t.Fatal(err)
+	}
+	standby.ForgetSaved()
+	creates = 0
+	if pending, err := standby.SaveClaims(t.Context(), live, at(20)); err != nil || pending {
+		t.Fatalf("SaveClaims() = %v, %v; want done", pending, err)
+	}
+	got, _, err := history.NewStore(c, nil, "csrguard").LoadClaims(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(got, live); diff != "" {
+		t.Errorf("recorded claims (-got +want):\n%s", diff)
+	}
+	if creates != 0 {
+		t.Errorf("created %d ConfigMaps for empty shards, want none", creates)
+	}
+}
