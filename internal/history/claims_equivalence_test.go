@@ -34,7 +34,7 @@ func TestClaimsEquivalence(t *testing.T) {
 		churn = append(churn, fmt.Sprintf("10.9.%d.%d", i/256, i%256))
 	}
 	queried := append(append([]string{"", "unknown"}, hot...), churn...)
-	for seq := range 300 {
+	for seq := range 150 { // 3,000 found nothing more (an attacker review, 87 s); 150 keep make test cheap under -race
 		settle := []time.Duration{time.Second, 10 * time.Second, time.Minute}[rng.IntN(3)]
 		nodeNames := []string{"n0", "n1", "n2", "n3", "n4", "n5"}[:2+rng.IntN(5)]
 		randomKeys := func() []string {
