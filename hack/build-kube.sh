@@ -111,6 +111,10 @@ hollow_module() {
     sed -i -e 's#"k8s.io/cri-streaming/pkg/streaming"#"k8s.io/kubelet/pkg/cri/streaming"#' \
       -e 's#"k8s.io/cri-streaming/pkg/streaming/remotecommand"#"k8s.io/client-go/tools/remotecommand"#' "$dir/main.go"
   fi
+  # Before 1.34 kubeletapp.InitializeTLS took no context.
+  if grep -q '^func InitializeTLS(kf ' "$kube/cmd/kubelet/app/server.go"; then
+    sed -i 's#kubeletapp.InitializeTLS(ctx, f, c)#kubeletapp.InitializeTLS(f, c)#' "$dir/main.go"
+  fi
   (cd "$dir" && go mod tidy)
 }
 
