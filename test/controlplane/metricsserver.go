@@ -152,6 +152,15 @@ func (cp *ControlPlane) registerMetricsServer(ctx context.Context, addr string, 
 			Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{addr}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
 			Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("https"), Port: ptr.To(int32(port)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 		},
+		// Before v1.34 the aggregator finds (and checks the availability of)
+		// the Service's backend through v1 Endpoints, not EndpointSlices.
+		&corev1.Endpoints{ //nolint:staticcheck // SA1019: what the aggregator of v1.33 reads
+			ObjectMeta: metav1.ObjectMeta{Namespace: metav1.NamespaceSystem, Name: "metrics-server", Labels: labels},
+			Subsets: []corev1.EndpointSubset{{ //nolint:staticcheck // SA1019: as above
+				Addresses: []corev1.EndpointAddress{{IP: addr}},
+				Ports:     []corev1.EndpointPort{{Name: "https", Port: int32(port), Protocol: corev1.ProtocolTCP}},
+			}},
+		},
 		&unstructured.Unstructured{Object: map[string]any{
 			"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService",
 			"metadata": map[string]any{"name": metricsServerAPIService, "labels": map[string]any{"k8s-app": "metrics-server"}},
