@@ -57,7 +57,8 @@ type Claims struct {
 	overLimit map[string]int                 // node -> keys it reports, when over MaxKeysPerNode
 	nclaims   int                            // keys with a claim
 	synced    bool
-	version   uint64 // bumped on every change to claims
+	version   uint64   // bumped on every change to claims
+	changed   shardSet // the claim ConfigMaps whose claims changed since takeChanged
 }
 
 // keyState is what Claims knows of one address key.
@@ -111,11 +112,33 @@ func (c *Claims) Snapshot() (map[string]policy.Claim, uint64) {
 	return out, c.version
 }
 
-// currentVersion returns the version Snapshot would: the Keeper asks it before copying.
-func (c *Claims) currentVersion() uint64 {
+// takeChanged returns the claim ConfigMaps whose claims changed since it was last called.
+func (c *Claims) takeChanged() shardSet {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.version
+	changed := c.changed
+	c.changed = 0
+	return changed
+}
+
+// snapshotShards returns a copy of the claims kept in the claim ConfigMaps of shards: the
+// Keeper copies, and the Store encodes, only what it may write, not every claim each time.
+func (c *Claims) snapshotShards(shards shardSet) map[string]policy.Claim {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]policy.Claim{}
+	for key, e := range c.keys {
+		if e.claimed && shards.has(shard(e.claim.Node)) {
+			out[key] = e.claim
+		}
+	}
+	return out
+}
+
+// touch records a change to a claim of node. c.mu is held.
+func (c *Claims) touch(node string) {
+	c.version++
+	c.changed |= 1 << shard(node)
 }
 
 // Sync starts the bookkeeping from recorded claims (a Store's, possibly empty) and every Node's
@@ -170,6 +193,7 @@ func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]strin
 	}
 	c.synced = true
 	c.version++
+	c.changed = allShards
 }
 
 // SetNode records the keys a Node reports now, as a Node watch event gives them.
@@ -193,7 +217,7 @@ func (c *Claims) SetNode(node string, keys []string, now time.Time) {
 	for _, key := range keys {
 		if e := c.keys[key]; e.claimed && e.claim.Node == node && !e.claim.Released.IsZero() {
 			e.claim.Released = time.Time{} // reporting it again
-			c.version++
+			c.touch(node)
 		}
 	}
 	for _, key := range old {
@@ -202,7 +226,7 @@ func (c *Claims) SetNode(node string, keys []string, now time.Time) {
 		}
 		if e := c.keys[key]; e != nil && e.claimed && e.claim.Node == node && e.claim.Released.IsZero() {
 			e.claim.Released = now
-			c.version++
+			c.touch(node)
 		}
 	}
 	for _, key := range old {
@@ -486,7 +510,7 @@ func (c *Claims) claim(key string, cl policy.Claim) *nodeState {
 	e := c.entry(key)
 	e.claim, e.claimed = cl, true
 	c.nclaims++
-	c.version++
+	c.touch(st.name)
 	return st
 }
 
@@ -507,9 +531,9 @@ func (c *Claims) drop(key string) {
 	if len(st.owned) == 0 {
 		st.owned = nil
 	}
+	c.touch(e.claim.Node)
 	e.claim, e.claimed = policy.Claim{}, false
 	c.nclaims--
-	c.version++
 	c.forget(st)
 	c.release(key, e)
 }

@@ -123,7 +123,7 @@ func (k *Keeper) Start(ctx context.Context) error {
 	defer flush.Stop()
 	elected := k.elected
 	leading := false
-	var saved uint64
+	var unsaved shardSet    // claim ConfigMaps changed and not written yet
 	var rewritten time.Time // when every claim ConfigMap was last rewritten; zero: not yet
 	for {
 		wait := time.Minute
@@ -150,31 +150,33 @@ func (k *Keeper) Start(ctx context.Context) error {
 		if !leading {
 			continue
 		}
-		// Only the leader writes, and only what changed. The Store backs off each ConfigMap
-		// it failed to write, so this retries every second without flooding the API server
-		// or the log, and one ConfigMap that cannot be written does not hold up the others.
-		// Copy the claims only when they changed: the copy is as large as the claims.
-		// Except that on election (the previous leader may have written the ConfigMaps since
-		// this replica loaded them), and every RewriteClaimsEvery after (someone may have
-		// edited or deleted one), every ConfigMap is written whatever this replica last saw
-		// in it: claims held only in memory are lost at the next restart.
-		rewrite := !k.clock.Now().Before(rewritten.Add(RewriteClaimsEvery))
-		if rewrite {
+		// Only the leader writes, and only what changed: the claim ConfigMaps whose claims
+		// changed, and of those only the ones due. The Store backs off each ConfigMap it
+		// failed to write, so this retries every second without flooding the API server or
+		// the log, and one ConfigMap that cannot be written does not hold up the others.
+		// Claims are copied and encoded only for the ConfigMaps about to be written: a copy
+		// of all of them is as large as the claims, and a change to one Node, or a namespace
+		// that cannot be written to, would otherwise cost an encoding of every Node's claims
+		// each second. Except that on election (the previous leader may have written the
+		// ConfigMaps since this replica loaded them), and every RewriteClaimsEvery after
+		// (someone may have edited or deleted one), every ConfigMap is written whatever this
+		// replica last saw in it: claims held only in memory are lost at the next restart.
+		unsaved |= k.claims.takeChanged()
+		if !k.clock.Now().Before(rewritten.Add(RewriteClaimsEvery)) {
 			k.store.ForgetSaved()
 			rewritten = k.clock.Now()
+			unsaved = allShards
 		}
-		if k.claims.currentVersion() == saved && !rewrite {
+		due := k.store.due(unsaved, k.clock.Now())
+		if due == 0 {
 			continue
 		}
-		claims, version := k.claims.Snapshot()
-		pending, err := k.store.SaveClaims(ctx, claims, k.clock.Now())
+		left, err := k.store.saveShards(ctx, k.claims.snapshotShards(due), due, k.clock.Now())
 		if err != nil {
 			k.errs.Inc()
 			logger.Error(err, "Failed to save address claims; keeping them in memory and retrying with backoff")
 		}
-		if !pending {
-			saved = version
-		}
+		unsaved = unsaved&^due | left
 	}
 }
 

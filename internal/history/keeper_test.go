@@ -3,6 +3,7 @@ package history_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllertest"
 
 	"github.com/csrguard/csrguard/internal/history"
@@ -223,5 +225,83 @@ func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
 	err := wait.PollUntilContextTimeout(t.Context(), 10*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) { return cond(), nil })
 	if err != nil {
 		t.Fatalf("timed out waiting for %s%s", what, state())
+	}
+}
+
+// TestKeeperWritesChangedShardsOnly: once the leader has written the claims, a change to one
+// Node's addresses writes that Node's claim ConfigMap and no other.
+func TestKeeperWritesChangedShardsOnly(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var mu sync.Mutex
+	writes := map[string]int{} // ConfigMap -> writes tried
+	count := func(obj client.Object) error {
+		mu.Lock()
+		defer mu.Unlock()
+		writes[obj.GetName()]++
+		return nil
+	}
+	records := fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
+		Create: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.CreateOption) error {
+			if err := count(obj); err != nil {
+				return err
+			}
+			return c.Create(ctx, obj, opts...)
+		},
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			if err := count(obj); err != nil {
+				return err
+			}
+			return c.Update(ctx, obj, opts...)
+		},
+	}).Build()
+	var objs []client.Object
+	for i := range 64 {
+		objs = append(objs, nodeWith(fmt.Sprintf("node-%02d", i), fmt.Sprintf("10.0.1.%d", i)))
+	}
+	nodes := &nodeSource{
+		Client:   fake.NewClientBuilder().WithObjects(objs...).Build(),
+		informer: &informer{FakeInformer: controllertest.NewFakeInformer(controllertest.Synced), registered: make(chan struct{})},
+	}
+	clock := clocktesting.NewFakeClock(at(3600))
+	claims := history.NewClaims(time.Minute)
+	elected := make(chan struct{})
+	close(elected)
+	keeper := history.NewKeeper(claims, history.NewStore(records, records, "csrguard"), nodes, clock, elected, nil,
+		prometheus.NewCounter(prometheus.CounterOpts{Name: "errors_total", Help: "Errors of the keeper under test."}))
+	tried := func() (total int, by map[string]int) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, n := range writes {
+			total += n
+		}
+		return total, maps.Clone(writes)
+	}
+	state := func() string { _, by := tried(); return fmt.Sprintf(": writes %v, now %v", by, clock.Now()) }
+	done := make(chan error)
+	go func() { done <- keeper.Start(ctx) }()
+	<-nodes.informer.registered
+
+	waitFor(t, "the leader to write every claim ConfigMap", func() bool {
+		clock.Step(time.Second)
+		n, _ := tried()
+		return n == history.ClaimShards
+	}, state)
+	nodes.informer.Update(nodeWith("node-07", "10.0.1.7"), nodeWith("node-07", "10.0.1.7", "10.0.2.7"))
+	waitFor(t, "the changed claims to be written", func() bool {
+		clock.Step(time.Second)
+		n, _ := tried()
+		return n == history.ClaimShards+1
+	}, state)
+	for range 5 {
+		clock.Step(time.Second)
+	}
+	if n, _ := tried(); n != history.ClaimShards+1 {
+		t.Errorf("%d writes after one Node changed, want %d%s", n, history.ClaimShards+1, state())
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Start() = %v", err)
 	}
 }

@@ -35,6 +35,14 @@ const (
 	identityDataKey   = "sightings"
 )
 
+// shardSet is a set of claim ConfigMaps, by shard number: bit i is shard i.
+type shardSet uint32
+
+// allShards is every claim ConfigMap.
+const allShards shardSet = 1<<ClaimShards - 1
+
+func (s shardSet) has(i int) bool { return s&(1<<i) != 0 }
+
 // ClaimConfigMaps returns the names of the claim ConfigMaps, for RBAC and tests.
 func ClaimConfigMaps() []string {
 	names := make([]string, ClaimShards)
@@ -200,10 +208,35 @@ const maxShardBytes = 900 << 10
 // floods the API server nor delays the others. It reports pending while any change is not
 // written yet; err joins the writes that failed in this call. Only the leader saves claims.
 func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, now time.Time) (pending bool, err error) {
-	shards := make([]map[string]string, ClaimShards)
+	left, err := s.saveShards(ctx, claims, allShards, now)
+	return left != 0, err
+}
+
+// due returns the shards of want whose backoff, if any, has passed at now.
+func (s *Store) due(want shardSet, now time.Time) shardSet {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out shardSet
+	for i, name := range ClaimConfigMaps() {
+		if want.has(i) && !now.Before(s.backoff[name].at) {
+			out |= 1 << i
+		}
+	}
+	return out
+}
+
+// saveShards is SaveClaims for the claim ConfigMaps of shards only, from claims that hold at
+// least every claim kept in them (others are ignored); it returns the shards not written yet.
+// The Keeper calls it with the shards whose claims changed, so that a change to one Node does
+// not encode every Node's claims.
+func (s *Store) saveShards(ctx context.Context, claims map[string]policy.Claim, shards shardSet, now time.Time) (pending shardSet, err error) {
+	data := make([]map[string]string, ClaimShards)
 	byNode := map[string]map[string]claimEntry{}
 	first := map[string]time.Time{} // node -> its oldest claim
 	for key, c := range claims {
+		if !shards.has(shard(c.Node)) {
+			continue
+		}
 		if byNode[c.Node] == nil {
 			byNode[c.Node] = map[string]claimEntry{}
 		}
@@ -215,17 +248,20 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 	for node, entries := range byNode {
 		b, err := json.Marshal(entries) // map keys are sorted: the encoding is stable
 		if err != nil {
-			return true, fmt.Errorf("encode claims of node %q: %w", node, err)
+			return shards, fmt.Errorf("encode claims of node %q: %w", node, err)
 		}
 		i := shard(node)
-		if shards[i] == nil {
-			shards[i] = map[string]string{}
+		if data[i] == nil {
+			data[i] = map[string]string{}
 		}
-		shards[i][node] = string(b)
+		data[i][node] = string(b)
 	}
 	var errs []error
 	for i, name := range ClaimConfigMaps() {
-		if left := fitShard(shards[i], first); len(left) > 0 {
+		if !shards.has(i) {
+			continue
+		}
+		if left := fitShard(data[i], first); len(left) > 0 {
 			// Better the claims of the newest Nodes lost than all of the shard's.
 			errs = append(errs, fmt.Errorf("configmap %s/%s: left out the claims of nodes %s, the newest, to stay under %d bytes", s.namespace, name, strings.Join(left, ", "), maxShardBytes))
 		}
@@ -233,15 +269,15 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 		prev, known := s.saved[name]
 		back := s.backoff[name]
 		s.mu.Unlock()
-		if known && prev == digest(shards[i]) || !known && len(shards[i]) == 0 {
+		if known && prev == digest(data[i]) || !known && len(data[i]) == 0 {
 			continue
 		}
 		if now.Before(back.at) {
-			pending = true
+			pending |= 1 << i
 			continue
 		}
-		if err := s.writeShard(ctx, name, shards[i]); err != nil {
-			pending = true
+		if err := s.writeShard(ctx, name, data[i]); err != nil {
+			pending |= 1 << i
 			errs = append(errs, err)
 			back.delay = min(max(2*back.delay, time.Second), time.Minute)
 			s.mu.Lock()
@@ -254,7 +290,7 @@ func (s *Store) SaveClaims(ctx context.Context, claims map[string]policy.Claim, 
 			continue
 		}
 		s.mu.Lock()
-		s.saved[name] = digest(shards[i])
+		s.saved[name] = digest(data[i])
 		delete(s.backoff, name)
 		s.mu.Unlock()
 	}

@@ -339,12 +339,18 @@ const approverUser = "system:serviceaccount:csrguard:csrguard"
 
 var approverGroups = []string{"system:serviceaccounts", "system:serviceaccounts:csrguard"}
 
-// approverConfig binds approverUser to cluster-admin, once per control
-// plane, and returns a client configuration authenticated as it.
+// approverConfig creates csrguard's namespace and binds approverUser to
+// cluster-admin, once per control plane, and returns a client configuration authenticated as it.
 func approverConfig(ctx context.Context, cp *controlplane.ControlPlane) (*rest.Config, error) {
 	admin, err := kubernetes.NewForConfig(cp.AdminConfig())
 	if err != nil {
 		return nil, err
+	}
+	// csrguard's own namespace, as an install has it: its address-claims
+	// ConfigMaps are written there (without it each save fails and is retried).
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "csrguard"}}
+	if _, err := admin.CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return nil, fmt.Errorf("create namespace csrguard: %w", err)
 	}
 	crb := &rbacv1.ClusterRoleBinding{
 		ObjectMeta: metav1.ObjectMeta{Name: "bench-approver"},
