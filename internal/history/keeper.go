@@ -123,8 +123,7 @@ func (k *Keeper) Start(ctx context.Context) error {
 	defer flush.Stop()
 	elected := k.elected
 	leading := false
-	var unsaved shardSet    // claim ConfigMaps changed and not written yet
-	var rewritten time.Time // when every claim ConfigMap was last rewritten; zero: not yet
+	w := &writer{claims: k.claims, store: k.store}
 	for {
 		wait := time.Minute
 		if next, ok := k.claims.NextExpiry(); ok {
@@ -148,36 +147,47 @@ func (k *Keeper) Start(ctx context.Context) error {
 			}
 		}
 		if !leading {
-			continue
+			continue // only the leader writes
 		}
-		// Only the leader writes, and only what changed: the claim ConfigMaps whose claims
-		// changed, and of those only the ones due. The Store backs off each ConfigMap it
-		// failed to write, so this retries every second without flooding the API server or
-		// the log, and one ConfigMap that cannot be written does not hold up the others.
-		// Claims are copied and encoded only for the ConfigMaps about to be written: a copy
-		// of all of them is as large as the claims, and a change to one Node, or a namespace
-		// that cannot be written to, would otherwise cost an encoding of every Node's claims
-		// each second. Except that on election (the previous leader may have written the
-		// ConfigMaps since this replica loaded them), and every RewriteClaimsEvery after
-		// (someone may have edited or deleted one), every ConfigMap is written whatever this
-		// replica last saw in it: claims held only in memory are lost at the next restart.
-		unsaved |= k.claims.takeChanged()
-		if !k.clock.Now().Before(rewritten.Add(RewriteClaimsEvery)) {
-			k.store.ForgetSaved()
-			rewritten = k.clock.Now()
-			unsaved = allShards
-		}
-		due := k.store.due(unsaved, k.clock.Now())
-		if due == 0 {
-			continue
-		}
-		left, err := k.store.saveShards(ctx, k.claims.snapshotShards(due), due, k.clock.Now())
-		if err != nil {
+		if err := w.save(ctx, k.clock.Now()); err != nil {
 			k.errs.Inc()
 			logger.Error(err, "Failed to save address claims; keeping them in memory and retrying with backoff")
 		}
-		unsaved = unsaved&^due | left
 	}
+}
+
+// writer is the leader's side of a Keeper: what it has still to write.
+type writer struct {
+	claims    *Claims
+	store     *Store
+	unsaved   shardSet  // claim ConfigMaps changed and not written yet
+	rewritten time.Time // when every claim ConfigMap was last rewritten; zero: not yet
+}
+
+// save writes, at now, the claim ConfigMaps whose claims changed and whose backoff has passed.
+// The Store backs off each ConfigMap it failed to write, so the Keeper calls this every second
+// without flooding the API server or the log, and one ConfigMap that cannot be written does
+// not hold up the others. Claims are copied and encoded only for the ConfigMaps about to be
+// written: a copy of all of them is as large as the claims, and a change to one Node, or a
+// namespace that cannot be written to, would otherwise cost an encoding of every Node's claims
+// each second. Except that on the first call (the previous leader may have written the
+// ConfigMaps since this replica loaded them), and every RewriteClaimsEvery after (someone may
+// have edited or deleted one), every ConfigMap is written whatever this replica last saw in
+// it: claims held only in memory are lost at the next restart.
+func (w *writer) save(ctx context.Context, now time.Time) error {
+	w.unsaved |= w.claims.takeChanged()
+	if !now.Before(w.rewritten.Add(RewriteClaimsEvery)) {
+		w.store.ForgetSaved()
+		w.rewritten = now
+		w.unsaved = allShards
+	}
+	due := w.store.due(w.unsaved, now)
+	if due == 0 {
+		return nil
+	}
+	left, err := w.store.saveShards(ctx, w.claims.snapshotShards(due), due, now)
+	w.unsaved = w.unsaved&^due | left
+	return err
 }
 
 // load reads the recorded claims, retrying until it succeeds or ctx ends: without them a
