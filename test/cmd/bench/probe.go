@@ -66,6 +66,12 @@ func probeFileLimit(n, concurrency int) uint64 {
 	return uint64(n + 2*concurrency + 1024)
 }
 
+// openFiles counts this process's open descriptors.
+func openFiles() (int, error) {
+	fds, err := os.ReadDir("/proc/self/fd")
+	return len(fds), err
+}
+
 // softFileLimit returns the soft RLIMIT_NOFILE to set for need descriptors:
 // cur when it suffices, else need, which only root may raise above hard.
 func softFileLimit(cur, hard, need uint64) (uint64, error) {
@@ -271,6 +277,9 @@ func benchProbes(ctx context.Context, o options) (*probeResult, error) {
 		return nil, err
 	}
 	closeIdle(nodes)
+	if open, err := openFiles(); err == nil {
+		fmt.Printf("%d descriptors open before the stand-ins start\n", open)
+	}
 	start = time.Now()
 	kubelets, err := startStandIns(o.probeNodes, standInAddr)
 	if err != nil {
