@@ -265,11 +265,12 @@ func (s *Store) saveShards(ctx context.Context, claims map[string]policy.Claim, 
 			// Better the claims of the newest Nodes lost than all of the shard's.
 			errs = append(errs, fmt.Errorf("configmap %s/%s: left out the claims of nodes %s, the newest, to stay under %d bytes", s.namespace, name, strings.Join(left, ", "), maxShardBytes))
 		}
+		d := digest(data[i])
 		s.mu.Lock()
 		prev, known := s.saved[name]
 		back := s.backoff[name]
 		s.mu.Unlock()
-		if known && prev == digest(data[i]) || !known && len(data[i]) == 0 {
+		if known && prev == d || !known && len(data[i]) == 0 {
 			continue
 		}
 		if now.Before(back.at) {
@@ -290,7 +291,7 @@ func (s *Store) saveShards(ctx context.Context, claims map[string]policy.Claim, 
 			continue
 		}
 		s.mu.Lock()
-		s.saved[name] = digest(data[i])
+		s.saved[name] = d
 		delete(s.backoff, name)
 		s.mu.Unlock()
 	}
