@@ -244,7 +244,8 @@ func retryBackoff() workqueue.TypedRateLimiter[reconcile.Request] {
 // did not exist or lacked an address is decided as soon as that changes.
 func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []reconcile.Request {
 	var csrs certificatesv1.CertificateSigningRequestList
-	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: o.GetName()}); err != nil {
+	// Read only: no copies of the node's CSRs, which a Node's every address change would make.
+	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
 		// A map function cannot return an error, so it is counted with the
 		// other failed reads of facts. A cache read fails only while the
 		// cache stops; the held CSRs' own requeues still decide them.

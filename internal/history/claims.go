@@ -112,6 +112,13 @@ func (c *Claims) Snapshot() (map[string]policy.Claim, uint64) {
 	return out, c.version
 }
 
+// Len returns the number of addresses claimed.
+func (c *Claims) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nclaims
+}
+
 // takeChanged returns the claim ConfigMaps whose claims changed since it was last called.
 func (c *Claims) takeChanged() shardSet {
 	c.mu.Lock()
@@ -150,7 +157,8 @@ func (c *Claims) touch(node string) {
 func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]string, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.keys, c.nodes, c.shared, c.nclaims = map[string]*keyState{}, map[string]*nodeState{}, map[string]map[string]struct{}{}, 0
+	// Sized up front: a fleet's maps grown one doubling at a time leave their old tables to the GC.
+	c.keys, c.nodes, c.shared, c.nclaims = make(map[string]*keyState, max(len(recorded), len(nodes))), make(map[string]*nodeState, len(nodes)), map[string]map[string]struct{}{}, 0
 	for key, cl := range recorded {
 		if !c.ended(cl, now) {
 			// A record may hold any number of claims of one Node: sort its list once below

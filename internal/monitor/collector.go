@@ -37,8 +37,9 @@ func (c *CSRCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *CSRCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	// Read only: every scrape would otherwise deep-copy every cached CSR.
 	var list certificatesv1.CertificateSigningRequestList
-	if err := c.reader.List(ctx, &list); err != nil {
+	if err := c.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 		// Not an invalid metric: that turns the whole /metrics into a 500,
 		// and every other series (csrguard's own health, the probes) with it.
 		// The pending series are left out and csrguard_csr_cache_up says why.

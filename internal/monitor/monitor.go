@@ -92,12 +92,14 @@ func (m *Monitor) Start(ctx context.Context) error {
 // sorted by node. A failed sweep leaves the previous sweep's results exported.
 func (m *Monitor) Sweep(ctx context.Context) ([]Result, error) {
 	start := time.Now()
+	// Read only, so the cache's objects are not deep-copied: a sweep of 10,000 Nodes and
+	// CSRs would otherwise copy ~25 MB.
 	var nodes corev1.NodeList
-	if err := m.reader.List(ctx, &nodes); err != nil {
+	if err := m.reader.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	var csrs certificatesv1.CertificateSigningRequestList
-	if err := m.reader.List(ctx, &csrs); err != nil {
+	if err := m.reader.List(ctx, &csrs, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	issued := Issued(csrs.Items)
