@@ -156,8 +156,14 @@ func (o *logOptions) addFlags(fs *pflag.FlagSet) {
 
 // logger builds the structured logger. Unlike controller-runtime's
 // production preset it never samples: every decision is an audit record, and
-// a burst of 2,000 approvals must log 2,000 lines.
+// a burst of 2,000 approvals must log 2,000 lines. WithValues is deferred to
+// the lines written (deferredValues).
 func (o *logOptions) logger() (logr.Logger, error) {
+	return o.loggerTo(zapcore.Lock(os.Stderr))
+}
+
+// loggerTo is logger writing to w.
+func (o *logOptions) loggerTo(w zapcore.WriteSyncer) (logr.Logger, error) {
 	if o.verbosity < 0 || o.verbosity > math.MaxInt8 {
 		// zap's levels are an int8: -v N is level -N.
 		return logr.Logger{}, flagError("verbosity", "must be between 0 and %d, got %d", math.MaxInt8, o.verbosity)
@@ -174,8 +180,8 @@ func (o *logOptions) logger() (logr.Logger, error) {
 	default:
 		return logr.Logger{}, flagError("log-format", `must be "text" or "json", got %q`, o.format)
 	}
-	core := zapcore.NewCore(&zap.KubeAwareEncoder{Encoder: enc}, zapcore.Lock(os.Stderr), zapcore.Level(-int8(o.verbosity)))
-	return zapr.NewLogger(uberzap.New(core, uberzap.AddStacktrace(zapcore.PanicLevel))), nil
+	core := zapcore.NewCore(&zap.KubeAwareEncoder{Encoder: enc}, w, zapcore.Level(-int8(o.verbosity)))
+	return deferValues(zapr.NewLogger(uberzap.New(core, uberzap.AddStacktrace(zapcore.PanicLevel)))), nil
 }
 
 type controllerOptions struct {
