@@ -62,8 +62,8 @@ func TestDeferredValuesWritesWhatZapWould(t *testing.T) {
 	}
 }
 
-// TestDeferredValuesOddPairs: a key without a value in WithValues is reported and dropped, and
-// the pairs of later lines stay pairs. (zap's report lacks the deferred values, so it is not in
+// TestDeferredValuesOddPairs: a key without a value, or a key that is not a string, in
+// WithValues is reported and dropped, and the pairs of later lines stay pairs and are written. (zap's report lacks the deferred values, so it is not in
 // the script above.)
 func TestDeferredValuesOddPairs(t *testing.T) {
 	var buf bytes.Buffer
@@ -72,7 +72,13 @@ func TestDeferredValuesOddPairs(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.WithValues("controller", "csr").WithValues("odd").Info("decided", "k", "v") //nolint:loggercheck // the odd key is the case under test
-	for _, want := range []string{`"msg":"odd number of arguments passed as key-value pairs for logging","ignored key":"odd"}`, `"msg":"decided","controller":"csr","k":"v"}`} {
+	l.WithValues("controller", "csr").WithValues(42, "answer").Info("decided", "reason", "NodeAddressMatch")
+	for _, want := range []string{
+		`"msg":"odd number of arguments passed as key-value pairs for logging","ignored key":"odd"}`,
+		`"msg":"decided","controller":"csr","k":"v"}`,
+		`"msg":"non-string key argument passed to logging, ignoring all later arguments","invalid key":42}`,
+		`"msg":"decided","controller":"csr","reason":"NodeAddressMatch"}`,
+	} {
 		if !bytes.Contains(buf.Bytes(), []byte(want)) {
 			t.Errorf("no line has %s:\n%s", want, buf.String())
 		}
