@@ -56,8 +56,7 @@ func (s deferredValues) Error(err error, msg string, kv ...any) {
 }
 
 func (s deferredValues) WithValues(kv ...any) logr.LogSink {
-	// Always a copy: the caller may reuse the slice it passed.
-	values := append(slices.Clip(s.values), kv...)
+	values := s.with(kv)
 	if !wellFormed(kv) {
 		// Given to the sink now, which reports the fault and drops what it cannot pair: kept,
 		// a key without a value would pair with the key of a later line's first pair, and
@@ -91,11 +90,8 @@ func (s deferredValues) WithCallDepth(depth int) logr.LogSink {
 	return s
 }
 
-// with returns the kept pairs followed by kv, in a new slice if there are kept pairs: loggers
-// derived from one share its pairs and are used from many goroutines.
+// with returns the kept pairs followed by kv, in a new slice: loggers derived from one share its
+// pairs and are used from many goroutines, and a caller may reuse the slice it passed.
 func (s deferredValues) with(kv []any) []any {
-	if len(s.values) == 0 {
-		return kv
-	}
 	return append(slices.Clip(s.values), kv...)
 }

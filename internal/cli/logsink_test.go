@@ -63,8 +63,8 @@ func TestDeferredValuesWritesWhatZapWould(t *testing.T) {
 }
 
 // TestDeferredValuesOddPairs: a key without a value, or a key that is not a string, in
-// WithValues is reported and dropped, and the pairs of later lines stay pairs and are written. (zap's report lacks the deferred values, so it is not in
-// the script above.)
+// WithValues is reported and dropped, and the pairs of later lines stay pairs and are written.
+// (zap's report lacks the deferred values, so it is not in the script above.)
 func TestDeferredValuesOddPairs(t *testing.T) {
 	var buf bytes.Buffer
 	l, err := (&logOptions{format: "json"}).loggerTo(zapcore.AddSync(&buf))
