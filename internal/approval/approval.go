@@ -151,7 +151,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	now := r.clock.Now()
-	d, err := policy.Evaluate(ctx, r.cfg.Policy, servingcsr.FromCSR(&csr), r.facts, now)
+	d, err := policy.Evaluate(ctx, r.cfg.Policy, servingcsr.FromAPI(&csr), r.facts, now)
 	if err != nil {
 		// Could not decide: never approve or deny on an error; retry with backoff.
 		r.metrics.Errors.WithLabelValues("facts").Inc()

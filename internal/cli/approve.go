@@ -145,7 +145,7 @@ func planApprovals(cmd *cobra.Command, view *clusterView, cfg policy.Config, now
 		if servingcsr.IsFinal(csr) {
 			continue
 		}
-		d, err := policy.Evaluate(cmd.Context(), cfg, servingcsr.FromCSR(csr), view.facts, now)
+		d, err := policy.Evaluate(cmd.Context(), cfg, servingcsr.FromAPI(csr), view.facts, now)
 		if err != nil {
 			return nil, fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
 		}

@@ -44,7 +44,7 @@ reach with the same policy flags. Nothing is written.
 				return fmt.Errorf("get CSR %q: %w", args[0], err)
 			}
 			now := time.Now()
-			d, err := policy.Evaluate(ctx, cfg, servingcsr.FromCSR(csr), view.facts, now)
+			d, err := policy.Evaluate(ctx, cfg, servingcsr.FromAPI(csr), view.facts, now)
 			if err != nil {
 				return fmt.Errorf("evaluate CSR %q: %w", csr.Name, err)
 			}

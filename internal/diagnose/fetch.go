@@ -265,7 +265,7 @@ func decide(ctx context.Context, cfg policy.Config, s Snapshot) map[string]polic
 		if servingcsr.StateOf(csr) != servingcsr.Pending {
 			continue
 		}
-		d, err := policy.Evaluate(ctx, cfg, servingcsr.FromCSR(csr), facts, s.Now)
+		d, err := policy.Evaluate(ctx, cfg, servingcsr.FromAPI(csr), facts, s.Now)
 		if err != nil {
 			continue
 		}

@@ -48,7 +48,11 @@ func (e *evaluation) requester(context.Context) (CheckResult, error) {
 }
 
 func (e *evaluation) requestEncoding(context.Context) (CheckResult, error) {
-	csr, err := servingcsr.Parse(e.req.PEM)
+	parse, verified := servingcsr.Parse, "with a valid signature"
+	if e.req.SignatureChecked {
+		parse, verified = servingcsr.ParseUnverified, "whose signature the API server verified"
+	}
+	csr, err := parse(e.req.PEM)
 	if err != nil {
 		reason := MalformedRequest
 		if perr, ok := errors.AsType[*servingcsr.ParseError](err); ok {
@@ -67,7 +71,7 @@ func (e *evaluation) requestEncoding(context.Context) (CheckResult, error) {
 		e.dnsNames = append(e.dnsNames, normaliseDNS(name))
 	}
 	e.csr = csr
-	return passed("one PEM certificate request with a valid signature")
+	return passed("one PEM certificate request %s", verified)
 }
 
 func (e *evaluation) subject(context.Context) (CheckResult, error) {

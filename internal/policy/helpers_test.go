@@ -1,9 +1,7 @@
 package policy_test
 
 import (
-	"bytes"
 	"encoding/asn1"
-	"encoding/pem"
 	"net/netip"
 	"testing"
 
@@ -78,13 +76,4 @@ func mustMarshal(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// tamperSignature flips a bit in the last byte of the signature of a PEM request.
-func tamperSignature(t testing.TB, pemBytes []byte) []byte {
-	t.Helper()
-	block, _ := pem.Decode(pemBytes)
-	der := bytes.Clone(block.Bytes)
-	der[len(der)-1] ^= 1
-	return pem.EncodeToMemory(&pem.Block{Type: block.Type, Bytes: der})
 }

@@ -122,7 +122,15 @@ func TestEvaluate(t *testing.T) {
 		{name: "pem_empty", opts: []csrtest.Option{csrtest.PEM([]byte{})}, want: denied("request-encoding", policy.MalformedRequest)},
 		{name: "pem_two_blocks", opts: []csrtest.Option{csrtest.PEM(append(bytes.Clone(valid), valid...))}, want: denied("request-encoding", policy.MalformedRequest)},
 		{name: "pem_trailing_data", opts: []csrtest.Option{csrtest.PEM(append(bytes.Clone(valid), "trailing"...))}, want: denied("request-encoding", policy.MalformedRequest)},
-		{name: "signature_tampered", opts: []csrtest.Option{csrtest.PEM(tamperSignature(t, valid))}, want: denied("request-encoding", policy.InvalidSignature)},
+		{name: "signature_tampered", opts: []csrtest.Option{csrtest.PEM(csrtest.TamperSignature(t, valid))}, want: denied("request-encoding", policy.InvalidSignature)},
+		// A request the API server holds had its signature verified there (servingcsr.FromAPI;
+		// TestAPIServerVerifiesRequests shows it): it is not verified again, but parsed as strictly.
+		{name: "signature_verified_by_api_server", opts: []csrtest.Option{csrtest.PEM(csrtest.TamperSignature(t, valid))}, req: func(r *servingcsr.Request) {
+			r.SignatureChecked = true
+		}, want: approved()},
+		{name: "signature_verified_by_api_server_still_parsed", opts: []csrtest.Option{csrtest.PEM(append([]byte("junk\n"), valid...))}, req: func(r *servingcsr.Request) {
+			r.SignatureChecked = true
+		}, want: denied("request-encoding", policy.MalformedRequest)},
 
 		// subject
 		{name: "cn_other_node", opts: []csrtest.Option{csrtest.CommonName("system:node:node-b")}, want: denied("subject", policy.SubjectMismatch)},

@@ -40,6 +40,21 @@ func (e *ParseError) Error() string { return e.Msg }
 // whitespace around it, parses it with x509.ParseCertificateRequest, and verifies its signature.
 // Errors are of type *ParseError.
 func Parse(pemBytes []byte) (*x509.CertificateRequest, error) {
+	csr, err := ParseUnverified(pemBytes)
+	if err != nil {
+		return nil, err
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, &ParseError{Reason: InvalidSignature, Msg: fmt.Sprintf("check request signature: %v", err)}
+	}
+	return csr, nil
+}
+
+// ParseUnverified is Parse without the signature verification, for a request whose signature the
+// API server verified (see FromAPI). The block it parses is the one the API server verified: the
+// first CERTIFICATE REQUEST block, as ParseUnverified accepts a request only if that is its one
+// block.
+func ParseUnverified(pemBytes []byte) (*x509.CertificateRequest, error) {
 	malformed := func(format string, args ...any) error {
 		return &ParseError{Reason: MalformedRequest, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -71,9 +86,6 @@ func Parse(pemBytes []byte) (*x509.CertificateRequest, error) {
 	csr, err := x509.ParseCertificateRequest(block.Bytes)
 	if err != nil {
 		return nil, malformed("parse certificate request: %v", err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return nil, &ParseError{Reason: InvalidSignature, Msg: fmt.Sprintf("check request signature: %v", err)}
 	}
 	return csr, nil
 }

@@ -2,6 +2,7 @@ package servingcsr_test
 
 import (
 	"bytes"
+	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"testing"
@@ -197,6 +198,20 @@ func TestFromCSR(t *testing.T) {
 	}
 }
 
+// TestFromAPI: a CSR read from the API server gives the Request FromCSR gives, marked as one whose
+// signature the API server verified; FromCSR's is not.
+func TestFromAPI(t *testing.T) {
+	csr := csrtest.New(t, csrtest.ExpirationSeconds(3600))
+	want := servingcsr.FromCSR(csr)
+	if want.SignatureChecked {
+		t.Error("FromCSR() marks the signature checked; only FromAPI may")
+	}
+	want.SignatureChecked = true
+	if diff := cmp.Diff(servingcsr.FromAPI(csr), want); diff != "" {
+		t.Errorf("FromAPI() mismatch (-got +want):\n%s", diff)
+	}
+}
+
 // reencode returns the PEM of the request in valid with its DER changed by edit.
 func reencode(t *testing.T, valid []byte, edit func(der []byte) []byte) []byte {
 	t.Helper()
@@ -234,27 +249,42 @@ func TestParse(t *testing.T) {
 			return bytes.Replace(der, []byte("system:node:node-a"), []byte("system:node:node-b"), 1)
 		}), wantReason: servingcsr.InvalidSignature},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			csr, err := servingcsr.Parse(tt.pem)
-			var gotReason string
-			if err != nil {
-				var perr *servingcsr.ParseError
-				if !errors.As(err, &perr) {
-					t.Fatalf("Parse() error = %v, want a *ParseError", err)
+	// ParseUnverified refuses everything Parse does, but a bad signature.
+	parsers := []struct {
+		name       string
+		parse      func([]byte) (*x509.CertificateRequest, error)
+		signatures bool
+	}{
+		{"Parse", servingcsr.Parse, true},
+		{"ParseUnverified", servingcsr.ParseUnverified, false},
+	}
+	for _, p := range parsers {
+		for _, tt := range tests {
+			t.Run(p.name+"/"+tt.name, func(t *testing.T) {
+				want := tt.wantReason
+				if want == servingcsr.InvalidSignature && !p.signatures {
+					want = ""
 				}
-				gotReason = perr.Reason
-			}
-			if gotReason != tt.wantReason {
-				t.Fatalf("Parse() reason = %q (err %v), want %q", gotReason, err, tt.wantReason)
-			}
-			if err == nil && csr.Subject.CommonName != "system:node:node-a" {
-				t.Errorf("Parse() CN = %q, want system:node:node-a", csr.Subject.CommonName)
-			}
-			if err != nil && bytes.Contains([]byte(err.Error()), []byte("BEGIN")) {
-				t.Errorf("Parse() error %q contains PEM data", err)
-			}
-		})
+				csr, err := p.parse(tt.pem)
+				var gotReason string
+				if err != nil {
+					var perr *servingcsr.ParseError
+					if !errors.As(err, &perr) {
+						t.Fatalf("%s() error = %v, want a *ParseError", p.name, err)
+					}
+					gotReason = perr.Reason
+				}
+				if gotReason != want {
+					t.Fatalf("%s() reason = %q (err %v), want %q", p.name, gotReason, err, want)
+				}
+				if err == nil && csr.Subject.CommonName != "system:node:node-a" && tt.name != "tampered_subject" {
+					t.Errorf("%s() CN = %q, want system:node:node-a", p.name, csr.Subject.CommonName)
+				}
+				if err != nil && bytes.Contains([]byte(err.Error()), []byte("BEGIN")) {
+					t.Errorf("%s() error %q contains PEM data", p.name, err)
+				}
+			})
+		}
 	}
 }
 

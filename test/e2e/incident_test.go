@@ -4,6 +4,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"strings"
@@ -100,6 +101,71 @@ func TestNodeRestriction(t *testing.T) {
 	// NodeRestriction also keeps node-a from writing node-b's Node.
 	if _, err := nodeA.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}}, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("node-a creating Node node-b: got %v, want Forbidden", err)
+	}
+}
+
+// TestAPIServerVerifiesRequests shows what csrguard relies on when it does not verify the
+// signature of a CSR it reads from the API server (servingcsr.FromAPI): the API server refuses a
+// request whose signature does not verify, and no update — of the CSR, its status or its approval,
+// even by an admin — changes a stored CSR's request.
+func TestAPIServerVerifiesRequests(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := newCluster(t, controlplane.Options{})
+	cfg, err := c.cp.NodeConfig("node-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeA, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrs := nodeA.CertificatesV1().CertificateSigningRequests()
+
+	tampered := csrtest.New(t, csrtest.Node("node-a"), csrtest.Name("tampered"))
+	tampered.Spec.Request = csrtest.TamperSignature(t, tampered.Spec.Request)
+	if _, err := csrs.Create(ctx, tampered, metav1.CreateOptions{}); !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), "spec.request") {
+		t.Fatalf("creating a CSR whose signature does not verify: got %v, want Invalid on spec.request", err)
+	}
+
+	stored, err := csrs.Create(ctx, csrtest.New(t, csrtest.Node("node-a"), csrtest.Name("stored")), metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("creating a valid CSR: %v", err)
+	}
+	want := stored.Spec.Request
+	// Another request, validly signed, for an address that is not node-a's.
+	other := csrtest.New(t, csrtest.Node("node-a"), csrtest.IPAddresses("192.0.2.99")).Spec.Request
+	admin := c.admin.CertificatesV1().CertificateSigningRequests()
+	updates := map[string]func(*certificatesv1.CertificateSigningRequest) error{
+		"update": func(csr *certificatesv1.CertificateSigningRequest) error {
+			_, err := admin.Update(ctx, csr, metav1.UpdateOptions{})
+			return err
+		},
+		"status": func(csr *certificatesv1.CertificateSigningRequest) error {
+			_, err := admin.UpdateStatus(ctx, csr, metav1.UpdateOptions{})
+			return err
+		},
+		"approval": func(csr *certificatesv1.CertificateSigningRequest) error {
+			_, err := admin.UpdateApproval(ctx, csr.Name, csr, metav1.UpdateOptions{})
+			return err
+		},
+	}
+	for _, name := range []string{"update", "status", "approval"} {
+		current, err := admin.Get(ctx, stored.Name, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		current.Spec.Request = other
+		// Refused or ignored, the stored request must stay what was verified at creation.
+		err = updates[name](current)
+		got, gerr := admin.Get(ctx, stored.Name, metav1.GetOptions{})
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		if !bytes.Equal(got.Spec.Request, want) {
+			t.Errorf("%s with another spec.request (err %v) changed the stored request", name, err)
+		}
+		t.Logf("%s with another spec.request: err %v; stored request unchanged", name, err)
 	}
 }
 

@@ -5,6 +5,7 @@
 package csrtest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -160,6 +161,19 @@ func Extensions(exts ...pkix.Extension) Option {
 
 // PEM sets spec.request verbatim instead of generating a request.
 func PEM(pemBytes []byte) Option { return func(s *spec) { s.pem = pemBytes } }
+
+// TamperSignature returns pemBytes, one PEM request, with a bit of its signature flipped: a
+// well-formed request whose signature does not verify.
+func TamperSignature(t testing.TB, pemBytes []byte) []byte {
+	t.Helper()
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		t.Fatal("TamperSignature: not PEM")
+	}
+	der := bytes.Clone(block.Bytes)
+	der[len(der)-1] ^= 1
+	return pem.EncodeToMemory(&pem.Block{Type: block.Type, Bytes: der})
+}
 
 // New returns a CSR built from opts applied over a valid kubelet serving CSR for node "node-a":
 // ECDSA P-256, CN system:node:node-a, O [system:nodes], usages [digital signature, server auth],
