@@ -211,12 +211,7 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kub
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("kubelet-serving-csr").
-		// Every event of an in-scope CSR reaches Reconcile, deletions and
-		// final states included: Reconcile skips final CSRs at once and uses
-		// the event to forget what it reported about them.
-		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(predicate.NewPredicateFuncs(func(o client.Object) bool {
-			return servingcsr.InScope(o.(*certificatesv1.CertificateSigningRequest))
-		}))).
+		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(r.toReconcile())).
 		// A decided or deleted CSR can change which of its node's CSRs is live.
 		Watches(&certificatesv1.CertificateSigningRequest{}, handler.EnqueueRequestsFromMapFunc(r.olderPending), builder.WithPredicates(decided())).
 		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRsOf), builder.WithPredicates(r.addressesChanged())).
@@ -225,6 +220,31 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kub
 		}))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, RateLimiter: retryBackoff()}).
 		Complete(r)
+}
+
+// toReconcile passes the events of in-scope CSRs that can need a decision, or that end one:
+// creations and updates of a CSR that is not final, the update that makes it final (Reconcile
+// skips a final CSR at once, and uses the event to forget what it reported about it), and
+// deletions. It drops the events of a CSR that was final and still is — the signer issuing an
+// approved CSR, every final CSR listed at startup or in a relist — which are a third of the events
+// of a burst and were each a Reconcile that did nothing: nothing is reported of a CSR that was
+// never seen pending. In dry-run mode a CSR another approver approved is judged all the same.
+func (r *Reconciler) toReconcile() predicate.Funcs {
+	undecided := func(o client.Object) bool {
+		csr, ok := o.(*certificatesv1.CertificateSigningRequest)
+		return ok && servingcsr.InScope(csr) && (!servingcsr.IsFinal(csr) || r.cfg.Mode == DryRun && servingcsr.ApprovedByOther(csr))
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return undecided(e.Object) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return undecided(e.ObjectOld) || undecided(e.ObjectNew) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return inScope(e.Object) },
+		GenericFunc: func(e event.GenericEvent) bool { return inScope(e.Object) },
+	}
+}
+
+func inScope(o client.Object) bool {
+	csr, ok := o.(*certificatesv1.CertificateSigningRequest)
+	return ok && servingcsr.InScope(csr)
 }
 
 // retryBackoff spaces a CSR's tries after an error (a failed write or read of

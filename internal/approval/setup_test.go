@@ -381,3 +381,58 @@ func TestRetryBackoff(t *testing.T) {
 		})
 	}
 }
+
+// TestToReconcile: Reconcile sees every event that can need a decision or end one, and none of
+// a CSR that was final and still is, but in dry-run mode for a CSR another approver approved.
+func TestToReconcile(t *testing.T) {
+	pending := csrtest.New(t)
+	approve := func(c *certificatesv1.CertificateSigningRequest, reason string) *certificatesv1.CertificateSigningRequest {
+		c = c.DeepCopy()
+		c.Status.Conditions = append(c.Status.Conditions, certificatesv1.CertificateSigningRequestCondition{Type: certificatesv1.CertificateApproved, Status: corev1.ConditionTrue, Reason: reason})
+		return c
+	}
+	issue := func(c *certificatesv1.CertificateSigningRequest) *certificatesv1.CertificateSigningRequest {
+		c = c.DeepCopy()
+		c.Status.Certificate = []byte("cert")
+		return c
+	}
+	approved, byOther := approve(pending, servingcsr.ApprovedReason), approve(pending, "AutoApproved")
+	denied := pending.DeepCopy()
+	denied.Status.Conditions = []certificatesv1.CertificateSigningRequestCondition{{Type: certificatesv1.CertificateDenied, Status: corev1.ConditionTrue}}
+	otherSigner := csrtest.New(t, csrtest.SignerName("example.com/other"))
+
+	type events struct{ create, pendingToFinal, finalToFinal, deleted bool }
+	tests := []struct {
+		name  string
+		mode  Mode
+		final *certificatesv1.CertificateSigningRequest // what pending becomes
+		want  events
+	}{
+		{"approved_by_csrguard", Enforce, approved, events{create: false, pendingToFinal: true, finalToFinal: false, deleted: true}},
+		{"approved_by_other", Enforce, byOther, events{create: false, pendingToFinal: true, finalToFinal: false, deleted: true}},
+		{"denied", Enforce, denied, events{create: false, pendingToFinal: true, finalToFinal: false, deleted: true}},
+		{"dry_run_approved_by_csrguard", DryRun, approved, events{create: false, pendingToFinal: true, finalToFinal: false, deleted: true}},
+		// Dry-run judges what another approver let through, as before.
+		{"dry_run_approved_by_other", DryRun, byOther, events{create: true, pendingToFinal: true, finalToFinal: true, deleted: true}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := (&Reconciler{cfg: Config{Mode: tc.mode}}).toReconcile()
+			if !p.Create(event.CreateEvent{Object: pending}) || !p.Update(event.UpdateEvent{ObjectOld: pending, ObjectNew: pending}) {
+				t.Error("the events of a pending CSR do not all pass")
+			}
+			got := events{
+				create:         p.Create(event.CreateEvent{Object: tc.final}),
+				pendingToFinal: p.Update(event.UpdateEvent{ObjectOld: pending, ObjectNew: tc.final}),
+				finalToFinal:   p.Update(event.UpdateEvent{ObjectOld: tc.final, ObjectNew: issue(tc.final)}),
+				deleted:        p.Delete(event.DeleteEvent{Object: tc.final}),
+			}
+			if got != tc.want {
+				t.Errorf("events passed = %+v, want %+v", got, tc.want)
+			}
+			if p.Create(event.CreateEvent{Object: otherSigner}) || p.Update(event.UpdateEvent{ObjectOld: otherSigner, ObjectNew: otherSigner}) || p.Delete(event.DeleteEvent{Object: otherSigner}) {
+				t.Error("an event of another signer's CSR passes")
+			}
+		})
+	}
+}
