@@ -257,7 +257,7 @@ out of it with --kubeconfig.`,
 	fs.StringVar(&o.mode, "mode", string(approval.Enforce), `What to write: "enforce" approves and denies; "no-deny" approves and leaves the rest pending; "dry-run" writes nothing (Events, logs and metrics only).`)
 
 	fs = s.section("Throughput and limits")
-	fs.IntVar(&o.workers, "workers", 16, "CSRs decided in parallel.")
+	fs.IntVar(&o.workers, "workers", controller.DefaultWorkers, "CSRs decided in parallel: each mostly waits for its write, so they, not the CPU, set how fast a burst is decided.")
 	fs.IntVar(&o.nodeLimit, "node-approval-limit", 10, "Approvals per node within --node-approval-window before further ones are held; 0 disables.")
 	fs.DurationVar(&o.nodeWindow, "node-approval-window", time.Hour, "Window of --node-approval-limit.")
 	fs.IntVar(&o.breakerMax, "breaker-max-approvals", 0, "Approvals cluster-wide within --breaker-window after which every approval is held and csrguard_breaker_open is 1; 0 disables.")

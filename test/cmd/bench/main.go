@@ -63,6 +63,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/csrguard/csrguard/internal/controller"
 	"github.com/csrguard/csrguard/test/netns"
 )
 
@@ -113,7 +114,7 @@ func run(ctx context.Context, args []string) error {
 	o := options{sizes: sizes{2000}}
 	fs.Var(&o.sizes, "n", "Nodes, and so CSRs, per approver; several sizes, comma-separated (2000,10000), run one after the other, and the summary gives csrguard's peak RSS per Node+CSR between the smallest and each other.")
 	fs.IntVar(&o.clients, "clients", 16, "Goroutines creating Nodes and CSRs in parallel.")
-	fs.IntVar(&o.workers, "workers", 16, "--workers passed to every approver.")
+	fs.IntVar(&o.workers, "workers", controller.DefaultWorkers, "--workers passed to every approver (default csrguard's).")
 	fs.StringVar(&o.csrguard, "csrguard", "_output/bin/csrguard", "csrguard binary.")
 	fs.StringVar(&o.nocheck, "nocheck", "", "nocheck-approver binary (go build -o _output/bin/nocheck-approver ./test/cmd/nocheck-approver).")
 	fs.StringVar(&o.dir, "dir", "_output/bench", "Directory for each run's control plane data and logs; emptied first.")
