@@ -60,11 +60,13 @@ kube-binaries: ## Build etcd, kube-apiserver, kube-controller-manager, kubectl, 
 	@hack/build-kube.sh
 
 .PHONY: fuzz
-fuzz: ## Fuzz CSR parsing, the policy, Node address parsing and the config reader for FUZZTIME each (default 2m)
-	go test -run='^$$' -fuzz=FuzzParse -fuzztime=$(FUZZTIME) ./internal/servingcsr
-	go test -run='^$$' -fuzz=FuzzEvaluate -fuzztime=$(FUZZTIME) ./internal/policy
-	go test -run='^$$' -fuzz=FuzzNodeAddress -fuzztime=$(FUZZTIME) ./internal/policy
-	go test -run='^$$' -fuzz=FuzzCheck -fuzztime=$(FUZZTIME) ./internal/configcheck
+fuzz: ## Fuzz CSR parsing (verified and as read from the API server), the policy (both ways), Node address parsing and the config reader for FUZZTIME each (default 2m)
+	go test -run='^$$' -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./internal/servingcsr
+	go test -run='^$$' -fuzz='^FuzzParseUnverified$$' -fuzztime=$(FUZZTIME) ./internal/servingcsr
+	go test -run='^$$' -fuzz='^FuzzEvaluate$$' -fuzztime=$(FUZZTIME) ./internal/policy
+	go test -run='^$$' -fuzz='^FuzzEvaluateFromAPI$$' -fuzztime=$(FUZZTIME) ./internal/policy
+	go test -run='^$$' -fuzz='^FuzzNodeAddress$$' -fuzztime=$(FUZZTIME) ./internal/policy
+	go test -run='^$$' -fuzz='^FuzzCheck$$' -fuzztime=$(FUZZTIME) ./internal/configcheck
 
 .PHONY: bench
 bench: build ## Benchmarks: approving N CSRs (csrguard, capped and not, vs an unthrottled no-check ceiling), probing N kubelets (N=2000; N=2000,10000 gives RSS per node), recovery of RECOVERY_NODES nodes × RECOVERY_PENDING CSRs (200 × 12)

@@ -70,9 +70,11 @@ log "Talos machinery v$TALOS_MACHINERY_VERSION: the deploy/talos patches and che
 # not be cancelled yet). A count has no deadline to race; a real finding still
 # fails, with its input written to testdata/fuzz.
 log "fuzz smoke (a fixed number of inputs each; make fuzz runs longer)"
-go test -run='^$' -fuzz=FuzzParse -fuzztime=30000x -fuzzminimizetime=500x ./internal/servingcsr
-go test -run='^$' -fuzz=FuzzEvaluate -fuzztime=8000x -fuzzminimizetime=500x ./internal/policy
-go test -run='^$' -fuzz=FuzzNodeAddress -fuzztime=20000x -fuzzminimizetime=500x ./internal/policy
-go test -run='^$' -fuzz=FuzzCheck -fuzztime=5000x -fuzzminimizetime=500x ./internal/configcheck
+go test -run='^$' -fuzz='^FuzzParse$' -fuzztime=30000x -fuzzminimizetime=500x ./internal/servingcsr
+go test -run='^$' -fuzz='^FuzzParseUnverified$' -fuzztime=30000x -fuzzminimizetime=500x ./internal/servingcsr
+go test -run='^$' -fuzz='^FuzzEvaluate$' -fuzztime=8000x -fuzzminimizetime=500x ./internal/policy
+go test -run='^$' -fuzz='^FuzzEvaluateFromAPI$' -fuzztime=8000x -fuzzminimizetime=500x ./internal/policy
+go test -run='^$' -fuzz='^FuzzNodeAddress$' -fuzztime=20000x -fuzzminimizetime=500x ./internal/policy
+go test -run='^$' -fuzz='^FuzzCheck$' -fuzztime=5000x -fuzzminimizetime=500x ./internal/configcheck
 
 log "all tests passed"

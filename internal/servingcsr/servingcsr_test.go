@@ -288,6 +288,40 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// FuzzParseUnverified: whatever ParseUnverified accepts and the API server would store is the one
+// request the API server verified — the DER of the first block pem.Decode finds, when it is a
+// CERTIFICATE REQUEST, as its validation reads spec.request (certificates.ParseCSR) — and Parse
+// refuses it for its signature only, if at all.
+func FuzzParseUnverified(f *testing.F) {
+	valid := csrtest.New(f).Spec.Request
+	f.Add(valid)
+	f.Add(csrtest.TamperSignature(f, valid))
+	f.Add(append([]byte("\t \n"), valid...))
+	f.Add(append([]byte(" "), valid...))
+	f.Add(bytes.ReplaceAll(valid, []byte("\n"), []byte("\r\n")))
+	f.Add(append(bytes.Clone(valid), valid...))
+	f.Add([]byte("-----BEGIN CERTIFICATE REQUEST-----\n-----END CERTIFICATE REQUEST-----\n"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		csr, err := servingcsr.ParseUnverified(in)
+		if err != nil {
+			if _, perr := servingcsr.Parse(in); perr == nil {
+				t.Fatalf("Parse() accepted what ParseUnverified() refused: %v", err)
+			}
+			return
+		}
+		// The API server refuses a request whose first block is not a CERTIFICATE REQUEST.
+		if block, _ := pem.Decode(in); block != nil && block.Type == "CERTIFICATE REQUEST" && !bytes.Equal(block.Bytes, csr.Raw) {
+			t.Fatal("ParseUnverified() accepted another request than the one the API server verifies")
+		}
+		if _, err := servingcsr.Parse(in); err != nil {
+			var perr *servingcsr.ParseError
+			if !errors.As(err, &perr) || perr.Reason != servingcsr.InvalidSignature {
+				t.Fatalf("Parse() refused for another reason than the signature what ParseUnverified() accepted: %v", err)
+			}
+		}
+	})
+}
+
 func FuzzParse(f *testing.F) {
 	valid := csrtest.New(f).Spec.Request
 	f.Add(valid)
