@@ -90,7 +90,7 @@ type Reconciler struct {
 
 	nodeLimit *window  // keyed by node name
 	breaker   *window  // one key
-	holds     sync.Map // CSR name -> what was last reported for it (see firstReport)
+	holds     sync.Map // CSR name -> report: what was last reported for it (see firstReport)
 	// superseded holds the pending CSRs found finally superseded while the
 	// mode kept them pending, by name (a supersededCSR; see supersede).
 	superseded sync.Map
@@ -307,11 +307,20 @@ func (r *Reconciler) write(ctx context.Context, csr *certificatesv1.CertificateS
 	}
 }
 
+// report is what was last reported for a CSR: a verdict and reason (what), and the UID of the
+// CSR it was reported for, so that a CSR deleted and created again under the same name, its
+// deletion and creation merged into one Reconcile, is reported afresh.
+type report struct {
+	uid  types.UID
+	what string
+}
+
 // firstReport reports whether what (a verdict and reason) is new for this
 // CSR, remembering it, so that requeues do not repeat Events and counts.
 func (r *Reconciler) firstReport(csr *certificatesv1.CertificateSigningRequest, what string) bool {
-	prev, loaded := r.holds.Swap(csr.Name, what)
-	return !loaded || prev != what
+	now := report{uid: csr.UID, what: what}
+	prev, loaded := r.holds.Swap(csr.Name, now)
+	return !loaded || prev != now
 }
 
 // record emits an Event on the CSR and, when onNode, on the Node too, so

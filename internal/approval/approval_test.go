@@ -248,6 +248,30 @@ func TestReconcileHoldNodeNotFound(t *testing.T) {
 	}
 }
 
+// TestReconcileHoldRecreated: a held CSR deleted and created again under the same name, its
+// deletion and creation merged into one Reconcile, is a new CSR: its hold is reported again.
+func TestReconcileHoldRecreated(t *testing.T) {
+	csr := csrtest.New(t)
+	csr.UID = "first"
+	f := newFixture(t, enforce(), csr)
+	d := f.decide(t, csr)
+	f.mustReconcile(t, csr.Name)
+	f.mustReconcile(t, csr.Name) // a requeue: reported once
+	if err := f.cache.Delete(t.Context(), csr); err != nil {
+		t.Fatal(err)
+	}
+	again := csrtest.New(t)
+	again.UID = "second"
+	if err := f.cache.Create(t.Context(), again); err != nil {
+		t.Fatal(err)
+	}
+	f.mustReconcile(t, csr.Name)
+	held := csrEvent(corev1.EventTypeNormal, servingcsr.EventHeld, d)
+	if diff := cmp.Diff(f.events(), []string{held, held}); diff != "" {
+		t.Errorf("events mismatch (-got +want):\n%s", diff)
+	}
+}
+
 func TestReconcileSettleTime(t *testing.T) {
 	tests := []struct {
 		name       string
