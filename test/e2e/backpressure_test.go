@@ -16,7 +16,7 @@ import (
 
 // TestBackPressure: with the API server's Priority and Fairness giving csrguard one seat and a
 // queue of one, csrguard (its defaults: no client-side rate limit) meets a backlog of pending
-// CSRs with 16 workers at once. It must slow down, not drop: every CSR ends approved, the
+// CSRs with all its workers at once. It must slow down, not drop: every CSR ends approved, the
 // requests answered 429 are retried, and it makes a bounded number of requests per CSR (client-go
 // tries one request at most 11 times), so it does not spin. make bench --backpressure-nodes
 // measures the same at a larger size.
