@@ -16,7 +16,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 	"github.com/csrguard/csrguard/test/controlplane"
@@ -79,21 +78,14 @@ func TestNodeRestriction(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := newCluster(t, controlplane.Options{})
-	cfg, err := c.cp.NodeConfig("node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeA, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nodeA := c.nodeClient("node-a")
 
 	own := csrtest.New(t, csrtest.Node("node-a"))
 	if _, err := nodeA.CertificatesV1().CertificateSigningRequests().Create(ctx, own, metav1.CreateOptions{}); err != nil {
 		t.Fatalf("node-a creating its own serving CSR: %v", err)
 	}
 	forB := csrtest.New(t, csrtest.Node("node-b"))
-	_, err = nodeA.CertificatesV1().CertificateSigningRequests().Create(ctx, forB, metav1.CreateOptions{})
+	_, err := nodeA.CertificatesV1().CertificateSigningRequests().Create(ctx, forB, metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) {
 		t.Fatalf("node-a creating a serving CSR with CN system:node:node-b: got %v, want Forbidden", err)
 	}
@@ -112,14 +104,7 @@ func TestAPIServerVerifiesRequests(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c := newCluster(t, controlplane.Options{})
-	cfg, err := c.cp.NodeConfig("node-a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nodeA, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nodeA := c.nodeClient("node-a")
 	csrs := nodeA.CertificatesV1().CertificateSigningRequests()
 
 	tampered := csrtest.New(t, csrtest.Node("node-a"), csrtest.Name("tampered"))
