@@ -36,9 +36,9 @@ import (
 
 // DefaultWorkers is how many CSRs the controller decides in parallel unless told otherwise. A
 // decision is mostly a wait for its one write (an approval's round trip was 30–40 ms on the
-// benchmark's busy API server), so the workers, not the CPU, set csrguard's pace: 16 decided about
-// 250 CSRs/s and fell 8 s behind a 10,000-CSR burst filed at 300/s, with a 10 s p99; 32 kept up
-// with it (p99 0.27–0.44 s, 0.04 s behind), and 64 did no better (README, Performance).
+// benchmark's busy API server), so the workers, not the CPU, set csrguard's pace: 16 approved about
+// 240 CSRs/s and fell 8 s behind a 10,000-CSR burst filed at 300/s (p99 8–10 s); 32 kept up with
+// it (at most 0.15 s behind, p99 0.3–0.5 s), and 64 did no better (README, Performance, run E).
 const DefaultWorkers = 32
 
 // Config is everything `csrguard controller` runs with, parsed and validated
