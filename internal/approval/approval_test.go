@@ -237,7 +237,7 @@ func TestReconcileHoldNodeNotFound(t *testing.T) {
 `)
 
 	// Once the Node appears, the next reconcile approves.
-	if err := f.cache.Create(t.Context(), nodeA()); err != nil {
+	if err := f.nodes.Add(nodeA()); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(f.mustReconcile(t, csr.Name), ctrl.Result{}); diff != "" {
@@ -528,7 +528,7 @@ func TestReconcileClusterNotDiscovered(t *testing.T) {
 	f := newFixture(t, enforce(), nodeA(), csr)
 	// A discovery that never read the cluster.
 	pending := newDiscovery(fake.NewClientBuilder().WithObjects(kubetest.ClusterObjects()...).Build(), policy.Cluster{}, 0)
-	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, pending, claimsOf(nodeA())), enforce())
+	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, f.nodes, pending, claimsOf(nodeA())), enforce())
 
 	_, err := f.reconcile(t, csr.Name)
 	if err == nil || !strings.Contains(err.Error(), "not discovered yet") {

@@ -24,48 +24,64 @@ import (
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
 // BenchmarkCacheBytes reports the heap each cached object keeps (B/object): objects shaped like
 // the bench's and like a real kubelet's are decoded from JSON (so every string and byte slice is
-// its own allocation, as the informer's decoder makes them), passed through the transform
-// CacheOptions sets for their type and added to an indexer with the indexes Setup registers,
-// as the manager's informers do. "untrimmed" is the same object with no transform, for scale.
+// its own allocation, as the informer's decoder makes them) and kept as the controller keeps them:
+// a CSR passed through the transform CacheOptions sets and added to an indexer with the indexes
+// Setup registers, as the manager's informers do; a Node added to a nodes.Store. "untrimmed" is
+// the same object in a plain indexer, for scale.
 //
 //	go test -run '^$' -bench CacheBytes ./internal/approval
 func BenchmarkCacheBytes(b *testing.B) {
-	opts := CacheOptions(policy.DefaultConfig())
-	transform := func(obj client.Object) toolscache.TransformFunc {
-		for o, by := range opts.ByObject {
-			if reflect.TypeOf(o) == reflect.TypeOf(obj) {
-				return by.Transform
+	var trimmed toolscache.TransformFunc
+	for o, by := range CacheOptions().ByObject {
+		if _, ok := o.(*certificatesv1.CertificateSigningRequest); ok {
+			trimmed = by.Transform
+		}
+	}
+	indexed := func(typ reflect.Type, transform toolscache.TransformFunc) func() func(any) error {
+		return func() func(any) error {
+			store := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, indexersOf(typ))
+			return func(o any) error {
+				t, err := transform(o)
+				if err != nil {
+					return err
+				}
+				return store.Add(t)
 			}
 		}
-		b.Fatalf("no cache options for %T", obj)
-		return nil
 	}
 	untrimmed := func(obj any) (any, error) { return obj, nil }
+	nodeStore := func() func(any) error {
+		return nodes.NewStore(nil, policy.DefaultConfig().ControlPlaneLabelKeys()).Add
+	}
+	nodeType, csrType := reflect.TypeFor[corev1.Node](), reflect.TypeFor[certificatesv1.CertificateSigningRequest]()
 	issuer := newIssuer(b)
 	for _, tc := range []struct {
 		name string
 		obj  func(i int) client.Object
+		kept func() func(any) error
+		all  func() func(any) error
 	}{
-		{"Node/bench", benchNode},
-		{"Node/kubelet", kubeletNode},
-		{"CSR/pending", func(i int) client.Object { return kubeletCSR(b, i, nil) }},
-		{"CSR/issued", func(i int) client.Object { return kubeletCSR(b, i, issuer) }},
-		{"CSR/superseded", func(i int) client.Object { return deniedSupersededCSR(b, i) }},
+		{"Node/bench", benchNode, nodeStore, indexed(nodeType, untrimmed)},
+		{"Node/kubelet", kubeletNode, nodeStore, indexed(nodeType, untrimmed)},
+		{"CSR/pending", func(i int) client.Object { return kubeletCSR(b, i, nil) }, indexed(csrType, trimmed), indexed(csrType, untrimmed)},
+		{"CSR/issued", func(i int) client.Object { return kubeletCSR(b, i, issuer) }, indexed(csrType, trimmed), indexed(csrType, untrimmed)},
+		{"CSR/superseded", func(i int) client.Object { return deniedSupersededCSR(b, i) }, indexed(csrType, trimmed), indexed(csrType, untrimmed)},
 	} {
-		for _, t := range []struct {
-			name      string
-			transform toolscache.TransformFunc
-		}{{"untrimmed", untrimmed}, {"cached", transform(tc.obj(0))}} {
-			b.Run(tc.name+"/"+t.name, func(b *testing.B) {
+		for _, k := range []struct {
+			name string
+			sink func() func(any) error
+		}{{"untrimmed", tc.all}, {"cached", tc.kept}} {
+			b.Run(tc.name+"/"+k.name, func(b *testing.B) {
 				var perObject float64
 				for b.Loop() {
-					perObject = cachedBytes(b, tc.obj, t.transform)
+					perObject = cachedBytes(b, tc.obj, k.sink)
 				}
 				b.ReportMetric(perObject, "B/object")
 			})
@@ -73,15 +89,12 @@ func BenchmarkCacheBytes(b *testing.B) {
 	}
 }
 
-// cachedBytes returns the heap kept per object by an indexer holding objects built by obj and
-// passed through transform.
-func cachedBytes(b *testing.B, obj func(i int) client.Object, transform toolscache.TransformFunc) float64 {
-	const n = 2000
-	typ := reflect.TypeOf(obj(0)).Elem()
+// indexersOf returns the indexes Setup registers for objects of typ, as controller-runtime's
+// IndexField indexes a cluster-scoped object.
+func indexersOf(typ reflect.Type) toolscache.Indexers {
 	indexers := toolscache.Indexers{}
 	for _, i := range indexes {
 		if reflect.TypeOf(i.obj).Elem() == typ {
-			// As controller-runtime's IndexField indexes a cluster-scoped object.
 			indexers["field:"+i.field] = func(o any) ([]string, error) {
 				var keys []string
 				for _, k := range i.extract(o.(client.Object)) {
@@ -91,6 +104,14 @@ func cachedBytes(b *testing.B, obj func(i int) client.Object, transform toolscac
 			}
 		}
 	}
+	return indexers
+}
+
+// cachedBytes returns the heap kept per object by a store that newSink makes, holding objects
+// built by obj.
+func cachedBytes(b *testing.B, obj func(i int) client.Object, newSink func() func(any) error) float64 {
+	const n = 2000
+	typ := reflect.TypeOf(obj(0)).Elem()
 	// Encoded up front and kept to the end, so that only the decoded objects count.
 	encoded := make([][]byte, n)
 	for i := range n {
@@ -100,22 +121,18 @@ func cachedBytes(b *testing.B, obj func(i int) client.Object, transform toolscac
 		}
 	}
 	before := heapInUse()
-	store := toolscache.NewIndexer(toolscache.MetaNamespaceKeyFunc, indexers)
+	sink := newSink()
 	for i := range n {
 		o := reflect.New(typ).Interface().(client.Object)
 		if err := json.Unmarshal(encoded[i], o); err != nil {
 			b.Fatal(err)
 		}
-		t, err := transform(o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := store.Add(t); err != nil {
+		if err := sink(o); err != nil {
 			b.Fatal(err)
 		}
 	}
 	after := heapInUse()
-	runtime.KeepAlive(store)
+	runtime.KeepAlive(sink)
 	runtime.KeepAlive(encoded)
 	return float64(after-before) / n
 }

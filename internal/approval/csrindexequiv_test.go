@@ -115,7 +115,7 @@ func TestCSRIndexMatchesEveryCSR(t *testing.T) {
 				}
 			}
 			var requeued []string
-			for _, req := range r.pendingCSRsOf(t.Context(), &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}) {
+			for _, req := range r.pendingCSRsOf(t.Context(), node) {
 				requeued = append(requeued, req.Name)
 			}
 			slices.Sort(requeued)

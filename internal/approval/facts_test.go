@@ -1,23 +1,19 @@
 package approval
 
 import (
-	"context"
+	"errors"
 	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/client/fake"
-	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"github.com/csrguard/csrguard/internal/kube/kubetest"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
 func TestCacheFactsNode(t *testing.T) {
-	cache := newCache(nodeA())
-	facts := NewCacheFacts(cache, discovered(t), claimsOf())
+	facts := NewCacheFacts(newCache(), storeOf(t, nodeA()), discovered(t), claimsOf())
 
 	got, err := facts.Node(t.Context(), "node-a")
 	if err != nil {
@@ -34,32 +30,35 @@ func TestCacheFactsNode(t *testing.T) {
 		t.Errorf("Node(node-x) = %v, %v; want nil, nil", got, err)
 	}
 
-	failing := NewCacheFacts(fake.NewClientBuilder().WithInterceptorFuncs(interceptor.Funcs{
-		Get: func(context.Context, client.WithWatch, client.ObjectKey, client.Object, ...client.GetOption) error {
-			return apierrors.NewServiceUnavailable("down")
-		},
-	}).Build(), discovered(t), claimsOf())
-	if _, err := failing.Node(t.Context(), "node-a"); err == nil {
-		t.Error("Node() on a failing reader: error = nil, want an error")
+	// The answer is a copy: a policy that changed it would not change the store.
+	got, _ = facts.Node(t.Context(), "node-a")
+	got.Addresses[0].Address = "changed"
+	if again, _ := facts.Node(t.Context(), "node-a"); again.Addresses[0].Address == "changed" {
+		t.Error("Node() returned the store's own addresses")
 	}
-	// The lookups that get a Node by its name first fail as well.
-	if _, err := failing.NodesWithAddress(t.Context(), "node-a"); err == nil {
-		t.Error("NodesWithAddress() on a failing reader: error = nil, want an error")
+
+	// Before the Nodes are listed every Node lookup fails: the policy holds, and never reads an
+	// empty store as "no other Node has this address".
+	unsynced := NewCacheFacts(newCache(), nodes.NewStore(nil, nil), discovered(t), claimsOf())
+	if _, err := unsynced.Node(t.Context(), "node-a"); !errors.Is(err, nodes.ErrNotSynced) {
+		t.Errorf("Node() before the Node list: error = %v, want ErrNotSynced", err)
 	}
-	if _, err := failing.NodesUnderName(t.Context(), "node-a", 2); err == nil {
-		t.Error("NodesUnderName() on a failing reader: error = nil, want an error")
+	if _, err := unsynced.NodesWithAddress(t.Context(), "node-a"); !errors.Is(err, nodes.ErrNotSynced) {
+		t.Errorf("NodesWithAddress() before the Node list: error = %v, want ErrNotSynced", err)
+	}
+	if _, err := unsynced.NodesUnderName(t.Context(), "node-a", 2); !errors.Is(err, nodes.ErrNotSynced) {
+		t.Errorf("NodesUnderName() before the Node list: error = %v, want ErrNotSynced", err)
 	}
 }
 
 func TestCacheFactsNodesWithAddress(t *testing.T) {
-	cache := newCache(
+	facts := NewCacheFacts(newCache(), storeOf(t,
 		node("node-a", "Hostname=node-a", "InternalIP=10.0.0.10", "InternalDNS=Node-A.Example."),
 		node("node-b", "Hostname=node-b", "InternalIP=::ffff:10.0.0.10"),
 		node("node-c", "Hostname=node-c", "InternalIP=10.0.0.12"),
 		node("node-d", "InternalIP=10.0.0.13"),
 		node("node-e", "Hostname=node-d", "InternalDNS=node-c", "InternalIP=10.0.0.14"),
-	)
-	facts := NewCacheFacts(cache, discovered(t), claimsOf())
+	), discovered(t), claimsOf())
 	tests := []struct {
 		name string
 		key  string
@@ -88,7 +87,7 @@ func TestCacheFactsNodesWithAddress(t *testing.T) {
 }
 
 func TestCacheFactsCluster(t *testing.T) {
-	facts := NewCacheFacts(newCache(), discovered(t), claimsOf())
+	facts := NewCacheFacts(newCache(), storeOf(t), discovered(t), claimsOf())
 	got, err := facts.Cluster(t.Context())
 	if err != nil {
 		t.Fatalf("Cluster() error = %v", err)
@@ -100,15 +99,14 @@ func TestCacheFactsCluster(t *testing.T) {
 }
 
 func TestCacheFactsNodesUnderName(t *testing.T) {
-	cache := newCache(node("web.dc1.example"), node("web.dc2.example"), node("web"), nodeA())
-	facts := NewCacheFacts(cache, discovered(t), claimsOf())
+	facts := NewCacheFacts(newCache(), storeOf(t, node("web.dc1.example"), node("web.dc2.example"), node("web"), nodeA()), discovered(t), claimsOf())
 	for _, tt := range []struct {
 		name  string
 		limit int
 		want  []string
 	}{
 		{"web", 0, []string{"web", "web.dc1.example", "web.dc2.example"}},
-		// The fake client ignores Limit; the Node named name alone can fill it.
+		// The Node named name comes first, and alone fills a limit of one.
 		{"web", 1, []string{"web"}},
 		{"node-a", 2, []string{"node-a"}},
 		{"web.dc1", 0, []string{"web.dc1.example"}},
@@ -124,10 +122,5 @@ func TestCacheFactsNodesUnderName(t *testing.T) {
 		if diff := cmp.Diff(got, tt.want); diff != "" {
 			t.Errorf("NodesUnderName(%q) (-got +want):\n%s", tt.name, diff)
 		}
-	}
-	// Without the index the lookup fails, and the policy holds.
-	plain := NewCacheFacts(fake.NewClientBuilder().WithObjects(nodeA()).Build(), discovered(t), claimsOf())
-	if _, err := plain.NodesUnderName(t.Context(), "node-a", 2); err == nil {
-		t.Error("NodesUnderName without the index: error = nil")
 	}
 }

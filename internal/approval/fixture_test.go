@@ -22,6 +22,7 @@ import (
 	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/kube/kubetest"
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
@@ -41,6 +42,22 @@ func node(name string, addresses ...string) *corev1.Node {
 func nodeA() *corev1.Node { return node("node-a", "Hostname=node-a", "InternalIP=10.0.0.10") }
 func nodeB() *corev1.Node { return node("node-b", "Hostname=node-b", "InternalIP=10.0.0.11") }
 func nodeC() *corev1.Node { return node("node-c", "Hostname=node-c", "InternalIP=10.0.0.12") }
+
+// storeOf returns a synced Node store of the Nodes among objs, as the controller's.
+func storeOf(t *testing.T, objs ...client.Object) *nodes.Store {
+	t.Helper()
+	s := nodes.NewStore(nil, policy.DefaultConfig().ControlPlaneLabelKeys())
+	var list []any
+	for _, o := range objs {
+		if n, ok := o.(*corev1.Node); ok {
+			list = append(list, n.DeepCopy())
+		}
+	}
+	if err := s.Replace(list, "1"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
 
 // newCache returns a fake client standing in for the manager's cache, with the indexes Setup
 // registers.
@@ -120,6 +137,7 @@ func (w *fakeWriter) written() []written {
 // fixture is a Reconciler wired to fakes, with every fake at hand.
 type fixture struct {
 	cache    client.WithWatch
+	nodes    *nodes.Store
 	writer   *fakeWriter
 	clock    *clocktesting.FakeClock
 	recorder *events.FakeRecorder
@@ -133,6 +151,7 @@ func newFixture(t *testing.T, cfg Config, objs ...client.Object) *fixture {
 	t.Helper()
 	f := &fixture{
 		cache:    newCache(objs...),
+		nodes:    storeOf(t, objs...),
 		writer:   &fakeWriter{},
 		clock:    clocktesting.NewFakeClock(csrtest.Created.Add(5 * time.Second)),
 		recorder: events.NewFakeRecorder(100),
@@ -141,7 +160,7 @@ func newFixture(t *testing.T, cfg Config, objs ...client.Object) *fixture {
 	if err := f.metrics.Register(prometheus.NewRegistry()); err != nil {
 		t.Fatalf("Register() error = %v", err)
 	}
-	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, discovered(t), claimsOf(objs...)), cfg)
+	f.r = NewReconciler(f.cache, f.writer, f.recorder, f.metrics, f.clock, NewCacheFacts(f.cache, f.nodes, discovered(t), claimsOf(objs...)), cfg)
 	return f
 }
 

@@ -27,7 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/csrguard/csrguard/internal/kube"
-	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
@@ -35,19 +35,17 @@ import (
 // stays small with thousands of nodes: only kubelet-serving CSRs are listed
 // (a server-side field selector), a final one reduced to what its readers use
 // (its issued certificate as DER, no request) and an oversized request cut
-// (trimCSR); Nodes keep their name, addresses, the control-plane labels of
-// cfg, kubelet endpoint and OS image — no images, conditions or other labels;
-// Namespaces are cached as names only. The manager caches nothing else:
-// Services, EndpointSlices, ConfigMaps and Leases are read uncached.
+// (trimCSR); Namespaces are cached as names only. Nodes are not in the
+// manager's cache but in a nodes.Store, a few hundred bytes each. The manager
+// caches nothing else: Services, EndpointSlices, ConfigMaps and Leases are
+// read uncached.
 //
 // Heap kept per cached object with the indexes of Setup (BenchmarkCacheBytes,
-// 2026-11-30; before the Node indexes left a Node's own name out and final
-// CSRs were reduced, in brackets): a Node as the bench registers it 1,528 B
-// (2,245), a real kubelet's Node 2,056 B (2,718; 20,536 untrimmed); a pending
-// CSR 2,241 B (2,241); an issued CSR 1,673 B (2,661; 4,177 untrimmed); a CSR
-// denied as superseded 866 B (2,049). A typed cache cannot go much lower: the
-// Node struct alone takes 896 B, a CSR 448 B, and each index entry ~330 B.
-func CacheOptions(cfg policy.Config) cache.Options {
+// 2026-12-01; before final CSRs were reduced, in brackets): a pending CSR
+// 2,241 B (2,241); an issued CSR 1,673 B (2,661; 4,177 untrimmed); a CSR
+// denied as superseded 866 B (2,049). A typed cache cannot go much lower: a
+// CSR struct alone takes 448 B, and each index entry ~330 B.
+func CacheOptions() cache.Options {
 	return cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
@@ -55,40 +53,15 @@ func CacheOptions(cfg policy.Config) cache.Options {
 				Field:     fields.OneTermEqualSelector("spec.signerName", certificatesv1.KubeletServingSignerName),
 				Transform: trimCSR,
 			},
-			&corev1.Node{}:      {Transform: trimNode(cfg.ControlPlaneLabelKeys())},
 			namespaceMetadata(): {Transform: trimNamespace},
 		},
 	}
 }
 
-func trimNode(labelKeys []string) func(any) (any, error) {
-	return func(obj any) (any, error) {
-		n, ok := obj.(*corev1.Node)
-		if !ok {
-			return obj, nil
-		}
-		var labels map[string]string
-		for _, k := range labelKeys {
-			if v, ok := n.Labels[k]; ok {
-				if labels == nil {
-					labels = map[string]string{}
-				}
-				labels[k] = v
-			}
-		}
-		return &corev1.Node{
-			TypeMeta: n.TypeMeta,
-			ObjectMeta: metav1.ObjectMeta{
-				Name: n.Name, UID: n.UID, ResourceVersion: n.ResourceVersion, CreationTimestamp: n.CreationTimestamp,
-				Labels: labels,
-			},
-			Status: corev1.NodeStatus{
-				Addresses:       n.Status.Addresses,
-				DaemonEndpoints: n.Status.DaemonEndpoints,
-				NodeInfo:        corev1.NodeSystemInfo{OSImage: n.Status.NodeInfo.OSImage, KubeletVersion: n.Status.NodeInfo.KubeletVersion},
-			},
-		}, nil
-	}
+// ClientOptions reads Nodes from the API, never from the manager's cache: Nodes are in a
+// nodes.Store, and a Node read through the cache would start a second, whole-Node informer.
+func ClientOptions() client.Options {
+	return client.Options{Cache: &client.CacheOptions{DisableFor: []client.Object{&corev1.Node{}}}}
 }
 
 // trimCSR keeps of a CSR what is read of it in the cache. A CSR that may still be decided — a
@@ -166,22 +139,13 @@ func trimNamespace(obj any) (any, error) {
 	}}, nil
 }
 
-// indexes are the cache indexes Setup registers: Nodes by address and by name prefix (the
-// facts of the policy), CSRs that are not denied or failed by the node that filed them
-// (supersession).
+// indexes are the cache indexes Setup registers: CSRs that are not denied or failed by the
+// node that filed them (supersession).
 var indexes = []struct {
 	obj     client.Object
 	field   string
 	extract client.IndexerFunc
 }{
-	{&corev1.Node{}, nodeAddressIndex, func(o client.Object) []string {
-		// Not its own name: see nodeAddressIndex.
-		return slices.DeleteFunc(policy.AddressKeys(o.(*corev1.Node).Status.Addresses), func(k string) bool { return k == o.GetName() })
-	}},
-	{&corev1.Node{}, nodeNamePrefixIndex, func(o client.Object) []string {
-		p := policy.NamePrefixes(o.GetName())
-		return p[:len(p)-1] // not the whole name: see nodeNamePrefixIndex
-	}},
 	{&certificatesv1.CertificateSigningRequest{}, csrNodeIndex, func(o client.Object) []string {
 		csr := o.(*certificatesv1.CertificateSigningRequest)
 		if st := servingcsr.StateOf(csr); st == servingcsr.Denied || st == servingcsr.Failed {
@@ -197,9 +161,10 @@ var indexes = []struct {
 }
 
 // Setup registers the indexes, the cluster discovery and the controller with
-// mgr. workers is the number of CSRs decided in parallel. Nodes sent on
-// requeue have their pending CSRs decided again.
-func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kube.ClusterDiscovery, workers int, requeue <-chan event.TypedGenericEvent[*corev1.Node]) error {
+// mgr. workers is the number of CSRs decided in parallel. The pending CSRs of
+// a Node that nodes shows new or changed (nodeChanged), and of Nodes sent on
+// requeue, are decided again.
+func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, nodes *nodes.Store, discovery *kube.ClusterDiscovery, workers int, requeue <-chan event.TypedGenericEvent[*corev1.Node]) error {
 	idx := mgr.GetFieldIndexer()
 	for _, i := range indexes {
 		if err := idx.IndexField(ctx, i.obj, i.field, i.extract); err != nil {
@@ -214,9 +179,9 @@ func (r *Reconciler) Setup(ctx context.Context, mgr ctrl.Manager, discovery *kub
 		For(&certificatesv1.CertificateSigningRequest{}, builder.WithPredicates(r.toReconcile())).
 		// A decided or deleted CSR can change which of its node's CSRs is live.
 		Watches(&certificatesv1.CertificateSigningRequest{}, handler.EnqueueRequestsFromMapFunc(r.olderPending), builder.WithPredicates(decided())).
-		Watches(&corev1.Node{}, handler.EnqueueRequestsFromMapFunc(r.pendingCSRsOf), builder.WithPredicates(r.addressesChanged())).
+		WatchesRawSource(&nodeEvents{nodes: nodes, r: r}).
 		WatchesRawSource(source.Channel(requeue, handler.TypedEnqueueRequestsFromMapFunc(func(ctx context.Context, n *corev1.Node) []reconcile.Request {
-			return r.pendingCSRsOf(ctx, n)
+			return r.pendingCSRsOf(ctx, n.Name)
 		}))).
 		WithOptions(controller.Options{MaxConcurrentReconciles: workers, RateLimiter: retryBackoff()}).
 		Complete(r)
@@ -262,15 +227,15 @@ func retryBackoff() workqueue.TypedRateLimiter[reconcile.Request] {
 
 // pendingCSRsOf re-queues a node's pending CSRs: a CSR held because its Node
 // did not exist or lacked an address is decided as soon as that changes.
-func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []reconcile.Request {
+func (r *Reconciler) pendingCSRsOf(ctx context.Context, node string) []reconcile.Request {
 	var csrs certificatesv1.CertificateSigningRequestList
 	// Read only: no copies of the node's CSRs, which a Node's every address change would make.
-	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: o.GetName()}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: node}, client.UnsafeDisableDeepCopy); err != nil {
 		// A map function cannot return an error, so it is counted with the
 		// other failed reads of facts. A cache read fails only while the
 		// cache stops; the held CSRs' own requeues still decide them.
 		r.metrics.Errors.WithLabelValues("facts").Inc()
-		log.FromContext(ctx).Error(err, "Failed to list the pending CSRs of a node", "node", o.GetName())
+		log.FromContext(ctx).Error(err, "Failed to list the pending CSRs of a node", "node", node)
 		return nil
 	}
 	var reqs []reconcile.Request
@@ -282,18 +247,42 @@ func (r *Reconciler) pendingCSRsOf(ctx context.Context, o client.Object) []recon
 	return reqs
 }
 
-// addressesChanged passes Node creations, address changes and control-plane
-// label changes only: the kubelet's status heartbeats do not wake the
-// controller.
-func (r *Reconciler) addressesChanged() predicate.Funcs {
-	return predicate.Funcs{
-		CreateFunc:  func(event.CreateEvent) bool { return true },
-		DeleteFunc:  func(event.DeleteEvent) bool { return false },
-		GenericFunc: func(event.GenericEvent) bool { return false },
-		UpdateFunc: func(e event.UpdateEvent) bool {
-			a, b := e.ObjectOld.(*corev1.Node), e.ObjectNew.(*corev1.Node)
-			cp := r.cfg.Policy.IsControlPlane
-			return !slices.Equal(a.Status.Addresses, b.Status.Addresses) || cp(a.Labels) != cp(b.Labels)
-		},
+// nodeChanged passes Node creations, address changes and control-plane label
+// changes only: a deletion decides nothing sooner, and a Store sends no change
+// for the kubelet's status heartbeats.
+func (r *Reconciler) nodeChanged(old, cur *nodes.Node) bool {
+	switch {
+	case cur == nil:
+		return false
+	case old == nil:
+		return true
 	}
+	cp := r.cfg.Policy.IsControlPlane
+	return !slices.Equal(old.Addresses, cur.Addresses) || cp(old.Labels) != cp(cur.Labels)
 }
+
+// nodeEvents queues the pending CSRs of the Nodes nodeChanged passes. It is a
+// SyncingSource: the controller's workers start once the Node store has synced.
+type nodeEvents struct {
+	nodes *nodes.Store
+	r     *Reconciler
+}
+
+func (s *nodeEvents) Start(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request]) error {
+	stop, err := s.nodes.Subscribe(ctx, nil, func(old, cur *nodes.Node) {
+		if s.r.nodeChanged(old, cur) {
+			for _, req := range s.r.pendingCSRsOf(ctx, cur.Name) {
+				q.Add(req)
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	context.AfterFunc(ctx, stop)
+	return nil
+}
+
+func (s *nodeEvents) WaitForSync(ctx context.Context) error { return s.nodes.WaitForSync(ctx) }
+
+func (s *nodeEvents) String() string { return "kind source: csrguard Node store" }

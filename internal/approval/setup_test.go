@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/policy"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
@@ -53,7 +54,7 @@ func TestPendingCSRsOf(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := r.pendingCSRsOf(t.Context(), node(tc.node))
+			got := r.pendingCSRsOf(t.Context(), tc.node)
 			slices.SortFunc(got, func(a, b reconcile.Request) int { return strings.Compare(a.Name, b.Name) })
 			if diff := cmp.Diff(got, tc.want); diff != "" {
 				t.Errorf("pendingCSRsOf(%s) mismatch (-got +want):\n%s", tc.node, diff)
@@ -67,102 +68,43 @@ func TestPendingCSRsOfListError(t *testing.T) {
 	// event, and counts the error.
 	m := metrics.New()
 	r := NewReconciler(fake.NewClientBuilder().WithObjects(csrtest.New(t)).Build(), nil, nil, m, nil, nil, enforce())
-	if got := r.pendingCSRsOf(t.Context(), node("node-a")); got != nil {
+	if got := r.pendingCSRsOf(t.Context(), "node-a"); got != nil {
 		t.Errorf("pendingCSRsOf() = %v, want nil", got)
 	}
 	compareMetric(t, m.Errors, errorsHeader, "csrguard_errors_total{stage=\"facts\"} 1\n")
 }
 
-func TestAddressesChanged(t *testing.T) {
-	addressesChanged := NewReconciler(nil, nil, nil, nil, nil, nil, enforce()).addressesChanged()
-	heartbeat := func(n *corev1.Node) *corev1.Node {
-		n.ResourceVersion = "2"
-		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, LastHeartbeatTime: metav1.Now()}}
-		return n
-	}
+func TestNodeChanged(t *testing.T) {
+	r := NewReconciler(nil, nil, nil, nil, nil, nil, enforce())
+	keys := enforce().Policy.ControlPlaneLabelKeys()
+	kept := func(n *corev1.Node) *nodes.Node { return nodes.FromAPI(n, keys) }
+	labelled := func(l map[string]string) *corev1.Node { n := nodeA(); n.Labels = l; return n }
 	tests := []struct {
-		name string
-		pass func() bool
-		want bool
+		name     string
+		old, cur *nodes.Node
+		want     bool
 	}{
-		{"create", func() bool { return addressesChanged.Create(event.CreateEvent{Object: nodeA()}) }, true},
-		{"delete", func() bool { return addressesChanged.Delete(event.DeleteEvent{Object: nodeA()}) }, false},
-		{"generic", func() bool { return addressesChanged.Generic(event.GenericEvent{Object: nodeA()}) }, false},
-		{"update_heartbeat", func() bool {
-			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: heartbeat(nodeA())})
-		}, false},
-		{"update_address_added", func() bool {
-			return addressesChanged.Update(event.UpdateEvent{ObjectOld: node("node-a", "Hostname=node-a"), ObjectNew: nodeA()})
-		}, true},
-		{"update_address_changed", func() bool {
-			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: node("node-a", "Hostname=node-a", "InternalIP=10.0.0.99")})
-		}, true},
-		{"update_address_type_changed", func() bool {
-			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: node("node-a", "Hostname=node-a", "ExternalIP=10.0.0.10")})
-		}, true},
-		{"update_address_removed", func() bool {
-			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: node("node-a")})
-		}, true},
-		{"update_labelled_control_plane", func() bool {
-			cp := nodeA()
-			cp.Labels = map[string]string{policy.ControlPlaneLabel: ""}
-			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: cp})
-		}, true},
-		{"update_other_label", func() bool {
-			l := nodeA()
-			l.Labels = map[string]string{"topology.kubernetes.io/zone": "a"}
-			return addressesChanged.Update(event.UpdateEvent{ObjectOld: nodeA(), ObjectNew: l})
-		}, false},
+		{"create", nil, kept(nodeA()), true},
+		{"delete", kept(nodeA()), nil, false},
+		{"update_unchanged", kept(nodeA()), kept(nodeA()), false},
+		{"update_address_added", kept(node("node-a", "Hostname=node-a")), kept(nodeA()), true},
+		{"update_address_changed", kept(nodeA()), kept(node("node-a", "Hostname=node-a", "InternalIP=10.0.0.99")), true},
+		{"update_address_type_changed", kept(nodeA()), kept(node("node-a", "Hostname=node-a", "ExternalIP=10.0.0.10")), true},
+		{"update_address_removed", kept(nodeA()), kept(node("node-a")), true},
+		{"update_labelled_control_plane", kept(nodeA()), kept(labelled(map[string]string{policy.ControlPlaneLabel: ""})), true},
+		{"update_other_label", kept(nodeA()), kept(labelled(map[string]string{"topology.kubernetes.io/zone": "a"})), false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.pass(); got != tc.want {
-				t.Errorf("addressesChanged = %t, want %t", got, tc.want)
+			if got := r.nodeChanged(tc.old, tc.cur); got != tc.want {
+				t.Errorf("nodeChanged = %t, want %t", got, tc.want)
 			}
 		})
 	}
 }
 
-func TestTrimNode(t *testing.T) {
-	full := nodeA()
-	full.UID = "uid-a"
-	full.ResourceVersion = "7"
-	full.Labels = map[string]string{"kubernetes.io/hostname": "node-a", "node-role.kubernetes.io/controlplane": "true"}
-	full.Annotations = map[string]string{"big": "annotation"}
-	full.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
-	full.Spec.PodCIDR = "10.244.0.0/24"
-	full.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue}}
-	full.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.k8s.io/pause:3.10"}}}
-	full.Status.DaemonEndpoints.KubeletEndpoint.Port = 10250
-	full.Status.NodeInfo = corev1.NodeSystemInfo{OSImage: "Talos (v1.11.0)", KubeletVersion: "v1.34.0", KernelVersion: "6.12"}
-
-	// Only the configured control-plane labels stay.
-	trim := trimNode([]string{policy.ControlPlaneLabel, "node-role.kubernetes.io/controlplane"})
-	got, err := trim(full)
-	if err != nil {
-		t.Fatalf("trimNode() error = %v", err)
-	}
-	want := &corev1.Node{
-		ObjectMeta: metav1.ObjectMeta{Name: "node-a", UID: "uid-a", ResourceVersion: "7", Labels: map[string]string{"node-role.kubernetes.io/controlplane": "true"}},
-		Status: corev1.NodeStatus{
-			Addresses:       nodeA().Status.Addresses,
-			DaemonEndpoints: corev1.NodeDaemonEndpoints{KubeletEndpoint: corev1.DaemonEndpoint{Port: 10250}},
-			NodeInfo:        corev1.NodeSystemInfo{OSImage: "Talos (v1.11.0)", KubeletVersion: "v1.34.0"},
-		},
-	}
-	if diff := cmp.Diff(got, any(want)); diff != "" {
-		t.Errorf("trimNode() mismatch (-got +want):\n%s", diff)
-	}
-
-	// Anything else (a tombstone, say) passes through untouched.
-	other := &corev1.Pod{}
-	if got, err := trim(other); err != nil || got != any(other) {
-		t.Errorf("trimNode(pod) = %v, %v; want the pod, nil", got, err)
-	}
-}
-
 func TestCacheOptions(t *testing.T) {
-	opts := CacheOptions(policy.DefaultConfig())
+	opts := CacheOptions()
 	for obj, byObject := range opts.ByObject {
 		if _, ok := obj.(*certificatesv1.CertificateSigningRequest); !ok {
 			continue
@@ -177,6 +119,15 @@ func TestCacheOptions(t *testing.T) {
 		return
 	}
 	t.Errorf("CacheOptions().ByObject has no CSR entry")
+}
+
+// TestClientOptions: a Node read through the manager's client goes to the API server, never to
+// a second, whole-Node informer behind the nodes.Store.
+func TestClientOptions(t *testing.T) {
+	opts := ClientOptions()
+	if opts.Cache == nil || !slices.ContainsFunc(opts.Cache.DisableFor, func(o client.Object) bool { _, ok := o.(*corev1.Node); return ok }) {
+		t.Errorf("ClientOptions().Cache = %+v, want Nodes uncached", opts.Cache)
+	}
 }
 
 func TestTrimCSR(t *testing.T) {

@@ -31,6 +31,7 @@ import (
 	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/metrics"
 	"github.com/csrguard/csrguard/internal/monitor"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
@@ -82,7 +83,8 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 
 	gracePeriod := 30 * time.Second
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Cache:                         approval.CacheOptions(cfg.Approval.Policy),
+		Cache:                         approval.CacheOptions(),
+		Client:                        approval.ClientOptions(),
 		Metrics:                       metricsserver.Options{BindAddress: cfg.MetricsBindAddress},
 		HealthProbeBindAddress:        cfg.HealthBindAddress,
 		PprofBindAddress:              cfg.PprofBindAddress,
@@ -104,6 +106,12 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return fmt.Errorf("create clientset: %w", err)
 	}
 
+	// The Nodes, kept small (package nodes); every replica keeps them.
+	nodeStore := nodes.NewStore(nodes.ListWatch(cs), cfg.Approval.Policy.ControlPlaneLabelKeys())
+	if err := mgr.Add(nodeStore); err != nil {
+		return fmt.Errorf("add node store: %w", err)
+	}
+
 	// The records: who reported each address first, and every address the API
 	// server was seen at. Every replica keeps them; the leader writes claims.
 	store := history.NewStore(mgr.GetAPIReader(), mgr.GetClient(), cfg.Namespace)
@@ -117,7 +125,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 			}
 		}
 	}
-	if err := mgr.Add(history.NewKeeper(claims, store, mgr.GetCache(), clock.RealClock{}, mgr.Elected(), gained, m.Errors.WithLabelValues("history"))); err != nil {
+	if err := mgr.Add(history.NewKeeper(claims, store, nodeStore, clock.RealClock{}, mgr.Elected(), gained, m.Errors.WithLabelValues("history"))); err != nil {
 		return fmt.Errorf("add address claims: %w", err)
 	}
 	discovery := kube.NewClusterDiscovery(kube.DiscoveryConfig{
@@ -125,10 +133,10 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		Interval: cfg.DiscoveryInterval, Retention: max(cfg.Approval.Policy.MaxExpiration, kube.SignerDefaultLifetime),
 		Clock: clock.RealClock{}, Metrics: m,
 	})
-	facts := approval.NewCacheFacts(mgr.GetClient(), discovery, claims)
+	facts := approval.NewCacheFacts(mgr.GetClient(), nodeStore, discovery, claims)
 	r := approval.NewReconciler(mgr.GetClient(), cs.CertificatesV1().CertificateSigningRequests(),
 		mgr.GetEventRecorder("csrguard"), m, clock.RealClock{}, facts, cfg.Approval)
-	if err := r.Setup(ctx, mgr, discovery, cfg.Workers, requeue); err != nil {
+	if err := r.Setup(ctx, mgr, nodeStore, discovery, cfg.Workers, requeue); err != nil {
 		return fmt.Errorf("set up approval controller: %w", err)
 	}
 	if err := ctrlmetrics.Registry.Register(history.NewConflictCollector(claims)); err != nil {
@@ -140,7 +148,7 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return fmt.Errorf("register CSR collector: %w", err)
 	}
 	if cfg.Monitor.Interval > 0 {
-		mon := monitor.New(mgr.GetClient(), m, cfg.Monitor)
+		mon := monitor.New(mgr.GetClient(), nodeStore, m, cfg.Monitor)
 		if err := mgr.Add(mon); err != nil {
 			return fmt.Errorf("add kubelet monitor: %w", err)
 		}
@@ -154,6 +162,14 @@ func Run(ctx context.Context, restCfg *rest.Config, cfg Config) error {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("caches", cachesSynced(mgr)); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("nodes", func(*http.Request) error {
+		if !nodeStore.HasSynced() {
+			return nodes.ErrNotSynced
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	if err := mgr.AddReadyzCheck("cluster-discovery", func(req *http.Request) error {

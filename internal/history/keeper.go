@@ -3,28 +3,25 @@ package history
 import (
 	"context"
 	"errors"
-	"fmt"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
-	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
-// Keeper drives Claims from the controller's Node cache and keeps them in a Store. Every
+// Keeper drives Claims from the controller's Node store (nodes.Store) and keeps them in a Store. Every
 // replica keeps its own Claims warm (a standby takes over knowing what the leader knew); only
 // the leader writes them. It is a manager.Runnable.
 type Keeper struct {
 	claims  *Claims
 	store   *Store
-	cache   NodeSource
+	nodes   NodeSource
 	clock   clock.WithTicker
 	elected <-chan struct{}
 	// gained is called with the Nodes that gained a claim because another's ran out, so that
@@ -33,17 +30,15 @@ type Keeper struct {
 	errs   prometheus.Counter
 }
 
-// NodeSource is the part of the controller's cache the Keeper reads Nodes from.
+// NodeSource is where the Keeper follows the Nodes: a nodes.Store.
 type NodeSource interface {
-	WaitForCacheSync(ctx context.Context) bool
-	List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error
-	GetInformer(ctx context.Context, obj client.Object, opts ...cache.InformerGetOption) (cache.Informer, error)
+	Subscribe(ctx context.Context, init func(all []*nodes.Node), changed func(old, cur *nodes.Node)) (func(), error)
 }
 
 // NewKeeper returns a Keeper of claims over the Nodes of c. elected closes when this replica
 // leads (nil: never write); gained may be nil; errs counts failed reads and writes.
 func NewKeeper(claims *Claims, store *Store, c NodeSource, clk clock.WithTicker, elected <-chan struct{}, gained func([]string), errs prometheus.Counter) *Keeper {
-	return &Keeper{claims: claims, store: store, cache: c, clock: clk, elected: elected, gained: gained, errs: errs}
+	return &Keeper{claims: claims, store: store, nodes: c, clock: clk, elected: elected, gained: gained, errs: errs}
 }
 
 // RewriteClaimsEvery is how often the leader writes every claim ConfigMap, changed or not, so
@@ -53,7 +48,7 @@ const RewriteClaimsEvery = 10 * time.Minute
 // NeedLeaderElection is false: every replica keeps claims; writing waits for elected.
 func (k *Keeper) NeedLeaderElection() bool { return false }
 
-// Start loads the recorded claims, syncs them with the Nodes in the cache, follows Node events,
+// Start loads the recorded claims, syncs them with the Nodes of its source, follows their changes,
 // ends released claims on time and, once leading, saves every change. Until the first load and
 // sync succeed, Claims.Get reports unsynced and the policy holds every CSR.
 func (k *Keeper) Start(ctx context.Context) error {
@@ -62,62 +57,26 @@ func (k *Keeper) Start(ctx context.Context) error {
 	if err != nil {
 		return nil // ctx ended
 	}
-	if !k.cache.WaitForCacheSync(ctx) {
-		return nil
-	}
-	// Read only: no deep copy of each Node (at 10,000 Nodes the copies were 9 MB of a 50 MB startup peak).
-	var nodes corev1.NodeList
-	if err := k.cache.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
-		return fmt.Errorf("list nodes for address claims: %w", err)
-	}
-	current := make(map[string][]string, len(nodes.Items))
-	for _, n := range nodes.Items {
-		current[n.Name] = policy.AddressKeys(n.Status.Addresses)
-	}
-	k.claims.Sync(recorded, current, k.clock.Now())
-	logger.Info("Loaded address claims", "recorded", len(recorded), "claims", k.claims.Len(), "nodes", len(current), "namespace", k.store.Namespace())
-
-	informer, err := k.cache.GetInformer(ctx, &corev1.Node{})
-	if err != nil {
-		return fmt.Errorf("node informer for address claims: %w", err)
-	}
-	// The registration replays every cached Node as an addition: idempotent after Sync.
-	reg, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(o any) { k.setNode(o) },
-		UpdateFunc: func(_, o any) { k.setNode(o) },
-		DeleteFunc: func(o any) {
-			if t, ok := o.(toolscache.DeletedFinalStateUnknown); ok {
-				o = t.Obj
-			}
-			if n, ok := o.(*corev1.Node); ok {
-				k.claims.DeleteNode(n.Name, k.clock.Now())
-			}
-		},
+	// Sync with the Nodes as they are, then follow every change: the store sends each state once.
+	stop, err := k.nodes.Subscribe(ctx, func(all []*nodes.Node) {
+		current := make(map[string][]string, len(all))
+		for _, n := range all {
+			current[n.Name] = n.Keys
+		}
+		k.claims.Sync(recorded, current, k.clock.Now())
+	}, func(old, cur *nodes.Node) {
+		switch {
+		case cur == nil:
+			k.claims.DeleteNode(old.Name, k.clock.Now())
+		case old == nil || !slices.Equal(old.Keys, cur.Keys):
+			k.claims.SetNode(cur.Name, cur.Keys, k.clock.Now())
+		}
 	})
 	if err != nil {
-		return fmt.Errorf("watch nodes for address claims: %w", err)
+		return nil // ctx ended before the Nodes were listed
 	}
-	defer func() { _ = informer.RemoveEventHandler(reg) }()
-	// A Node deleted between the List and the registration sends no event: once the handler
-	// has seen the cache, release whatever a Node that is no longer there still holds.
-	// Take the tracked Nodes before listing: one created in between is then in the list, not
-	// mistaken for deleted.
-	if !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
-		return nil
-	}
-	tracked := k.claims.Nodes()
-	if err := k.cache.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
-		return fmt.Errorf("list nodes for address claims: %w", err)
-	}
-	present := make(map[string]bool, len(nodes.Items))
-	for _, n := range nodes.Items {
-		present[n.Name] = true
-	}
-	for _, node := range tracked {
-		if !present[node] {
-			k.claims.DeleteNode(node, k.clock.Now())
-		}
-	}
+	defer stop()
+	logger.Info("Loaded address claims", "recorded", len(recorded), "claims", k.claims.Len(), "namespace", k.store.Namespace())
 
 	flush := k.clock.NewTicker(time.Second)
 	defer flush.Stop()
@@ -212,12 +171,6 @@ func (k *Keeper) load(ctx context.Context) (map[string]policy.Claim, error) {
 		case <-k.clock.After(delay):
 		}
 		delay = min(2*delay, time.Minute)
-	}
-}
-
-func (k *Keeper) setNode(o any) {
-	if n, ok := o.(*corev1.Node); ok {
-		k.claims.SetNode(n.Name, policy.AddressKeys(n.Status.Addresses), k.clock.Now())
 	}
 }
 

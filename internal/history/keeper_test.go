@@ -12,58 +12,35 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
-	toolscache "k8s.io/client-go/tools/cache"
 	clocktesting "k8s.io/utils/clock/testing"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllertest"
 
 	"github.com/csrguard/csrguard/internal/history"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/policy"
 )
 
-// nodeSource is a Node cache: List from a fake client, events from a fake
-// informer whose handler registration the test can wait for. afterList, if
-// set, runs after the n-th List (from 1), before it returns.
-type nodeSource struct {
-	client.Client
-	informer  *informer
-	lists     int
-	afterList func(n int)
-}
-
-func (s *nodeSource) List(ctx context.Context, l client.ObjectList, opts ...client.ListOption) error {
-	err := s.Client.List(ctx, l, opts...)
-	s.lists++
-	if s.afterList != nil {
-		s.afterList(s.lists)
+// storeOf returns a synced Node store of objs.
+func storeOf(t *testing.T, objs ...*corev1.Node) *nodes.Store {
+	t.Helper()
+	s := nodes.NewStore(nil, nil)
+	list := make([]any, len(objs))
+	for i, o := range objs {
+		list[i] = o
 	}
-	return err
-}
-
-func (s *nodeSource) WaitForCacheSync(context.Context) bool { return true }
-
-func (s *nodeSource) GetInformer(context.Context, client.Object, ...cache.InformerGetOption) (cache.Informer, error) {
-	return s.informer, nil
-}
-
-// informer is a fake informer that says when a handler is registered, and runs
-// beforeRegister first (a Node deleted then sends the handler no event).
-type informer struct {
-	*controllertest.FakeInformer
-	registered     chan struct{}
-	beforeRegister func()
-}
-
-func (i *informer) AddEventHandler(h toolscache.ResourceEventHandler) (toolscache.ResourceEventHandlerRegistration, error) {
-	if i.beforeRegister != nil {
-		i.beforeRegister()
+	if err := s.Replace(list, "1"); err != nil {
+		t.Fatal(err)
 	}
-	r, err := i.FakeInformer.AddEventHandler(h)
-	close(i.registered)
-	return r, err
+	return s
+}
+
+// waitSynced waits for the keeper to have synced claims with the Nodes: from then on a change to
+// the store reaches the claims before the change returns.
+func waitSynced(t *testing.T, claims *history.Claims) {
+	t.Helper()
+	waitFor(t, "the claims to sync", func() bool { _, _, synced := claims.Get(""); return synced }, func() string { return "" })
 }
 
 func nodeWith(name string, ips ...string) *corev1.Node {
@@ -75,9 +52,9 @@ func nodeWith(name string, ips ...string) *corev1.Node {
 }
 
 // TestKeeper runs the Keeper over a recorded claim and a squatter that came
-// while csrguard was down: the record wins; a Node deleted before the watch
-// began is released all the same, one created meanwhile is not; events move claims; nothing is written
-// before this replica leads; once it leads the record follows; a claim that
+// while csrguard was down: the record wins; a deleted Node's claims are
+// released, a new Node claims its addresses; changes move claims; nothing is
+// written before this replica leads; once it leads the record follows; a claim that
 // runs out passes to the new holder, who is requeued.
 func TestKeeper(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
@@ -87,26 +64,7 @@ func TestKeeper(t *testing.T) {
 	if _, err := store.SaveClaims(ctx, map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0}}, t0); err != nil {
 		t.Fatal(err)
 	}
-	nodes := &nodeSource{
-		Client:   fake.NewClientBuilder().WithObjects(nodeWith("owner", "10.0.0.1"), nodeWith("squatter", "10.0.0.2", "10.0.0.1"), nodeWith("departed", "10.0.0.3")).Build(),
-		informer: &informer{FakeInformer: controllertest.NewFakeInformer(controllertest.Synced), registered: make(chan struct{})},
-	}
-	nodes.informer.beforeRegister = func() {
-		if err := nodes.Delete(ctx, nodeWith("departed")); err != nil {
-			t.Error(err)
-		}
-	}
-	// A Node created just after the keeper's second List (its sweep for deleted
-	// Nodes) must not be taken for deleted.
-	nodes.afterList = func(n int) {
-		if n == 2 {
-			late := nodeWith("a-late", "10.0.0.50")
-			if err := nodes.Create(ctx, late.DeepCopy()); err != nil {
-				t.Error(err)
-			}
-			nodes.informer.Add(late)
-		}
-	}
+	nodes := storeOf(t, nodeWith("owner", "10.0.0.1"), nodeWith("squatter", "10.0.0.2", "10.0.0.1"), nodeWith("departed", "10.0.0.3"))
 	clock := clocktesting.NewFakeClock(at(3600))
 	claims := history.NewClaims(time.Minute)
 	elected := make(chan struct{})
@@ -124,24 +82,31 @@ func TestKeeper(t *testing.T) {
 	done := make(chan error)
 	go func() { done <- keeper.Start(ctx) }()
 
-	<-nodes.informer.registered
+	waitSynced(t, claims)
 	if c, ok, synced := claims.Get("10.0.0.1"); !synced || !ok || c.Node != "owner" || !c.Since.Equal(t0) {
 		t.Fatalf("Get(10.0.0.1) = %v, %v, %v; want the recorded owner", c, ok, synced)
 	}
 	if c, _, _ := claims.Get("10.0.0.2"); c.Node != "squatter" {
 		t.Errorf("Get(10.0.0.2) = %v, want the squatter's own address claimed by it", c)
 	}
-	waitFor(t, "the claim of the Node deleted before the watch to be released", func() bool {
-		c, _, _ := claims.Get("10.0.0.3")
-		return c.Node == "departed" && !c.Released.IsZero()
-	}, state)
-	// The sweep goes in name order: "a-late" came before "departed".
+	// A Node deleted releases its claims; one created claims its addresses.
+	if err := nodes.Delete(nodeWith("departed")); err != nil {
+		t.Fatal(err)
+	}
+	if c, _, _ := claims.Get("10.0.0.3"); c.Node != "departed" || c.Released.IsZero() {
+		t.Errorf("Get(10.0.0.3) = %v, want the deleted Node's claim released", c)
+	}
+	if err := nodes.Add(nodeWith("a-late", "10.0.0.50")); err != nil {
+		t.Fatal(err)
+	}
 	if c, ok, _ := claims.Get("10.0.0.50"); !ok || c.Node != "a-late" || !c.Released.IsZero() {
-		t.Errorf("Get(10.0.0.50) = %v, %v; want a live claim of the Node created during the sweep", c, ok)
+		t.Errorf("Get(10.0.0.50) = %v, %v; want a live claim of the Node created", c, ok)
 	}
 
 	// The owner moves away; the squatter then alone reports the address.
-	nodes.informer.Update(nodeWith("owner", "10.0.0.1"), nodeWith("owner", "10.0.0.9"))
+	if err := nodes.Update(nodeWith("owner", "10.0.0.9")); err != nil {
+		t.Fatal(err)
+	}
 	if c, _, _ := claims.Get("10.0.0.1"); c.Released.IsZero() {
 		t.Errorf("Get(10.0.0.1) = %v after the owner stopped reporting it, want released", c)
 	}
@@ -184,7 +149,9 @@ func TestKeeper(t *testing.T) {
 		recorded, _, _ := store.LoadClaims(ctx)
 		return recorded["10.0.0.9"].Node == "owner"
 	}, state)
-	nodes.informer.Delete(nodeWith("squatter", "10.0.0.2", "10.0.0.1"))
+	if err := nodes.Delete(nodeWith("squatter")); err != nil {
+		t.Fatal(err)
+	}
 	if c, _, _ := claims.Get("10.0.0.2"); c.Released.IsZero() {
 		t.Errorf("Get(10.0.0.2) = %v after the Node was deleted, want released", c)
 	}
@@ -255,14 +222,11 @@ func TestKeeperWritesChangedShardsOnly(t *testing.T) {
 			return c.Update(ctx, obj, opts...)
 		},
 	}).Build()
-	var objs []client.Object
+	var objs []*corev1.Node
 	for i := range 64 {
 		objs = append(objs, nodeWith(fmt.Sprintf("node-%02d", i), fmt.Sprintf("10.0.1.%d", i)))
 	}
-	nodes := &nodeSource{
-		Client:   fake.NewClientBuilder().WithObjects(objs...).Build(),
-		informer: &informer{FakeInformer: controllertest.NewFakeInformer(controllertest.Synced), registered: make(chan struct{})},
-	}
+	nodes := storeOf(t, objs...)
 	clock := clocktesting.NewFakeClock(at(3600))
 	claims := history.NewClaims(time.Minute)
 	elected := make(chan struct{})
@@ -280,14 +244,16 @@ func TestKeeperWritesChangedShardsOnly(t *testing.T) {
 	state := func() string { _, by := tried(); return fmt.Sprintf(": writes %v, now %v", by, clock.Now()) }
 	done := make(chan error)
 	go func() { done <- keeper.Start(ctx) }()
-	<-nodes.informer.registered
+	waitSynced(t, claims)
 
 	waitFor(t, "the leader to write every claim ConfigMap", func() bool {
 		clock.Step(time.Second)
 		n, _ := tried()
 		return n == history.ClaimShards
 	}, state)
-	nodes.informer.Update(nodeWith("node-07", "10.0.1.7"), nodeWith("node-07", "10.0.1.7", "10.0.2.7"))
+	if err := nodes.Update(nodeWith("node-07", "10.0.1.7", "10.0.2.7")); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "the changed claims to be written", func() bool {
 		clock.Step(time.Second)
 		n, _ := tried()

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
@@ -39,6 +40,7 @@ type Config struct {
 // replicas do not multiply the probes.
 type Monitor struct {
 	reader  client.Reader
+	nodes   NodeLister
 	metrics *metrics.Metrics
 	cfg     Config
 	probes  *ProbeCollector
@@ -48,14 +50,19 @@ type Monitor struct {
 	clusterCASigns bool
 }
 
-// New returns a Monitor reading Nodes and CSRs from reader (a cache).
-func New(reader client.Reader, m *metrics.Metrics, cfg Config) *Monitor {
+// NodeLister lists the Nodes to probe: a nodes.Store.
+type NodeLister interface {
+	List() ([]*nodes.Node, error)
+}
+
+// New returns a Monitor probing the Nodes of nodes and reading CSRs from reader (a cache).
+func New(reader client.Reader, nodes NodeLister, m *metrics.Metrics, cfg Config) *Monitor {
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = 32
 	}
 	// Exported so that an alert on stale sweeps follows the configured interval.
 	m.ProbeInterval.Set(cfg.Interval.Seconds())
-	return &Monitor{reader: reader, metrics: m, cfg: cfg, probes: NewProbeCollector()}
+	return &Monitor{reader: reader, nodes: nodes, metrics: m, cfg: cfg, probes: NewProbeCollector()}
 }
 
 // Collector returns the collector that exports the last sweep's per-node
@@ -92,12 +99,18 @@ func (m *Monitor) Start(ctx context.Context) error {
 // sorted by node. A failed sweep leaves the previous sweep's results exported.
 func (m *Monitor) Sweep(ctx context.Context) ([]Result, error) {
 	start := time.Now()
-	// Read only, so the cache's objects are not deep-copied: a sweep of 10,000 Nodes and
-	// CSRs would otherwise copy ~25 MB.
-	var nodes corev1.NodeList
-	if err := m.reader.List(ctx, &nodes, client.UnsafeDisableDeepCopy); err != nil {
+	kept, err := m.nodes.List()
+	if err != nil {
 		return nil, err
 	}
+	// What Probe reads of a Node.
+	nodes := make([]corev1.Node, len(kept))
+	for i, n := range kept {
+		nodes[i].Name, nodes[i].Status.Addresses = n.Name, n.Addresses
+		nodes[i].Status.DaemonEndpoints.KubeletEndpoint.Port = n.KubeletPort
+	}
+	// Read only, so the cache's objects are not deep-copied: a sweep of 10,000 CSRs would
+	// otherwise copy ~15 MB.
 	var csrs certificatesv1.CertificateSigningRequestList
 	if err := m.reader.List(ctx, &csrs, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
@@ -112,7 +125,7 @@ func (m *Monitor) Sweep(ctx context.Context) ([]Result, error) {
 			prober.Roots = m.cfg.ClusterCA
 		}
 	}
-	results := ProbeAll(ctx, prober, nodes.Items, m.cfg.Concurrency, nil)
+	results := ProbeAll(ctx, prober, nodes, m.cfg.Concurrency, nil)
 	for _, r := range results {
 		m.metrics.ProbeDuration.Observe(r.Duration.Seconds())
 	}

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/csrguard/csrguard/internal/metrics"
+	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 )
 
@@ -143,8 +144,12 @@ func TestSweepClusterCA(t *testing.T) {
 			if !tc.der {
 				csr.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: csr.Status.Certificate})
 			}
-			reader := fake.NewClientBuilder().WithObjects(node.DeepCopy(), csr).Build()
-			m := New(reader, metrics.New(), Config{Interval: time.Minute, Prober: Prober{Timeout: time.Second}, ClusterCA: pool})
+			reader := fake.NewClientBuilder().WithObjects(csr).Build()
+			kept := nodes.NewStore(nil, nil)
+			if err := kept.Replace([]any{node.DeepCopy()}, "1"); err != nil {
+				t.Fatal(err)
+			}
+			m := New(reader, kept, metrics.New(), Config{Interval: time.Minute, Prober: Prober{Timeout: time.Second}, ClusterCA: pool})
 			results, err := m.Sweep(context.Background())
 			if err != nil {
 				t.Fatal(err)
