@@ -53,6 +53,7 @@ type Monitor struct {
 // NodeLister lists the Nodes to probe: a nodes.Store.
 type NodeLister interface {
 	List() ([]*nodes.Node, error)
+	WaitForSync(ctx context.Context) error
 }
 
 // New returns a Monitor probing the Nodes of nodes and reading CSRs from reader (a cache).
@@ -72,9 +73,12 @@ func (m *Monitor) Collector() *ProbeCollector { return m.probes }
 // NeedLeaderElection is true: only the leader probes.
 func (m *Monitor) NeedLeaderElection() bool { return true }
 
-// Start sweeps until ctx ends.
+// Start sweeps, once the Nodes are listed, until ctx ends.
 func (m *Monitor) Start(ctx context.Context) error {
 	logger := log.FromContext(ctx).WithName("monitor")
+	if err := m.nodes.WaitForSync(ctx); err != nil {
+		return nil // ctx ended
+	}
 	for {
 		start := time.Now()
 		results, err := m.Sweep(ctx)

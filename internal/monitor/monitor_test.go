@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	certificatesv1 "k8s.io/api/certificates/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/csrguard/csrguard/internal/metrics"
@@ -234,4 +235,31 @@ func holdingPEM(t *testing.T, ca *ca, notAfter time.Time, payload []byte) []byte
 		t.Fatal("holdingPEM: no PEM block in the certificate")
 	}
 	return der
+}
+
+// TestStartWaitsForNodes: a monitor started before the Nodes are listed sweeps nothing, rather
+// than fail its first sweep and show no probe results for an interval; once they are, it sweeps.
+func TestStartWaitsForNodes(t *testing.T) {
+	kept := nodes.NewStore(nil, nil)
+	m := metrics.New()
+	mon := New(fake.NewClientBuilder().Build(), kept, m, Config{Interval: time.Hour, Prober: Prober{Timeout: time.Second}})
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- mon.Start(ctx) }()
+	time.Sleep(50 * time.Millisecond) // not an outcome: only a chance to sweep too early
+	if got := testutil.ToFloat64(m.ProbeSweepTimestamp); got != 0 {
+		t.Fatalf("swept at %v before the Nodes were listed", got)
+	}
+	if err := kept.Replace(nil, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := wait.PollUntilContextTimeout(ctx, 10*time.Millisecond, wait.ForeverTestTimeout, true, func(context.Context) (bool, error) {
+		return testutil.ToFloat64(m.ProbeSweepTimestamp) > 0, nil
+	}); err != nil {
+		t.Fatalf("no sweep once the Nodes were listed: %v", err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Start() = %v", err)
+	}
 }

@@ -319,6 +319,9 @@ func (s *Store) Delete(obj any) error {
 
 func nameOf(obj any) (string, error) {
 	if d, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+		if d.Obj == nil {
+			return d.Key, nil // a Node's key is its name
+		}
 		obj = d.Obj
 	}
 	n, ok := obj.(*corev1.Node)
@@ -344,9 +347,12 @@ func (s *Store) Replace(list []any, _ string) error {
 			return fmt.Errorf("nodes: listed a %T, not a Node", obj)
 		}
 		seen[n.Name] = true
+		// current follows the changes, so that a name listed twice (never from the API server)
+		// is an update of its first copy, and the indexes stay right.
 		old := current[n.Name]
 		if cur := s.kept(n, old); cur != old {
 			changes = append(changes, change{old, cur})
+			current[n.Name] = cur
 		}
 	}
 	for name, old := range current {
@@ -433,18 +439,21 @@ func (s *Store) kept(n *corev1.Node, old *Node) *Node {
 }
 
 // keys returns policy.AddressKeys of addrs, each the address's own string where the key is
-// the address as written (an IPv4 address, a lowercase name), so it is held once.
+// the address as written (an IPv4 address, a lowercase name), so that it is held once. One pass
+// and a sort: a kubelet can report tens of thousands of addresses.
 func keys(addrs []corev1.NodeAddress) []string {
-	ks := policy.AddressKeys(addrs)
-	for i, k := range ks {
-		for _, a := range addrs {
-			if a.Address == k {
-				ks[i] = a.Address
-				break
-			}
+	ks := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		switch k := policy.AddressKey(a.Address); k {
+		case "":
+		case a.Address:
+			ks = append(ks, a.Address)
+		default:
+			ks = append(ks, k)
 		}
 	}
-	return slices.Clip(ks)
+	slices.Sort(ks)
+	return slices.Clip(slices.Compact(ks))
 }
 
 // addressType returns t as one of the constants where it is one, so that the decoder's copy of

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes/fake"
+	toolscache "k8s.io/client-go/tools/cache"
 
 	"github.com/csrguard/csrguard/internal/policy"
 )
@@ -78,13 +79,13 @@ func TestStoreMatchesScan(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-		default: // a relist: some Nodes changed, some gone, some new
+		default: // a relist: some Nodes changed, some gone, some new, a few listed twice
 			var list []any
 			current = map[string]*corev1.Node{}
 			for _, name := range names {
-				if rng.IntN(3) > 0 {
+				for range min(rng.IntN(4), 2) {
 					n := random(name)
-					current[name] = n
+					current[name] = n // the last copy wins
 					list = append(list, n.DeepCopy())
 				}
 			}
@@ -151,6 +152,42 @@ func TestStoreMatchesScan(t *testing.T) {
 		if len(all) != len(current) {
 			t.Fatalf("%s: List() has %d Nodes, want %d", desc, len(all), len(current))
 		}
+	}
+}
+
+// TestStoreDelete: a Node deleted by a tombstone, with or without its last state, is gone from
+// every index; a Node never seen is no change.
+func TestStoreDelete(t *testing.T) {
+	s := synced(t, node("a.b", "10.0.0.1"), node("a.c", "10.0.0.2"))
+	for _, obj := range []any{
+		toolscache.DeletedFinalStateUnknown{Key: "a.b", Obj: node("a.b")},
+		toolscache.DeletedFinalStateUnknown{Key: "a.c"},
+		node("never-seen"),
+	} {
+		if err := s.Delete(obj); err != nil {
+			t.Fatalf("Delete(%v) = %v", obj, err)
+		}
+	}
+	for _, key := range []string{"10.0.0.1", "10.0.0.2"} {
+		if got, _ := s.WithAddress(key); len(got) != 0 {
+			t.Errorf("WithAddress(%s) = %v after the deletions", key, got)
+		}
+	}
+	if got, _ := s.UnderName("a", 0); len(got) != 0 {
+		t.Errorf("UnderName(a) = %v after the deletions", got)
+	}
+}
+
+// TestKeys: the keys a Node is indexed under are policy.AddressKeys of its addresses, for many
+// addresses too (one pass and a sort, not a search per key).
+func TestKeys(t *testing.T) {
+	var addrs []corev1.NodeAddress
+	for i := range 20000 {
+		addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: fmt.Sprintf("N%06d.EXAMPLE", i%15000)})
+	}
+	addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "010.0.0.1"}, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "10.0.0.1"})
+	if got, want := keys(addrs), policy.AddressKeys(addrs); !slices.Equal(got, want) {
+		t.Errorf("keys() has %d keys, policy.AddressKeys %d", len(got), len(want))
 	}
 }
 
