@@ -18,8 +18,8 @@ import (
 	"github.com/csrguard/csrguard/internal/servingcsr/csrtest"
 )
 
-// TestCSRIndexMatchesEveryCSR: with final CSRs reduced by trimCSR and denied or failed ones left
-// out of csrNodeIndex, supersession (servingcsr.SupersededBy), the revisits a decision or deletion
+// TestCSRIndexMatchesEveryCSR: with final CSRs reduced by trimCSR, denied or failed ones left
+// out of csrNodeIndex and nodes sharing its buckets or not, supersession (servingcsr.SupersededBy), the revisits a decision or deletion
 // triggers (servingcsr.Revisit) and pendingCSRsOf answer as they would over every CSR, whole: for
 // nodes with CSRs in every state — approved by csrguard or by another approver, issued, approved
 // then failed, denied (as superseded or not) — created in the same second or not, beside an
@@ -58,8 +58,11 @@ func TestCSRIndexMatchesEveryCSR(t *testing.T) {
 		{"system:node:node-a"}, // an impostor when without system:nodes, below
 		{"system:serviceaccount:kube-system:node-a"},
 	}
+	defer func(n uint64) { nodeBuckets = n }(nodeBuckets)
 	rng := rand.New(rand.NewPCG(13, 4)) //nolint:gosec // a fixed seed, so that a failure repeats: nothing secret
-	for round := range 40 {
+	for round := range 80 {
+		// Every node in a bucket of its own, or all in one: csrsOf filters what the bucket shares.
+		nodeBuckets = []uint64{2048, 1}[round%2]
 		var all []certificatesv1.CertificateSigningRequest
 		var objs []client.Object
 		for i := range 4 + rng.IntN(10) {
@@ -88,21 +91,26 @@ func TestCSRIndexMatchesEveryCSR(t *testing.T) {
 			if !ok {
 				continue
 			}
-			var indexed certificatesv1.CertificateSigningRequestList
-			if err := cache.List(t.Context(), &indexed, client.MatchingFields{csrNodeIndex: node}); err != nil {
+			indexed, err := csrsOf(t.Context(), cache, node)
+			if err != nil {
 				t.Fatal(err)
 			}
 			var cached certificatesv1.CertificateSigningRequest
 			if err := cache.Get(t.Context(), client.ObjectKeyFromObject(whole), &cached); err != nil {
 				t.Fatal(err)
 			}
+			for _, c := range indexed {
+				if n, _ := servingcsr.NodeName(c.Spec.Username); n != node {
+					t.Fatalf("round %d: csrsOf(%s) has %s of %s", round, node, c.Name, c.Spec.Username)
+				}
+			}
 			desc := fmt.Sprintf("round %d, %s (%s, %v)", round, whole.Name, whole.Spec.Username, servingcsr.StateOf(whole))
-			gotS, gotOK := servingcsr.SupersededBy(&cached, indexed.Items)
+			gotS, gotOK := servingcsr.SupersededBy(&cached, indexed)
 			wantS, wantOK := servingcsr.SupersededBy(whole, all)
 			if gotS != wantS || gotOK != wantOK {
 				t.Errorf("%s: SupersededBy = %+v, %v; want %+v, %v", desc, gotS, gotOK, wantS, wantOK)
 			}
-			got, want := servingcsr.Revisit(&cached, indexed.Items), servingcsr.Revisit(whole, all)
+			got, want := servingcsr.Revisit(&cached, indexed), servingcsr.Revisit(whole, all)
 			slices.Sort(got)
 			slices.Sort(want)
 			if diff := cmp.Diff(got, want); diff != "" {

@@ -3,9 +3,12 @@ package approval
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"slices"
+	"strconv"
 
+	certificatesv1 "k8s.io/api/certificates/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -15,10 +18,37 @@ import (
 	"github.com/csrguard/csrguard/internal/kube"
 	"github.com/csrguard/csrguard/internal/nodes"
 	"github.com/csrguard/csrguard/internal/policy"
+	"github.com/csrguard/csrguard/internal/servingcsr"
 )
 
-// csrNodeIndex indexes cached CSRs by the node that requested them, but not denied or failed ones.
-const csrNodeIndex = "csrguard.spec.node"
+// csrNodeIndex indexes cached CSRs, but not denied or failed ones, by nodeBucket of the node that
+// requested them; csrsOf finds a node's. An index by node name keeps a set per node, ~330 B for
+// each node's one CSR at 10,000 nodes; a bucket's set holds the CSRs of nodes/nodeBuckets nodes.
+const csrNodeIndex = "csrguard.spec.nodebucket"
+
+// nodeBuckets is how many buckets csrNodeIndex spreads nodes over; a variable for tests.
+var nodeBuckets uint64 = 2048
+
+// bucketSeed is random per process, so that no node can choose to share another's bucket.
+var bucketSeed = maphash.MakeSeed()
+
+// nodeBucket returns csrNodeIndex's key for node.
+func nodeBucket(node string) string {
+	return strconv.FormatUint(maphash.String(bucketSeed, node)%nodeBuckets, 36)
+}
+
+// csrsOf returns the cached CSRs node requested, but denied or failed ones: csrNodeIndex's
+// bucket of node, less the other nodes' CSRs. They are the cache's, not copies: read only.
+func csrsOf(ctx context.Context, reader client.Reader, node string) ([]certificatesv1.CertificateSigningRequest, error) {
+	var list certificatesv1.CertificateSigningRequestList
+	if err := reader.List(ctx, &list, client.MatchingFields{csrNodeIndex: nodeBucket(node)}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("list the CSRs of node %q: %w", node, err)
+	}
+	return slices.DeleteFunc(list.Items, func(c certificatesv1.CertificateSigningRequest) bool {
+		n, _ := servingcsr.NodeName(c.Spec.Username)
+		return n != node
+	}), nil
+}
 
 // cacheFacts answers the policy's lookups from the controller's caches and
 // memory, so a decision costs no API request.

@@ -110,14 +110,19 @@ func finalCSR(csr *certificatesv1.CertificateSigningRequest) *certificatesv1.Cer
 		},
 		Spec: certificatesv1.CertificateSigningRequestSpec{SignerName: csr.Spec.SignerName, Username: csr.Spec.Username, Groups: csr.Spec.Groups},
 	}
-	if csr.Spec.SignerName == servingcsr.SignerName {
-		out.Spec.SignerName = servingcsr.SignerName // one string for all, not one per CSR
+	// The strings every CSR has the same are kept once for all, not once per CSR.
+	out.Spec.SignerName = shared(csr.Spec.SignerName, servingcsr.SignerName)
+	if slices.Equal(csr.Spec.Groups, kubeletGroups) {
+		out.Spec.Groups = kubeletGroups
 	}
 	if len(csr.Status.Conditions) > 0 {
 		out.Status.Conditions = make([]certificatesv1.CertificateSigningRequestCondition, len(csr.Status.Conditions))
 		for i, c := range csr.Status.Conditions {
 			out.Status.Conditions[i] = certificatesv1.CertificateSigningRequestCondition{
-				Type: c.Type, Status: c.Status, Reason: c.Reason, LastUpdateTime: c.LastUpdateTime, LastTransitionTime: c.LastTransitionTime,
+				Type:           shared(c.Type, certificatesv1.CertificateApproved, certificatesv1.CertificateDenied, certificatesv1.CertificateFailed),
+				Status:         shared(c.Status, corev1.ConditionTrue, corev1.ConditionFalse, corev1.ConditionUnknown),
+				Reason:         shared(c.Reason, servingcsr.ApprovedReason, servingcsr.SupersededReason, "AutoApproved"),
+				LastUpdateTime: c.LastUpdateTime, LastTransitionTime: c.LastTransitionTime,
 			}
 		}
 	}
@@ -126,6 +131,20 @@ func finalCSR(csr *certificatesv1.CertificateSigningRequest) *certificatesv1.Cer
 		out.Status.Certificate = block.Bytes
 	}
 	return out
+}
+
+// kubeletGroups are the groups of a kubelet's CSR, as the API server lists them.
+var kubeletGroups = []string{"system:nodes", "system:authenticated"}
+
+// shared returns s as the one of known it equals, else s: a constant, held once, rather than
+// the decoder's copy in every cached object.
+func shared[S ~string](s S, known ...S) S {
+	for _, k := range known {
+		if s == k {
+			return k
+		}
+	}
+	return s
 }
 
 // trimNamespace keeps a Namespace's name only: the policy asks whether one exists.
@@ -139,8 +158,8 @@ func trimNamespace(obj any) (any, error) {
 	}}, nil
 }
 
-// indexes are the cache indexes Setup registers: CSRs that are not denied or failed by the
-// node that filed them (supersession).
+// indexes are the cache indexes Setup registers: CSRs that are not denied or failed by a
+// bucket of the node that filed them (supersession; see csrNodeIndex).
 var indexes = []struct {
 	obj     client.Object
 	field   string
@@ -154,7 +173,7 @@ var indexes = []struct {
 			return nil
 		}
 		if n, ok := servingcsr.NodeName(csr.Spec.Username); ok {
-			return []string{n}
+			return []string{nodeBucket(n)}
 		}
 		return nil
 	}},
@@ -228,9 +247,8 @@ func retryBackoff() workqueue.TypedRateLimiter[reconcile.Request] {
 // pendingCSRsOf re-queues a node's pending CSRs: a CSR held because its Node
 // did not exist or lacked an address is decided as soon as that changes.
 func (r *Reconciler) pendingCSRsOf(ctx context.Context, node string) []reconcile.Request {
-	var csrs certificatesv1.CertificateSigningRequestList
-	// Read only: no copies of the node's CSRs, which a Node's every address change would make.
-	if err := r.reader.List(ctx, &csrs, client.MatchingFields{csrNodeIndex: node}, client.UnsafeDisableDeepCopy); err != nil {
+	csrs, err := csrsOf(ctx, r.reader, node)
+	if err != nil {
 		// A map function cannot return an error, so it is counted with the
 		// other failed reads of facts. A cache read fails only while the
 		// cache stops; the held CSRs' own requeues still decide them.
@@ -239,9 +257,9 @@ func (r *Reconciler) pendingCSRsOf(ctx context.Context, node string) []reconcile
 		return nil
 	}
 	var reqs []reconcile.Request
-	for i := range csrs.Items {
-		if !servingcsr.IsFinal(&csrs.Items[i]) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: csrs.Items[i].Name}})
+	for i := range csrs {
+		if !servingcsr.IsFinal(&csrs[i]) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: csrs[i].Name}})
 		}
 	}
 	return reqs

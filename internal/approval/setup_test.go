@@ -271,9 +271,9 @@ func TestCSRNodeIndex(t *testing.T) {
 		csr  *certificatesv1.CertificateSigningRequest
 		want []string
 	}{
-		{"pending", with(""), []string{"node-a"}},
-		{"approved", with("", certificatesv1.CertificateApproved), []string{"node-a"}},
-		{"issued", with("cert", certificatesv1.CertificateApproved), []string{"node-a"}},
+		{"pending", with(""), []string{nodeBucket("node-a")}},
+		{"approved", with("", certificatesv1.CertificateApproved), []string{nodeBucket("node-a")}},
+		{"issued", with("cert", certificatesv1.CertificateApproved), []string{nodeBucket("node-a")}},
 		{"denied", with("", certificatesv1.CertificateDenied), nil},
 		{"failed", with("", certificatesv1.CertificateApproved, certificatesv1.CertificateFailed), nil},
 		{"not_a_node", csrtest.New(t, csrtest.Username("system:serviceaccount:default:node-a")), nil},

@@ -31,12 +31,11 @@ func (r *Reconciler) supersession(ctx context.Context, csr *certificatesv1.Certi
 	if v, ok := r.superseded.Load(csr.Name); ok && v.(supersededCSR).uid == csr.UID {
 		return servingcsr.Supersession{By: v.(supersededCSR).by, Final: true}, true, nil
 	}
-	var mine certificatesv1.CertificateSigningRequestList
-	// Read only: no copies of the node's CSRs.
-	if err := r.reader.List(ctx, &mine, client.MatchingFields{csrNodeIndex: node}, client.UnsafeDisableDeepCopy); err != nil {
-		return servingcsr.Supersession{}, false, fmt.Errorf("list the CSRs of node %q: %w", node, err)
+	mine, err := csrsOf(ctx, r.reader, node)
+	if err != nil {
+		return servingcsr.Supersession{}, false, err
 	}
-	s, ok := servingcsr.SupersededBy(csr, mine.Items)
+	s, ok := servingcsr.SupersededBy(csr, mine)
 	return s, ok, nil
 }
 
@@ -106,15 +105,15 @@ func (r *Reconciler) olderPending(ctx context.Context, o client.Object) []reconc
 		// supersedes every older CSR already: nothing changes for them.
 		return nil
 	}
-	var mine certificatesv1.CertificateSigningRequestList
-	if err := r.reader.List(ctx, &mine, client.MatchingFields{csrNodeIndex: node}, client.UnsafeDisableDeepCopy); err != nil {
+	mine, err := csrsOf(ctx, r.reader, node)
+	if err != nil {
 		// As in pendingCSRsOf: counted, and the held CSRs' own requeues decide them.
 		r.metrics.Errors.WithLabelValues("facts").Inc()
 		log.FromContext(ctx).Error(err, "Failed to list the CSRs of a node", "node", node)
 		return nil
 	}
 	var reqs []reconcile.Request
-	for _, name := range servingcsr.Revisit(changed, mine.Items) {
+	for _, name := range servingcsr.Revisit(changed, mine) {
 		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 	}
 	return reqs
