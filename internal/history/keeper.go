@@ -61,15 +61,15 @@ func (k *Keeper) Start(ctx context.Context) error {
 	stop, err := k.nodes.Subscribe(ctx, func(all []*nodes.Node) {
 		current := make(map[string][]string, len(all))
 		for _, n := range all {
-			current[n.Name] = n.Keys
+			current[n.Name] = n.Keys()
 		}
 		k.claims.Sync(recorded, current, k.clock.Now())
 	}, func(old, cur *nodes.Node) {
 		switch {
 		case cur == nil:
 			k.claims.DeleteNode(old.Name, k.clock.Now())
-		case old == nil || !slices.Equal(old.Keys, cur.Keys):
-			k.claims.SetNode(cur.Name, cur.Keys, k.clock.Now())
+		case old == nil || !slices.Equal(old.Addresses, cur.Addresses):
+			k.claims.SetNode(cur.Name, cur.Keys(), k.clock.Now())
 		}
 	})
 	if err != nil {

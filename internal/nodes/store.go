@@ -36,9 +36,11 @@ type Node struct {
 	policy.Node
 	// KubeletPort is status.daemonEndpoints.kubeletEndpoint.port, 0 when unset.
 	KubeletPort int32
-	// Keys are policy.AddressKeys of the addresses: where the Node is indexed.
-	Keys []string
 }
+
+// Keys returns policy.AddressKeys of the Node's addresses: where the Store indexes it. They are
+// worked out at each call rather than kept: a Node's are read when it changes.
+func (n *Node) Keys() []string { return keys(n.Addresses) }
 
 // ErrNotSynced is returned by the lookups of a Store that has not yet listed the Nodes.
 var ErrNotSynced = errors.New("nodes not listed yet")
@@ -54,8 +56,8 @@ type Store struct {
 	write     sync.Mutex
 	mu        sync.RWMutex
 	byName    map[string]*Node
-	byAddress map[string][]string // address key -> the Nodes reporting it
-	byPrefix  map[string][]string // name prefix but the whole name (policy.NamePrefixes) -> the Nodes under it
+	byAddress names // address key -> the Nodes reporting it
+	byPrefix  names // name prefix but the whole name (policy.NamePrefixes) -> the Nodes under it
 	synced    bool
 	syncedCh  chan struct{}
 	subs      map[int]func(old, cur *Node)
@@ -67,7 +69,7 @@ type Store struct {
 func NewStore(lw toolscache.ListerWatcher, labelKeys []string) *Store {
 	return &Store{
 		labelKeys: slices.Clone(labelKeys), lw: lw,
-		byName: map[string]*Node{}, byAddress: map[string][]string{}, byPrefix: map[string][]string{},
+		byName: map[string]*Node{}, byAddress: newNames(), byPrefix: newNames(),
 		syncedCh: make(chan struct{}), subs: map[int]func(old, cur *Node){},
 	}
 }
@@ -137,7 +139,7 @@ func (s *Store) WithAddress(key string) ([]string, error) {
 	if !s.synced {
 		return nil, ErrNotSynced
 	}
-	return append([]string{}, s.byAddress[key]...), nil
+	return s.byAddress.get(key, 0, []string{}), nil
 }
 
 // UnderName returns the names of up to limit Nodes (all when limit <= 0) named name or name
@@ -152,13 +154,7 @@ func (s *Store) UnderName(name string, limit int) ([]string, error) {
 	if _, ok := s.byName[name]; ok {
 		out = append(out, name)
 	}
-	for _, n := range s.byPrefix[name] {
-		if limit > 0 && len(out) >= limit {
-			break
-		}
-		out = append(out, n)
-	}
-	return out, nil
+	return s.byPrefix.get(name, limit, out), nil
 }
 
 // List returns every Node, in no order.
@@ -234,28 +230,81 @@ func (s *Store) apply(changes []change) {
 
 func (s *Store) index(n *Node) {
 	s.byName[n.Name] = n
-	for _, k := range n.Keys {
-		s.byAddress[k] = append(s.byAddress[k], n.Name)
+	for _, k := range n.Keys() {
+		s.byAddress.add(k, n.Name)
 	}
 	for _, p := range prefixes(n.Name) {
-		s.byPrefix[p] = append(s.byPrefix[p], n.Name)
+		s.byPrefix.add(p, n.Name)
 	}
 }
 
 func (s *Store) unindex(n *Node) {
 	delete(s.byName, n.Name)
-	for _, k := range n.Keys {
-		s.byAddress[k] = without(s.byAddress[k], n.Name)
-		if len(s.byAddress[k]) == 0 {
-			delete(s.byAddress, k)
-		}
+	for _, k := range n.Keys() {
+		s.byAddress.remove(k, n.Name)
 	}
 	for _, p := range prefixes(n.Name) {
-		s.byPrefix[p] = without(s.byPrefix[p], n.Name)
-		if len(s.byPrefix[p]) == 0 {
-			delete(s.byPrefix, p)
-		}
+		s.byPrefix.remove(p, n.Name)
 	}
+}
+
+// names maps keys to the names of the Nodes under them, for keys that one Node almost always
+// holds alone (an address, a name prefix): the first name is a map value of its own, the
+// others, if any, a list in a second map. No array per key: at 10,000 Nodes a slice per key
+// was a fifth of the Store.
+type names struct {
+	first map[string]string
+	more  map[string][]string
+}
+
+func newNames() names { return names{first: map[string]string{}, more: map[string][]string{}} }
+
+func (m names) add(key, name string) {
+	if _, ok := m.first[key]; !ok {
+		m.first[key] = name
+		return
+	}
+	m.more[key] = append(m.more[key], name)
+}
+
+func (m names) remove(key, name string) {
+	first, ok := m.first[key]
+	switch {
+	case !ok:
+	case first != name:
+		if more := without(m.more[key], name); len(more) > 0 {
+			m.more[key] = more
+		} else {
+			delete(m.more, key)
+		}
+	case len(m.more[key]) > 0:
+		// The first of the others takes its place.
+		more := m.more[key]
+		m.first[key] = more[0]
+		if len(more) == 1 {
+			delete(m.more, key)
+		} else {
+			m.more[key] = slices.Clone(more[1:])
+		}
+	default:
+		delete(m.first, key)
+	}
+}
+
+// get appends to out up to limit names (all when limit <= 0) under key, so many that out
+// holds at most limit.
+func (m names) get(key string, limit int, out []string) []string {
+	first, ok := m.first[key]
+	if !ok {
+		return out
+	}
+	for _, n := range append([]string{first}, m.more[key]...) {
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // prefixes are the keys of byPrefix for a Node name: policy.NamePrefixes but the whole name,
@@ -415,15 +464,17 @@ func FromAPI(n *corev1.Node, labelKeys []string) *Node {
 	addrs := make([]corev1.NodeAddress, len(n.Status.Addresses))
 	for i, a := range n.Status.Addresses {
 		addrs[i] = corev1.NodeAddress{Type: addressType(a.Type), Address: a.Address}
+		if a.Address == n.Name {
+			addrs[i].Address = n.Name // a Hostname address: the name, held once
+		}
 	}
 	return &Node{
 		Node:        policy.Node{Name: n.Name, Addresses: addrs, Created: n.CreationTimestamp.Time, Labels: labels(n.Labels, labelKeys)},
 		KubeletPort: n.Status.DaemonEndpoints.KubeletEndpoint.Port,
-		Keys:        keys(addrs),
 	}
 }
 
-// equal reports whether n and o keep the same: Keys follow from the addresses.
+// equal reports whether n and o keep the same.
 func (n *Node) equal(o *Node) bool {
 	return n.Name == o.Name && n.Created.Equal(o.Created) && n.KubeletPort == o.KubeletPort &&
 		slices.Equal(n.Addresses, o.Addresses) && maps.Equal(n.Labels, o.Labels)

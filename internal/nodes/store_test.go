@@ -244,11 +244,11 @@ func TestStoreSubscribe(t *testing.T) {
 	say := func(old, cur *Node) {
 		switch {
 		case old == nil:
-			seen = append(seen, "add "+cur.Name+fmt.Sprint(cur.Keys))
+			seen = append(seen, "add "+cur.Name+fmt.Sprint(cur.Keys()))
 		case cur == nil:
 			seen = append(seen, "delete "+old.Name)
 		default:
-			seen = append(seen, "update "+cur.Name+fmt.Sprint(old.Keys)+"->"+fmt.Sprint(cur.Keys))
+			seen = append(seen, "update "+cur.Name+fmt.Sprint(old.Keys())+"->"+fmt.Sprint(cur.Keys()))
 		}
 	}
 	stop, err := s.Subscribe(t.Context(), func(all []*Node) {
@@ -319,7 +319,7 @@ func TestTrim(t *testing.T) {
 	if !FromAPI(n, cpKeys).equal(whole) {
 		t.Errorf("FromAPI of the trimmed Node = %+v, of the whole = %+v", FromAPI(n, cpKeys), whole)
 	}
-	if whole.KubeletPort != 10260 || !slices.Equal(whole.Keys, []string{"10.0.0.1"}) {
+	if whole.KubeletPort != 10260 || !slices.Equal(whole.Keys(), []string{"10.0.0.1"}) {
 		t.Errorf("FromAPI() = %+v", whole)
 	}
 }
