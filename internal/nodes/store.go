@@ -295,10 +295,13 @@ func (m names) remove(key, name string) {
 // holds at most limit.
 func (m names) get(key string, limit int, out []string) []string {
 	first, ok := m.first[key]
-	if !ok {
+	if !ok || limit > 0 && len(out) >= limit {
 		return out
 	}
-	for _, n := range append([]string{first}, m.more[key]...) {
+	out = append(out, first)
+	// Up to the limit only: the policy asks for two Nodes under a name prefix that thousands
+	// may share, and must not pay for all of them.
+	for _, n := range m.more[key] {
 		if limit > 0 && len(out) >= limit {
 			break
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -188,6 +189,31 @@ func TestKeys(t *testing.T) {
 	addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "010.0.0.1"}, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "10.0.0.1"})
 	if got, want := keys(addrs), policy.AddressKeys(addrs); !slices.Equal(got, want) {
 		t.Errorf("keys() has %d keys, policy.AddressKeys %d", len(got), len(want))
+	}
+}
+
+// TestUnderNameCostsTheLimit: asking for two Nodes under a prefix that thousands share copies
+// two names, not thousands (the policy asks with a limit of 2 at every evaluation).
+func TestUnderNameCostsTheLimit(t *testing.T) {
+	var list []any
+	for i := range 5000 {
+		list = append(list, node(fmt.Sprintf("cn-hangzhou.10-0-%d-%d", i/256, i%256)))
+	}
+	s := synced(t)
+	if err := s.Replace(list, "2"); err != nil {
+		t.Fatal(err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		if got, _ := s.UnderName("cn-hangzhou", 2); len(got) != 2 {
+			t.Fatalf("UnderName(cn-hangzhou, 2) = %v", got)
+		}
+	}
+	runtime.ReadMemStats(&after)
+	// Two names and their slice, whatever the number of Nodes under the prefix (80 kB before).
+	if perCall := (after.TotalAlloc - before.TotalAlloc) / 10; perCall > 1024 {
+		t.Errorf("UnderName(cn-hangzhou, 2) allocated %d B per call", perCall)
 	}
 }
 
