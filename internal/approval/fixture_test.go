@@ -44,19 +44,14 @@ func nodeB() *corev1.Node { return node("node-b", "Hostname=node-b", "InternalIP
 func nodeC() *corev1.Node { return node("node-c", "Hostname=node-c", "InternalIP=10.0.0.12") }
 
 // storeOf returns a synced Node store of the Nodes among objs, as the controller's.
-func storeOf(t *testing.T, objs ...client.Object) *nodes.Store {
-	t.Helper()
-	s := nodes.NewStore(nil, policy.DefaultConfig().ControlPlaneLabelKeys())
-	var list []any
+func storeOf(_ *testing.T, objs ...client.Object) *nodes.Store {
+	var list []*corev1.Node
 	for _, o := range objs {
 		if n, ok := o.(*corev1.Node); ok {
 			list = append(list, n.DeepCopy())
 		}
 	}
-	if err := s.Replace(list, "1"); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return nodes.Of(policy.DefaultConfig().ControlPlaneLabelKeys(), list...)
 }
 
 // newCache returns a fake client standing in for the manager's cache, with the indexes Setup

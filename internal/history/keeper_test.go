@@ -23,18 +23,7 @@ import (
 )
 
 // storeOf returns a synced Node store of objs.
-func storeOf(t *testing.T, objs ...*corev1.Node) *nodes.Store {
-	t.Helper()
-	s := nodes.NewStore(nil, nil)
-	list := make([]any, len(objs))
-	for i, o := range objs {
-		list[i] = o
-	}
-	if err := s.Replace(list, "1"); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func storeOf(objs ...*corev1.Node) *nodes.Store { return nodes.Of(nil, objs...) }
 
 // waitSynced waits for the keeper to have synced claims with the Nodes: from then on a change to
 // the store reaches the claims before the change returns.
@@ -64,7 +53,7 @@ func TestKeeper(t *testing.T) {
 	if _, err := store.SaveClaims(ctx, map[string]policy.Claim{"10.0.0.1": {Node: "owner", Since: t0}}, t0); err != nil {
 		t.Fatal(err)
 	}
-	nodes := storeOf(t, nodeWith("owner", "10.0.0.1"), nodeWith("squatter", "10.0.0.2", "10.0.0.1"), nodeWith("departed", "10.0.0.3"))
+	nodes := storeOf(nodeWith("owner", "10.0.0.1"), nodeWith("squatter", "10.0.0.2", "10.0.0.1"), nodeWith("departed", "10.0.0.3"))
 	clock := clocktesting.NewFakeClock(at(3600))
 	claims := history.NewClaims(time.Minute)
 	elected := make(chan struct{})
@@ -226,7 +215,7 @@ func TestKeeperWritesChangedShardsOnly(t *testing.T) {
 	for i := range 64 {
 		objs = append(objs, nodeWith(fmt.Sprintf("node-%02d", i), fmt.Sprintf("10.0.1.%d", i)))
 	}
-	nodes := storeOf(t, objs...)
+	nodes := storeOf(objs...)
 	clock := clocktesting.NewFakeClock(at(3600))
 	claims := history.NewClaims(time.Minute)
 	elected := make(chan struct{})

@@ -146,11 +146,7 @@ func TestSweepClusterCA(t *testing.T) {
 				csr.Status.Certificate = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: csr.Status.Certificate})
 			}
 			reader := fake.NewClientBuilder().WithObjects(csr).Build()
-			kept := nodes.NewStore(nil, nil)
-			if err := kept.Replace([]any{node.DeepCopy()}, "1"); err != nil {
-				t.Fatal(err)
-			}
-			m := New(reader, kept, metrics.New(), Config{Interval: time.Minute, Prober: Prober{Timeout: time.Second}, ClusterCA: pool})
+			m := New(reader, nodes.Of(nil, node.DeepCopy()), metrics.New(), Config{Interval: time.Minute, Prober: Prober{Timeout: time.Second}, ClusterCA: pool})
 			results, err := m.Sweep(context.Background())
 			if err != nil {
 				t.Fatal(err)

@@ -85,6 +85,18 @@ func (s *Store) Start(ctx context.Context) error {
 	return nil
 }
 
+// Of returns a Store that has listed nodes and is fed nothing more: for tests, and for code
+// that has the Nodes at hand.
+func Of(labelKeys []string, nodes ...*corev1.Node) *Store {
+	s := NewStore(nil, labelKeys)
+	list := make([]any, len(nodes))
+	for i, n := range nodes {
+		list[i] = n
+	}
+	_ = s.Replace(list, "") // only a Node, never an error
+	return s
+}
+
 // ListWatch lists and watches every Node with cs, streaming the first list where cs and the API
 // server can (client-go's WatchListClient), as an informer does.
 func ListWatch(cs kubernetes.Interface) toolscache.ListerWatcher {

@@ -30,18 +30,7 @@ func node(name string, addrs ...string) *corev1.Node {
 
 var cpKeys = []string{policy.ControlPlaneLabel}
 
-func synced(t *testing.T, objs ...*corev1.Node) *Store {
-	t.Helper()
-	s := NewStore(nil, cpKeys)
-	list := make([]any, len(objs))
-	for i, o := range objs {
-		list[i] = o
-	}
-	if err := s.Replace(list, "1"); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
+func synced(_ *testing.T, objs ...*corev1.Node) *Store { return Of(cpKeys, objs...) }
 
 // TestStoreMatchesScan: after every step of random additions, updates, deletions and relists of
 // Nodes whose names and addresses collide in every way — an address equal to another Node's
