@@ -45,13 +45,14 @@ import (
 const DefaultWorkers = 32
 
 // DefaultGCPercent is the garbage collector's target `csrguard controller` runs with unless the
-// GOGC environment variable sets one (Prometheus sets 75 the same way): the heap may grow 75%
-// over the live heap between collections, not Go's 100%. The caches are most of the live heap,
-// so it sets how much RSS each Node and CSR costs. In single csrguard-only rounds of the
-// benchmark (README, Performance), peak RSS grew by 3.8 KiB per Node+CSR between 2,000 and
-// 10,000 with 75, against 4.6 KiB with 100, for CPU within the rounds' spread (7.75 s against
-// 7.84 s at 10,000; 1.72 s against 1.55 s at 2,000).
-const DefaultGCPercent = 75
+// GOGC environment variable sets one (Prometheus does the same with 75): the heap may grow
+// 50% over the live heap between collections, not Go's 100%. The caches are most of the live
+// heap, so it sets how much RSS each Node and CSR costs. In alternating single csrguard-only
+// rounds of the benchmark (README, Performance, run I), peak RSS was 48–51 / 75–76 MB at 2,000 /
+// 10,000 Node+CSRs with 50, against 50–51 / 79–83 MB with 75 (3.5 against 3.9 KiB per
+// Node+CSR), for 6–10% more CPU (1.38–1.54 against 1.37–1.46 s at 2,000; 6.8–7.1 against
+// 6.1–6.4 s at 10,000).
+const DefaultGCPercent = 50
 
 // Config is everything `csrguard controller` runs with, parsed and validated
 // by the CLI.
