@@ -48,7 +48,7 @@ const DefaultWorkers = 32
 // GOGC environment variable sets one (Prometheus does the same with 75): the heap may grow
 // 50% over the live heap between collections, not Go's 100%. The caches are most of the live
 // heap, so it sets how much RSS each Node and CSR costs. In alternating single csrguard-only
-// rounds of the benchmark (README, Performance, run I), peak RSS was 48–51 / 75–76 MB at 2,000 /
+// rounds of the benchmark (README, Performance, "GOGC=50"), peak RSS was 48–51 / 75–76 MB at 2,000 /
 // 10,000 Node+CSRs with 50, against 50–51 / 79–83 MB with 75 (3.5 against 3.9 KiB per
 // Node+CSR), for 6–10% more CPU (1.38–1.54 against 1.37–1.46 s at 2,000; 6.8–7.1 against
 // 6.1–6.4 s at 10,000).
