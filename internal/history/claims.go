@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"iter"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -34,6 +35,11 @@ import (
 // A Node holds at most MaxKeysPerNode claims, released ones included: a Node that keeps
 // changing its addresses loses its oldest released claims first, so that it cannot grow the
 // record without bound.
+//
+// A claim's times are wall-clock times, as recorded in its ConfigMap, without the monotonic
+// reading of the time.Now they came from: a released claim ends when csrguard's clock says
+// Settle has passed, so stepping that clock forward by more than Settle ends every released
+// claim at once (docs/threat-model.md, clock skew).
 //
 // Cost: a fleet of Nodes of a few addresses each is kept in a few hundred bytes per Node
 // (BenchmarkClaimsMemory), because almost every key is reported by one Node: a key holds its
@@ -61,12 +67,54 @@ type Claims struct {
 	changed   shardSet // the claim ConfigMaps whose claims changed since takeChanged
 }
 
-// keyState is what Claims knows of one address key.
+// keyState is what Claims knows of one address key, in 48 bytes (a policy.Claim alone takes 64):
+// a fleet has a few keys per Node.
 type keyState struct {
-	claim     policy.Claim // valid when claimed
-	claimed   bool
-	reporters int    // how many Nodes report the key
-	reporter  string // the Node reporting it, when reporters is 1; Claims.shared has them when more
+	owner     *nodeState // the Node holding the claim; nil when the key is unclaimed
+	since     instant    // the claim's Since
+	released  instant    // the claim's Released: zero while its owner reports the key
+	reporter  string     // the Node reporting it, when reporters is 1; Claims.shared has them when more
+	reporters int        // how many Nodes report the key
+}
+
+func (e *keyState) claimed() bool { return e.owner != nil }
+
+// claim returns the claim on the key, which is claimed.
+func (e *keyState) claim() policy.Claim {
+	return policy.Claim{Node: e.owner.name, Since: e.since.time(), Released: e.released.time()}
+}
+
+// instant is a time in 8 bytes rather than a time.Time's 24: Unix nanoseconds, 0 for the zero
+// time. It keeps no monotonic reading and reads back in UTC, as a claim read from its ConfigMap
+// does. A time outside the years 1678 to 2262, which Unix nanoseconds cannot hold, is kept as
+// the nearest they can, and the Unix epoch itself a nanosecond later.
+type instant int64
+
+var minInstant, maxInstant = time.Unix(0, math.MinInt64), time.Unix(0, math.MaxInt64)
+
+// instantHolds reports whether t is within what an instant holds: Store leaves other recorded
+// times out rather than have Claims clamp them, which would make distinct times equal.
+func instantHolds(t time.Time) bool { return !t.Before(minInstant) && !t.After(maxInstant) }
+
+func instantOf(t time.Time) instant {
+	switch {
+	case t.IsZero():
+		return 0
+	case t.Before(minInstant):
+		return math.MinInt64
+	case t.After(maxInstant):
+		return math.MaxInt64
+	case t.UnixNano() == 0:
+		return 1
+	}
+	return instant(t.UnixNano())
+}
+
+func (i instant) time() time.Time {
+	if i == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, int64(i)).UTC()
 }
 
 // nodeState is what Claims knows of one Node.
@@ -93,8 +141,8 @@ func NewClaims(settle time.Duration) *Claims {
 func (c *Claims) Get(key string) (claim policy.Claim, ok, synced bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.keys[key]; e != nil && e.claimed {
-		return e.claim, true, c.synced
+	if e := c.keys[key]; e != nil && e.claimed() {
+		return e.claim(), true, c.synced
 	}
 	return policy.Claim{}, false, c.synced
 }
@@ -105,8 +153,8 @@ func (c *Claims) Snapshot() (map[string]policy.Claim, uint64) {
 	defer c.mu.Unlock()
 	out := make(map[string]policy.Claim, c.nclaims)
 	for key, e := range c.keys {
-		if e.claimed {
-			out[key] = e.claim
+		if e.claimed() {
+			out[key] = e.claim()
 		}
 	}
 	return out, c.version
@@ -135,8 +183,8 @@ func (c *Claims) snapshotShards(shards shardSet) map[string]policy.Claim {
 	defer c.mu.Unlock()
 	out := map[string]policy.Claim{}
 	for key, e := range c.keys {
-		if e.claimed && shards.has(shard(e.claim.Node)) {
-			out[key] = e.claim
+		if e.claimed() && shards.has(shard(e.owner.name)) {
+			out[key] = e.claim()
 		}
 	}
 	return out
@@ -179,14 +227,14 @@ func (c *Claims) Sync(recorded map[string]policy.Claim, nodes map[string][]strin
 		c.setKeys(node, keys)
 	}
 	for key, e := range c.keys {
-		if !e.claimed {
+		if !e.claimed() {
 			continue
 		}
-		switch reports := c.reports(key, e, e.claim.Node); {
-		case reports && !e.claim.Released.IsZero():
-			e.claim.Released = time.Time{}
-		case !reports && e.claim.Released.IsZero():
-			e.claim.Released = now
+		switch reports := c.reports(key, e, e.owner.name); {
+		case reports && e.released != 0:
+			e.released = 0
+		case !reports && e.released == 0:
+			e.released = instantOf(now)
 		}
 	}
 	for key, e := range c.keys {
@@ -223,8 +271,8 @@ func (c *Claims) SetNode(node string, keys []string, now time.Time) {
 	}
 	c.setKeys(node, keys)
 	for _, key := range keys {
-		if e := c.keys[key]; e.claimed && e.claim.Node == node && !e.claim.Released.IsZero() {
-			e.claim.Released = time.Time{} // reporting it again
+		if e := c.keys[key]; e.claimed() && e.owner.name == node && e.released != 0 {
+			e.released = 0 // reporting it again
 			c.touch(node)
 		}
 	}
@@ -232,8 +280,8 @@ func (c *Claims) SetNode(node string, keys []string, now time.Time) {
 		if _, current := slices.BinarySearch(keys, key); current {
 			continue
 		}
-		if e := c.keys[key]; e != nil && e.claimed && e.claim.Node == node && e.claim.Released.IsZero() {
-			e.claim.Released = now
+		if e := c.keys[key]; e != nil && e.claimed() && e.owner.name == node && e.released == 0 {
+			e.released = instantOf(now)
 			c.touch(node)
 		}
 	}
@@ -280,14 +328,14 @@ func (c *Claims) Expire(now time.Time) []string {
 	defer c.mu.Unlock()
 	var ended []string
 	for key, e := range c.keys {
-		if e.claimed && c.ended(e.claim, now) {
+		if e.claimed() && c.ended(e.claim(), now) {
 			ended = append(ended, key)
 		}
 	}
 	slices.Sort(ended)
 	var gained []string
 	for _, key := range ended {
-		if e := c.keys[key]; e != nil && e.claimed && c.ended(e.claim, now) {
+		if e := c.keys[key]; e != nil && e.claimed() && c.ended(e.claim(), now) {
 			c.drop(key)
 			if node := c.settle(key, now); node != "" {
 				gained = append(gained, node)
@@ -303,8 +351,8 @@ func (c *Claims) NextExpiry() (time.Time, bool) {
 	defer c.mu.Unlock()
 	var next time.Time
 	for _, e := range c.keys {
-		if cl := e.claim; e.claimed && !cl.Released.IsZero() {
-			if end := cl.Released.Add(c.Settle); next.IsZero() || end.Before(next) {
+		if e.claimed() && e.released != 0 {
+			if end := e.released.time().Add(c.Settle); next.IsZero() || end.Before(next) {
 				next = end
 			}
 		}
@@ -331,9 +379,9 @@ func (c *Claims) Conflicts() []Conflict {
 		}
 		for node := range c.reportersOf(key, e) {
 			switch {
-			case e.claimed && e.claim.Node != node:
-				out = append(out, Conflict{Node: node, Key: key, Owner: e.claim.Node})
-			case !e.claimed && e.reporters > 1:
+			case e.claimed() && e.owner.name != node:
+				out = append(out, Conflict{Node: node, Key: key, Owner: e.owner.name})
+			case !e.claimed() && e.reporters > 1:
 				out = append(out, Conflict{Node: node, Key: key})
 			}
 		}
@@ -407,7 +455,7 @@ func (c *Claims) entry(key string) *keyState {
 
 // release removes the state of key when it has neither a claim nor a reporter. c.mu is held.
 func (c *Claims) release(key string, e *keyState) {
-	if !e.claimed && e.reporters == 0 {
+	if !e.claimed() && e.reporters == 0 {
 		delete(c.keys, key)
 	}
 }
@@ -476,7 +524,7 @@ func (c *Claims) unreport(key, node string) {
 // Node. c.mu is held.
 func (c *Claims) settle(key string, now time.Time) string {
 	e := c.keys[key]
-	if e == nil || e.claimed || e.reporters != 1 {
+	if e == nil || e.claimed() || e.reporters != 1 {
 		return ""
 	}
 	node := e.reporter
@@ -493,7 +541,7 @@ func (c *Claims) bound(node string, now time.Time) {
 		var oldest string
 		var at time.Time
 		for _, key := range st.owned { // sorted: the first of equal times is the smallest key
-			if cl := c.keys[key].claim; !cl.Released.IsZero() && (at.IsZero() || cl.Released.Before(at)) {
+			if cl := c.keys[key].claim(); !cl.Released.IsZero() && (at.IsZero() || cl.Released.Before(at)) {
 				oldest, at = key, cl.Released
 			}
 		}
@@ -514,9 +562,8 @@ func (c *Claims) ended(cl policy.Claim, now time.Time) bool {
 // adds key to the owner's list. c.mu is held.
 func (c *Claims) claim(key string, cl policy.Claim) *nodeState {
 	st := c.node(cl.Node)
-	cl.Node = st.name
 	e := c.entry(key)
-	e.claim, e.claimed = cl, true
+	e.owner, e.since, e.released = st, instantOf(cl.Since), instantOf(cl.Released)
 	c.nclaims++
 	c.touch(st.name)
 	return st
@@ -532,15 +579,15 @@ func (c *Claims) put(key string, cl policy.Claim) {
 // drop ends the claim on key: O(MaxKeysPerNode). c.mu is held.
 func (c *Claims) drop(key string) {
 	e := c.keys[key]
-	st := c.nodes[e.claim.Node]
+	st := e.owner
 	if i, ok := slices.BinarySearch(st.owned, key); ok {
 		st.owned = slices.Delete(st.owned, i, i+1)
 	}
 	if len(st.owned) == 0 {
 		st.owned = nil
 	}
-	c.touch(e.claim.Node)
-	e.claim, e.claimed = policy.Claim{}, false
+	c.touch(st.name)
+	e.owner, e.since, e.released = nil, 0, 0
 	c.nclaims--
 	c.forget(st)
 	c.release(key, e)

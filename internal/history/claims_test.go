@@ -2,6 +2,7 @@ package history_test
 
 import (
 	"fmt"
+	"math"
 	"testing"
 	"time"
 
@@ -238,5 +239,54 @@ func TestClaimsBounded(t *testing.T) {
 				t.Fatalf("round %d: current address %s has claim %v, %v; want a live one", round, key, cl, ok)
 			}
 		}
+	}
+}
+
+// TestClaimTimes: Claims keeps a claim's times in 8 bytes each. Any time reads back Equal to
+// what was recorded, in UTC and to the nanosecond; the zero time stays zero; a time that Unix
+// nanoseconds cannot hold reads back as the nearest that they can (Store leaves such recorded
+// times out, TestStoreClaimsUnusable), and a release that far ahead still does not end.
+func TestClaimTimes(t *testing.T) {
+	never := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
+	latest, earliest := time.Unix(0, math.MaxInt64).UTC(), time.Unix(0, math.MinInt64).UTC()
+	tests := []struct {
+		name                  string
+		since, released       time.Time
+		wantSince, wantReleased time.Time
+	}{
+		{"nanoseconds", t0.Add(123 * time.Nanosecond), time.Time{}, t0.Add(123 * time.Nanosecond), time.Time{}},
+		{"another zone", t0.In(time.FixedZone("CET", 3600)), time.Time{}, t0, time.Time{}},
+		{"zero since", time.Time{}, time.Time{}, time.Time{}, time.Time{}},
+		{"the Unix epoch", time.Unix(0, 0), time.Time{}, time.Unix(0, 1).UTC(), time.Time{}},
+		{"far future", never, time.Time{}, latest, time.Time{}},
+		{"far past", time.Date(1000, 1, 1, 0, 0, 0, 0, time.UTC), time.Time{}, earliest, time.Time{}},
+		{"released far ahead", t0, never, t0, latest},
+		{"released now", t0, t0, t0, t0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := history.NewClaims(time.Minute)
+			// The owner no longer reports the key: a recorded release stays as it was.
+			c.Sync(map[string]policy.Claim{"10.0.0.1": {Node: "a", Since: tt.since, Released: tt.released}}, map[string][]string{"a": nil}, t0)
+			got, ok, _ := c.Get("10.0.0.1")
+			if !ok {
+				t.Fatal("claim lost")
+			}
+			if tt.released.IsZero() {
+				tt.wantReleased = t0 // Sync released it
+			}
+			want := policy.Claim{Node: "a", Since: tt.wantSince, Released: tt.wantReleased}
+			if got != want {
+				t.Errorf("claim = %+v, want %+v", got, want)
+			}
+			if got.Since.Location() != time.UTC {
+				t.Errorf("since in %v, want UTC", got.Since.Location())
+			}
+			if c.Expire(t0.Add(time.Hour)); tt.released.Equal(never) {
+				if _, ok, _ := c.Get("10.0.0.1"); !ok {
+					t.Error("a claim released in the year 3000 ended an hour later")
+				}
+			}
+		})
 	}
 }

@@ -146,7 +146,8 @@ func (s *Store) SaveIdentity(ctx context.Context, id Identity) (Identity, error)
 
 // LoadClaims reads every recorded claim, by address key. It fails only when a ConfigMap
 // cannot be read. What it cannot use, it leaves out and reports in problems: an entry that is
-// not JSON, a key that is not an address key, a bad time; a key recorded for two Nodes is
+// not JSON, a key that is not an address key, a missing time or one Claims cannot hold
+// (instantHolds); a key recorded for two Nodes is
 // contested and left out too (neither owns it), so that no hand edit or smuggled entry can
 // hand an address to a Node.
 func (s *Store) LoadClaims(ctx context.Context) (claims map[string]policy.Claim, problems []string, err error) {
@@ -174,6 +175,9 @@ func (s *Store) LoadClaims(ctx context.Context) (claims map[string]policy.Claim,
 					continue
 				case e.Since.IsZero():
 					problems = append(problems, fmt.Sprintf("configmap %s/%s key %q: claim on %q has no time", s.namespace, name, node, key))
+					continue
+				case !instantHolds(e.Since) || !e.Released.IsZero() && !instantHolds(e.Released):
+					problems = append(problems, fmt.Sprintf("configmap %s/%s key %q: claim on %q has a time outside the years 1678 to 2262", s.namespace, name, node, key))
 					continue
 				}
 				if prev, ok := claims[key]; ok && prev.Node != node || contested[key] {

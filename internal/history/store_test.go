@@ -97,6 +97,10 @@ func TestStoreClaimsUnusable(t *testing.T) {
 		{name: "key_with_blank", data: map[string]string{"node-a": `{"10.0.0.5 ":{"since":"2026-11-30T12:00:00Z"}}`}, wantProblems: 1, want: map[string]policy.Claim{}},
 		{name: "key_not_canonical", data: map[string]string{"node-a": `{"010.0.0.5":{"since":"2026-11-30T12:00:00Z"}}`}, wantProblems: 1, want: map[string]policy.Claim{}},
 		{name: "no_time", data: map[string]string{"node-a": `{"10.0.0.5":{}}`}, wantProblems: 1, want: map[string]policy.Claim{}},
+		{name: "since_after_2262", data: map[string]string{"node-a": `{"10.0.0.5":{"since":"3000-01-01T00:00:00Z"}}`, "node-b": good}, wantProblems: 1,
+			want: map[string]policy.Claim{"10.0.0.9": {Node: "node-b", Since: t0}}},
+		{name: "released_after_2262", data: map[string]string{"node-a": `{"10.0.0.5":{"since":"2026-11-30T12:00:00Z","released":"2500-01-01T00:00:00Z"}}`}, wantProblems: 1, want: map[string]policy.Claim{}},
+		{name: "since_before_1678", data: map[string]string{"node-a": `{"10.0.0.5":{"since":"1000-01-01T00:00:00Z"}}`}, wantProblems: 1, want: map[string]policy.Claim{}},
 		{name: "two_owners", data: map[string]string{
 			"node-a": `{"10.0.0.5":{"since":"2026-11-30T12:00:00Z"}}`,
 			"node-b": `{"10.0.0.5":{"since":"2020-01-01T00:00:00Z"},"10.0.0.9":{"since":"2026-11-30T12:00:00Z"}}`,
