@@ -250,8 +250,8 @@ func TestClaimTimes(t *testing.T) {
 	never := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
 	latest, earliest := time.Unix(0, math.MaxInt64).UTC(), time.Unix(0, math.MinInt64).UTC()
 	tests := []struct {
-		name                  string
-		since, released       time.Time
+		name                    string
+		since, released         time.Time
 		wantSince, wantReleased time.Time
 	}{
 		{"nanoseconds", t0.Add(123 * time.Nanosecond), time.Time{}, t0.Add(123 * time.Nanosecond), time.Time{}},
