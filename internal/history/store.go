@@ -147,9 +147,8 @@ func (s *Store) SaveIdentity(ctx context.Context, id Identity) (Identity, error)
 // LoadClaims reads every recorded claim, by address key. It fails only when a ConfigMap
 // cannot be read. What it cannot use, it leaves out and reports in problems: an entry that is
 // not JSON, a key that is not an address key, a missing time or one Claims cannot hold
-// (instantHolds); a key recorded for two Nodes is
-// contested and left out too (neither owns it), so that no hand edit or smuggled entry can
-// hand an address to a Node.
+// (instantHolds); a key recorded for two Nodes is contested and left out too (neither owns
+// it), so that no hand edit or smuggled entry can hand an address to a Node.
 func (s *Store) LoadClaims(ctx context.Context) (claims map[string]policy.Claim, problems []string, err error) {
 	claims = map[string]policy.Claim{}
 	contested := map[string]bool{}

@@ -40,7 +40,7 @@ type Node struct {
 
 // Keys returns policy.AddressKeys of the Node's addresses: where the Store indexes it. They are
 // worked out at each call rather than kept: a Node's are read when it changes.
-func (n *Node) Keys() []string { return keys(n.Addresses) }
+func (n *Node) Keys() []string { return policy.AddressKeys(n.Addresses) }
 
 // ErrNotSynced is returned by the lookups of a Store that has not yet listed the Nodes.
 var ErrNotSynced = errors.New("nodes not listed yet")
@@ -502,24 +502,6 @@ func (s *Store) kept(n *corev1.Node, old *Node) *Node {
 		return old
 	}
 	return cur
-}
-
-// keys returns policy.AddressKeys of addrs, each the address's own string where the key is
-// the address as written (an IPv4 address, a lowercase name), so that it is held once. One pass
-// and a sort: a kubelet can report tens of thousands of addresses.
-func keys(addrs []corev1.NodeAddress) []string {
-	ks := make([]string, 0, len(addrs))
-	for _, a := range addrs {
-		switch k := policy.AddressKey(a.Address); k {
-		case "":
-		case a.Address:
-			ks = append(ks, a.Address)
-		default:
-			ks = append(ks, k)
-		}
-	}
-	slices.Sort(ks)
-	return slices.Clip(slices.Compact(ks))
 }
 
 // addressType returns t as one of the constants where it is one, so that the decoder's copy of

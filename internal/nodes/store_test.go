@@ -176,8 +176,8 @@ func TestKeys(t *testing.T) {
 		addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalDNS, Address: fmt.Sprintf("N%06d.EXAMPLE", i%15000)})
 	}
 	addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "010.0.0.1"}, corev1.NodeAddress{Type: corev1.NodeInternalIP, Address: "10.0.0.1"})
-	if got, want := keys(addrs), policy.AddressKeys(addrs); !slices.Equal(got, want) {
-		t.Errorf("keys() has %d keys, policy.AddressKeys %d", len(got), len(want))
+	if got, want := (&Node{Node: policy.Node{Addresses: addrs}}).Keys(), policy.AddressKeys(addrs); !slices.Equal(got, want) {
+		t.Errorf("Keys() has %d keys, policy.AddressKeys %d", len(got), len(want))
 	}
 }
 

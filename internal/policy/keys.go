@@ -57,11 +57,17 @@ func NamePrefixes(nodeName string) []string {
 }
 
 // AddressKeys returns AddressKey of every one of addrs, sorted, without duplicates and empty
-// keys. Controllers index their Node caches with it.
+// keys. Controllers index their Node caches with it. A key that is its address as written (an
+// IPv4 address, a lowercase name) is the address's own string, so that what keeps both keeps
+// it once. One pass and a sort: a kubelet can report tens of thousands of addresses.
 func AddressKeys(addrs []corev1.NodeAddress) []string {
 	keys := make([]string, 0, len(addrs))
 	for _, a := range addrs {
-		if k := AddressKey(a.Address); k != "" {
+		switch k := AddressKey(a.Address); k {
+		case "":
+		case a.Address:
+			keys = append(keys, a.Address)
+		default:
 			keys = append(keys, k)
 		}
 	}

@@ -1,9 +1,11 @@
 package policy_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -129,6 +131,25 @@ func TestNamePrefixes(t *testing.T) {
 	} {
 		if diff := cmp.Diff(policy.NamePrefixes(name), want); diff != "" {
 			t.Errorf("NamePrefixes(%q) (-got +want):\n%s", name, diff)
+		}
+	}
+}
+
+// TestAddressKeysShareTheAddress: a key that is its address as written is the address's own
+// string, not a copy, so that a store keeping both the addresses and the keys keeps it once.
+func TestAddressKeysShareTheAddress(t *testing.T) {
+	addrs := []corev1.NodeAddress{
+		{Type: corev1.NodeInternalIP, Address: strings.Clone("10.0.0.1")},
+		{Type: corev1.NodeHostName, Address: strings.Clone("node-a")},
+		{Type: corev1.NodeInternalDNS, Address: "Node-A.Example"},
+	}
+	keys := policy.AddressKeys(addrs)
+	if want := []string{"10.0.0.1", "node-a", "node-a.example"}; !slices.Equal(keys, want) {
+		t.Fatalf("AddressKeys = %q, want %q", keys, want)
+	}
+	for i, a := range addrs[:2] {
+		if k := keys[i]; unsafe.StringData(k) != unsafe.StringData(a.Address) { //nolint:gosec // G103: compares where two strings point, reads nothing
+			t.Errorf("key %q is a copy of its address", k)
 		}
 	}
 }
